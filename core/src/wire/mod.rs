@@ -1,0 +1,1 @@
+//! KubeEdge DeviceTwin MQTT topics and JSON payloads (filled by the foundation issue).

@@ -1,0 +1,1 @@
+//! The traffic-light example (filled by the traffic-light issue).

@@ -1,0 +1,1 @@
+//! Hardware-in-the-loop scenarios (filled by the traffic-light issue).

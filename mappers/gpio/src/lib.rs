@@ -1,0 +1,1 @@
+//! GPIO mapper (filled by the traffic-light issue).

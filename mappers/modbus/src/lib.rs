@@ -1,0 +1,1 @@
+//! Modbus mapper (filled by the Modbus issue).

@@ -1,0 +1,1 @@
+//! edgetwin mapper SDK (filled by the SDK issue).

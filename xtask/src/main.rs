@@ -1,0 +1,132 @@
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! - `test`: provisions what the tests need on a fresh Debian machine (apt packages, a Python venv
+//!   under `target/`), then runs `cargo fmt --check`, clippy with `-D warnings` and the whole test
+//!   suite with nextest. This is the README's test command and what `.ci/run` calls.
+//! - `gen-crds`: regenerates `crds/*.yaml` from the Rust types.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+mod provision;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root()?;
+    std::env::set_current_dir(&root).context("cd to the workspace root")?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&root, &args[1..]),
+        Some("gen-crds") => gen_crds(),
+        Some("provision") => provision::all(&root),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 test [NEXTEST ARGS]  provision peers, then fmt check, clippy -D warnings, all tests\n  \
+                 provision            only install what the tests need (apt packages, Python venv)\n  \
+                 gen-crds             regenerate crds/*.yaml from the Rust types"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask manifest has no parent directory")
+}
+
+fn test(root: &Path, nextest_args: &[String]) -> Result<()> {
+    let started = Instant::now();
+    provision::all(root)?;
+    let env = test_env(root)?;
+    step("cargo fmt --check", cargo(&env, &["fmt", "--all", "--", "--check"]))?;
+    step(
+        "clippy (workspace, all targets)",
+        cargo(&env, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    step(
+        "clippy (edge-only build of edgetwin-core)",
+        cargo(
+            &env,
+            &[
+                "clippy",
+                "-p",
+                "edgetwin-core",
+                "--no-default-features",
+                "--features",
+                "edge,embedded-broker",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    )?;
+    step("edge build links no kube crate", check_edge_has_no_kube())?;
+    let mut args = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
+    args.extend(nextest_args.iter().map(String::as_str));
+    step("tests (nextest)", cargo(&env, &args))?;
+    println!("xtask test: all green in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// Environment for the test processes. `EDGETWIN_KUBEEDGE_FIXTURES` is passed through when set;
+/// otherwise it defaults to `../shared/fixtures/kubeedge` next to the checkout when that exists.
+fn test_env(root: &Path) -> Result<Vec<(String, OsString)>> {
+    let mut env = vec![(
+        "EDGETWIN_PEERS_VENV".to_owned(),
+        root.join(provision::VENV_DIR).into_os_string(),
+    )];
+    if std::env::var_os("EDGETWIN_KUBEEDGE_FIXTURES").is_none() {
+        let sibling = root.join("../shared/fixtures/kubeedge");
+        if sibling.is_dir() {
+            let abs = sibling.canonicalize()?;
+            println!("xtask: EDGETWIN_KUBEEDGE_FIXTURES unset, using {}", abs.display());
+            env.push(("EDGETWIN_KUBEEDGE_FIXTURES".to_owned(), abs.into_os_string()));
+        } else {
+            println!("xtask: EDGETWIN_KUBEEDGE_FIXTURES unset: tests on KubeEdge fixtures will skip");
+        }
+    }
+    Ok(env)
+}
+
+fn cargo(env: &[(String, OsString)], args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+fn step(name: &str, mut cmd: Command) -> Result<()> {
+    let started = Instant::now();
+    println!("\n=== xtask: {name}");
+    let status = cmd.status().with_context(|| format!("failed to start {name}"))?;
+    println!("=== xtask: {name}: {status} in {:.0?}", started.elapsed());
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
+}
+
+/// `cargo tree` of the edge-only feature set must not contain any kube crate.
+fn check_edge_has_no_kube() -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(
+        "cargo tree -p edgetwin-core --no-default-features --features edge,embedded-broker \
+         -e normal --prefix none | grep -E '^(kube|k8s-openapi)' && \
+         { echo 'kube crates found in the edge build'; exit 1; } || exit 0",
+    );
+    cmd
+}
+
+fn gen_crds() -> Result<()> {
+    bail!("gen-crds: not built yet (tracked in issue 2)")
+}
