@@ -48,10 +48,23 @@ fn test(root: &Path, nextest_args: &[String]) -> Result<()> {
     let started = Instant::now();
     provision::all(root)?;
     let env = test_env(root)?;
-    step("cargo fmt --check", cargo(&env, &["fmt", "--all", "--", "--check"]))?;
+    step(
+        "cargo fmt --check",
+        cargo(&env, &["fmt", "--all", "--", "--check"]),
+    )?;
     step(
         "clippy (workspace, all targets)",
-        cargo(&env, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        cargo(
+            &env,
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
     )?;
     step(
         "clippy (edge-only build of edgetwin-core)",
@@ -89,10 +102,18 @@ fn test_env(root: &Path) -> Result<Vec<(String, OsString)>> {
         let sibling = root.join("../shared/fixtures/kubeedge");
         if sibling.is_dir() {
             let abs = sibling.canonicalize()?;
-            println!("xtask: EDGETWIN_KUBEEDGE_FIXTURES unset, using {}", abs.display());
-            env.push(("EDGETWIN_KUBEEDGE_FIXTURES".to_owned(), abs.into_os_string()));
+            println!(
+                "xtask: EDGETWIN_KUBEEDGE_FIXTURES unset, using {}",
+                abs.display()
+            );
+            env.push((
+                "EDGETWIN_KUBEEDGE_FIXTURES".to_owned(),
+                abs.into_os_string(),
+            ));
         } else {
-            println!("xtask: EDGETWIN_KUBEEDGE_FIXTURES unset: tests on KubeEdge fixtures will skip");
+            println!(
+                "xtask: EDGETWIN_KUBEEDGE_FIXTURES unset: tests on KubeEdge fixtures will skip"
+            );
         }
     }
     Ok(env)
@@ -108,7 +129,9 @@ fn cargo(env: &[(String, OsString)], args: &[&str]) -> Command {
 fn step(name: &str, mut cmd: Command) -> Result<()> {
     let started = Instant::now();
     println!("\n=== xtask: {name}");
-    let status = cmd.status().with_context(|| format!("failed to start {name}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {name}"))?;
     println!("=== xtask: {name}: {status} in {:.0?}", started.elapsed());
     if !status.success() {
         bail!("{name} failed ({status})");

@@ -22,7 +22,9 @@ pub fn all(root: &Path) -> Result<()> {
 fn have(cmd: &str) -> bool {
     Command::new("sh")
         .arg("-c")
-        .arg(format!("command -v {cmd} >/dev/null 2>&1 || test -x /usr/sbin/{cmd}"))
+        .arg(format!(
+            "command -v {cmd} >/dev/null 2>&1 || test -x /usr/sbin/{cmd}"
+        ))
         .status()
         .map(|s| s.success())
         .unwrap_or(false)

@@ -60,9 +60,16 @@ pub enum ValueError {
 impl PropertyType {
     /// Parses a wire string into a value of this type.
     pub fn parse(self, wire: &str) -> Result<Value, ValueError> {
-        let wrong = |expected| ValueError::WrongType { value: wire.to_owned(), expected };
+        let wrong = |expected| ValueError::WrongType {
+            value: wire.to_owned(),
+            expected,
+        };
         match self {
-            PropertyType::Int => wire.trim().parse().map(Value::Int).map_err(|_| wrong("int or integer")),
+            PropertyType::Int => wire
+                .trim()
+                .parse()
+                .map(Value::Int)
+                .map_err(|_| wrong("int or integer")),
             PropertyType::Float | PropertyType::Double => wire
                 .trim()
                 .parse::<f64>()
@@ -123,14 +130,24 @@ mod tests {
         assert!(PropertyType::Int.parse("4.2").is_err());
         assert_eq!(PropertyType::Float.parse("23.5"), Ok(Value::Float(23.5)));
         assert!(PropertyType::Double.parse("NaN").is_err());
-        assert_eq!(PropertyType::Boolean.parse("true"), Ok(Value::Boolean(true)));
+        assert_eq!(
+            PropertyType::Boolean.parse("true"),
+            Ok(Value::Boolean(true))
+        );
         assert!(PropertyType::Boolean.parse("ON").is_err());
-        assert_eq!(PropertyType::String.parse("ON"), Ok(Value::String("ON".into())));
+        assert_eq!(
+            PropertyType::String.parse("ON"),
+            Ok(Value::String("ON".into()))
+        );
     }
 
     #[test]
     fn wire_form_round_trips() {
-        for (t, s) in [(PropertyType::Int, "-7"), (PropertyType::Float, "0.5"), (PropertyType::Boolean, "false")] {
+        for (t, s) in [
+            (PropertyType::Int, "-7"),
+            (PropertyType::Float, "0.5"),
+            (PropertyType::Boolean, "false"),
+        ] {
             assert_eq!(t.parse(s).map(|v| v.to_wire()), Ok(s.to_owned()));
         }
     }

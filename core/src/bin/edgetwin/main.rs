@@ -52,7 +52,9 @@ fn main() -> ExitCode {
         Command::Cloud => not_built::exit("edgetwin cloud", 5),
         Command::Edge => not_built::exit("edgetwin edge", 3),
         Command::Ctl => not_built::exit("edgetwin ctl", 5),
-        Command::Crd { command: CrdCommand::Print } => not_built::exit("edgetwin crd print", 2),
+        Command::Crd {
+            command: CrdCommand::Print,
+        } => not_built::exit("edgetwin crd print", 2),
         Command::Convert { .. } => not_built::exit("edgetwin convert", 2),
         Command::Up => not_built::exit("edgetwin up", 6),
     }
