@@ -225,3 +225,239 @@ fn step_ref(index: usize, step: &Step) -> StepRef {
         kind: step.kind(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::StepKind;
+
+    fn pipeline(yaml: &str) -> Pipeline {
+        let spec: PipelineSpec = serde_saphyr::from_str(yaml).expect("valid YAML");
+        Pipeline::build(&spec).expect("valid pipeline")
+    }
+
+    fn at(step: usize, kind: StepKind) -> StepRef {
+        StepRef { index: step, kind }
+    }
+
+    fn report(value: Value) -> Outcome {
+        Outcome::Report {
+            value,
+            released_by: None,
+        }
+    }
+
+    #[test]
+    fn an_empty_pipeline_reports_every_value_as_read() {
+        let mut p = Pipeline::build(&PipelineSpec::default()).expect("empty is valid");
+        assert!(p.is_empty());
+        let sample = Sample::new(Value::String("x".into()), 1);
+        assert_eq!(p.process(sample), Ok(report(Value::String("x".into()))));
+        assert_eq!(p.next_deadline(), None);
+        assert_eq!(p.tick(u64::MAX), Ok(None));
+        assert_eq!(p.on_write(Value::Int(3)), Ok(Value::Int(3)));
+    }
+
+    #[test]
+    fn build_errors_name_the_step_and_the_field() {
+        let spec: PipelineSpec =
+            serde_saphyr::from_str("- scale: {factor: 2}\n- window: {size: 0, aggregate: mean}\n")
+                .expect("valid YAML");
+        let error = Pipeline::build(&spec).expect_err("size 0");
+        assert_eq!(error.step, at(1, StepKind::Window));
+        assert_eq!(
+            error.to_string(),
+            "pipeline[1] (window): `size` must be between 1 and 100000"
+        );
+    }
+
+    #[test]
+    fn a_temperature_register_is_scaled_limited_rounded_and_deadbanded() {
+        let mut p = pipeline(
+            "- scale: {factor: 0.1, offset: -40}\n\
+             - clamp: {min: -40, max: 125}\n\
+             - round: {decimals: 1}\n\
+             - deadband: {absolute: 0.5}\n",
+        );
+        let mut read = |raw: i64, t: u64| p.process(Sample::new(Value::Int(raw), t));
+        assert_eq!(read(653, 0), Ok(report(Value::Float(25.3))));
+        assert_eq!(
+            read(655, 1_000),
+            Ok(Outcome::Suppressed {
+                by: at(3, StepKind::Deadband)
+            })
+        );
+        assert_eq!(read(659, 2_000), Ok(report(Value::Float(25.9))));
+        // Far above the sensor's range: clamped to 125.
+        assert_eq!(read(5_000, 3_000), Ok(report(Value::Float(125.0))));
+    }
+
+    #[test]
+    fn write_undoes_map_and_scale_in_reverse_order_and_checks_clamp() {
+        let p = pipeline(
+            "- scale: {factor: 0.1, offset: -40}\n\
+             - clamp: {min: -40, max: 125}\n\
+             - round: {decimals: 1}\n\
+             - deadband: {absolute: 0.5}\n",
+        );
+        assert_eq!(p.on_write(Value::Float(25.3)), Ok(Value::Float(653.0)));
+        let error = p.on_write(Value::Int(130)).expect_err("above the clamp");
+        assert_eq!(
+            error.to_string(),
+            "pipeline[1] (clamp): the desired value 130 is outside the allowed range [-40, 125]"
+        );
+
+        let lamp = pipeline("- scale: {factor: 2}\n- map: {\"0\": \"OFF\", \"2\": \"ON\"}\n");
+        assert_eq!(
+            lamp.on_write(Value::String("ON".into())),
+            Ok(Value::Float(1.0))
+        );
+        let mut lamp = lamp;
+        assert_eq!(
+            lamp.on_read(Sample::new(Value::Int(1), 0)),
+            Ok(Some(Value::String("ON".into())))
+        );
+    }
+
+    #[test]
+    fn runtime_errors_name_the_step_and_kind() {
+        let mut p = pipeline("- map: {\"0\": \"OFF\", \"1\": \"ON\"}\n- scale: {factor: 2}\n");
+        let error = p
+            .process(Sample::new(Value::Int(1), 0))
+            .expect_err("a label is not a number");
+        assert_eq!(
+            error.to_string(),
+            "pipeline[1] (scale): needs a number, got string \"ON\""
+        );
+    }
+
+    #[test]
+    fn a_refused_sample_leaves_earlier_steps_as_they_were() {
+        let mut p = pipeline("- deadband: {}\n- map: {\"0\": \"OFF\", \"1\": \"ON\"}\n");
+        let mut read = |raw: i64| p.process(Sample::new(Value::Int(raw), 0));
+        assert_eq!(read(1), Ok(report(Value::String("ON".into()))));
+        assert_eq!(read(0), Ok(report(Value::String("OFF".into()))));
+        let error = read(2).expect_err("2 is not in the map");
+        assert_eq!(error.step, at(1, StepKind::Map));
+        // Had the deadband taken 2 as its reference, 0 would count as a change.
+        assert_eq!(
+            read(0),
+            Ok(Outcome::Suppressed {
+                by: at(0, StepKind::Deadband)
+            })
+        );
+    }
+
+    #[test]
+    fn tick_releases_held_values_when_their_deadline_comes() {
+        let mut p = pipeline("- rateLimit: {minInterval: 1s}\n");
+        let mut read = |raw: i64, t: u64| p.on_read(Sample::new(Value::Int(raw), t));
+        assert_eq!(read(1, 0), Ok(Some(Value::Int(1))));
+        assert_eq!(read(2, 100), Ok(None));
+        assert_eq!(read(3, 200), Ok(None));
+        assert_eq!(p.next_deadline(), Some(1_000));
+        assert_eq!(p.tick(999), Ok(None));
+        assert_eq!(
+            p.tick(1_000),
+            Ok(Some(Outcome::Report {
+                value: Value::Int(3),
+                released_by: Some(at(0, StepKind::RateLimit)),
+            }))
+        );
+        assert_eq!(p.next_deadline(), None);
+        assert_eq!(p.tick(5_000), Ok(None));
+    }
+
+    #[test]
+    fn a_sample_also_releases_what_later_steps_hold() {
+        // The deadband suppresses the sample at 1500, but by then the rate limit's held value is
+        // due: the sample's run releases it.
+        let mut p = pipeline("- deadband: {absolute: 5}\n- rateLimit: {minInterval: 1s}\n");
+        p.on_read(Sample::new(Value::Int(0), 0)).expect("numeric");
+        assert_eq!(
+            p.process(Sample::new(Value::Int(10), 100)),
+            Ok(Outcome::Suppressed {
+                by: at(1, StepKind::RateLimit)
+            })
+        );
+        assert_eq!(
+            p.process(Sample::new(Value::Int(12), 1_500)),
+            Ok(Outcome::Report {
+                value: Value::Int(10),
+                released_by: Some(at(1, StepKind::RateLimit)),
+            })
+        );
+    }
+
+    #[test]
+    fn a_closed_window_goes_through_the_steps_after_it() {
+        let mut p = pipeline(
+            "- window: {period: 1s, aggregate: mean}\n\
+             - deadband: {absolute: 1}\n",
+        );
+        for (raw, t) in [(10, 0), (20, 500)] {
+            p.on_read(Sample::new(Value::Int(raw), t)).expect("numeric");
+        }
+        assert_eq!(p.next_deadline(), Some(1_000));
+        let window = Some(at(0, StepKind::Window));
+        assert_eq!(
+            p.tick(1_000),
+            Ok(Some(Outcome::Report {
+                value: Value::Float(15.0),
+                released_by: window
+            }))
+        );
+        for (raw, t) in [(15, 1_100), (16, 1_200)] {
+            p.on_read(Sample::new(Value::Int(raw), t)).expect("numeric");
+        }
+        // Mean 15.5 is within the deadband of 15: released by the window, suppressed after it.
+        assert_eq!(
+            p.tick(2_000),
+            Ok(Some(Outcome::Suppressed {
+                by: at(1, StepKind::Deadband)
+            }))
+        );
+        assert_eq!(p.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_released_value_that_a_later_step_refuses_is_consumed() {
+        let mut p = pipeline("- rateLimit: {minInterval: 1s}\n- map: {\"1\": \"ON\"}\n");
+        p.on_read(Sample::new(Value::Int(1), 0)).expect("mapped");
+        assert_eq!(p.on_read(Sample::new(Value::Int(7), 10)), Ok(None));
+        let error = p.tick(1_000).expect_err("7 is not in the map");
+        assert_eq!(error.step, at(1, StepKind::Map));
+        // Otherwise every tick would fail again on the same value.
+        assert_eq!(p.next_deadline(), None);
+        assert_eq!(p.tick(2_000), Ok(None));
+    }
+
+    #[test]
+    fn time_never_goes_back() {
+        let mut p = pipeline("- rateLimit: {minInterval: 1s}\n");
+        assert_eq!(
+            p.on_read(Sample::new(Value::Int(1), 5_000)),
+            Ok(Some(Value::Int(1)))
+        );
+        // A clock stepped back to 1000 counts as 5000: still within the interval.
+        assert_eq!(p.on_read(Sample::new(Value::Int(2), 1_000)), Ok(None));
+        assert_eq!(p.next_deadline(), Some(6_000));
+    }
+
+    #[test]
+    fn next_deadline_is_the_earliest_of_the_steps() {
+        let mut p = pipeline(
+            "- rateLimit: {minInterval: 10s}\n\
+             - window: {period: 1s, aggregate: last}\n",
+        );
+        p.on_read(Sample::new(Value::Int(1), 0)).expect("any type");
+        // The window holds 1 until 1000.
+        assert_eq!(p.next_deadline(), Some(1_000));
+        p.on_read(Sample::new(Value::Int(2), 500))
+            .expect("any type");
+        // The rate limit holds 2 until 10000; the window still ends at 1000.
+        assert_eq!(p.next_deadline(), Some(1_000));
+        p.tick(1_000).expect("due");
+        assert_eq!(p.next_deadline(), Some(10_000));
+    }
+}

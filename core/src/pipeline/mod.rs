@@ -17,6 +17,7 @@
 mod duration;
 mod engine;
 mod error;
+mod literal;
 mod number;
 pub mod preview;
 mod spec;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod not_built;
+mod pipeline_cmd;
 
 /// edgetwin: KubeEdge-compatible device twins for the edge.
 #[derive(Debug, Parser)]
@@ -35,6 +36,11 @@ enum Command {
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
     },
+    /// Work with a property's data pipeline (scale, clamp, deadband, window, rate limit, map).
+    Pipeline {
+        #[command(subcommand)]
+        command: pipeline_cmd::PipelineCommand,
+    },
     /// Run the whole traffic-light demo on one machine: embedded broker, registry, cloud, edge and
     /// the GPIO mapper on a simulated chip.
     Up,
@@ -57,5 +63,12 @@ fn main() -> ExitCode {
         } => not_built::exit("edgetwin crd print", 2),
         Command::Convert { .. } => not_built::exit("edgetwin convert", 2),
         Command::Up => not_built::exit("edgetwin up", 6),
+        Command::Pipeline { command } => match pipeline_cmd::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

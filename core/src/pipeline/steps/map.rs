@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 
 use crate::model::Value;
 use crate::pipeline::error::Problem;
+use crate::pipeline::literal;
 use crate::pipeline::number::as_number;
 use crate::pipeline::spec::MapSpec;
 
@@ -70,8 +71,8 @@ impl MapStep {
             .map(|(key, label)| Entry {
                 key: Term::new(key),
                 label: Term::new(label),
-                raw: typed_key(key),
-                reported: typed_label(label),
+                raw: literal::infer(key),
+                reported: literal::infer_exact(label),
             })
             .collect();
         for (i, a) in entries.iter().enumerate() {
@@ -128,32 +129,6 @@ impl MapStep {
     fn list(&self, term: impl Fn(&Entry) -> &Term) -> String {
         let texts: BTreeSet<&str> = self.entries.iter().map(|e| term(e).text.as_str()).collect();
         texts.into_iter().collect::<Vec<_>>().join(", ")
-    }
-}
-
-/// A key as the raw value a driver gets: int, float or boolean when it reads as one.
-fn typed_key(text: &str) -> Value {
-    let trimmed = text.trim();
-    if let Ok(i) = trimmed.parse::<i64>() {
-        return Value::Int(i);
-    }
-    if let Some(x) = trimmed.parse::<f64>().ok().filter(|x| x.is_finite()) {
-        return Value::Float(x);
-    }
-    match trimmed {
-        "true" => Value::Boolean(true),
-        "false" => Value::Boolean(false),
-        _ => Value::String(text.to_owned()),
-    }
-}
-
-/// A label as reported: typed only when that keeps its text exactly.
-fn typed_label(text: &str) -> Value {
-    let typed = typed_key(text);
-    if typed.to_wire() == text {
-        typed
-    } else {
-        Value::String(text.to_owned())
     }
 }
 
