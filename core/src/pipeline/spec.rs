@@ -32,7 +32,8 @@ use super::duration::DurationSpec;
 #[serde(transparent)]
 pub struct PipelineSpec(pub Vec<StepSpec>);
 
-/// One step of a pipeline.
+/// One step of a pipeline: in YAML an object with exactly one of the keys `scale`, `clamp`,
+/// `round`, `deadband`, `window`, `rateLimit`, `map`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "StepObject", into = "StepObject")]
 pub enum StepSpec {
@@ -143,6 +144,7 @@ pub struct ClampSpec {
 pub struct RoundSpec {
     /// Decimals to keep, 0 to 15. Default 0.
     #[serde(default)]
+    #[schemars(range(max = 15))]
     pub decimals: u8,
 }
 
@@ -153,9 +155,11 @@ pub struct RoundSpec {
 pub struct DeadbandSpec {
     /// Band in the value's units.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub absolute: Option<f64>,
     /// Band as a percentage of the last value passed on (`1` means 1 %).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub percent: Option<f64>,
 }
 
@@ -166,6 +170,7 @@ pub struct DeadbandSpec {
 pub struct WindowSpec {
     /// Number of samples per window (1 to 100 000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100_000))]
     pub size: Option<u32>,
     /// Length of a window in time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,6 +228,7 @@ pub enum WindowMode {
 pub struct RateLimitSpec {
     /// Values per second (may be fractional: 0.2 is one every 5 s); at most 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1_000))]
     pub max_per_second: Option<f64>,
     /// Shortest time between two values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -238,10 +244,6 @@ pub struct MapSpec(pub BTreeMap<String, String>);
 /// The YAML/JSON shape of a step: one optional property per kind, exactly one of them set.
 #[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[schemars(
-    rename = "PipelineStep",
-    description = "One pipeline step: an object with exactly one of the properties below."
-)]
 struct StepObject {
     /// `value × factor + offset`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -458,5 +460,119 @@ mod tests {
         );
         let back: PipelineSpec = serde_json::from_value(json).expect("deserialise");
         assert_eq!(back, spec);
+    }
+}
+
+/// The schema as `#[derive(CustomResource)]` will render it inside the Device CRD, checked against
+/// the Kubernetes structural-schema rules that apply to this subtree.
+#[cfg(all(test, feature = "kube"))]
+mod crd_schema_tests {
+    use kube::core::schema::{OptionalEnum, OptionalIntOrString, StructuralSchemaRewriter};
+    use schemars::generate::SchemaSettings;
+    use schemars::transform::AddNullable;
+    use serde_json::Value as Json;
+
+    use super::PipelineSpec;
+
+    /// The settings kube-derive 5 uses for CRD schemas.
+    fn crd_schema() -> Json {
+        let generator = SchemaSettings::openapi3()
+            .with(|s| {
+                s.inline_subschemas = true;
+                s.meta_schema = None;
+            })
+            .with_transform(AddNullable::default())
+            .with_transform(StructuralSchemaRewriter)
+            .with_transform(OptionalEnum)
+            .with_transform(OptionalIntOrString)
+            .into_generator();
+        generator.into_root_schema_for::<PipelineSpec>().to_value()
+    }
+
+    /// Every violation of the structural rules below `path`.
+    fn violations(node: &Json, path: &str, found: &mut Vec<String>) {
+        let Some(object) = node.as_object() else {
+            found.push(format!("{path}: not a schema object"));
+            return;
+        };
+        let int_or_string = object.get("x-kubernetes-int-or-string") == Some(&Json::Bool(true));
+        if !object.contains_key("type") && !int_or_string {
+            found.push(format!("{path}: no type"));
+        }
+        for keyword in [
+            "$ref",
+            "anyOf",
+            "oneOf",
+            "allOf",
+            "not",
+            "definitions",
+            "$defs",
+        ] {
+            if object.contains_key(keyword) {
+                found.push(format!("{path}: uses {keyword}"));
+            }
+        }
+        if object.contains_key("properties") && object.contains_key("additionalProperties") {
+            found.push(format!("{path}: both properties and additionalProperties"));
+        }
+        if let Some(properties) = object.get("properties").and_then(Json::as_object) {
+            for (name, child) in properties {
+                violations(child, &format!("{path}.{name}"), found);
+            }
+        }
+        for keyword in ["items", "additionalProperties"] {
+            if let Some(child) = object.get(keyword).filter(|c| c.is_object()) {
+                violations(child, &format!("{path}.{keyword}"), found);
+            }
+        }
+    }
+
+    #[test]
+    fn the_pipeline_schema_is_structural() {
+        let schema = crd_schema();
+        let mut found = Vec::new();
+        violations(&schema, "pipeline", &mut found);
+        assert!(found.is_empty(), "{found:#?}\n{schema:#}");
+    }
+
+    #[test]
+    fn the_schema_has_the_documented_shape() {
+        let schema = crd_schema();
+        assert_eq!(schema["type"], "array");
+        let step = &schema["items"];
+        assert_eq!(step["type"], "object");
+        let kinds: Vec<&str> = step["properties"]
+            .as_object()
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            kinds,
+            [
+                "clamp",
+                "deadband",
+                "map",
+                "rateLimit",
+                "round",
+                "scale",
+                "window"
+            ]
+        );
+        let window = &step["properties"]["window"]["properties"];
+        assert_eq!(window["period"]["x-kubernetes-int-or-string"], true);
+        assert_eq!(
+            window["aggregate"]["enum"],
+            serde_json::json!(["min", "max", "mean", "sum", "last"])
+        );
+        assert_eq!(
+            step["properties"]["map"]["additionalProperties"]["type"],
+            "string"
+        );
+        // Ranges the API server can check before the pipeline is built.
+        assert_eq!(window["size"]["minimum"], 1);
+        assert_eq!(window["size"]["maximum"], 100_000);
+        assert_eq!(
+            step["properties"]["round"]["properties"]["decimals"]["maximum"],
+            15
+        );
     }
 }
