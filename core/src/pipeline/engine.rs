@@ -133,6 +133,25 @@ impl Pipeline {
         self.process(sample).map(Outcome::into_reported)
     }
 
+    /// Runs a sample that must be reported whatever the filters say: the read-back after a write
+    /// (so the twin's reported value confirms the desired one even within a deadband), or a
+    /// heartbeat. Values are converted as usual; `deadband` and `rateLimit` let it pass and take it
+    /// as their reference; a `window` passes it on without adding it to its samples.
+    pub fn report_now(&mut self, sample: Sample) -> Result<Value, PipelineError> {
+        let at_ms = self.advance_clock(sample.at_ms);
+        let mut value = sample.value;
+        let mut changes = Vec::with_capacity(self.steps.len());
+        for (index, step) in self.steps.iter().enumerate() {
+            let (next, change) = step
+                .read_forced(value, at_ms)
+                .map_err(|problem| problem.at(step_ref(index, step)))?;
+            value = next;
+            changes.push((index, change));
+        }
+        self.commit(changes);
+        Ok(value)
+    }
+
     /// Lets time pass to `now_ms` without a sample: steps whose deadline has come release what
     /// they hold, and it goes through the rest of the pipeline. `None` when nothing was due.
     pub fn tick(&mut self, now_ms: u64) -> Result<Option<Outcome>, PipelineError> {
@@ -168,8 +187,7 @@ impl Pipeline {
     /// only when the run succeeds, except that a value released on the way is consumed even when
     /// a later step refuses it (otherwise it would be refused again at every tick).
     fn run(&mut self, start: Flowing, at_ms: u64) -> Result<Flowing, PipelineError> {
-        let at_ms = at_ms.max(self.latest_ms);
-        self.latest_ms = at_ms;
+        let at_ms = self.advance_clock(at_ms);
         let mut flowing = start;
         let mut changes: Vec<(usize, Change)> = Vec::new();
         let mut releases: Vec<(usize, Change)> = Vec::new();
@@ -208,6 +226,12 @@ impl Pipeline {
         changes.append(&mut releases);
         self.commit(changes);
         Ok(flowing)
+    }
+
+    /// The time to use for an event at `at_ms`: never earlier than one seen before.
+    fn advance_clock(&mut self, at_ms: u64) -> u64 {
+        self.latest_ms = self.latest_ms.max(at_ms);
+        self.latest_ms
     }
 
     fn commit(&mut self, changes: Vec<(usize, Change)>) {
@@ -430,6 +454,37 @@ mod tests {
         // Otherwise every tick would fail again on the same value.
         assert_eq!(p.next_deadline(), None);
         assert_eq!(p.tick(2_000), Ok(None));
+    }
+
+    #[test]
+    fn report_now_gets_a_read_back_past_the_filters_and_makes_it_the_reference() {
+        let mut p = pipeline(
+            "- scale: {factor: 0.1}\n\
+             - deadband: {absolute: 0.5}\n\
+             - rateLimit: {minInterval: 10s}\n\
+             - window: {size: 3, aggregate: mean, mode: sliding}\n",
+        );
+        assert_eq!(
+            p.on_read(Sample::new(Value::Int(251), 0)),
+            Ok(Some(Value::Float(25.1)))
+        );
+        // 26.0 passes the deadband but the rate limit holds it until 10 s.
+        assert_eq!(p.on_read(Sample::new(Value::Int(260), 50)), Ok(None));
+        // The desired 25.8 was written; a plain read of it is within the deadband of 26.0…
+        assert_eq!(p.on_read(Sample::new(Value::Int(258), 100)), Ok(None));
+        // …but its read-back must reach the twin, and supersedes the held 26.0.
+        let read_back = p.report_now(Sample::new(Value::Int(258), 200));
+        assert_eq!(read_back, Ok(Value::Float(25.8)));
+        assert_eq!(p.next_deadline(), None);
+        // The window did not take the read-back: its mean is still over the periodic samples.
+        assert_eq!(
+            p.on_read(Sample::new(Value::Int(300), 10_200)),
+            Ok(Some(Value::Float(27.55)))
+        );
+        let error = p
+            .report_now(Sample::new(Value::String("x".into()), 10_300))
+            .expect_err("not a number");
+        assert_eq!(error.step, at(0, StepKind::Scale));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! * [`Pipeline::on_read`] / [`Pipeline::process`] for each sample read;
 //! * [`Pipeline::tick`] when [`Pipeline::next_deadline`] comes, so held values (a closed time
 //!   window, a rate-limited value) are reported without waiting for the next sample;
-//! * [`Pipeline::on_write`] for each desired value.
+//! * [`Pipeline::on_write`] for each desired value, and [`Pipeline::report_now`] for the read-back
+//!   that follows the write (and for heartbeats): it must be reported whatever the filters say.
 //!
 //! Pure: no tokio, no I/O, no clock. Times are milliseconds passed in by the caller.
 //! [`preview`] runs a pipeline over recorded samples (`edgetwin pipeline test`).

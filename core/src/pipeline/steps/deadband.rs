@@ -84,6 +84,14 @@ impl Deadband {
         })
     }
 
+    /// Passes a value that must be reported and takes it as the new reference.
+    pub(crate) fn read_forced(&self, value: Value) -> Result<(Value, Change), Problem> {
+        if let Some(x) = as_number(&value) {
+            finite(x)?;
+        }
+        Ok((value.clone(), Change(Some(value))))
+    }
+
     pub(crate) fn apply(&mut self, change: Change) {
         if let Change(Some(value)) = change {
             self.last_passed = Some(value);
@@ -228,6 +236,20 @@ mod tests {
         d.apply(change);
         let (flow, change) = d.read(Value::Int(6)).expect("numeric");
         assert_eq!((flow, change), (Flow::Hold, Change(None)));
+    }
+
+    #[test]
+    fn a_forced_value_passes_and_becomes_the_reference() {
+        let mut d = deadband(Some(1.0), None);
+        run(&mut d, &floats(&[20.0]));
+        let (value, change) = d.read_forced(Value::Float(20.4)).expect("numeric");
+        assert_eq!(value, Value::Float(20.4));
+        d.apply(change);
+        // 21.2 is more than 1 from 20 but not from the forced 20.4.
+        assert_eq!(
+            run(&mut d, &floats(&[21.2, 21.5])),
+            vec![None, Some(Value::Float(21.5))]
+        );
     }
 
     #[test]

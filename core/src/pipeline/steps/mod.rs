@@ -83,16 +83,43 @@ impl Step {
 
     /// Looks at a value read at `at_ms` (never earlier than any time seen before).
     pub(crate) fn read(&self, value: Value, at_ms: u64) -> Result<(Flow, Change), Problem> {
-        let stateless =
-            |result: Result<Value, Problem>| result.map(|v| (Flow::Pass(v), Change::None));
         match self {
-            Step::Scale(s) => stateless(s.read(&value)),
-            Step::Clamp(s) => stateless(s.read(value)),
-            Step::Round(s) => stateless(s.read(value)),
-            Step::Map(s) => stateless(s.read(&value)),
             Step::Deadband(s) => s.read(value).map(|(f, c)| (f, Change::Deadband(c))),
             Step::Window(s) => s.read(value, at_ms).map(|(f, c)| (f, Change::Window(c))),
-            Step::RateLimit(s) => Ok(s.read(value, at_ms)).map(|(f, c)| (f, Change::RateLimit(c))),
+            Step::RateLimit(s) => {
+                let (flow, change) = s.read(value, at_ms);
+                Ok((flow, Change::RateLimit(change)))
+            }
+            Step::Scale(_) | Step::Clamp(_) | Step::Round(_) | Step::Map(_) => {
+                Ok((Flow::Pass(self.convert(value)?), Change::None))
+            }
+        }
+    }
+
+    /// Like `read`, for a value that must be reported: filters let it pass and take it as their
+    /// reference; a window passes it on without adding it (it is not one of the periodic samples).
+    pub(crate) fn read_forced(&self, value: Value, at_ms: u64) -> Result<(Value, Change), Problem> {
+        match self {
+            Step::Deadband(s) => s.read_forced(value).map(|(v, c)| (v, Change::Deadband(c))),
+            Step::RateLimit(s) => {
+                let (value, change) = s.read_forced(value, at_ms);
+                Ok((value, Change::RateLimit(change)))
+            }
+            Step::Window(_) => Ok((value, Change::None)),
+            Step::Scale(_) | Step::Clamp(_) | Step::Round(_) | Step::Map(_) => {
+                Ok((self.convert(value)?, Change::None))
+            }
+        }
+    }
+
+    /// What a stateless step makes of a value; stateful steps never change values.
+    fn convert(&self, value: Value) -> Result<Value, Problem> {
+        match self {
+            Step::Scale(s) => s.read(&value),
+            Step::Clamp(s) => s.read(value),
+            Step::Round(s) => s.read(value),
+            Step::Map(s) => s.read(&value),
+            Step::Deadband(_) | Step::Window(_) | Step::RateLimit(_) => Ok(value),
         }
     }
 

@@ -82,6 +82,12 @@ impl RateLimit {
         }
     }
 
+    /// Passes a value that must be reported; it counts as the value of this interval and
+    /// supersedes any held value.
+    pub(crate) fn read_forced(&self, value: Value, at_ms: u64) -> (Value, Change) {
+        (value, Change::Passed { at_ms })
+    }
+
     pub(crate) fn deadline(&self) -> Option<u64> {
         self.held.as_ref().and(self.next_allowed())
     }
@@ -165,6 +171,19 @@ mod tests {
         assert_eq!(release(&mut r, 1_700), Some(Value::Int(2)));
         assert_eq!(read(&mut r, 3, 2_000), None);
         assert_eq!(r.deadline(), Some(2_700));
+    }
+
+    #[test]
+    fn a_forced_value_supersedes_the_held_one_and_starts_an_interval() {
+        let mut r = every(1_000);
+        read(&mut r, 1, 0);
+        read(&mut r, 2, 100);
+        let (value, change) = r.read_forced(Value::Int(3), 200);
+        assert_eq!(value, Value::Int(3));
+        r.apply(change);
+        assert_eq!(r.deadline(), None);
+        assert_eq!(read(&mut r, 4, 1_100), None);
+        assert_eq!(r.deadline(), Some(1_200));
     }
 
     #[test]
