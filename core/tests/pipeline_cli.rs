@@ -148,29 +148,27 @@ time_ms,input,output,note
     );
 }
 
+/// Runs `edgetwin pipeline test ARGS` expecting exit status 1 and nothing on stdout; the stderr.
+fn refused(files: &Files, args: &[&str]) -> String {
+    let out = edgetwin(&[&["pipeline", "test"], args].concat(), files.dir.path());
+    assert_eq!(out.status.code(), Some(1), "stdout: {}", text(&out.stdout));
+    assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
+    text(&out.stderr)
+}
+
 #[test]
 fn a_bad_csv_row_is_reported_with_file_and_line() {
     let files = Files::new();
     files.write("steps.yaml", TEMPERATURE_STEPS);
     files.write("samples.csv", "timestamp_ms,value\n0,653\nsoon,655\n");
-    let out = edgetwin(
-        &[
-            "pipeline",
-            "test",
-            "--pipeline",
-            "steps.yaml",
-            "--samples",
-            "samples.csv",
-        ],
-        files.dir.path(),
+    let stderr = refused(
+        &files,
+        &["--pipeline", "steps.yaml", "--samples", "samples.csv"],
     );
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
     assert!(
         stderr.contains("samples.csv: bad samples: line 3: timestamp \"soon\" is not a whole"),
         "{stderr}"
     );
-    assert!(out.stdout.is_empty());
 }
 
 #[test]
@@ -181,19 +179,10 @@ fn bad_yaml_and_invalid_steps_are_reported_with_file_line_and_step() {
         "typo.yaml",
         "- scale: {factor: 2}\n- rateLimt: {maxPerSecond: 1}\n",
     );
-    let out = edgetwin(
-        &[
-            "pipeline",
-            "test",
-            "--pipeline",
-            "typo.yaml",
-            "--samples",
-            "samples.csv",
-        ],
-        files.dir.path(),
+    let stderr = refused(
+        &files,
+        &["--pipeline", "typo.yaml", "--samples", "samples.csv"],
     );
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
     assert!(
         stderr.contains("typo.yaml: not a list of pipeline steps"),
         "{stderr}"
@@ -205,19 +194,10 @@ fn bad_yaml_and_invalid_steps_are_reported_with_file_line_and_step() {
         "invalid.yaml",
         "- scale: {factor: 2}\n- window: {size: 5, period: 1s, aggregate: max}\n",
     );
-    let out = edgetwin(
-        &[
-            "pipeline",
-            "test",
-            "--pipeline",
-            "invalid.yaml",
-            "--samples",
-            "samples.csv",
-        ],
-        files.dir.path(),
+    let stderr = refused(
+        &files,
+        &["--pipeline", "invalid.yaml", "--samples", "samples.csv"],
     );
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
     assert!(
         stderr.contains(
             "invalid.yaml: invalid pipeline: pipeline[1] (window): `size` and `period` cannot both be set"
@@ -234,21 +214,15 @@ fn a_missing_property_names_the_ones_there_are() {
         "device.yaml",
         "kind: Device\nmetadata: {name: d}\nspec:\n  properties:\n  - name: a\n  - name: b\n",
     );
-    let out = edgetwin(
-        &[
-            "pipeline",
-            "test",
-            "--device",
-            "device.yaml",
-            "--property",
-            "c",
-            "--samples",
-            "samples.csv",
-        ],
-        files.dir.path(),
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
+    let args = [
+        "--device",
+        "device.yaml",
+        "--property",
+        "c",
+        "--samples",
+        "samples.csv",
+    ];
+    let stderr = refused(&files, &args);
     assert!(
         stderr.contains("device.yaml: no Device has a property named \"c\" (properties: a, b)"),
         "{stderr}"

@@ -105,6 +105,19 @@ impl Problem {
         }
     }
 
+    /// `first` and `second` are alternatives, but both are set.
+    pub(crate) fn both_set(first: &'static str, second: &'static str) -> Self {
+        Problem::config(
+            first,
+            format!("and `{second}` cannot both be set; choose one"),
+        )
+    }
+
+    /// `first` and `second` are alternatives, and neither is set.
+    pub(crate) fn neither_set(first: &'static str, second: &'static str) -> Self {
+        Problem::config(first, format!("or `{second}` is required"))
+    }
+
     /// Attaches the step this problem happened in.
     pub(crate) fn at(self, step: StepRef) -> PipelineError {
         PipelineError {

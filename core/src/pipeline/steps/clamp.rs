@@ -23,7 +23,7 @@ impl Clamp {
             }
         }
         match (spec.min, spec.max) {
-            (None, None) => Err(Problem::config("min", "or `max` is required")),
+            (None, None) => Err(Problem::neither_set("min", "max")),
             (Some(min), Some(max)) if min > max => Err(Problem::config(
                 "min",
                 format!("({min}) must not be greater than `max` ({max})"),

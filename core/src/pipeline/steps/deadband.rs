@@ -44,12 +44,7 @@ impl Deadband {
             }
         };
         let band = match (spec.absolute, spec.percent) {
-            (Some(_), Some(_)) => {
-                return Err(Problem::config(
-                    "absolute",
-                    "and `percent` cannot both be set; choose one",
-                ));
-            }
+            (Some(_), Some(_)) => return Err(Problem::both_set("absolute", "percent")),
             (Some(b), None) => Band::Absolute(check("absolute", b)?),
             (None, Some(p)) => Band::Percent(check("percent", p)?),
             (None, None) => Band::Absolute(0.0),
@@ -122,78 +117,46 @@ mod tests {
             .collect()
     }
 
-    fn floats(xs: &[f64]) -> Vec<Value> {
-        xs.iter().copied().map(Value::Float).collect()
+    /// Feeds floats; returns the ones that went on, `None` for the suppressed ones.
+    fn run_floats(step: &mut Deadband, xs: &[f64]) -> Vec<Option<f64>> {
+        let values: Vec<Value> = xs.iter().copied().map(Value::Float).collect();
+        run(step, &values)
+            .into_iter()
+            .map(|v| match v {
+                Some(Value::Float(x)) => Some(x),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
     fn absolute_band_compares_with_the_last_value_passed_on_not_the_last_sample() {
         let mut d = deadband(Some(0.5), None);
-        let out = run(&mut d, &floats(&[20.0, 20.3, 20.5, 20.6, 20.2, 21.0]));
+        let out = run_floats(&mut d, &[20.0, 20.3, 20.5, 20.6, 20.2, 21.0]);
         // 20.3 and 20.5 are within 0.5 of 20.0 (a difference equal to the band is suppressed);
         // 20.6 is not. Then 20.2 and 21.0 are within 0.5 of 20.6, the new reference.
-        assert_eq!(
-            out,
-            vec![
-                Some(Value::Float(20.0)),
-                None,
-                None,
-                Some(Value::Float(20.6)),
-                None,
-                None
-            ]
-        );
+        assert_eq!(out, [Some(20.0), None, None, Some(20.6), None, None]);
         // A drift by small steps is reported once it adds up.
         let mut drift = deadband(Some(1.0), None);
-        let out = run(&mut drift, &floats(&[0.0, 0.4, 0.8, 1.2, 1.6]));
-        assert_eq!(
-            out,
-            vec![
-                Some(Value::Float(0.0)),
-                None,
-                None,
-                Some(Value::Float(1.2)),
-                None
-            ]
-        );
+        let out = run_floats(&mut drift, &[0.0, 0.4, 0.8, 1.2, 1.6]);
+        assert_eq!(out, [Some(0.0), None, None, Some(1.2), None]);
     }
 
     #[test]
     fn percent_band_is_relative_to_the_last_value_and_zero_around_zero() {
         let mut d = deadband(None, Some(10.0));
-        let out = run(&mut d, &floats(&[100.0, 109.0, 111.0, 121.0, 123.0]));
+        let out = run_floats(&mut d, &[100.0, 109.0, 111.0, 121.0, 123.0]);
         // After 111 the band is 11.1: 121 (10 away) is suppressed, 123 (12 away) is not.
-        assert_eq!(
-            out,
-            vec![
-                Some(Value::Float(100.0)),
-                None,
-                Some(Value::Float(111.0)),
-                None,
-                Some(Value::Float(123.0))
-            ]
-        );
-        // Around 0 the band is 0% of 0 = 0: every change away from 0 is reported, and from a
-        // small value the band is small.
+        assert_eq!(out, [Some(100.0), None, Some(111.0), None, Some(123.0)]);
+        // Around 0 the band is 10 % of 0 = 0: any change away from 0 is reported; from a small
+        // value the band is small.
         let mut z = deadband(None, Some(10.0));
-        let out = run(&mut z, &floats(&[0.0, 0.0, 0.001, 0.00105, 0.0012]));
-        assert_eq!(
-            out,
-            vec![
-                Some(Value::Float(0.0)),
-                None,
-                Some(Value::Float(0.001)),
-                None,
-                Some(Value::Float(0.0012))
-            ]
-        );
+        let out = run_floats(&mut z, &[0.0, 0.0, 0.001, 0.00105, 0.0012]);
+        assert_eq!(out, [Some(0.0), None, Some(0.001), None, Some(0.0012)]);
         // Negative values use the magnitude.
         let mut n = deadband(None, Some(10.0));
-        let out = run(&mut n, &floats(&[-100.0, -91.0, -89.0]));
-        assert_eq!(
-            out,
-            vec![Some(Value::Float(-100.0)), None, Some(Value::Float(-89.0))]
-        );
+        let out = run_floats(&mut n, &[-100.0, -91.0, -89.0]);
+        assert_eq!(out, [Some(-100.0), None, Some(-89.0)]);
     }
 
     #[test]
@@ -241,15 +204,12 @@ mod tests {
     #[test]
     fn a_forced_value_passes_and_becomes_the_reference() {
         let mut d = deadband(Some(1.0), None);
-        run(&mut d, &floats(&[20.0]));
+        run_floats(&mut d, &[20.0]);
         let (value, change) = d.read_forced(Value::Float(20.4)).expect("numeric");
         assert_eq!(value, Value::Float(20.4));
         d.apply(change);
         // 21.2 is more than 1 from 20 but not from the forced 20.4.
-        assert_eq!(
-            run(&mut d, &floats(&[21.2, 21.5])),
-            vec![None, Some(Value::Float(21.5))]
-        );
+        assert_eq!(run_floats(&mut d, &[21.2, 21.5]), [None, Some(21.5)]);
     }
 
     #[test]

@@ -34,18 +34,8 @@ pub(crate) enum Change {
 impl RateLimit {
     pub(crate) fn new(spec: &RateLimitSpec) -> Result<Self, Problem> {
         let interval_ms = match (spec.max_per_second, spec.min_interval) {
-            (Some(_), Some(_)) => {
-                return Err(Problem::config(
-                    "maxPerSecond",
-                    "and `minInterval` cannot both be set; choose one",
-                ));
-            }
-            (None, None) => {
-                return Err(Problem::config(
-                    "maxPerSecond",
-                    "or `minInterval` is required",
-                ));
-            }
+            (Some(_), Some(_)) => return Err(Problem::both_set("maxPerSecond", "minInterval")),
+            (None, None) => return Err(Problem::neither_set("maxPerSecond", "minInterval")),
             (Some(rate), None) => {
                 if !(rate.is_finite() && rate > 0.0 && rate <= MAX_PER_SECOND) {
                     return Err(Problem::config(

@@ -70,13 +70,8 @@ pub(crate) enum Change {
 impl Window {
     pub(crate) fn new(spec: &WindowSpec) -> Result<Self, Problem> {
         let extent = match (spec.size, spec.period) {
-            (Some(_), Some(_)) => {
-                return Err(Problem::config(
-                    "size",
-                    "and `period` cannot both be set; choose one",
-                ));
-            }
-            (None, None) => return Err(Problem::config("size", "or `period` is required")),
+            (Some(_), Some(_)) => return Err(Problem::both_set("size", "period")),
+            (None, None) => return Err(Problem::neither_set("size", "period")),
             (Some(size), None) => {
                 if size == 0 || size > MAX_SIZE {
                     return Err(Problem::config(
@@ -166,15 +161,9 @@ impl Window {
         samples: &'a VecDeque<(u64, Value)>,
         at_ms: u64,
     ) -> impl Iterator<Item = &'a (u64, Value)> {
-        let skip = match self.extent {
-            // Room for the new sample: keep the last size − 1.
-            Extent::Samples(size) => (samples.len() + 1).saturating_sub(size),
-            Extent::Period(period) => samples
-                .iter()
-                .take_while(|(t, _)| t.saturating_add(period) <= at_ms)
-                .count(),
-        };
-        samples.iter().skip(skip)
+        samples
+            .iter()
+            .skip(outdated(self.extent, samples, at_ms, Incoming::NotStored))
     }
 
     pub(crate) fn deadline(&self) -> Option<u64> {
@@ -202,18 +191,39 @@ impl Window {
             (State::Tumbling(open), Change::Open(bucket)) => *open = bucket,
             (State::Sliding(samples), Change::Push { at_ms, value }) => {
                 samples.push_back((at_ms, value));
-                let excess = match self.extent {
-                    Extent::Samples(size) => samples.len().saturating_sub(size),
-                    Extent::Period(period) => samples
-                        .iter()
-                        .take_while(|(t, _)| t.saturating_add(period) <= at_ms)
-                        .count(),
-                };
+                let excess = outdated(self.extent, samples, at_ms, Incoming::Stored);
                 samples.drain(..excess);
             }
             // A tumbling change for a sliding window or the reverse is never produced.
             _ => {}
         }
+    }
+}
+
+/// Whether the newest sample is already among the stored ones.
+#[derive(Clone, Copy, PartialEq)]
+enum Incoming {
+    Stored,
+    NotStored,
+}
+
+/// How many of the oldest `samples` fall out of a sliding window that ends with a sample at
+/// `at_ms`: beyond the last `size`, or at least one period old (the window is `(at − T, at]`).
+fn outdated(
+    extent: Extent,
+    samples: &VecDeque<(u64, Value)>,
+    at_ms: u64,
+    incoming: Incoming,
+) -> usize {
+    match extent {
+        Extent::Samples(size) => {
+            let total = samples.len() + usize::from(incoming == Incoming::NotStored);
+            total.saturating_sub(size)
+        }
+        Extent::Period(period) => samples
+            .iter()
+            .take_while(|(t, _)| t.saturating_add(period) <= at_ms)
+            .count(),
     }
 }
 
