@@ -228,3 +228,103 @@ fn a_missing_property_names_the_ones_there_are() {
         "{stderr}"
     );
 }
+
+/// KubeEdge's own v1beta1 samples from `EDGETWIN_KUBEEDGE_FIXTURES`, or `None` (the test skips).
+fn kubeedge_v1beta1_samples() -> Option<Vec<PathBuf>> {
+    let Some(dir) = std::env::var_os("EDGETWIN_KUBEEDGE_FIXTURES") else {
+        println!("EDGETWIN_KUBEEDGE_FIXTURES is not set: skipping");
+        return None;
+    };
+    let mut samples: Vec<PathBuf> = fs::read_dir(Path::new(&dir).join("samples"))
+        .expect("fixtures samples dir")
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("v1beta1__") && n.ends_with(".yaml"))
+        })
+        .collect();
+    samples.sort();
+    assert!(!samples.is_empty(), "no v1beta1 samples in {dir:?}");
+    Some(samples)
+}
+
+#[test]
+fn kubeedge_device_files_are_read_or_refused_with_a_clear_error() {
+    let Some(samples) = kubeedge_v1beta1_samples() else {
+        return;
+    };
+    let files = Files::new();
+    files.write("samples.csv", "0,1\n");
+    for sample in samples {
+        let path = sample.to_str().expect("UTF-8 path");
+        let args = [
+            "--device",
+            path,
+            "--property",
+            "no-such-property",
+            "--samples",
+            "samples.csv",
+        ];
+        let stderr = refused(&files, &args);
+        let clear = [
+            "no Device has a property named \"no-such-property\" (properties: ",
+            "no document of kind Device",
+            "not a readable Device YAML: error: line ",
+        ];
+        assert!(
+            stderr.starts_with(&format!("error: {path}: "))
+                && clear.iter().any(|c| stderr.contains(c)),
+            "{path}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_kubeedge_device_with_our_pipeline_field_added_runs() {
+    let Some(samples) = kubeedge_v1beta1_samples() else {
+        return;
+    };
+    let instance = samples
+        .iter()
+        .find(|p| p.ends_with("v1beta1__modbus__temperature-instance.yaml"))
+        .expect("the modbus temperature sample");
+    let yaml = fs::read_to_string(instance).expect("read sample");
+    let mut device: serde_json::Value = serde_saphyr::from_str(&yaml).expect("the sample parses");
+    let property = &mut device["spec"]["properties"][0];
+    assert_eq!(property["name"], "temperature");
+    property["pipeline"] = serde_json::json!([
+        {"scale": {"factor": 0.5}},
+        {"deadband": {"absolute": 1}},
+    ]);
+    let files = Files::new();
+    // JSON is YAML: the file is the KubeEdge sample plus our field.
+    files.write(
+        "device.yaml",
+        &serde_json::to_string_pretty(&device).expect("JSON"),
+    );
+    files.write("samples.csv", "0,40\n1000,41\n2000,44\n");
+    let out = edgetwin(
+        &[
+            "pipeline",
+            "test",
+            "--device",
+            "device.yaml",
+            "--property",
+            "temperature",
+            "--samples",
+            "samples.csv",
+            "--format",
+            "csv",
+        ],
+        files.dir.path(),
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "time_ms,input,output,note\n\
+         0,40,20,reported\n\
+         1000,41,,suppressed by pipeline[1] (deadband)\n\
+         2000,44,22,reported\n"
+    );
+}

@@ -317,6 +317,22 @@ mod tests {
     }
 
     #[test]
+    fn an_int_property_gets_ints_from_scale_followed_by_round() {
+        // `scale` yields floats; 25.3 would not be a valid INT, `round: {}` makes it 25.
+        let mut p = pipeline("- scale: {factor: 0.1}\n- round: {}\n");
+        assert_eq!(
+            p.on_read(Sample::new(Value::Int(253), 0)),
+            Ok(Some(Value::Int(25)))
+        );
+        assert_eq!(
+            p.on_read(Sample::new(Value::Int(255), 1)),
+            Ok(Some(Value::Int(26)))
+        );
+        // On write, round passes the desired int through and scale inverts it.
+        assert_eq!(p.on_write(Value::Int(25)), Ok(Value::Float(250.0)));
+    }
+
+    #[test]
     fn write_undoes_map_and_scale_in_reverse_order_and_checks_clamp() {
         let p = pipeline(
             "- scale: {factor: 0.1, offset: -40}\n\
