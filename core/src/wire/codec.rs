@@ -1,8 +1,9 @@
 //! Decoding and encoding wire payloads.
 //!
-//! [`decode`] rejects oversize payloads before parsing, matches struct keys the way Go does (see
-//! [`go_json`](super::go_json)) and reports errors with the path of the offending field, worded so
-//! that they can go back to a mapper as the `reason` of a `400` [`ErrorResult`].
+//! [`decode`] rejects oversize payloads before parsing, matches struct keys the way Go does (exact
+//! name first, then ignoring case; keys of maps are never folded, see [`payload`](super::payload))
+//! and reports errors with the path of the offending field, worded so that they can go back to a
+//! mapper as the `reason` of a `400` [`ErrorResult`].
 //!
 //! [`ErrorResult`]: super::payload::ErrorResult
 
@@ -11,7 +12,6 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::go_json::GoCase;
-use super::payload::BaseMessage;
 
 /// The payload size [`decode`] accepts: 1 MiB, far above any DeviceTwin message (twin values are
 /// bounded separately by the twin engine).
@@ -125,7 +125,12 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireError> {
 /// The `event_id` of a payload that may not decode as a whole, so that an error reply can still
 /// carry it. `None` when the payload is not a JSON object or has no string `event_id`.
 pub fn event_id_of(bytes: &[u8]) -> Option<String> {
-    decode::<BaseMessage>(bytes).ok()?.event_id
+    /// Only the key wanted, so that a bad value elsewhere does not hide it.
+    #[derive(Deserialize)]
+    struct EventId {
+        event_id: Option<String>,
+    }
+    decode::<EventId>(bytes).ok()?.event_id
 }
 
 fn with_path<T>(error: serde_path_to_error::Error<serde_json::Error>) -> WireError {
@@ -179,7 +184,7 @@ fn short_type_name<T>() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::payload::{DeviceTwinUpdate, MembershipUpdate};
+    use crate::wire::payload::{BaseMessage, DeviceTwinUpdate, MembershipUpdate};
 
     #[test]
     fn oversize_payloads_are_rejected_before_parsing() {
@@ -278,7 +283,8 @@ mod tests {
 
     #[test]
     fn event_id_survives_a_payload_that_does_not_decode() {
-        let payload = br#"{"event_id":"e-7","twin":{"red":{"actual":{"value":1}}}}"#;
+        let payload =
+            br#"{"Event_ID":"e-7","timestamp":"now","twin":{"red":{"actual":{"value":1}}}}"#;
         assert!(decode::<DeviceTwinUpdate>(payload).is_err());
         assert_eq!(event_id_of(payload).as_deref(), Some("e-7"));
         assert_eq!(event_id_of(b"not json"), None);
