@@ -183,6 +183,9 @@ fn short_type_name<T>() -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+
     use super::*;
     use crate::wire::payload::{BaseMessage, DeviceTwinUpdate, MembershipUpdate};
 
@@ -288,6 +291,94 @@ mod tests {
         assert!(decode::<DeviceTwinUpdate>(payload).is_err());
         assert_eq!(event_id_of(payload).as_deref(), Some("e-7"));
         assert_eq!(event_id_of(b"not json"), None);
+    }
+
+    /// Arbitrary JSON whose keys are often KubeEdge keys, in any case.
+    fn kubeedge_like_json() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let key = prop_oneof![
+            prop::sample::select(vec![
+                "event_id",
+                "timestamp",
+                "twin",
+                "expected",
+                "actual",
+                "value",
+                "metadata",
+                "type",
+                "optional",
+                "expected_version",
+                "actual_version",
+                "cloud",
+                "edge",
+                "delta",
+                "last",
+                "current",
+                "added_devices",
+                "removed_devices",
+                "devices",
+                "id",
+                "name",
+                "state",
+                "attributes",
+                "header",
+                "msg_id",
+                "route",
+                "content",
+                "State",
+                "TWIN",
+                "Event_ID",
+                "Metadata",
+                "Timestamp",
+            ])
+            .prop_map(str::to_owned),
+            "[a-zA-Z_]{1,6}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-zA-Z0-9 ]{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 64, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map(key.clone(), inner, 0..6)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Whatever decodes re-encodes to JSON that decodes to the same value.
+    fn assert_stable<T>(text: &[u8]) -> Result<(), TestCaseError>
+    where
+        T: serde::de::DeserializeOwned + Serialize + PartialEq + std::fmt::Debug,
+    {
+        if let Ok(first) = decode::<T>(text) {
+            let encoded = encode(&first).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let second: T = decode(&encoded).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(first, second);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_json_either_fails_cleanly_or_round_trips(value in kubeedge_like_json()) {
+            let text = serde_json::to_vec(&value).expect("a Value encodes");
+            assert_stable::<DeviceTwinUpdate>(&text)?;
+            assert_stable::<crate::wire::payload::DeviceTwinDocument>(&text)?;
+            assert_stable::<MembershipUpdate>(&text)?;
+            assert_stable::<crate::wire::payload::DeviceUpdate>(&text)?;
+            assert_stable::<crate::wire::payload::TwinReply>(&text)?;
+            assert_stable::<crate::wire::Envelope>(&text)?;
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..128)) {
+            let _ = decode::<DeviceTwinUpdate>(&bytes);
+            let _ = decode::<crate::wire::Envelope>(&bytes);
+        }
     }
 
     #[test]
