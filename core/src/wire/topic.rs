@@ -393,15 +393,17 @@ pub enum Topic {
 }
 
 const DATA_EVENT: &[&str] = &["data", "update"];
+const DEVICE_ID_LEVELS: &str = "1 ({name}) or 2 ({namespace}/{name})";
 
 /// Parses the levels after a topic's prefix.
 type ParseRest = fn(&str, &[&str]) -> Result<Topic, TopicError>;
-const DEVICE_ID_LEVELS: &str = "1 ({name}) or 2 ({namespace}/{name})";
 
 impl Topic {
     /// Parses a topic; anything that is not exactly one of the known topics is an error.
     pub fn parse(topic: &str) -> Result<Topic, TopicError> {
         let levels: Vec<&str> = topic.split('/').collect();
+        // The same prefixes as the `*_PREFIX` constants; the format → parse property test keeps
+        // the two in step.
         let (rest, parse_rest): (_, ParseRest) = match levels.as_slice() {
             ["$hw", "events", "device", rest @ ..] => (rest, parse_device),
             ["$hw", "events", "node", rest @ ..] => (rest, parse_node),
