@@ -7,4 +7,5 @@
 
 pub mod model;
 pub mod pipeline;
+pub mod twin;
 pub mod wire;
