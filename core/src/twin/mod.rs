@@ -94,6 +94,8 @@ mod state;
 mod version;
 
 #[cfg(test)]
+mod kubeedge_replay;
+#[cfg(test)]
 mod test_support;
 
 pub use context::TwinContext;
