@@ -96,6 +96,8 @@ mod version;
 #[cfg(test)]
 mod kubeedge_replay;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod test_support;
 
 pub use context::TwinContext;
