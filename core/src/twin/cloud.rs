@@ -475,6 +475,25 @@ mod tests {
     }
 
     #[test]
+    fn a_null_cloud_entry_deletes_without_versions() {
+        let mut twin = lamp();
+        let effects = twin.cloud_update(
+            &ctx(NOW),
+            &update("c", vec![("red", None), ("ghost", None)]),
+        );
+        assert!(effects.rejections.is_empty());
+        assert!(twin.property("red").is_none());
+        assert_eq!(
+            twin.properties["red"].desired_version,
+            TwinVersion::new(10, 0)
+        );
+        assert!(
+            !twin.properties.contains_key("ghost"),
+            "nothing to remember without versions"
+        );
+    }
+
+    #[test]
     fn a_delete_for_an_unknown_property_is_remembered() {
         let mut twin = lamp();
         let effects = twin.cloud_update(&ctx(NOW), &cloud("blue", cloud_deleted(20, 0)));

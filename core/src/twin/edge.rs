@@ -490,6 +490,23 @@ mod tests {
     }
 
     #[test]
+    fn a_half_without_a_value_is_ignored() {
+        let mut twin = lamp();
+        let empty = MsgTwin {
+            actual: Some(TwinValue::default()),
+            expected: Some(TwinValue {
+                value: None,
+                metadata: Some(Metadata::at(5)),
+            }),
+            ..MsgTwin::default()
+        };
+        let before = twin.clone();
+        let effects = twin.edge_update(&ctx(NOW), &update("", vec![("red", Some(empty))]));
+        assert!(ok_twin(&effects).is_empty());
+        assert_eq!(twin, before);
+    }
+
+    #[test]
     fn an_update_without_a_twin_map_is_refused_and_names_are_checked() {
         let mut twin = lamp();
         let mut missing = report(&[]);
