@@ -3,9 +3,8 @@
 use crate::wire::payload::{DeviceTwinUpdate, MsgTwin, TYPE_DELETED, TwinVersion as WireVersion};
 
 use super::context::TwinContext;
-use super::edge::type_for_new;
 use super::effects::{Effects, EffectsBuilder};
-use super::error::{RejectReason, TwinError};
+use super::error::RejectReason;
 use super::schema::{ValueCheck, check_name};
 use super::state::{DeviceTwin, Half, PropertyTwin, TwinHalf, TwinVersion, same_value};
 use super::version::{OnConflict, judge, judge_reading_removal};
@@ -46,37 +45,16 @@ impl DeviceTwin {
         let existing = self.properties.get(name);
         let schema = ctx.property_schema(name);
         let live = existing.filter(|twin| !twin.deleted);
-        let mut twin = match live {
-            Some(live) => live.clone(),
-            None => {
-                let created = if ctx.allows_new(name) {
-                    type_for_new(name, schema, msg, existing.map(|t| t.value_type))
-                } else {
-                    Err(TwinError::NotInModel {
-                        property: name.to_owned(),
-                    })
-                };
-                let value_type = match created {
-                    Ok(value_type) => value_type,
-                    Err(error) => {
-                        out.reject(name, None, RejectReason::Invalid(error));
-                        if existing.is_some() {
-                            out.sync_whole(name);
-                        }
-                        return;
-                    }
-                };
-                let mut twin = existing
-                    .cloned()
-                    .unwrap_or_else(|| PropertyTwin::new(value_type, true));
-                twin.deleted = false;
-                twin.value_type = value_type;
-                twin
+        let mut twin = match self.write_base(ctx, name, msg) {
+            Ok(twin) => twin,
+            Err(error) => {
+                out.reject(name, None, RejectReason::Invalid(error));
+                if existing.is_some() {
+                    out.sync_whole(name);
+                }
+                return;
             }
         };
-        if let Some(schema) = schema {
-            twin.value_type = schema.value_type;
-        }
         let check = ValueCheck {
             property: name,
             value_type: twin.value_type,

@@ -1,12 +1,11 @@
 //! Operations from the edge side: a mapper's `twin/update` and `twin/get`.
 
-use crate::model::PropertyType;
 use crate::wire::payload::{BaseMessage, DeviceTwinResult, DeviceTwinUpdate, MsgTwin, TwinMap};
 
 use super::context::TwinContext;
 use super::effects::{Effects, EffectsBuilder};
 use super::error::TwinError;
-use super::schema::{PropertySchema, ValueCheck, check_name, type_from_name};
+use super::schema::{ValueCheck, check_name};
 use super::state::{DeviceTwin, Half, PropertyTwin, TwinHalf, same_value};
 
 /// The planned new state of one property of an edge update.
@@ -78,32 +77,7 @@ impl DeviceTwin {
             return plan_edge_delete(name, existing);
         };
         let schema = ctx.property_schema(name);
-        let mut twin = match existing {
-            Some(live) if !live.deleted => live.clone(),
-            tombstone => {
-                if !ctx.allows_new(name) {
-                    return Err(TwinError::NotInModel {
-                        property: name.to_owned(),
-                    });
-                }
-                let previous = tombstone.map(|t| t.value_type);
-                let value_type = type_for_new(name, schema, msg, previous)?;
-                let optional = msg
-                    .optional
-                    .or(tombstone.map(|t| t.optional))
-                    .unwrap_or(true);
-                let mut twin = tombstone
-                    .cloned()
-                    .unwrap_or_else(|| PropertyTwin::new(value_type, optional));
-                twin.deleted = false;
-                twin.value_type = value_type;
-                twin.optional = optional;
-                twin
-            }
-        };
-        if let Some(schema) = schema {
-            twin.value_type = schema.value_type;
-        }
+        let mut twin = self.write_base(ctx, name, msg)?;
         let check = ValueCheck {
             property: name,
             value_type: twin.value_type,
@@ -129,7 +103,8 @@ impl DeviceTwin {
                 value: value.to_owned(),
                 timestamp_ms: ctx.now_ms,
             });
-            twin.version_mut(half).edge += 1;
+            let version = twin.version_mut(half);
+            version.edge = version.edge.saturating_add(1);
             halves.push(half);
         }
         if existing == Some(&twin) {
@@ -169,40 +144,14 @@ fn plan_edge_delete(
     let halves = twin.present_halves();
     for half in &halves {
         *tombstone.half_mut(*half) = None;
-        tombstone.version_mut(*half).edge += 1;
+        let version = tombstone.version_mut(*half);
+        version.edge = version.edge.saturating_add(1);
     }
     Ok(Some(EdgeWrite {
         name: property(),
         twin: tombstone,
         halves,
     }))
-}
-
-/// The type of a property the request creates (or brings back from a tombstone): the model's
-/// type when known, else the request's `metadata.type`, else the tombstone's type, else
-/// `string`. An unknown type name refuses a new property (KubeEdge's `the value type is not
-/// allowed`) and is ignored for a tombstone.
-pub(super) fn type_for_new(
-    name: &str,
-    schema: Option<&PropertySchema>,
-    msg: &MsgTwin,
-    previous: Option<PropertyType>,
-) -> Result<PropertyType, TwinError> {
-    if let Some(schema) = schema {
-        return Ok(schema.value_type);
-    }
-    let requested = msg.metadata.as_ref().and_then(|m| m.value_type.as_deref());
-    match requested {
-        None => Ok(previous.unwrap_or(PropertyType::String)),
-        Some(type_name) => {
-            type_from_name(type_name)
-                .or(previous)
-                .ok_or_else(|| TwinError::TypeNotAllowed {
-                    property: name.to_owned(),
-                    type_name: type_name.to_owned(),
-                })
-        }
-    }
 }
 
 #[cfg(test)]

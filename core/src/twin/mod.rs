@@ -92,6 +92,7 @@ mod render;
 mod schema;
 mod state;
 mod version;
+mod write;
 
 #[cfg(test)]
 mod kubeedge_replay;
