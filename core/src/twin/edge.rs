@@ -4,7 +4,7 @@ use crate::wire::payload::{BaseMessage, DeviceTwinResult, DeviceTwinUpdate, MsgT
 
 use super::context::TwinContext;
 use super::effects::{Effects, EffectsBuilder};
-use super::error::TwinError;
+use super::error::{TwinError, reply_to};
 use super::schema::{ValueCheck, check_name};
 use super::state::{DeviceTwin, Half, PropertyTwin, TwinHalf, same_value};
 
@@ -57,9 +57,10 @@ impl DeviceTwin {
             .live_properties()
             .map(|(name, property)| (name.clone(), property.snapshot()))
             .collect();
+        let base = reply_to(request, ctx.now_ms);
         DeviceTwinResult {
-            event_id: Some(request.event_id.clone().unwrap_or_default()),
-            timestamp: Some(ctx.now_ms),
+            event_id: base.event_id,
+            timestamp: base.timestamp,
             twin: twin.into(),
         }
     }

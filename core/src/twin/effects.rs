@@ -9,7 +9,7 @@ use crate::wire::payload::{
 };
 
 use super::context::TwinContext;
-use super::error::{RejectReason, Rejection, TwinError};
+use super::error::{RejectReason, Rejection, TwinError, reply_to};
 use super::state::{DeviceTwin, Half, PropertyTwin};
 
 /// Everything one operation produced. The caller persists `changed` (and `sync`, in the
@@ -133,10 +133,7 @@ impl<'a> EffectsBuilder<'a> {
     /// Renders the effects from the twin's final state.
     pub fn finish(self, twin: &DeviceTwin) -> Effects {
         let now_ms = self.ctx.now_ms;
-        let answer_base = || BaseMessage {
-            event_id: Some(self.request.event_id.clone().unwrap_or_default()),
-            timestamp: Some(now_ms),
-        };
+        let answer_base = || reply_to(&self.request, now_ms);
         let own_base = || BaseMessage {
             event_id: Some(self.ctx.event_id.to_owned()),
             timestamp: Some(now_ms),

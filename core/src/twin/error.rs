@@ -126,25 +126,26 @@ impl TwinError {
 
     /// The `{code, reason}` result answering the request `request` at `now_ms`.
     pub fn to_result(&self, request: &BaseMessage, now_ms: i64) -> ErrorResult {
-        let base = BaseMessage {
-            event_id: Some(request.event_id.clone().unwrap_or_default()),
-            timestamp: Some(now_ms),
-        };
-        ErrorResult::new(base, self.code(), self.to_string())
+        ErrorResult::new(reply_to(request, now_ms), self.code(), self.to_string())
     }
 }
 
 /// The `twin/get/result` answer for a device this node does not have (KubeEdge's text).
 pub fn get_device_not_found(device_id: &str, request: &BaseMessage, now_ms: i64) -> ErrorResult {
-    let base = BaseMessage {
-        event_id: Some(request.event_id.clone().unwrap_or_default()),
-        timestamp: Some(now_ms),
-    };
     ErrorResult::new(
-        base,
+        reply_to(request, now_ms),
         ErrorResult::NOT_FOUND,
         format!("Device {device_id} not found while getting twin"),
     )
+}
+
+/// The head of a reply to `request` sent at `now_ms`: the request's event id (empty when it had
+/// none, as edgecore writes it) and the time.
+pub(super) fn reply_to(request: &BaseMessage, now_ms: i64) -> BaseMessage {
+    BaseMessage {
+        event_id: Some(request.event_id.clone().unwrap_or_default()),
+        timestamp: Some(now_ms),
+    }
 }
 
 /// One property (or one half of it) of a cloud update that the engine did not apply. The
