@@ -245,16 +245,15 @@ mod tests {
         assert_eq!(effects.sync, None, "nothing to tell the cloud");
         assert!(effects.rejections.is_empty());
         assert!(effects.document.is_some());
-        let delta = effects.delta.expect("red is not reported as ON");
         assert_eq!(
-            delta
-                .delta
-                .value()
-                .and_then(|d| d.get("red"))
-                .map(String::as_str),
-            Some("ON")
+            delta_of(&effects, "red"),
+            Some("ON"),
+            "red is not reported as ON"
         );
-        assert_eq!(delta.event_id.as_deref(), Some("engine"));
+        assert_eq!(
+            effects.delta.and_then(|d| d.event_id).as_deref(),
+            Some("engine")
+        );
     }
 
     #[test]

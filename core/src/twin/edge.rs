@@ -428,14 +428,10 @@ mod tests {
         assert_eq!(sync.expected, Some(TwinValue::at("ON", 2_000)));
         assert_eq!(sync.expected_version, Some(wire_version(10, 1)));
         assert_eq!(sync.actual_version, None);
-        let delta = effects.delta.expect("green is not reported yet");
         assert_eq!(
-            delta
-                .delta
-                .value()
-                .and_then(|d| d.get("green"))
-                .map(String::as_str),
-            Some("ON")
+            delta_of(&effects, "green"),
+            Some("ON"),
+            "green is not reported yet"
         );
     }
 

@@ -118,15 +118,7 @@ mod tests {
         assert!(red.last.value().is_none() && !red.last.is_missing());
         assert!(red.current.value().is_some());
 
-        let delta = effects.delta.as_ref().expect("delta");
-        assert_eq!(
-            delta
-                .delta
-                .value()
-                .and_then(|d| d.get("red"))
-                .map(String::as_str),
-            Some("OFF")
-        );
+        assert_eq!(delta_of(&effects, "red"), Some("OFF"), "delta");
 
         let membership = effects.membership.as_ref().expect("membership");
         assert!(membership.removed_devices.value().is_none());

@@ -41,35 +41,34 @@ pub fn update(event_id: &str, entries: Vec<(&str, Option<MsgTwin>)>) -> DeviceTw
     }
 }
 
-/// A mapper report of `actual` values, typed `Updated` like the KubeEdge examples.
-pub fn report(pairs: &[(&str, &str)]) -> DeviceTwinUpdate {
+/// An update with one entry per `(name, value)` pair, built by `entry`.
+fn each(
+    event_id: &str,
+    pairs: &[(&str, &str)],
+    entry: impl Fn(&str) -> MsgTwin,
+) -> DeviceTwinUpdate {
     let entries = pairs
         .iter()
-        .map(|(name, v)| {
-            let msg = MsgTwin {
-                actual: Some(value(v)),
-                metadata: Some(Metadata::of_type("Updated")),
-                ..MsgTwin::default()
-            };
-            (*name, Some(msg))
-        })
+        .map(|(name, v)| (*name, Some(entry(v))))
         .collect();
-    update("report", entries)
+    update(event_id, entries)
+}
+
+/// A mapper report of `actual` values, typed `Updated` like the KubeEdge examples.
+pub fn report(pairs: &[(&str, &str)]) -> DeviceTwinUpdate {
+    each("report", pairs, |v| MsgTwin {
+        actual: Some(value(v)),
+        metadata: Some(Metadata::of_type("Updated")),
+        ..MsgTwin::default()
+    })
 }
 
 /// A mapper (or local app) writing desired values on the edge.
 pub fn edge_desire(pairs: &[(&str, &str)]) -> DeviceTwinUpdate {
-    let entries = pairs
-        .iter()
-        .map(|(name, v)| {
-            let msg = MsgTwin {
-                expected: Some(value(v)),
-                ..MsgTwin::default()
-            };
-            (*name, Some(msg))
-        })
-        .collect();
-    update("desire", entries)
+    each("desire", pairs, |v| MsgTwin {
+        expected: Some(value(v)),
+        ..MsgTwin::default()
+    })
 }
 
 /// A mapper deleting properties (`null`).
@@ -151,4 +150,14 @@ pub fn sync_twin(effects: &Effects) -> &TwinMap {
         .as_ref()
         .and_then(|sync| sync.twin.value())
         .expect("a cloud-bound sync")
+}
+
+/// The value the delta of `effects` asks `name` to take, if there is a delta entry for it.
+pub fn delta_of<'a>(effects: &'a Effects, name: &str) -> Option<&'a str> {
+    effects
+        .delta
+        .as_ref()
+        .and_then(|delta| delta.delta.value())
+        .and_then(|pending| pending.get(name))
+        .map(String::as_str)
 }
