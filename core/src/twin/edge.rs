@@ -40,12 +40,12 @@ impl DeviceTwin {
         }
         let mut out = EffectsBuilder::new(ctx, request, true);
         for write in writes {
-            let before = self.properties.insert(write.name.clone(), write.twin);
             out.answer(&write.name, &write.halves);
             out.sync_halves(&write.name, &write.halves);
-            if self.properties[&write.name].deleted {
+            if write.twin.deleted {
                 out.sync_whole(&write.name);
             }
+            let before = self.properties.insert(write.name.clone(), write.twin);
             out.changed(&write.name, before);
         }
         out.finish(self)

@@ -125,6 +125,8 @@ impl ValueCheck<'_> {
             });
         }
         let number = match typed {
+            // Bounds are f64 (the model writes them as decimal strings); ints beyond 2^53 lose
+            // precision only against bounds that large.
             Value::Int(i) => i as f64,
             Value::Float(x) => x,
             Value::String(_) | Value::Boolean(_) | Value::Bytes(_) => return Ok(()),
