@@ -6,16 +6,22 @@
 //! `kube::CustomResource`; without it, look-alikes with the same fields (`metadata`, `spec`,
 //! `status`) take their place. Code should use [`ObjectMeta`] and the accessor methods (`name()`,
 //! `namespace()`, `device_id()`, …) from here so that it does not depend on which build it is in.
+//!
+//! [`load`] reads KubeEdge YAML (files, strings, directories) into [`Manifest`]s.
 
 pub mod cycle;
 pub mod device;
 pub mod device_model;
+#[cfg(test)]
+mod fixtures;
+pub mod load;
 pub mod meta;
 pub mod push_method;
 mod root;
 pub mod schema;
 pub mod status;
 pub mod value;
+mod yaml;
 
 pub use device::{
     Device, DeviceMethod, DeviceModelRef, DeviceProperty, DeviceSpec, ModelMismatch,
@@ -24,6 +30,7 @@ pub use device::{
 pub use device_model::{
     AccessMode, DeviceModel, DeviceModelSpec, DeviceModelStatus, ModelError, ModelProperty,
 };
+pub use load::{Document, LoadError, Manifest};
 pub use meta::{ObjectMeta, Time};
 pub use push_method::PushMethod;
 pub use schema::ConfigData;
