@@ -7,7 +7,8 @@
 //! `status`) take their place. Code should use [`ObjectMeta`] and the accessor methods (`name()`,
 //! `namespace()`, `device_id()`, …) from here so that it does not depend on which build it is in.
 //!
-//! [`load`] reads KubeEdge YAML (files, strings, directories) into [`Manifest`]s.
+//! - [`load`] reads KubeEdge YAML (files, strings, directories) into [`Manifest`]s,
+//! - [`structural`] checks CRD schemas against the Kubernetes structural-schema rules.
 
 pub mod cycle;
 pub mod device;
@@ -20,6 +21,7 @@ pub mod push_method;
 mod root;
 pub mod schema;
 pub mod status;
+pub mod structural;
 pub mod value;
 mod yaml;
 
