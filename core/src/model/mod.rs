@@ -8,8 +8,11 @@
 //! `namespace()`, `device_id()`, …) from here so that it does not depend on which build it is in.
 //!
 //! - [`load`] reads KubeEdge YAML (files, strings, directories) into [`Manifest`]s,
-//! - [`structural`] checks CRD schemas against the Kubernetes structural-schema rules.
+//! - `crd` (with `kube`) generates the CRDs, and [`structural`] checks them against the
+//!   Kubernetes structural-schema rules.
 
+#[cfg(feature = "kube")]
+pub mod crd;
 pub mod cycle;
 pub mod device;
 pub mod device_model;
