@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod convert;
 #[cfg(feature = "kube")]
 mod crd;
 mod not_built;
@@ -33,9 +34,9 @@ enum Command {
         #[command(subcommand)]
         command: CrdCommand,
     },
-    /// Convert KubeEdge v1alpha2 Device / DeviceModel YAML to v1beta1.
+    /// Convert KubeEdge v1alpha2 Device / DeviceModel YAML to v1beta1 (printed on stdout).
     Convert {
-        /// The v1alpha2 YAML file to convert.
+        /// The v1alpha2 YAML file to convert (`-` reads stdin).
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
     },
@@ -68,7 +69,7 @@ fn main() -> ExitCode {
         Command::Edge => not_built::exit("edgetwin edge", 3),
         Command::Ctl => not_built::exit("edgetwin ctl", 5),
         Command::Crd { command } => crd_command(command),
-        Command::Convert { .. } => not_built::exit("edgetwin convert", 2),
+        Command::Convert { file } => convert::run(&file),
         Command::Up => not_built::exit("edgetwin up", 6),
         Command::Pipeline { command } => match pipeline_cmd::run(command) {
             Ok(()) => ExitCode::SUCCESS,
