@@ -105,6 +105,19 @@ fn convert_errors_name_the_file_and_line_and_exit_1() {
         "{stderr}"
     );
 
+    let empty = dir.path().join("empty.yaml");
+    std::fs::write(&empty, "# nothing here\n").expect("write");
+    let out = edgetwin(
+        &["convert", "-f", empty.to_str().expect("UTF-8 path")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no Device or DeviceModel in the input"),
+        "{}",
+        text(&out.stderr)
+    );
+
     let missing = dir.path().join("missing.yaml");
     let out = edgetwin(
         &["convert", "-f", missing.to_str().expect("UTF-8 path")],

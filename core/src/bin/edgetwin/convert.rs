@@ -10,6 +10,13 @@ use edgetwin_core::model::convert::{self, Conversion, ConvertError};
 /// Converts `file` (`-` reads stdin) and prints the v1beta1 YAML.
 pub fn run(file: &Path) -> ExitCode {
     match convert(file).and_then(|c| Ok((c.to_yaml()?, c))) {
+        Ok((_, conversion)) if conversion.manifests.is_empty() => {
+            eprintln!(
+                "edgetwin convert: {}: no Device or DeviceModel in the input",
+                file.display()
+            );
+            ExitCode::from(1)
+        }
         Ok((yaml, conversion)) => {
             for warning in &conversion.warnings {
                 eprintln!("warning: {warning}");
