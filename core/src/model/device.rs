@@ -119,6 +119,10 @@ pub struct DeviceProperty {
     /// Where the mapper pushes the value besides the twin.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push_method: Option<PushMethod>,
+    /// edgetwin extension: the data pipeline applied to every sample of this property before it
+    /// is reported or pushed (see `docs/data-pipeline.md`). KubeEdge ignores it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<crate::pipeline::PipelineSpec>,
 }
 
 impl DeviceProperty {
