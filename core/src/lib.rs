@@ -9,3 +9,6 @@ pub mod model;
 pub mod pipeline;
 pub mod twin;
 pub mod wire;
+
+#[cfg(feature = "cloud")]
+pub mod cloud;
