@@ -12,3 +12,5 @@ pub mod wire;
 
 #[cfg(feature = "cloud")]
 pub mod cloud;
+#[cfg(feature = "cloud")]
+pub mod ctl;
