@@ -153,16 +153,19 @@ impl ObjectSet {
         events
     }
 
-    /// `Applied` / `ModelApplied` for every object, models first.
-    pub fn snapshot(&self) -> Vec<RegistryEvent> {
-        self.objects.values().map(Object::applied).collect()
+    /// Every object, models first, each kind ordered by namespace and name.
+    #[cfg_attr(not(feature = "kube"), allow(dead_code))]
+    pub fn objects(&self) -> impl Iterator<Item = &Object> {
+        self.objects.values()
     }
 
+    #[cfg_attr(not(feature = "kube"), allow(dead_code))]
     pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
         self.objects.get(key)
     }
 
     /// The objects of a kind, in one namespace or all, ordered by namespace and name.
+    #[cfg_attr(not(feature = "kube"), allow(dead_code))]
     pub fn of_kind<'a>(
         &'a self,
         kind: Kind,
@@ -239,19 +242,25 @@ mod tests {
         set.record(&model("m", "2").applied());
         let events = set.resync(&[Kind::DeviceModel], []);
         assert_eq!(names(&events), ["model deleted m"]);
-        assert_eq!(names(&set.snapshot()), ["applied a@Some(\"1\")"]);
+        assert_eq!(
+            names(&set.objects().map(Object::applied).collect::<Vec<_>>()),
+            ["applied a@Some(\"1\")"]
+        );
     }
 
     #[test]
-    fn snapshot_lists_models_before_devices_and_deleted_events_remove() {
+    fn objects_list_models_before_devices_and_deleted_events_remove() {
         let mut set = ObjectSet::default();
         set.record(&device("a", "1").applied());
         set.record(&model("m", "2").applied());
         assert_eq!(
-            names(&set.snapshot()),
+            names(&set.objects().map(Object::applied).collect::<Vec<_>>()),
             ["model applied m", "applied a@Some(\"1\")"]
         );
         set.record(&device("a", "3").deleted());
-        assert_eq!(names(&set.snapshot()), ["model applied m"]);
+        assert_eq!(
+            names(&set.objects().map(Object::applied).collect::<Vec<_>>()),
+            ["model applied m"]
+        );
     }
 }

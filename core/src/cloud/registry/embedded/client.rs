@@ -52,7 +52,7 @@ pub enum ClientError {
     },
     /// The server answered with an error status.
     #[error("Error from server ({}): {}", .0.reason, .0.message)]
-    Api(ApiStatus),
+    Api(Box<ApiStatus>),
     /// The response body is not what the API sends.
     #[error("unexpected response from the registry: {0}")]
     Decode(String),
@@ -381,12 +381,12 @@ async fn fail_on_error(response: Response<Incoming>) -> Result<Response<Incoming
 
 fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
     match serde_json::from_slice::<ApiStatus>(bytes) {
-        Ok(api_status) => ClientError::Api(api_status),
-        Err(_) => ClientError::Api(ApiStatus::failure(
+        Ok(api_status) => ClientError::Api(Box::new(api_status)),
+        Err(_) => ClientError::Api(Box::new(ApiStatus::failure(
             status.as_u16(),
             status.canonical_reason().unwrap_or("Unknown"),
             String::from_utf8_lossy(bytes).trim().to_owned(),
-        )),
+        ))),
     }
 }
 

@@ -255,7 +255,7 @@ impl ListQuery {
     }
 
     /// The revision to watch from: `None` (list first) for absent, empty or `0`.
-    fn from_revision(&self) -> Result<Option<u64>, Error> {
+    fn start_revision(&self) -> Result<Option<u64>, Error> {
         match self.resource_version.as_deref() {
             None | Some("" | "0") => Ok(None),
             Some(text) => text.parse().map(Some).map_err(|_| {
@@ -290,7 +290,7 @@ async fn list_or_watch(
     query: ListQuery,
 ) -> ApiResult {
     if query.is_watch() {
-        return watch_response(state, kind, namespace, query.from_revision()?);
+        return watch_response(state, kind, namespace, query.start_revision()?);
     }
     by_kind!(kind, T => {
         let (items, revision) = state.registry.list::<T>(namespace.as_deref()).await?;

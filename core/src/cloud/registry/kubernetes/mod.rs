@@ -453,12 +453,7 @@ impl KubeRegistry {
     ) -> (broadcast::Receiver<RegistryEvent>, Vec<RegistryEvent>) {
         let cache = self.shared.lock();
         let rx = self.shared.events.subscribe();
-        let fresh = cache
-            .objects
-            .snapshot()
-            .iter()
-            .filter_map(|event| Object::of_event(event).map(|(object, _)| object))
-            .collect::<Vec<_>>();
+        let fresh: Vec<Object> = cache.objects.objects().cloned().collect();
         let events = known.resync(&[Kind::DeviceModel, Kind::Device], fresh);
         (rx, events)
     }
