@@ -517,7 +517,7 @@ impl Ctl {
 /// One line of `watch` output (the header with `None`), with fixed minimum column widths since
 /// rows arrive one at a time.
 fn watch_row(kind: Kind, event: Option<(&str, &Value)>) -> Result<String, CtlError> {
-    const WIDTHS: [usize; 5] = [9, 12, 24, 10, 10];
+    const WIDTHS: [usize; 6] = [9, 12, 24, 10, 10, 44];
     let row: Vec<String> = match (kind, event) {
         (Kind::Device, None) => [
             "EVENT",

@@ -396,6 +396,17 @@ async fn watch_from_a_resource_version_over_http() {
         .expect("ends");
     assert!(end.is_none());
 
+    // A revision the registry has not reached is a bad request, not a silent wait.
+    let mut future = client
+        .watch(Kind::Device, None, Some(999))
+        .await
+        .expect("watch");
+    let error = next(&mut future).await.expect("event");
+    assert_eq!(
+        (error.kind.as_str(), &error.object["code"]),
+        ("ERROR", &json!(400))
+    );
+
     // Stopping the server ends open watches.
     server.stop().await;
     let end = tokio::time::timeout(Duration::from_secs(10), async {

@@ -23,7 +23,7 @@ use super::Error;
 use super::api::EventRecord;
 use super::validate::{self, Findings};
 use crate::cloud::registry::object_set::{Kind, Object};
-use crate::cloud::registry::{DeviceEvent, ObjectKey};
+use crate::cloud::registry::DeviceEvent;
 use crate::model::meta::DEFAULT_NAMESPACE;
 use crate::model::{Device, DeviceModel, ObjectMeta, Time};
 
@@ -582,14 +582,4 @@ fn to_sql(revision: u64) -> i64 {
 /// one avoids spurious differences.
 fn whole_seconds(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second()).unwrap_or(t)
-}
-
-/// The key of a stored object.
-#[allow(dead_code)]
-pub(crate) fn key_of<T: Stored>(object: &T) -> ObjectKey {
-    ObjectKey {
-        kind: T::KIND,
-        namespace: namespace_of(object.meta()).to_owned(),
-        name: object.meta().name.clone().unwrap_or_default(),
-    }
 }

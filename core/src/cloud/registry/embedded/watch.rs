@@ -40,6 +40,12 @@ async fn subscribe(inner: &Weak<Inner>, from: Option<u64>) -> Result<Option<Subs
         let rx = inner.changes.subscribe();
         let subscription = match from {
             Some(revision) => {
+                let current = store.revision()?;
+                if revision > current {
+                    return Err(Error::BadRequest(format!(
+                        "resourceVersion {revision} is newer than the registry's revision {current}"
+                    )));
+                }
                 let replay = store.changes_since(revision)?;
                 (replay.into_iter().map(Arc::new).collect(), rx, revision)
             }

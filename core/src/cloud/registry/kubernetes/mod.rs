@@ -198,8 +198,8 @@ impl KubeRegistry {
         }
     }
 
-    /// Stops the watchers and, when leading, releases the Lease (so a standby replica takes
-    /// over at once instead of waiting for the lease to expire).
+    /// Stops the watchers (ending every [`Registry::watch`] stream) and, when leading, releases
+    /// the Lease (so a standby replica takes over at once instead of waiting for it to expire).
     pub async fn shutdown(&self) {
         for watcher in &self.tasks.watchers {
             watcher.abort();
@@ -485,7 +485,12 @@ impl Registry for KubeRegistry {
                     state.rx = Some(rx);
                     continue;
                 };
-                match rx.recv().await {
+                let mut stopped = state.registry.tasks.stop.subscribe();
+                let received = tokio::select! {
+                    received = rx.recv() => received,
+                    _ = stopped.wait_for(|stop| *stop) => return None,
+                };
+                match received {
                     Ok(event) => state.queue.push_back(event),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::debug!(

@@ -869,6 +869,10 @@ async fn a_standby_replica_does_not_write() {
         .expect_err("standby");
     assert!(matches!(err, RegistryError::NotLeader), "{err}");
 
+    let mut events = registry.watch();
+    assert!(matches!(next(&mut events).await, RegistryEvent::Applied(_)));
+    assert_eq!(next(&mut events).await, RegistryEvent::Synced);
+
     // Shutdown: the elector reads the lease, sees it is not ours, and leaves it alone.
     let (_, ()) = tokio::join!(registry.shutdown(), async {
         api.expect(Method::GET, LEASE, None).await.reply(
@@ -877,6 +881,10 @@ async fn a_standby_replica_does_not_write() {
         );
     });
     assert!(!*leader.borrow_and_update());
+    let end = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("the watch stream ends at shutdown");
+    assert_eq!(end, None);
 }
 
 /// The election loop: leader after the first round (creating the lease), and at shutdown
