@@ -22,8 +22,8 @@ use serde::de::DeserializeOwned;
 use super::Error;
 use super::api::EventRecord;
 use super::validate::{self, Findings};
-use crate::cloud::registry::object_set::{Kind, Object};
 use crate::cloud::registry::DeviceEvent;
+use crate::cloud::registry::object_set::{Kind, Object};
 use crate::model::meta::DEFAULT_NAMESPACE;
 use crate::model::{Device, DeviceModel, ObjectMeta, Time};
 
@@ -53,23 +53,31 @@ pub(crate) trait Stored:
     fn validate(&self, txn: &Txn<'_>) -> Result<Findings, Error>;
 }
 
+/// The parts of [`Stored`] that are the same for both kinds.
+macro_rules! stored_common {
+    ($kind:expr, $wrap:path) => {
+        const KIND: Kind = $kind;
+        fn meta(&self) -> &ObjectMeta {
+            &self.metadata
+        }
+        fn meta_mut(&mut self) -> &mut ObjectMeta {
+            &mut self.metadata
+        }
+        fn same_spec(&self, other: &Self) -> bool {
+            self.spec == other.spec
+        }
+        fn keep_status_of(&mut self, other: Option<&Self>) {
+            self.status = other.and_then(|o| o.status.clone());
+        }
+        fn into_object(self) -> Object {
+            $wrap(self.into())
+        }
+    };
+}
+
 impl Stored for Device {
-    const KIND: Kind = Kind::Device;
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-    fn same_spec(&self, other: &Self) -> bool {
-        self.spec == other.spec
-    }
-    fn keep_status_of(&mut self, other: Option<&Self>) {
-        self.status = other.and_then(|o| o.status.clone());
-    }
-    fn into_object(self) -> Object {
-        Object::Device(self.into())
-    }
+    stored_common!(Kind::Device, Object::Device);
+
     fn validate(&self, txn: &Txn<'_>) -> Result<Findings, Error> {
         let model = match self.model_name() {
             Some(name) if !name.is_empty() => txn.get::<DeviceModel>(self.namespace(), name)?,
@@ -80,22 +88,8 @@ impl Stored for Device {
 }
 
 impl Stored for DeviceModel {
-    const KIND: Kind = Kind::DeviceModel;
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-    fn same_spec(&self, other: &Self) -> bool {
-        self.spec == other.spec
-    }
-    fn keep_status_of(&mut self, other: Option<&Self>) {
-        self.status = other.and_then(|o| o.status.clone());
-    }
-    fn into_object(self) -> Object {
-        Object::Model(self.into())
-    }
+    stored_common!(Kind::DeviceModel, Object::Model);
+
     fn validate(&self, _txn: &Txn<'_>) -> Result<Findings, Error> {
         Ok(validate::device_model(self))
     }

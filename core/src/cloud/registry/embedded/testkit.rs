@@ -10,64 +10,14 @@ use super::server::ApiServer;
 use super::{EmbeddedRegistry, Options};
 use crate::model::{Device, DeviceModel, Manifest};
 
-/// A traffic light's model: three BOOLEAN-ish STRING lamps and a read-only INT counter.
-pub(crate) const MODEL_YAML: &str = "\
-apiVersion: devices.kubeedge.io/v1beta1
-kind: DeviceModel
-metadata:
-  name: traffic-light-model
-spec:
-  protocol: gpio
-  properties:
-    - name: red
-      type: STRING
-    - name: amber
-      type: STRING
-    - name: green
-      type: STRING
-    - name: brightness
-      type: INT
-      minimum: \"0\"
-      maximum: \"255\"
-    - name: cycles
-      type: INT
-      accessMode: ReadOnly
-";
+/// A traffic light's model: three lamps (STRING `ON`/`OFF`), a brightness (INT 0..=255) and a
+/// read-only cycle counter. Shared with the CLI tests in `core/tests/`.
+pub(crate) const MODEL_YAML: &str =
+    include_str!("../../../../tests/fixtures/registry/traffic-light-model.yaml");
 
 /// A traffic light on node `pi-1`.
-pub(crate) const DEVICE_YAML: &str = "\
-apiVersion: devices.kubeedge.io/v1beta1
-kind: Device
-metadata:
-  name: traffic-light
-  labels:
-    site: lab
-spec:
-  deviceModelRef:
-    name: traffic-light-model
-  nodeName: pi-1
-  protocol:
-    protocolName: gpio
-    configData:
-      chip: /dev/gpiochip0
-  properties:
-    - name: red
-      desired:
-        value: \"OFF\"
-      visitors:
-        protocolName: gpio
-        configData: {line: 17}
-    - name: amber
-      desired:
-        value: \"OFF\"
-    - name: green
-      desired:
-        value: \"ON\"
-    - name: brightness
-      desired:
-        value: \"100\"
-    - name: cycles
-";
+pub(crate) const DEVICE_YAML: &str =
+    include_str!("../../../../tests/fixtures/registry/traffic-light.yaml");
 
 fn load_one(yaml: &str) -> Manifest {
     let mut docs = crate::model::load::from_str(yaml, "testkit.yaml").expect("test YAML loads");

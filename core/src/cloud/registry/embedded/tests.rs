@@ -34,6 +34,20 @@ async fn next<S: futures::Stream + Unpin>(stream: &mut S) -> S::Item {
         .expect("the stream goes on")
 }
 
+/// Applies the traffic-light model and device; returns the stored device.
+async fn seed(registry: &EmbeddedRegistry) -> Device {
+    registry
+        .apply(model(), ApplyMode::CreateOrReplace)
+        .await
+        .expect("model");
+    registry
+        .apply(device(), ApplyMode::CreateOrReplace)
+        .await
+        .expect("device")
+        .outcome
+        .into_object()
+}
+
 fn set_desired(device: &mut Device, property: &str, value: &str) {
     let property = device
         .spec
@@ -232,16 +246,7 @@ async fn invalid_objects_are_rejected_with_field_paths_and_dangling_models_warn(
 async fn merge_patches_replace_arrays_check_preconditions_and_keep_identity() {
     let dir = tempfile::tempdir().expect("temp dir");
     let registry = open(&dir);
-    registry
-        .apply(model(), ApplyMode::CreateOrReplace)
-        .await
-        .expect("model");
-    let stored = registry
-        .apply(device(), ApplyMode::CreateOrReplace)
-        .await
-        .expect("device")
-        .outcome
-        .into_object();
+    let stored = seed(&registry).await;
 
     let patched = registry
         .merge_patch::<Device>(
@@ -473,14 +478,7 @@ async fn the_change_log_replays_from_a_revision_and_says_gone_when_compacted() {
         watch_buffer: 16,
     };
     let registry = EmbeddedRegistry::open_with(&dir.path().join("r.db"), options).expect("opens");
-    registry
-        .apply(model(), ApplyMode::CreateOrReplace)
-        .await
-        .expect("model");
-    registry
-        .apply(device(), ApplyMode::CreateOrReplace)
-        .await
-        .expect("device");
+    seed(&registry).await;
     let mut on = device();
     set_desired(&mut on, "red", "ON");
     registry
@@ -549,14 +547,7 @@ async fn registry_watch_lists_then_follows_and_recovers_from_falling_behind() {
         watch_buffer: 1,
     };
     let registry = EmbeddedRegistry::open_with(&dir.path().join("r.db"), options).expect("opens");
-    registry
-        .apply(model(), ApplyMode::CreateOrReplace)
-        .await
-        .expect("model");
-    registry
-        .apply(device(), ApplyMode::CreateOrReplace)
-        .await
-        .expect("device");
+    seed(&registry).await;
 
     let mut watch = Registry::watch(&registry);
     assert!(

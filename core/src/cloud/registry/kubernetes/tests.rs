@@ -17,6 +17,7 @@ const DEVICES: &str = "/apis/devices.kubeedge.io/v1beta1/devices";
 const MODELS: &str = "/apis/devices.kubeedge.io/v1beta1/devicemodels";
 const DEVICE_STATUS: &str =
     "/apis/devices.kubeedge.io/v1beta1/namespaces/default/devices/traffic-light/status";
+const STATUS_PATCH: &str = "/apis/devices.kubeedge.io/v1beta1/namespaces/default/devices/traffic-light/status?&fieldManager=edgetwin";
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/edgetwin/leases/edgetwin-cloud";
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/edgetwin/leases";
 const MERGE: Option<&str> = Some("application/merge-patch+json");
@@ -107,6 +108,16 @@ async fn initial_sync(
         device_feed.expect("device watch"),
         model_feed.expect("model watch"),
     )
+}
+
+/// `patch_status` in a task, so the test can answer its requests meanwhile.
+fn spawn_patch(
+    registry: &KubeRegistry,
+    name: &'static str,
+    patch: DeviceStatus,
+) -> tokio::task::JoinHandle<Result<Device, RegistryError>> {
+    let registry = registry.clone();
+    tokio::spawn(async move { registry.patch_status("default", name, &patch).await })
 }
 
 fn reported(property: &str, value: &str) -> Twin {
@@ -300,22 +311,8 @@ async fn a_status_patch_merges_twins_and_carries_the_resource_version() {
         observed_generation: Some(1),
         ..DeviceStatus::default()
     };
-    let write = tokio::spawn({
-        let registry = registry.clone();
-        let patch = patch.clone();
-        async move {
-            registry
-                .patch_status("default", "traffic-light", &patch)
-                .await
-        }
-    });
-    let request = api
-        .expect(
-            Method::PATCH,
-            &format!("{DEVICE_STATUS}?&fieldManager=edgetwin"),
-            MERGE,
-        )
-        .await;
+    let write = spawn_patch(&registry, "traffic-light", patch.clone());
+    let request = api.expect(Method::PATCH, STATUS_PATCH, MERGE).await;
     assert_eq!(
         request.body(),
         &json!({
@@ -347,21 +344,8 @@ async fn a_status_patch_merges_twins_and_carries_the_resource_version() {
         twins: vec![reported("red", "ON")],
         ..DeviceStatus::default()
     };
-    let write = tokio::spawn({
-        let registry = registry.clone();
-        async move {
-            registry
-                .patch_status("default", "traffic-light", &patch)
-                .await
-        }
-    });
-    let first = api
-        .expect(
-            Method::PATCH,
-            &format!("{DEVICE_STATUS}?&fieldManager=edgetwin"),
-            MERGE,
-        )
-        .await;
+    let write = spawn_patch(&registry, "traffic-light", patch.clone());
+    let first = api.expect(Method::PATCH, STATUS_PATCH, MERGE).await;
     assert_eq!(
         first.body()["metadata"]["resourceVersion"],
         "100",
@@ -376,13 +360,7 @@ async fn a_status_patch_merges_twins_and_carries_the_resource_version() {
             Some(json!({"twins": [{"propertyName": "amber", "reported": {"value": "ON"}}]})),
         ),
     );
-    let second = api
-        .expect(
-            Method::PATCH,
-            &format!("{DEVICE_STATUS}?&fieldManager=edgetwin"),
-            MERGE,
-        )
-        .await;
+    let second = api.expect(Method::PATCH, STATUS_PATCH, MERGE).await;
     assert_eq!(
         second.body(),
         &json!({
@@ -400,21 +378,11 @@ async fn a_status_patch_merges_twins_and_carries_the_resource_version() {
         .expect("patched after the conflict");
 
     // A device that is gone: NotFound.
-    let write = tokio::spawn({
-        let registry = registry.clone();
-        async move {
-            registry
-                .patch_status(
-                    "default",
-                    "nope",
-                    &DeviceStatus {
-                        state: Some("x".into()),
-                        ..DeviceStatus::default()
-                    },
-                )
-                .await
-        }
-    });
+    let online = DeviceStatus {
+        state: Some("online".into()),
+        ..DeviceStatus::default()
+    };
+    let write = spawn_patch(&registry, "nope", online);
     api.expect(
         Method::GET,
         "/apis/devices.kubeedge.io/v1beta1/namespaces/default/devices/nope/status",
@@ -456,13 +424,7 @@ async fn each_status_patch_is_one_request_and_folding_makes_one() {
         }
     });
     for (i, value) in ["1", "2", "3"].iter().enumerate() {
-        let request = api
-            .expect(
-                Method::PATCH,
-                &format!("{DEVICE_STATUS}?&fieldManager=edgetwin"),
-                MERGE,
-            )
-            .await;
+        let request = api.expect(Method::PATCH, STATUS_PATCH, MERGE).await;
         let twins = request.body()["status"]["twins"].clone();
         assert_eq!(
             twins[1],
@@ -477,21 +439,8 @@ async fn each_status_patch_is_one_request_and_folding_makes_one() {
     for report in &reports {
         status::merge(&mut folded, report);
     }
-    let write = tokio::spawn({
-        let registry = registry.clone();
-        async move {
-            registry
-                .patch_status("default", "traffic-light", &folded)
-                .await
-        }
-    });
-    let request = api
-        .expect(
-            Method::PATCH,
-            &format!("{DEVICE_STATUS}?&fieldManager=edgetwin"),
-            MERGE,
-        )
-        .await;
+    let write = spawn_patch(&registry, "traffic-light", folded);
+    let request = api.expect(Method::PATCH, STATUS_PATCH, MERGE).await;
     assert_eq!(
         request.body()["status"]["twins"][1]["reported"]["value"],
         "3"
