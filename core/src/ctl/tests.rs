@@ -455,34 +455,23 @@ async fn concurrent_sets_lose_no_update() {
 #[tokio::test]
 async fn patch_delete_and_describe() {
     let (server, ctl) = seeded().await;
-    let mut out = Vec::new();
-    ctl.patch(
-        Kind::Device,
-        "traffic-light",
-        "merge",
-        r#"{"spec":{"nodeName":"pi-7"}}"#,
-        &mut out,
-    )
-    .await
-    .expect("patch");
-    assert_eq!(
-        text(out),
-        "device.devices.kubeedge.io/traffic-light patched\n"
-    );
-    let mut out = Vec::new();
-    ctl.patch(
-        Kind::Device,
-        "traffic-light",
-        "merge",
-        r#"{"spec":{"nodeName":"pi-7"}}"#,
-        &mut out,
-    )
-    .await
-    .expect("patch");
-    assert_eq!(
-        text(out),
-        "device.devices.kubeedge.io/traffic-light patched (no change)\n"
-    );
+    // The same patch twice: a change, then none.
+    for expected in ["patched", "patched (no change)"] {
+        let mut out = Vec::new();
+        ctl.patch(
+            Kind::Device,
+            "traffic-light",
+            "merge",
+            r#"{"spec":{"nodeName":"pi-7"}}"#,
+            &mut out,
+        )
+        .await
+        .expect("patch");
+        assert_eq!(
+            text(out),
+            format!("device.devices.kubeedge.io/traffic-light {expected}\n")
+        );
+    }
     let err = ctl
         .patch(Kind::Device, "traffic-light", "json", "[]", &mut Vec::new())
         .await

@@ -569,6 +569,19 @@ where
     role.expect("the round completes")
 }
 
+/// A round in which the lock only reads the Lease (and must write nothing).
+async fn round_reading(
+    lock: &mut LeaseLock,
+    api: &mut MockApiServer,
+    now: jiff::Timestamp,
+    lease: Value,
+) -> Role {
+    round(lock, api, now, async |api: &mut MockApiServer| {
+        api.expect(Method::GET, LEASE, None).await.reply(200, lease);
+    })
+    .await
+}
+
 #[tokio::test]
 async fn leader_handover_standby_expiry_acquire_renew_and_release() {
     let (client, mut api) = mock_client();
@@ -576,16 +589,7 @@ async fn leader_handover_standby_expiry_acquire_renew_and_release() {
     let held_by_other = lease_json(Some("cloud-0"), "2025-01-01T00:00:00.000000Z", 3, "500");
 
     // Held by another replica: stand by, write nothing.
-    let other = held_by_other.clone();
-    let role = round(
-        &mut lock,
-        &mut api,
-        at(1),
-        async |api: &mut MockApiServer| {
-            api.expect(Method::GET, LEASE, None).await.reply(200, other);
-        },
-    )
-    .await;
+    let role = round_reading(&mut lock, &mut api, at(1), held_by_other.clone()).await;
     assert_eq!(
         role,
         Role::Standby {
@@ -594,16 +598,7 @@ async fn leader_handover_standby_expiry_acquire_renew_and_release() {
     );
 
     // 14 s after we first saw that record (our clock): still not expired.
-    let other = held_by_other.clone();
-    let role = round(
-        &mut lock,
-        &mut api,
-        at(15),
-        async |api: &mut MockApiServer| {
-            api.expect(Method::GET, LEASE, None).await.reply(200, other);
-        },
-    )
-    .await;
+    let role = round_reading(&mut lock, &mut api, at(15), held_by_other.clone()).await;
     assert!(matches!(role, Role::Standby { .. }));
 
     // 15 s without a renewal: take it, with the resourceVersion read as the precondition.
