@@ -52,6 +52,21 @@ impl LeaseConfig {
     }
 }
 
+/// This replica's default holder identity: `$POD_NAME` (set it from the downward API), else
+/// `$HOSTNAME`, else the kernel's host name, else `edgetwin`.
+pub fn host_identity() -> String {
+    let env = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    env("POD_NAME")
+        .or_else(|| env("HOSTNAME"))
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "edgetwin".to_owned())
+}
+
 /// The outcome of one election round.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {

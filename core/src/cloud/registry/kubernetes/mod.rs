@@ -40,7 +40,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-pub use self::lease::{LeaseConfig, Role};
+pub use self::lease::{LeaseConfig, Role, host_identity};
 use super::object_set::{Kind, Object};
 use super::{
     DeviceEvent, EventKind, ObjectKey, ObjectSet, Registry, RegistryError, RegistryEvent, status,
@@ -59,8 +59,8 @@ pub struct KubeRegistryConfig {
     pub field_manager: String,
     /// The controller name Events are reported by.
     pub reporter: String,
-    /// This replica's name (pod or host name): the Lease holder identity and the Events'
-    /// reporting instance.
+    /// This replica's name (pod or host name, see [`host_identity`]): the Lease holder identity
+    /// and the Events' reporting instance.
     pub identity: String,
     /// Leader election, for several replicas; `None` runs as the only (always leading) replica.
     pub lease: Option<LeaseConfig>,
