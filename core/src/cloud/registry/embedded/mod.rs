@@ -335,8 +335,9 @@ impl EmbeddedRegistry {
         .await
     }
 
-    /// Applies a loaded manifest (see [`apply`](Self::apply)): how `edgetwin up` and tests seed
-    /// the registry without going through HTTP.
+    /// Creates or updates a loaded manifest: the object's spec, labels and annotations replace
+    /// the stored ones, its status is ignored, and a `resourceVersion` in it is a precondition
+    /// (as `edgetwin ctl apply`). How `edgetwin up` seeds the registry without HTTP.
     pub async fn apply_manifest(
         &self,
         manifest: Manifest,

@@ -1,4 +1,4 @@
-//! The embedded registry's HTTP JSON API (axum). See [`api`](super::api) for the paths.
+//! The embedded registry's HTTP JSON API (axum). See [`super::api`] for the paths.
 //!
 //! Every path except `/healthz` needs the bearer token — reads too: Device configuration holds
 //! addresses and sometimes credentials. The listener is meant for loopback; binding elsewhere
