@@ -3,7 +3,8 @@
 //! KubeEdge ≥ 1.18 reads these as milliseconds; older mappers (and many samples still around)
 //! wrote nanoseconds, e.g. `10000000000` for ten seconds. A value of 10^7 or more would be a cycle
 //! of almost three hours in milliseconds, which nobody means, so it is read as nanoseconds (10 ms
-//! and up) and a warning says so.
+//! and up) and a warning says so. The warning is logged on every call, so read a cycle once per
+//! device session, not once per cycle.
 
 use std::time::Duration;
 

@@ -8,8 +8,13 @@
 //! `namespace()`, `device_id()`, …) from here so that it does not depend on which build it is in.
 //!
 //! - [`load`] reads KubeEdge YAML (files, strings, directories) into [`Manifest`]s,
-//! - [`structural`] checks CRD schemas against the Kubernetes structural-schema rules.
+//! - [`convert`] turns v1alpha2 Devices and DeviceModels into v1beta1,
+//! - `crd` (with `kube`) generates the CRDs, and [`structural`] checks them against the
+//!   Kubernetes structural-schema rules.
 
+pub mod convert;
+#[cfg(feature = "kube")]
+pub mod crd;
 pub mod cycle;
 pub mod device;
 pub mod device_model;
