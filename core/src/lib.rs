@@ -9,3 +9,8 @@ pub mod model;
 pub mod pipeline;
 pub mod twin;
 pub mod wire;
+
+#[cfg(feature = "cloud")]
+pub mod cloud;
+#[cfg(feature = "cloud")]
+pub mod ctl;
