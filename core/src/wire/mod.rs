@@ -1,1 +1,5 @@
-//! KubeEdge DeviceTwin MQTT topics and JSON payloads (filled by the foundation issue).
+//! The KubeEdge DeviceTwin wire: MQTT topics, JSON payloads and the cloud↔edge envelope.
+
+pub mod topic;
+
+pub use topic::{DeviceId, Topic, TopicError};
