@@ -6,4 +6,8 @@
 //! so that edge binaries never link kube-rs.
 
 pub mod model;
+#[cfg(feature = "testsupport")]
+pub mod testsupport;
+#[cfg(feature = "edge")]
+pub mod tunnel;
 pub mod wire;
