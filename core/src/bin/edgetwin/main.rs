@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[cfg(feature = "cloud")]
+mod cloud;
 mod not_built;
 
 /// edgetwin: KubeEdge-compatible device twins for the edge.
@@ -19,7 +21,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the cloud side: device controller, registry and the tunnel the edge nodes connect to.
-    Cloud,
+    Cloud {
+        #[command(subcommand)]
+        command: Option<CloudCommand>,
+    },
     /// Run the edge agent: MQTT event bus, twin engine and persistent store.
     Edge,
     /// Talk to the embedded registry with kubectl-like verbs (apply, get, set, patch, ...).
@@ -41,6 +46,35 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum CloudCommand {
+    /// Manage the tokens edge nodes authenticate with.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token for NODE (replacing any previous one) and print it once on stdout.
+    Create {
+        /// The edge node's name (a Kubernetes node name).
+        node: String,
+        /// The cloud's sqlite database.
+        #[arg(long, env = "EDGETWIN_CLOUD_DB", default_value = "edgetwin-cloud.db")]
+        db: PathBuf,
+    },
+    /// Revoke NODE's token: its next connection attempt is refused.
+    Revoke {
+        /// The edge node's name.
+        node: String,
+        /// The cloud's sqlite database.
+        #[arg(long, env = "EDGETWIN_CLOUD_DB", default_value = "edgetwin-cloud.db")]
+        db: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum CrdCommand {
     /// Print the Device and DeviceModel CRDs as YAML.
     Print,
@@ -49,7 +83,10 @@ enum CrdCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Cloud => not_built::exit("edgetwin cloud", 5),
+        Command::Cloud { command: None } => not_built::exit("edgetwin cloud", 5),
+        Command::Cloud {
+            command: Some(CloudCommand::Token { command }),
+        } => token(command),
         Command::Edge => not_built::exit("edgetwin edge", 3),
         Command::Ctl => not_built::exit("edgetwin ctl", 5),
         Command::Crd {
@@ -58,4 +95,25 @@ fn main() -> ExitCode {
         Command::Convert { .. } => not_built::exit("edgetwin convert", 2),
         Command::Up => not_built::exit("edgetwin up", 6),
     }
+}
+
+#[cfg(feature = "cloud")]
+fn token(command: TokenCommand) -> ExitCode {
+    let result = match command {
+        TokenCommand::Create { node, db } => cloud::create_token(&node, &db),
+        TokenCommand::Revoke { node, db } => cloud::revoke_token(&node, &db),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "cloud"))]
+fn token(_: TokenCommand) -> ExitCode {
+    eprintln!("edgetwin cloud token: this binary was built without the `cloud` feature");
+    ExitCode::from(2)
 }

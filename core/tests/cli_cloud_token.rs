@@ -1,0 +1,68 @@
+//! `edgetwin cloud token create|revoke` as a user runs it.
+
+use std::process::Command;
+
+use edgetwin_core::tunnel::NodeName;
+use edgetwin_core::tunnel::auth::TokenStore;
+
+fn edgetwin(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_edgetwin"))
+        .args(args)
+        .env_remove("EDGETWIN_CLOUD_DB")
+        .output()
+        .expect("run edgetwin")
+}
+
+#[test]
+fn create_prints_a_token_that_the_hub_accepts_and_revoke_removes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("cloud.db");
+    let db = db.to_str().expect("utf-8 path");
+    let output = edgetwin(&["cloud", "token", "create", "edge-1", "--db", db]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let token = stdout.trim();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "only the token on stdout: {stdout:?}"
+    );
+    assert!(token.starts_with("et1_"), "{token}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("shown only this once"), "{stderr}");
+
+    let node = NodeName::new("edge-1").expect("node");
+    let store = TokenStore::open(dir.path().join("cloud.db").as_path()).expect("open");
+    store
+        .verify(&node, token)
+        .expect("the printed token verifies");
+
+    let output = edgetwin(&["cloud", "token", "revoke", "edge-1", "--db", db]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(store.verify(&node, token).is_err(), "revoked");
+}
+
+#[test]
+fn a_bad_node_name_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("cloud.db");
+    let output = edgetwin(&[
+        "cloud",
+        "token",
+        "create",
+        "Edge_1",
+        "--db",
+        db.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid node name \"Edge_1\""), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn plain_cloud_still_says_it_is_not_built() {
+    let output = edgetwin(&["cloud"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"));
+}
