@@ -212,10 +212,27 @@ impl HubClient {
     }
 }
 
+/// Wakes a client's link when its outbox has new entries; cheap to clone and to keep wherever
+/// the outbox is appended to.
+#[derive(Debug, Clone)]
+pub struct OutboxWaker(Arc<Notify>);
+
+impl OutboxWaker {
+    /// Tells the link that the outbox has new entries (call after every append).
+    pub fn notify(&self) {
+        self.0.notify_one();
+    }
+}
+
 impl HubClientHandle {
     /// Tells the link that the outbox has new entries (call after every append).
     pub fn outbox_changed(&self) {
         self.wake.notify_one();
+    }
+
+    /// A handle that does what [`HubClientHandle::outbox_changed`] does, for other tasks.
+    pub fn waker(&self) -> OutboxWaker {
+        OutboxWaker(Arc::clone(&self.wake))
     }
 
     /// What the client is doing now.
