@@ -1,13 +1,16 @@
 //! edgetwin core: the KubeEdge-compatible device model, the MQTT wire types, the twin engine,
 //! the edge agent and the cloud side.
 //!
-//! `model`, `wire` and `twin` are pure (no I/O) and always compiled; the edge agent and the cloud
-//! side sit behind the `edge` and `cloud` cargo features, and the Kubernetes backend behind `kube`,
-//! so that edge binaries never link kube-rs.
+//! `model`, `wire`, `twin` and `pipeline` are pure (no I/O) and always compiled; the edge agent
+//! and the cloud side sit behind the `edge` and `cloud` cargo features, and the Kubernetes backend
+//! behind `kube`, so that edge binaries never link kube-rs.
 
 pub mod model;
+pub mod pipeline;
+pub mod twin;
+pub mod wire;
+
 #[cfg(feature = "testsupport")]
 pub mod testsupport;
 #[cfg(feature = "edge")]
 pub mod tunnel;
-pub mod wire;

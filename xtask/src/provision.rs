@@ -12,10 +12,49 @@ const APT_PACKAGES: &[(&str, &str)] = &[("mosquitto", "mosquitto"), ("socat", "s
 /// Where the Python venv for test peers (pymodbus) lives, relative to the workspace root.
 pub const VENV_DIR: &str = "target/peers-venv";
 
-/// Installs every missing apt package, then the Python venv.
+/// Python packages for test peers, pinned (pymodbus 4 drops the datastore API the peers use).
+const PIP_PACKAGES: &[&str] = &["pymodbus[serial]==3.16.1"];
+
+/// Installs every missing apt package, then the Python venv with the test peers.
 pub fn all(root: &Path) -> Result<()> {
     apt(APT_PACKAGES)?;
-    let _venv = root.join(VENV_DIR);
+    venv(&root.join(VENV_DIR))
+}
+
+/// Creates `dir` as a Python venv (if missing) and installs [`PIP_PACKAGES`] into it (if missing).
+fn venv(dir: &Path) -> Result<()> {
+    let python = dir.join("bin/python");
+    if !python.exists() {
+        println!("xtask: creating Python venv {}", dir.display());
+        run(Command::new("python3").arg("-m").arg("venv").arg(dir))?;
+    }
+    let marker = dir.join(".edgetwin-peers");
+    let wanted = PIP_PACKAGES.join("\n");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    println!(
+        "xtask: installing into the venv: {}",
+        PIP_PACKAGES.join(" ")
+    );
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(PIP_PACKAGES))?;
+    std::fs::write(&marker, wanted).context("writing the venv marker")?;
+    Ok(())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
     Ok(())
 }
 

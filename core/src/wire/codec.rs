@@ -1,8 +1,9 @@
 //! Decoding and encoding wire payloads.
 //!
-//! [`decode`] rejects oversize payloads before parsing, matches struct keys the way Go does (see
-//! [`go_json`](super::go_json)) and reports errors with the path of the offending field, worded so
-//! that they can go back to a mapper as the `reason` of a `400` [`ErrorResult`].
+//! [`decode`] rejects oversize payloads before parsing, matches struct keys the way Go does (exact
+//! name first, then ignoring case; keys of maps are never folded, see [`payload`](super::payload))
+//! and reports errors with the path of the offending field, worded so that they can go back to a
+//! mapper as the `reason` of a `400` [`ErrorResult`].
 //!
 //! [`ErrorResult`]: super::payload::ErrorResult
 
@@ -11,7 +12,6 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::go_json::GoCase;
-use super::payload::BaseMessage;
 
 /// The payload size [`decode`] accepts: 1 MiB, far above any DeviceTwin message (twin values are
 /// bounded separately by the twin engine).
@@ -125,7 +125,12 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireError> {
 /// The `event_id` of a payload that may not decode as a whole, so that an error reply can still
 /// carry it. `None` when the payload is not a JSON object or has no string `event_id`.
 pub fn event_id_of(bytes: &[u8]) -> Option<String> {
-    decode::<BaseMessage>(bytes).ok()?.event_id
+    /// Only the key wanted, so that a bad value elsewhere does not hide it.
+    #[derive(Deserialize)]
+    struct EventId {
+        event_id: Option<String>,
+    }
+    decode::<EventId>(bytes).ok()?.event_id
 }
 
 fn with_path<T>(error: serde_path_to_error::Error<serde_json::Error>) -> WireError {
@@ -178,8 +183,11 @@ fn short_type_name<T>() -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+
     use super::*;
-    use crate::wire::payload::{DeviceTwinUpdate, MembershipUpdate};
+    use crate::wire::payload::{BaseMessage, DeviceTwinUpdate, MembershipUpdate};
 
     #[test]
     fn oversize_payloads_are_rejected_before_parsing() {
@@ -278,10 +286,99 @@ mod tests {
 
     #[test]
     fn event_id_survives_a_payload_that_does_not_decode() {
-        let payload = br#"{"event_id":"e-7","twin":{"red":{"actual":{"value":1}}}}"#;
+        let payload =
+            br#"{"Event_ID":"e-7","timestamp":"now","twin":{"red":{"actual":{"value":1}}}}"#;
         assert!(decode::<DeviceTwinUpdate>(payload).is_err());
         assert_eq!(event_id_of(payload).as_deref(), Some("e-7"));
         assert_eq!(event_id_of(b"not json"), None);
+    }
+
+    /// Arbitrary JSON whose keys are often KubeEdge keys, in any case.
+    fn kubeedge_like_json() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let key = prop_oneof![
+            prop::sample::select(vec![
+                "event_id",
+                "timestamp",
+                "twin",
+                "expected",
+                "actual",
+                "value",
+                "metadata",
+                "type",
+                "optional",
+                "expected_version",
+                "actual_version",
+                "cloud",
+                "edge",
+                "delta",
+                "last",
+                "current",
+                "added_devices",
+                "removed_devices",
+                "devices",
+                "id",
+                "name",
+                "state",
+                "attributes",
+                "header",
+                "msg_id",
+                "route",
+                "content",
+                "State",
+                "TWIN",
+                "Event_ID",
+                "Metadata",
+                "Timestamp",
+            ])
+            .prop_map(str::to_owned),
+            "[a-zA-Z_]{1,6}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-zA-Z0-9 ]{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 64, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map(key.clone(), inner, 0..6)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Whatever decodes re-encodes to JSON that decodes to the same value.
+    fn assert_stable<T>(text: &[u8]) -> Result<(), TestCaseError>
+    where
+        T: serde::de::DeserializeOwned + Serialize + PartialEq + std::fmt::Debug,
+    {
+        if let Ok(first) = decode::<T>(text) {
+            let encoded = encode(&first).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let second: T = decode(&encoded).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(first, second);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_json_either_fails_cleanly_or_round_trips(value in kubeedge_like_json()) {
+            let text = serde_json::to_vec(&value).expect("a Value encodes");
+            assert_stable::<DeviceTwinUpdate>(&text)?;
+            assert_stable::<crate::wire::payload::DeviceTwinDocument>(&text)?;
+            assert_stable::<MembershipUpdate>(&text)?;
+            assert_stable::<crate::wire::payload::DeviceUpdate>(&text)?;
+            assert_stable::<crate::wire::payload::TwinReply>(&text)?;
+            assert_stable::<crate::wire::Envelope>(&text)?;
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..128)) {
+            let _ = decode::<DeviceTwinUpdate>(&bytes);
+            let _ = decode::<crate::wire::Envelope>(&bytes);
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 #[cfg(feature = "cloud")]
 mod cloud;
 mod not_built;
+mod pipeline_cmd;
 
 /// edgetwin: KubeEdge-compatible device twins for the edge.
 #[derive(Debug, Parser)]
@@ -39,6 +40,11 @@ enum Command {
         /// The v1alpha2 YAML file to convert.
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
+    },
+    /// Work with a property's data pipeline (scale, clamp, deadband, window, rate limit, map).
+    Pipeline {
+        #[command(subcommand)]
+        command: pipeline_cmd::PipelineCommand,
     },
     /// Run the whole traffic-light demo on one machine: embedded broker, registry, cloud, edge and
     /// the GPIO mapper on a simulated chip.
@@ -94,6 +100,13 @@ fn main() -> ExitCode {
         } => not_built::exit("edgetwin crd print", 2),
         Command::Convert { .. } => not_built::exit("edgetwin convert", 2),
         Command::Up => not_built::exit("edgetwin up", 6),
+        Command::Pipeline { command } => match pipeline_cmd::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -49,7 +49,7 @@ pub struct DeviceStatus {
 
 impl DeviceStatus {
     /// When the device was last online, whichever key carried it (the newer one wins).
-    pub fn last_online(&self) -> Option<&str> {
+    pub fn last_seen(&self) -> Option<&str> {
         self.last_online_time
             .as_deref()
             .or(self.last_online.as_deref())
@@ -84,10 +84,10 @@ mod tests {
     fn both_last_online_spellings_are_read() {
         let old: DeviceMsg =
             decode(br#"{"device":{"name":"a","last_online":"t1"}}"#).expect("v1.15");
-        assert_eq!(old.device.last_online(), Some("t1"));
+        assert_eq!(old.device.last_seen(), Some("t1"));
         let new: DeviceMsg =
             decode(br#"{"device":{"name":"a","lastOnlineTime":"t2"}}"#).expect("v1.18");
-        assert_eq!(new.device.last_online(), Some("t2"));
+        assert_eq!(new.device.last_seen(), Some("t2"));
         assert_eq!(
             encode(&new).expect("encodes"),
             br#"{"device":{"name":"a","lastOnlineTime":"t2"}}"#

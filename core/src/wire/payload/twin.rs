@@ -103,8 +103,7 @@ kubeedge_message! {
 }
 
 /// The before and after of one property in a [`DeviceTwinDocument`]: KubeEdge's `TwinDoc`.
-/// Both keys are always written; `null` means the property did not exist (before) or was deleted
-/// (after).
+/// Go writes both keys; `null` means the property did not exist (before) or was deleted (after).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TwinDoc {

@@ -1,0 +1,205 @@
+//! `edgetwin pipeline test`: runs a property's data pipeline offline over a CSV of samples and
+//! prints what would be reported.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use edgetwin_core::model::PropertyType;
+use edgetwin_core::pipeline::{Pipeline, PipelineSpec, preview};
+use serde::Deserialize;
+
+/// `edgetwin pipeline …`
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Run a pipeline over recorded samples and show, row by row, what would be reported and
+    /// which step suppressed or held the rest.
+    Test(TestArgs),
+}
+
+/// Where the steps come from, the samples, and how to print.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// A YAML file with just the steps (a list, as under `pipeline:` in a Device).
+    #[arg(
+        long,
+        value_name = "FILE.yaml",
+        required_unless_present = "device",
+        conflicts_with = "device"
+    )]
+    pipeline: Option<PathBuf>,
+    /// A Device YAML (may hold several documents); the steps are its
+    /// `spec.properties[].pipeline` for --property.
+    #[arg(long, value_name = "FILE.yaml", requires = "property")]
+    device: Option<PathBuf>,
+    /// The property whose pipeline to run (with --device).
+    #[arg(long, value_name = "NAME")]
+    property: Option<String>,
+    /// CSV of `timestamp_ms,value` rows (header optional, `#` comments allowed).
+    #[arg(long, value_name = "FILE.csv")]
+    samples: PathBuf,
+    /// Parse values as this DeviceModel type (INT, FLOAT, DOUBLE, BOOLEAN, STRING, BYTES).
+    /// Default: a value is an int, float or boolean when it reads as one, else a string.
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_property_type)]
+    value_type: Option<PropertyType>,
+    /// Output: an aligned table with a summary, or CSV.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+/// Output format of `pipeline test`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+}
+
+/// Runs a `pipeline` subcommand.
+pub fn run(command: PipelineCommand) -> anyhow::Result<()> {
+    match command {
+        PipelineCommand::Test(args) => test(args),
+    }
+}
+
+fn test(args: TestArgs) -> anyhow::Result<()> {
+    let spec = match (&args.pipeline, &args.device, &args.property) {
+        (Some(file), _, _) => {
+            let yaml = read(file)?;
+            serde_saphyr::from_str::<PipelineSpec>(&yaml)
+                .with_context(|| format!("{}: not a list of pipeline steps", file.display()))?
+        }
+        (None, Some(file), Some(property)) => device_pipeline(file, property)?,
+        // clap enforces one of the two forms.
+        _ => bail!("give --pipeline FILE, or --device FILE with --property NAME"),
+    };
+    let source = args
+        .pipeline
+        .as_ref()
+        .or(args.device.as_ref())
+        .map_or_else(String::new, |p| p.display().to_string());
+    let mut pipeline =
+        Pipeline::build(&spec).with_context(|| format!("{source}: invalid pipeline"))?;
+    let csv = read(&args.samples)?;
+    let samples = preview::parse_samples(&csv, args.value_type)
+        .with_context(|| format!("{}: bad samples", args.samples.display()))?;
+    let rows = preview::run(&mut pipeline, samples);
+    let output = match args.format {
+        Format::Table => preview::render_table(&rows),
+        Format::Csv => preview::render_csv(&rows),
+    };
+    print!("{output}");
+    Ok(())
+}
+
+fn read(file: &Path) -> anyhow::Result<String> {
+    fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+fn parse_property_type(text: &str) -> Result<PropertyType, String> {
+    let quoted = format!("\"{}\"", text.trim().to_uppercase());
+    serde_json::from_str(&quoted)
+        .map_err(|_| "expected INT, FLOAT, DOUBLE, BOOLEAN, STRING, BYTES or STREAM".to_owned())
+}
+
+/// The parts of a Device document this command reads; everything else is ignored. Reading the
+/// YAML directly keeps this working whatever else the typed device model checks.
+#[derive(Deserialize)]
+struct DocumentPart {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<MetadataPart>,
+    #[serde(default)]
+    spec: Option<SpecPart>,
+}
+
+#[derive(Deserialize)]
+struct MetadataPart {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SpecPart {
+    #[serde(default)]
+    properties: Vec<PropertyPart>,
+}
+
+#[derive(Deserialize)]
+struct PropertyPart {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    pipeline: Option<PipelineSpec>,
+}
+
+/// `spec.properties[name == property].pipeline` of the one Device in `file` that has `property`.
+fn device_pipeline(file: &Path, property: &str) -> anyhow::Result<PipelineSpec> {
+    let yaml = read(file)?;
+    let documents: Vec<DocumentPart> = serde_saphyr::from_multiple(&yaml)
+        .with_context(|| format!("{}: not a readable Device YAML", file.display()))?;
+    let devices: Vec<DocumentPart> = documents
+        .into_iter()
+        .filter(|d| d.kind.as_deref() == Some("Device"))
+        .collect();
+    if devices.is_empty() {
+        bail!("{}: no document of kind Device", file.display());
+    }
+    let mut found = Vec::new();
+    let mut known = Vec::new();
+    for device in devices {
+        let device_name = device
+            .metadata
+            .and_then(|m| m.name)
+            .unwrap_or_else(|| "(unnamed)".to_owned());
+        for prop in device.spec.map(|s| s.properties).unwrap_or_default() {
+            match prop.name {
+                Some(name) if name == property => found.push((device_name.clone(), prop.pipeline)),
+                Some(name) => known.push(name),
+                None => {}
+            }
+        }
+    }
+    if found.len() > 1 {
+        bail!(
+            "{}: several Devices ({}) have a property named {property:?}; put the one to test in \
+             a file of its own",
+            file.display(),
+            found
+                .iter()
+                .map(|(d, _)| d.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let Some((device_name, pipeline)) = found.pop() else {
+        bail!(
+            "{}: no Device has a property named {property:?} (properties: {})",
+            file.display(),
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    pipeline.with_context(|| {
+        format!(
+            "{}: property {property:?} of Device {device_name} has no `pipeline`",
+            file.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn property_types_parse_case_insensitively() {
+        assert_eq!(parse_property_type("int"), Ok(PropertyType::Int));
+        assert_eq!(parse_property_type("BOOLEAN"), Ok(PropertyType::Boolean));
+        assert!(parse_property_type("number").is_err());
+    }
+}
