@@ -10,7 +10,7 @@ pub mod pipeline;
 pub mod twin;
 pub mod wire;
 
-#[cfg(feature = "testsupport")]
+#[cfg(feature = "test-support")]
 pub mod testsupport;
 #[cfg(feature = "edge")]
 pub mod tunnel;

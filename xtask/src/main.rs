@@ -161,7 +161,16 @@ fn bench(args: &[String]) -> Result<()> {
         Some(other) => bail!("unknown benchmark {other:?}; available: cloud"),
         None => bail!("usage: cargo xtask bench cloud [ARGS]"),
     };
-    let mut cargo_args = vec!["bench", "-p", package, "--bench", target, "--"];
+    let mut cargo_args = vec![
+        "bench",
+        "-p",
+        package,
+        "--features",
+        "test-support",
+        "--bench",
+        target,
+        "--",
+    ];
     cargo_args.extend(args[1..].iter().map(String::as_str));
     step(&format!("bench {target}"), cargo(&[], &cargo_args))
 }

@@ -1,4 +1,4 @@
-//! Helpers for tests of this crate and of others (feature `testsupport`): real parts that a
+//! Helpers for tests of this crate and of others (feature `test-support`): real parts that a
 //! test can misbehave on purpose, and throwaway certificates.
 
 pub mod pki;

@@ -31,7 +31,7 @@ pub mod stats;
 pub mod store;
 pub mod tls;
 
-#[cfg(all(test, feature = "cloud", feature = "testsupport"))]
+#[cfg(all(test, feature = "cloud", feature = "test-support"))]
 mod tests;
 
 pub use connection::LinkEnd;
