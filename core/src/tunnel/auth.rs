@@ -76,23 +76,18 @@ impl TokenStore {
     /// Opens (creating if needed) the token table in the sqlite file at `path`.
     pub fn open(path: &Path) -> Result<Self, AuthError> {
         let display = path.display().to_string();
-        let store_error = |source| AuthError::Store {
-            path: display.clone(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(store_error)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(store_error)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(store_error)?;
-        conn.execute_batch(
+        let conn = super::sqlite::open(
+            path,
             "CREATE TABLE IF NOT EXISTS tunnel_tokens (
                  node TEXT PRIMARY KEY,
                  sha256 BLOB NOT NULL,
                  created_ms INTEGER NOT NULL
              )",
         )
-        .map_err(store_error)?;
+        .map_err(|source| AuthError::Store {
+            path: display.clone(),
+            source,
+        })?;
         Ok(TokenStore {
             path: display,
             conn: Mutex::new(conn),

@@ -26,6 +26,8 @@ pub mod outbox;
 #[cfg(feature = "cloud")]
 pub mod server;
 pub mod session;
+#[cfg(feature = "cloud")]
+mod sqlite;
 pub mod stats;
 #[cfg(feature = "cloud")]
 pub mod store;

@@ -120,14 +120,8 @@ impl HubStore {
             path: path.to_owned(),
             source,
         };
-        let conn = Connection::open(path).map_err(error)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(error)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(error)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(error)?;
-        conn.execute_batch(
+        let conn = super::sqlite::open(
+            path,
             "CREATE TABLE IF NOT EXISTS tunnel_streams (
                  node TEXT PRIMARY KEY,
                  stream_id INTEGER NOT NULL,
@@ -142,6 +136,8 @@ impl HubStore {
              ) WITHOUT ROWID;",
         )
         .map_err(error)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(error)?;
         let (jobs, receiver) = mpsc::channel(4 * MAX_BATCH);
         let worker = Worker {
             conn,

@@ -255,6 +255,24 @@ impl Cloud {
         .expect("client tls")
     }
 
+    /// Queues `desired(node, device, n)` for each `n`.
+    async fn send_desired(&self, node_name: &str, device: &str, numbers: std::ops::Range<usize>) {
+        for n in numbers {
+            self.hub
+                .send(&node(node_name), desired(node_name, device, n))
+                .await
+                .expect("send");
+        }
+    }
+
+    /// A proxy in front of the hub and an `edge-1` client connected through it.
+    async fn edge_through_proxy(&self) -> (TcpProxy, Edge) {
+        let proxy = TcpProxy::start(self.hub.local_addr()).await.expect("proxy");
+        let edge = Edge::start(self.client_config("edge-1", proxy.addr()));
+        edge.connected().await;
+        (proxy, edge)
+    }
+
     /// A client config for `name` with a fresh token, connecting to `addr` (the hub or a proxy).
     fn client_config(&self, name: &str, addr: SocketAddr) -> HubClientConfig {
         let token = self.tokens.create(&node(name)).expect("token");
@@ -511,11 +529,7 @@ async fn messages_are_delivered_in_order_both_ways() {
 #[tokio::test]
 async fn cutting_the_connection_mid_stream_loses_and_duplicates_nothing() {
     let cloud = Cloud::start(CloudOptions::default()).await;
-    let proxy = TcpProxy::start(cloud.hub.local_addr())
-        .await
-        .expect("proxy");
-    let edge = Edge::start(cloud.client_config("edge-1", proxy.addr()));
-    edge.connected().await;
+    let (proxy, edge) = cloud.edge_through_proxy().await;
     const N: usize = 400;
     for n in 0..N {
         edge.send(report("lamp", n)).await;
@@ -591,11 +605,7 @@ async fn a_failed_application_is_resent_and_applied_once() {
 #[tokio::test]
 async fn heartbeats_detect_a_silent_network_and_the_client_reconnects() {
     let cloud = Cloud::start(CloudOptions::default()).await;
-    let proxy = TcpProxy::start(cloud.hub.local_addr())
-        .await
-        .expect("proxy");
-    let edge = Edge::start(cloud.client_config("edge-1", proxy.addr()));
-    edge.connected().await;
+    let (proxy, edge) = cloud.edge_through_proxy().await;
     // An idle link stays up across several heartbeat timeouts.
     tokio::time::sleep(fast_session().heartbeat_timeout * 3).await;
     assert_eq!(edge.client.stats().heartbeat_timeouts, 0);
@@ -627,13 +637,7 @@ async fn a_blocked_handler_holds_the_sender_to_its_window() {
     );
     edge.connected().await;
     const N: usize = 500;
-    for n in 0..N {
-        cloud
-            .hub
-            .send(&node("edge-1"), desired("edge-1", "lamp", n))
-            .await
-            .expect("send");
-    }
+    cloud.send_desired("edge-1", "lamp", 0..N).await;
     let window = fast_session().window as u64;
     wait_for("the window to fill", || {
         cloud.hub.stats().messages_sent == window
@@ -732,13 +736,7 @@ async fn a_new_connection_of_a_node_replaces_the_old_one() {
     let second = Edge::start(config);
     wait_for("the replacement", || cloud.hub.stats().links_replaced >= 1).await;
     first.client.shutdown().await;
-    for n in 0..50 {
-        cloud
-            .hub
-            .send(&node("edge-1"), desired("edge-1", "lamp", n))
-            .await
-            .expect("send");
-    }
+    cloud.send_desired("edge-1", "lamp", 0..50).await;
     wait_for("delivery to the second client", || {
         second.inbox.count() == 50
     })
@@ -760,13 +758,7 @@ async fn a_restarted_hub_resumes_from_its_sqlite_outbox() {
     let addr = cloud.hub.local_addr();
     let edge = Edge::start(cloud.client_config("edge-1", addr));
     edge.connected().await;
-    for n in 0..10 {
-        cloud
-            .hub
-            .send(&node("edge-1"), desired("edge-1", "lamp", n))
-            .await
-            .expect("send");
-    }
+    cloud.send_desired("edge-1", "lamp", 0..10).await;
     wait_for("first batch", || edge.inbox.count() == 10).await;
     let Cloud {
         dir,
