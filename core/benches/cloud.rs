@@ -406,12 +406,10 @@ async fn scenario(args: &Args, nodes: usize, use_tls: bool) -> ScenarioResult {
         })
         .expect("client tls")
     });
-    let tokens = {
-        let store = TokenStore::open(&dir.path().join("cloud.db")).expect("tokens");
-        (0..nodes)
-            .map(|i| store.create(&node_name(i)).expect("token"))
-            .collect::<Vec<_>>()
-    };
+    let tokens = TokenStore::open(&dir.path().join("cloud.db"))
+        .expect("tokens")
+        .create_many(&(0..nodes).map(node_name).collect::<Vec<_>>())
+        .expect("tokens");
     let process = HubProcess::spawn(dir.path(), nodes, use_tls);
     let port = process.port;
     let hub = HubHandle(Arc::new(Mutex::new(process)));
@@ -448,8 +446,16 @@ async fn scenario(args: &Args, nodes: usize, use_tls: bool) -> ScenarioResult {
         }
     }
     wait_connected(&edges).await;
+    // A client counts its link up when the hub's hello arrives; the hub when the client's does.
+    let mut connected = 0;
+    for _ in 0..600 {
+        connected = hub.ask_number("links").await;
+        if connected == nodes as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let connect_time = started.elapsed();
-    let connected = hub.ask_number("links").await;
     // Let allocations settle (acks, hellos) before reading RSS.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = hub.ask_number("rss").await;

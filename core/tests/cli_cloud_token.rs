@@ -43,6 +43,33 @@ fn create_prints_a_token_that_the_hub_accepts_and_revoke_removes_it() {
 }
 
 #[test]
+fn several_nodes_get_one_line_each() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("cloud.db");
+    let output = edgetwin(&[
+        "cloud",
+        "token",
+        "create",
+        "edge-1",
+        "edge-2",
+        "--db",
+        db.to_str().expect("utf-8"),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let store = TokenStore::open(&db).expect("open");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for (line, name) in lines.iter().zip(["edge-1", "edge-2"]) {
+        let (node, token) = line.split_once(' ').expect("NODE TOKEN");
+        assert_eq!(node, name);
+        store
+            .verify(&NodeName::new(node).expect("node"), token)
+            .expect("valid");
+    }
+}
+
+#[test]
 fn a_bad_node_name_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("cloud.db");

@@ -112,25 +112,31 @@ impl TokenStore {
     /// Creates a token for `node`, replacing any previous one, and returns it (the only time it
     /// is ever visible).
     pub fn create(&self, node: &NodeName) -> Result<Token, AuthError> {
-        let mut secret = [0u8; 32];
-        OsRng
-            .try_fill_bytes(&mut secret)
-            .map_err(|error| AuthError::Random(error.to_string()))?;
-        let mut token = String::with_capacity(TOKEN_PREFIX.len() + 64);
-        token.push_str(TOKEN_PREFIX);
-        for byte in secret {
-            token.push_str(&format!("{byte:02x}"));
-        }
-        let hash = hash_token(&token);
+        let mut tokens = self.create_many(std::slice::from_ref(node))?;
+        tokens
+            .pop()
+            .ok_or_else(|| AuthError::Random("no token generated".into()))
+    }
+
+    /// Creates tokens for many nodes in one transaction (provisioning a fleet), in order.
+    pub fn create_many(&self, nodes: &[NodeName]) -> Result<Vec<Token>, AuthError> {
+        let tokens = nodes
+            .iter()
+            .map(|_| generate_token())
+            .collect::<Result<Vec<_>, _>>()?;
         let now_ms = jiff::Timestamp::now().as_millisecond();
-        self.conn()
-            .execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.store_error(e))?;
+        for (node, token) in nodes.iter().zip(&tokens) {
+            tx.execute(
                 "INSERT INTO tunnel_tokens (node, sha256, created_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (node) DO UPDATE SET sha256 = ?2, created_ms = ?3",
-                params![node.as_str(), hash.as_slice(), now_ms],
+                params![node.as_str(), hash_token(&token.0).as_slice(), now_ms],
             )
             .map_err(|e| self.store_error(e))?;
-        Ok(Token(token))
+        }
+        tx.commit().map_err(|e| self.store_error(e))?;
+        Ok(tokens)
     }
 
     /// Removes `node`'s token; returns whether there was one.
@@ -168,6 +174,20 @@ impl TokenStore {
             })
         }
     }
+}
+
+/// 32 bytes from the operating system's generator, as `et1_` + 64 hex digits.
+fn generate_token() -> Result<Token, AuthError> {
+    let mut secret = [0u8; 32];
+    OsRng
+        .try_fill_bytes(&mut secret)
+        .map_err(|error| AuthError::Random(error.to_string()))?;
+    let mut token = String::with_capacity(TOKEN_PREFIX.len() + 64);
+    token.push_str(TOKEN_PREFIX);
+    for byte in secret {
+        token.push_str(&format!("{byte:02x}"));
+    }
+    Ok(Token(token))
 }
 
 fn hash_token(token: &str) -> [u8; 32] {
@@ -260,6 +280,19 @@ mod tests {
         assert!(store.revoke(&node("edge-1")).expect("revoke"));
         assert!(!store.revoke(&node("edge-1")).expect("revoke again"));
         assert!(store.verify(&node("edge-1"), second.expose()).is_err());
+    }
+
+    #[test]
+    fn many_tokens_are_created_at_once_each_for_its_node() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = TokenStore::open(&dir.path().join("cloud.db")).expect("open");
+        let nodes: Vec<NodeName> = (0..50).map(|i| node(&format!("n{i}"))).collect();
+        let tokens = store.create_many(&nodes).expect("create");
+        assert_eq!(tokens.len(), 50);
+        for (n, token) in nodes.iter().zip(&tokens) {
+            store.verify(n, token.expose()).expect("own token");
+        }
+        assert!(store.verify(&nodes[0], tokens[1].expose()).is_err());
     }
 
     #[test]

@@ -74,8 +74,9 @@ impl std::fmt::Debug for HubStore {
 /// One request to the store's thread: run inside the batch's transaction, then learn whether
 /// the transaction committed.
 trait Job: Send {
-    /// Returns whether the job succeeded (otherwise its changes are rolled back).
-    fn run(&mut self, conn: &Connection, options: &HubStoreOptions) -> bool;
+    /// Runs the request. An `Err` is a storage failure that aborts (rolls back) the whole batch;
+    /// a refusal such as a full queue is a result, and writes nothing.
+    fn run(&mut self, conn: &Connection, options: &HubStoreOptions) -> Result<(), String>;
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
@@ -91,14 +92,17 @@ where
     T: Send,
     F: FnOnce(&Connection, &HubStoreOptions) -> Result<T, OutboxError> + Send,
 {
-    fn run(&mut self, conn: &Connection, options: &HubStoreOptions) -> bool {
+    fn run(&mut self, conn: &Connection, options: &HubStoreOptions) -> Result<(), String> {
         let Some(op) = self.op.take() else {
-            return false;
+            return Ok(());
         };
         let result = op(conn, options);
-        let ok = result.is_ok();
+        let fatal = match &result {
+            Err(OutboxError::Storage(error)) => Err(error.clone()),
+            _ => Ok(()),
+        };
         self.result = Some(result);
-        ok
+        fatal
     }
 
     fn finish(self: Box<Self>, commit: Result<(), String>) {
@@ -278,17 +282,15 @@ impl Worker {
             tracing::error!(%error, path, "hub store cannot {what}");
             format!("hub store {path}: cannot {what}: {error}")
         };
-        let mut tx = self
+        let tx = self
             .conn
             .transaction()
             .map_err(|e| fail("begin a transaction", e))?;
         for job in batch.iter_mut() {
-            // A failed job (e.g. a full queue) leaves no partial change behind.
-            let savepoint = tx.savepoint().map_err(|e| fail("open a savepoint", e))?;
-            if job.run(&savepoint, &self.options) {
-                savepoint
-                    .commit()
-                    .map_err(|e| fail("release a savepoint", e))?;
+            if let Err(error) = job.run(&tx, &self.options) {
+                // Dropping the transaction rolls the whole batch back.
+                tracing::error!(%error, path, "hub store request failed; batch rolled back");
+                return Err(format!("hub store {path}: {error} (batch rolled back)"));
             }
         }
         tx.commit().map_err(|e| fail("commit", e))
@@ -324,22 +326,41 @@ fn append(
     message: &str,
     max: usize,
 ) -> Result<Seq, OutboxError> {
-    stream(conn, node)?;
-    let depth = depth(conn, node)?;
-    if depth >= max {
-        return Err(OutboxError::Full { limit: max });
-    }
-    let seq: i64 = conn
-        .prepare_cached(
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    let bump = || -> Result<Option<i64>, OutboxError> {
+        conn.prepare_cached(
             "UPDATE tunnel_streams SET last_seq = last_seq + 1, depth = depth + 1
-             WHERE node = ?1 RETURNING last_seq",
+             WHERE node = ?1 AND depth < ?2 RETURNING last_seq",
         )
-        .and_then(|mut stmt| stmt.query_row([node.as_str()], |row| row.get(0)))
-        .map_err(storage)?;
+        .and_then(|mut stmt| {
+            stmt.query_row(params![node.as_str(), max], |row| row.get(0))
+                .optional()
+        })
+        .map_err(storage)
+    };
+    // One statement in the common case; the stream row is created on a node's first message.
+    let seq = match bump()? {
+        Some(seq) => seq,
+        None if stream_exists(conn, node)? => {
+            return Err(OutboxError::Full {
+                limit: max as usize,
+            });
+        }
+        None => {
+            stream(conn, node)?;
+            bump()?.ok_or_else(|| OutboxError::Storage("stream row vanished".into()))?
+        }
+    };
     conn.prepare_cached("INSERT INTO tunnel_outbox (node, seq, message) VALUES (?1, ?2, ?3)")
         .and_then(|mut stmt| stmt.execute(params![node.as_str(), seq, message]))
         .map_err(storage)?;
     Ok(seq as Seq)
+}
+
+fn stream_exists(conn: &Connection, node: &NodeName) -> Result<bool, OutboxError> {
+    conn.prepare_cached("SELECT 1 FROM tunnel_streams WHERE node = ?1")
+        .and_then(|mut stmt| stmt.exists([node.as_str()]))
+        .map_err(storage)
 }
 
 fn peek(

@@ -6,17 +6,27 @@ use anyhow::{Context, Result};
 use edgetwin_core::tunnel::NodeName;
 use edgetwin_core::tunnel::auth::TokenStore;
 
-/// Creates (or replaces) `node`'s token in `db` and prints it on stdout, alone on its line, so
-/// that `TOKEN=$(edgetwin cloud token create edge-1)` works.
-pub fn create_token(node: &str, db: &Path) -> Result<()> {
-    let node = NodeName::new(node)?;
+/// Creates (or replaces) the nodes' tokens in `db` and prints them on stdout: the token alone on
+/// its line for one node (so that `TOKEN=$(edgetwin cloud token create edge-1)` works), `NODE
+/// TOKEN` lines for several.
+pub fn create_tokens(nodes: &[String], db: &Path) -> Result<()> {
+    let nodes = nodes
+        .iter()
+        .map(|node| NodeName::new(node))
+        .collect::<Result<Vec<_>, _>>()?;
     let store = TokenStore::open(db)?;
-    let token = store
-        .create(&node)
-        .with_context(|| format!("creating a token for node {node}"))?;
-    println!("{}", token.expose());
+    let tokens = store.create_many(&nodes).context("creating node tokens")?;
+    match (nodes.as_slice(), tokens.as_slice()) {
+        ([_], [token]) => println!("{}", token.expose()),
+        _ => {
+            for (node, token) in nodes.iter().zip(&tokens) {
+                println!("{node} {}", token.expose());
+            }
+        }
+    }
     eprintln!(
-        "token for node {node} stored (hashed) in {}; it replaces any previous one and is shown only this once",
+        "{} token(s) stored (hashed) in {}; each replaces the node's previous one and is shown only this once",
+        tokens.len(),
         db.display()
     );
     Ok(())

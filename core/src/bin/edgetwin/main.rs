@@ -62,10 +62,12 @@ enum CloudCommand {
 
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
-    /// Create a token for NODE (replacing any previous one) and print it once on stdout.
+    /// Create a token for each NODE (replacing any previous one) and print it once on stdout:
+    /// the token alone for one node, `NODE TOKEN` lines for several.
     Create {
-        /// The edge node's name (a Kubernetes node name).
-        node: String,
+        /// The edge nodes' names (Kubernetes node names).
+        #[arg(required = true)]
+        nodes: Vec<String>,
         /// The cloud's sqlite database.
         #[arg(long, env = "EDGETWIN_CLOUD_DB", default_value = "edgetwin-cloud.db")]
         db: PathBuf,
@@ -113,7 +115,7 @@ fn main() -> ExitCode {
 #[cfg(feature = "cloud")]
 fn token(command: TokenCommand) -> ExitCode {
     let result = match command {
-        TokenCommand::Create { node, db } => cloud::create_token(&node, &db),
+        TokenCommand::Create { nodes, db } => cloud::create_tokens(&nodes, &db),
         TokenCommand::Revoke { node, db } => cloud::revoke_token(&node, &db),
     };
     match result {
