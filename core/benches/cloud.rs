@@ -176,6 +176,41 @@ impl Membership for Everyone {
     }
 }
 
+/// CPU time (user + system, ms) of this process and of its `hub-store` thread.
+fn cpu_ms() -> (u64, u64) {
+    fn ticks(stat: &str) -> u64 {
+        // Fields after the command name (which may contain spaces): utime is the 12th, stime
+        // the 13th.
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let get = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        get(11) + get(12)
+    }
+    // Linux reports in clock ticks of 1/100 s.
+    let process = ticks(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default()) * 10;
+    let store = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim() == "hub-store")
+        })
+        .map(|task| {
+            ticks(&std::fs::read_to_string(task.path().join("stat")).unwrap_or_default()) * 10
+        })
+        .unwrap_or(0);
+    (process, store)
+}
+
 fn vm_rss_kib(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -243,6 +278,10 @@ fn hub_main(args: &[String]) {
                     format!("{} {failed}", (now_nanos() - start) / 1_000)
                 }
                 "stats" => format!("{:?}", hub.stats()),
+                "cpu" => {
+                    let (process, store) = cpu_ms();
+                    format!("{process} {store}")
+                }
                 other => format!("unknown command {other}"),
             };
             println!("{reply}");
@@ -467,6 +506,8 @@ async fn scenario(args: &Args, nodes: usize, use_tls: bool) -> ScenarioResult {
     let mut rounds = Vec::new();
     for round in 0..args.rounds {
         latencies.lock().expect("lock").clear();
+        let cpu_before = hub.ask("cpu").await;
+        let load_before = cpu_ms().0;
         let started = Instant::now();
         let reply = hub.ask("fanout").await;
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -477,6 +518,11 @@ async fn scenario(args: &Args, nodes: usize, use_tls: bool) -> ScenarioResult {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let cpu_after = hub.ask("cpu").await;
+        let load_cpu = cpu_ms().0 - load_before;
+        eprintln!(
+            "   CPU ms: hub (process, store thread) {cpu_before} -> {cpu_after}; load generator +{load_cpu}"
+        );
         let mut sorted = latencies.lock().expect("lock").clone();
         sorted.sort_unstable();
         let p50 = percentile(&sorted, 0.50);

@@ -200,6 +200,7 @@ impl HubClient {
             inbox,
             stop: stop.clone(),
             stats: Arc::clone(&stats),
+            max_message_bytes: config.max_message_bytes,
         };
         let task = tokio::spawn(reconnect_loop(config, endpoint, parts, state_tx));
         Ok(HubClientHandle {

@@ -83,6 +83,8 @@ pub(crate) struct LinkParts {
     pub inbox: Arc<dyn Inbox>,
     pub stop: CancellationToken,
     pub stats: Arc<TunnelStats>,
+    /// The largest WebSocket message the peer accepts (the same setting on both sides).
+    pub max_message_bytes: usize,
 }
 
 type Sink = SplitSink<Socket, Message>;
@@ -210,9 +212,13 @@ impl<'a> Link<'a> {
         let text = frame
             .encode()
             .map_err(|error| LinkEnd::Storage(error.to_string()))?;
+        self.push_text(text);
+        Ok(())
+    }
+
+    fn push_text(&mut self, text: String) {
         self.outgoing.push_back(Message::text(text));
         self.unflushed = true;
-        Ok(())
     }
 
     fn on_timers(&mut self, now: Instant) -> Result<(), LinkEnd> {
@@ -256,12 +262,34 @@ impl<'a> Link<'a> {
                 self.outbox_dirty = true;
                 break;
             }
-            let prev = self.session.on_sent(entry.seq, now);
-            self.push(&Frame::Msg {
-                seq: entry.seq,
-                prev,
+            let seq = entry.seq;
+            let frame = Frame::Msg {
+                seq,
+                prev: self.session.next_prev(),
                 message: entry.message,
-            })?;
+            };
+            let text = frame
+                .encode()
+                .map_err(|error| LinkEnd::Storage(error.to_string()))?;
+            if text.len() > self.parts.max_message_bytes {
+                // It can never be delivered; sending it would only break the link again and again.
+                self.parts.stats.bump(Counter::OversizeDropped);
+                let Frame::Msg { message, .. } = &frame else {
+                    continue;
+                };
+                tracing::error!(
+                    node = %self.parts.node,
+                    seq,
+                    msg_id = %message.header.msg_id,
+                    bytes = text.len(),
+                    limit = self.parts.max_message_bytes,
+                    "outbox message too large for the tunnel; dropped"
+                );
+                self.session.on_skipped(seq);
+                continue;
+            }
+            self.session.on_sent(seq, now);
+            self.push_text(text);
             self.parts.stats.bump(Counter::MessagesSent);
         }
         Ok(())

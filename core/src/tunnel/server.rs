@@ -71,6 +71,9 @@ impl HubConfig {
     }
 }
 
+/// Room for the frame around a message (`{"msg":{"seq":…,"prev":…,"message":…}}`).
+const FRAME_OVERHEAD: usize = 128;
+
 /// Close code sent to a connection that lost the race against a newer one of the same node.
 const CLOSE_REPLACED: u16 = 4000;
 
@@ -118,6 +121,18 @@ pub enum SendError {
         node: NodeName,
         /// Why.
         rejection: Rejection,
+    },
+    /// The message is larger than a tunnel message may be.
+    #[error(
+        "not sent to node {node}: message of {bytes} bytes exceeds the tunnel limit of {limit}"
+    )]
+    TooLarge {
+        /// The addressed node.
+        node: NodeName,
+        /// The encoded message size.
+        bytes: usize,
+        /// `HubConfig::max_message_bytes` less the frame overhead.
+        limit: usize,
     },
     /// The node's outbox refused or failed.
     #[error("not queued for node {node}: {source}")]
@@ -259,16 +274,31 @@ impl Shared {
         }))
     }
 
+    /// Queues `message` for `node` (no isolation check) and wakes its link.
     async fn enqueue(&self, node: &NodeName, message: &Envelope) -> Result<Seq, SendError> {
+        let outbox_error = |source| SendError::Outbox {
+            node: node.clone(),
+            source,
+        };
+        let json = serde_json::to_string(message).map_err(|error| {
+            outbox_error(OutboxError::Storage(format!(
+                "cannot encode message: {error}"
+            )))
+        })?;
+        let limit = self.config.max_message_bytes.saturating_sub(FRAME_OVERHEAD);
+        if json.len() > limit {
+            return Err(SendError::TooLarge {
+                node: node.clone(),
+                bytes: json.len(),
+                limit,
+            });
+        }
         let seq = self
             .parts
             .store
-            .append(node, message)
+            .append_json(node, json)
             .await
-            .map_err(|source| SendError::Outbox {
-                node: node.clone(),
-                source,
-            })?;
+            .map_err(outbox_error)?;
         self.slot(node).wake.notify_one();
         Ok(seq)
     }
@@ -520,6 +550,7 @@ async fn run_link(shared: &Arc<Shared>, socket: Socket, admitted: Admitted, peer
         }),
         stop: stop.clone(),
         stats: Arc::clone(&shared.stats),
+        max_message_bytes: shared.config.max_message_bytes,
     };
     tracing::info!(%node, %peer, method, "tunnel node authenticated");
     let end = connection::run(socket, &parts, || {

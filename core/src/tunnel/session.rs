@@ -266,9 +266,22 @@ impl Session {
         self.sender.last_sent
     }
 
-    /// Records that message `seq` is being sent; returns the `prev` to put in its frame.
+    /// The `prev` the next message sent will carry.
+    pub fn next_prev(&self) -> Seq {
+        self.sender.chain
+    }
+
+    /// Records that message `seq` is being sent; returns the `prev` to put in its frame (the
+    /// value [`Session::next_prev`] gave).
     pub fn on_sent(&mut self, seq: Seq, now: Instant) -> Seq {
         self.sender.on_sent(seq, now)
+    }
+
+    /// Records that outbox entry `seq` will never be sent (it cannot be: too large). The next
+    /// message's `prev` still names the last one sent, so the receiver does not wait for it; the
+    /// entry leaves the outbox with the ack of a later message.
+    pub fn on_skipped(&mut self, seq: Seq) {
+        self.sender.last_sent = self.sender.last_sent.max(seq);
     }
 
     /// Processes an ack. `Some(through)` means the outbox may drop entries up to it.
@@ -374,8 +387,10 @@ struct Sender {
     acked: Seq,
     /// Received and queued by the peer (cumulative, at least `acked`).
     peer_received: Seq,
-    /// The last message (re)sent; the next read of the outbox starts after it.
+    /// The last message (re)sent or skipped; the next read of the outbox starts after it.
     last_sent: Seq,
+    /// The last message actually sent: the `prev` of the next one.
+    chain: Seq,
     /// The highest message ever sent on this link (acks beyond it are a violation).
     highest_sent: Seq,
     /// Sent and not yet applied, in order (may include entries the outbox dropped since).
@@ -395,6 +410,7 @@ impl Sender {
             acked: 0,
             peer_received: 0,
             last_sent: 0,
+            chain: 0,
             highest_sent: 0,
             in_flight: VecDeque::new(),
             initial_rto: config.retransmit_initial,
@@ -415,6 +431,7 @@ impl Sender {
         self.acked = start;
         self.peer_received = start;
         self.last_sent = start;
+        self.chain = start;
         self.highest_sent = start;
         start
     }
@@ -438,8 +455,9 @@ impl Sender {
             seq > self.last_sent,
             "outbox returned seq {seq} out of order"
         );
-        let prev = self.last_sent;
+        let prev = self.chain;
         self.last_sent = seq;
+        self.chain = seq;
         self.highest_sent = self.highest_sent.max(seq);
         if let Err(position) = self.in_flight.binary_search(&seq) {
             self.in_flight.insert(position, seq);
@@ -465,6 +483,7 @@ impl Sender {
             // The peer dropped what it had queued after `received`: resend from there now.
             self.peer_received = ack.received;
             self.last_sent = ack.received;
+            self.chain = ack.received;
             while self.in_flight.back().is_some_and(|&seq| seq > ack.received) {
                 self.in_flight.pop_back();
             }
@@ -476,6 +495,7 @@ impl Sender {
             self.peer_received = ack.received;
             // After a retransmission rewound `last_sent`, the peer may already hold more.
             self.last_sent = self.last_sent.max(ack.received);
+            self.chain = self.chain.max(ack.received);
             progress = true;
         }
         let newly_applied = ack.through > self.acked;
@@ -517,6 +537,7 @@ impl Sender {
                 // Go back to what the peer holds; everything after it is read again (and what
                 // the outbox dropped meanwhile no longer takes room in the window).
                 self.last_sent = self.peer_received;
+                self.chain = self.peer_received;
                 while self
                     .in_flight
                     .back()
@@ -810,6 +831,28 @@ mod tests {
             session.on_ack(ack(8, 3), now),
             Err(ProtocolViolation::InconsistentAck(_))
         ));
+    }
+
+    #[test]
+    fn a_skipped_entry_does_not_make_the_receiver_wait() {
+        let now = Instant::now();
+        let mut sender = established(A, B, now);
+        let mut receiver = established(B, A, now);
+        let prev = sender.on_sent(1, now);
+        assert_eq!(receiver.on_message(1, prev, now), Ok(Inbound::Accept));
+        sender.on_skipped(2);
+        assert_eq!(sender.send_after(), 2, "the outbox is read after it");
+        let prev = sender.on_sent(3, now);
+        assert_eq!(prev, 1, "the chain names the last message sent");
+        assert_eq!(receiver.on_message(3, prev, now), Ok(Inbound::Accept));
+        receiver.on_applied(1, now);
+        receiver.on_applied(3, now);
+        let ack = receiver.poll(now).ack.expect("ack");
+        assert_eq!(
+            sender.on_ack(ack, now),
+            Ok(Some(3)),
+            "the skipped entry goes with it"
+        );
     }
 
     #[test]

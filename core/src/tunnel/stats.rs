@@ -14,6 +14,7 @@ pub struct TunnelStats {
     duplicates_dropped: AtomicU64,
     gaps_dropped: AtomicU64,
     window_overflows: AtomicU64,
+    oversize_dropped: AtomicU64,
     retransmissions: AtomicU64,
     apply_failures: AtomicU64,
     heartbeat_timeouts: AtomicU64,
@@ -42,6 +43,9 @@ pub struct StatsSnapshot {
     pub gaps_dropped: u64,
     /// Inbound messages dropped because the receive window was full.
     pub window_overflows: u64,
+    /// Outbox messages dropped because they exceed the largest WebSocket message (logged as
+    /// errors; `Hub::send` refuses them up front).
+    pub oversize_dropped: u64,
     /// Retransmission rounds (go back to the last ack).
     pub retransmissions: u64,
     /// Applications that failed (the peer resends).
@@ -66,6 +70,7 @@ pub(crate) enum Counter {
     DuplicatesDropped,
     GapsDropped,
     WindowOverflows,
+    OversizeDropped,
     Retransmissions,
     ApplyFailures,
     HeartbeatTimeouts,
@@ -84,6 +89,7 @@ impl TunnelStats {
             Counter::DuplicatesDropped => &self.duplicates_dropped,
             Counter::GapsDropped => &self.gaps_dropped,
             Counter::WindowOverflows => &self.window_overflows,
+            Counter::OversizeDropped => &self.oversize_dropped,
             Counter::Retransmissions => &self.retransmissions,
             Counter::ApplyFailures => &self.apply_failures,
             Counter::HeartbeatTimeouts => &self.heartbeat_timeouts,
@@ -120,6 +126,7 @@ impl TunnelStats {
             duplicates_dropped: get(&self.duplicates_dropped),
             gaps_dropped: get(&self.gaps_dropped),
             window_overflows: get(&self.window_overflows),
+            oversize_dropped: get(&self.oversize_dropped),
             retransmissions: get(&self.retransmissions),
             apply_failures: get(&self.apply_failures),
             heartbeat_timeouts: get(&self.heartbeat_timeouts),

@@ -184,8 +184,17 @@ impl HubStore {
 
     /// Appends `message` to `node`'s queue; durable when it returns.
     pub async fn append(&self, node: &NodeName, message: &Envelope) -> Result<Seq, OutboxError> {
-        let message = serde_json::to_string(message)
+        let json = serde_json::to_string(message)
             .map_err(|error| OutboxError::Storage(format!("cannot encode message: {error}")))?;
+        self.append_json(node, json).await
+    }
+
+    /// Appends a message already encoded as JSON (an `Envelope`).
+    pub(crate) async fn append_json(
+        &self,
+        node: &NodeName,
+        message: String,
+    ) -> Result<Seq, OutboxError> {
         let node = node.clone();
         self.call(move |conn, options| append(conn, &node, &message, options.max_queue_len))
             .await

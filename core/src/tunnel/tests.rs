@@ -726,6 +726,33 @@ async fn nodes_only_see_and_report_their_own_devices() {
 }
 
 #[tokio::test]
+async fn messages_too_large_for_the_tunnel_are_refused_or_dropped_never_stuck() {
+    let cloud = Cloud::start(CloudOptions::default()).await;
+    let edge = Edge::start(cloud.client_config("edge-1", cloud.hub.local_addr()));
+    edge.connected().await;
+    let mut huge = desired("edge-1", "lamp", 0);
+    huge.content = serde_json::json!({ "n": 0, "blob": "x".repeat(2 << 20) });
+    let error = cloud
+        .hub
+        .send(&node("edge-1"), huge.clone())
+        .await
+        .expect_err("too large");
+    assert!(matches!(error, SendError::TooLarge { .. }), "{error}");
+
+    // An edge outbox that holds one anyway (another writer) drops it with an error and goes on.
+    edge.send(report("lamp", 1)).await;
+    huge.route.resource = Some("device/default/lamp/twin/edge_updated".into());
+    edge.send(huge).await;
+    edge.send(report("lamp", 2)).await;
+    wait_for("the two others", || cloud.inbox.count() == 2).await;
+    assert_eq!(cloud.inbox.numbers(), [1, 2]);
+    assert_eq!(edge.client.stats().oversize_dropped, 1);
+    wait_for("the outbox to drain past it", || edge.outbox.is_empty()).await;
+    edge.client.shutdown().await;
+    cloud.hub.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_new_connection_of_a_node_replaces_the_old_one() {
     let cloud = Cloud::start(CloudOptions::default()).await;
     let config = cloud.client_config("edge-1", cloud.hub.local_addr());
