@@ -1,6 +1,7 @@
 //! The `edgetwin` command line: one binary for the cloud, the edge agent, the ctl client and the
 //! all-in-one demo. Each subcommand is a thin layer over a library module of `edgetwin-core`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,6 +9,9 @@ use clap::{Parser, Subcommand};
 
 #[cfg(feature = "cloud")]
 mod cloud;
+mod convert;
+#[cfg(feature = "kube")]
+mod crd;
 mod not_built;
 mod pipeline_cmd;
 
@@ -35,9 +39,9 @@ enum Command {
         #[command(subcommand)]
         command: CrdCommand,
     },
-    /// Convert KubeEdge v1alpha2 Device / DeviceModel YAML to v1beta1.
+    /// Convert KubeEdge v1alpha2 Device / DeviceModel YAML to v1beta1 (printed on stdout).
     Convert {
-        /// The v1alpha2 YAML file to convert.
+        /// The v1alpha2 YAML file to convert (`-` reads stdin).
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
     },
@@ -86,6 +90,12 @@ enum TokenCommand {
 enum CrdCommand {
     /// Print the Device and DeviceModel CRDs as YAML.
     Print,
+    /// Write devices.yaml and devicemodels.yaml into a directory (what `cargo xtask gen-crds`
+    /// commits under crds/).
+    Write {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -97,10 +107,8 @@ fn main() -> ExitCode {
         } => token(command),
         Command::Edge => not_built::exit("edgetwin edge", 3),
         Command::Ctl => not_built::exit("edgetwin ctl", 5),
-        Command::Crd {
-            command: CrdCommand::Print,
-        } => not_built::exit("edgetwin crd print", 2),
-        Command::Convert { .. } => not_built::exit("edgetwin convert", 2),
+        Command::Crd { command } => crd_command(command),
+        Command::Convert { file } => convert::run(&file),
         Command::Up => not_built::exit("edgetwin up", 6),
         Command::Pipeline { command } => match pipeline_cmd::run(command) {
             Ok(()) => ExitCode::SUCCESS,
@@ -131,4 +139,29 @@ fn token(command: TokenCommand) -> ExitCode {
 fn token(_: TokenCommand) -> ExitCode {
     eprintln!("edgetwin cloud token: this binary was built without the `cloud` feature");
     ExitCode::from(2)
+}
+#[cfg(feature = "kube")]
+fn crd_command(command: CrdCommand) -> ExitCode {
+    match command {
+        CrdCommand::Print => crd::print(),
+        CrdCommand::Write { dir } => crd::write(&dir),
+    }
+}
+
+#[cfg(not(feature = "kube"))]
+fn crd_command(_: CrdCommand) -> ExitCode {
+    eprintln!("edgetwin crd: this binary was built without the `kube` feature");
+    ExitCode::from(2)
+}
+
+/// Writes to stdout; a closed pipe or a full disk is an error message, not a panic.
+fn write_stdout(bytes: &[u8], what: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{what}: cannot write to stdout: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
