@@ -360,11 +360,11 @@ async fn reconnect_loop(
 
 /// One attempt: TCP, TLS (checked against the configured CA only), WebSocket upgrade.
 async fn connect(config: &HubClientConfig, endpoint: &Endpoint) -> Result<Socket, ConnectError> {
-    let addr = format!("{}:{}", endpoint.host, endpoint.port);
-    let tcp = TcpStream::connect(&addr)
+    // A (host, port) pair also resolves bare IPv6 addresses, which "host:port" would not.
+    let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
         .await
         .map_err(|source| ConnectError::Tcp {
-            addr: addr.clone(),
+            addr: format!("{}:{}", endpoint.host, endpoint.port),
             source,
         })?;
     let _ = tcp.set_nodelay(true);
@@ -451,6 +451,35 @@ mod tests {
         let endpoint = endpoint(&insecure).expect("allowed");
         assert_eq!(endpoint.url, "ws://cloud:8080/base/tunnel/v1/nodes/edge-1");
         assert_eq!((endpoint.host.as_str(), endpoint.port), ("cloud", 8080));
+    }
+
+    #[tokio::test]
+    async fn ipv6_hosts_are_reached_without_brackets() {
+        let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+            eprintln!("skipping: no IPv6 loopback here");
+            return;
+        };
+        let port = listener.local_addr().expect("addr").port();
+        let config = HubClientConfig {
+            insecure: true,
+            ..config(&format!("ws://[::1]:{port}"))
+        };
+        let endpoint = endpoint(&config).expect("endpoint");
+        assert_eq!(endpoint.host, "::1");
+        assert_eq!(
+            endpoint.url,
+            format!("ws://[::1]:{port}/tunnel/v1/nodes/edge-1")
+        );
+        // The upgrade fails (nobody answers it), but the TCP connection is made.
+        let attempt = tokio::spawn(async move { connect(&config, &endpoint).await });
+        let (socket, _) = listener.accept().await.expect("a TCP connection arrives");
+        drop(socket);
+        let error = attempt
+            .await
+            .expect("join")
+            .err()
+            .expect("no WebSocket here");
+        assert!(matches!(error, ConnectError::Upgrade(_)), "{error}");
     }
 
     #[test]
