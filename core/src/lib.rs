@@ -14,3 +14,7 @@ pub mod wire;
 pub mod cloud;
 #[cfg(feature = "cloud")]
 pub mod ctl;
+#[cfg(feature = "test-support")]
+pub mod testsupport;
+#[cfg(feature = "edge")]
+pub mod tunnel;

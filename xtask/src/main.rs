@@ -4,6 +4,8 @@
 //!   under `target/`), then runs `cargo fmt --check`, clippy with `-D warnings` and the whole test
 //!   suite with nextest. This is the README's test command and what `.ci/run` calls.
 //! - `gen-crds`: regenerates `crds/*.yaml` from the Rust types.
+//! - `bench TARGET [ARGS]`: runs a benchmark in release mode (`cloud`: connection scale of the
+//!   tunnel hub, see `core/benches/cloud.rs`); results go into `BENCHMARKS.md` by hand.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -22,13 +24,15 @@ fn main() -> Result<()> {
         Some("test") => test(&root, &args[1..]),
         Some("gen-crds") => gen_crds(&root),
         Some("provision") => provision::all(&root),
+        Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  test [NEXTEST ARGS]  provision peers, then fmt check, clippy -D warnings, all tests\n  \
                  provision            only install what the tests need (apt packages, Python venv)\n  \
-                 gen-crds             regenerate crds/*.yaml from the Rust types"
+                 gen-crds             regenerate crds/*.yaml from the Rust types\n  \
+                 bench cloud [ARGS]   tunnel hub connection-scale benchmark (--nodes N, --tls-nodes M, ...)"
             );
             std::process::exit(2);
         }
@@ -148,6 +152,27 @@ fn check_edge_has_no_kube() -> Command {
          { echo 'kube crates found in the edge build'; exit 1; } || exit 0",
     );
     cmd
+}
+
+/// Benchmarks, each a `harness = false` bench target run with `cargo bench` (release profile).
+fn bench(args: &[String]) -> Result<()> {
+    let (package, target) = match args.first().map(String::as_str) {
+        Some("cloud") => ("edgetwin-core", "cloud"),
+        Some(other) => bail!("unknown benchmark {other:?}; available: cloud"),
+        None => bail!("usage: cargo xtask bench cloud [ARGS]"),
+    };
+    let mut cargo_args = vec![
+        "bench",
+        "-p",
+        package,
+        "--features",
+        "test-support",
+        "--bench",
+        target,
+        "--",
+    ];
+    cargo_args.extend(args[1..].iter().map(String::as_str));
+    step(&format!("bench {target}"), cargo(&[], &cargo_args))
 }
 
 /// Writes `crds/devices.yaml` and `crds/devicemodels.yaml` from the Rust types, through

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cloud;
+#[cfg(feature = "cloud")]
+mod cloud_token;
 mod convert;
 #[cfg(feature = "kube")]
 mod crd;
@@ -26,7 +28,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the cloud side: device controller, registry and the tunnel the edge nodes connect to.
-    Cloud(cloud::CloudArgs),
+    Cloud {
+        #[command(subcommand)]
+        command: Option<CloudCommand>,
+        #[command(flatten)]
+        args: cloud::CloudArgs,
+    },
     /// Run the edge agent: MQTT event bus, twin engine and persistent store.
     Edge,
     /// Talk to the embedded registry with kubectl-like verbs (apply, get, set, patch, ...).
@@ -53,6 +60,37 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum CloudCommand {
+    /// Manage the tokens edge nodes authenticate with.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token for each NODE (replacing any previous one) and print it once on stdout:
+    /// the token alone for one node, `NODE TOKEN` lines for several.
+    Create {
+        /// The edge nodes' names (Kubernetes node names).
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        /// The cloud's sqlite database.
+        #[arg(long, env = "EDGETWIN_CLOUD_DB", default_value = "edgetwin-cloud.db")]
+        db: PathBuf,
+    },
+    /// Revoke NODE's token: its next connection attempt is refused.
+    Revoke {
+        /// The edge node's name.
+        node: String,
+        /// The cloud's sqlite database.
+        #[arg(long, env = "EDGETWIN_CLOUD_DB", default_value = "edgetwin-cloud.db")]
+        db: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum CrdCommand {
     /// Print the Device and DeviceModel CRDs as YAML.
     Print,
@@ -67,8 +105,12 @@ enum CrdCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Cloud(args) if args.registry_only => cloud::run_registry(args),
-        Command::Cloud(_) => not_built::exit("edgetwin cloud (only --registry-only is)", 5),
+        Command::Cloud {
+            command: Some(CloudCommand::Token { command }),
+            ..
+        } => token(command),
+        Command::Cloud { args, .. } if args.registry_only => cloud::run_registry(args),
+        Command::Cloud { .. } => not_built::exit("edgetwin cloud (only --registry-only is)", 5),
         Command::Edge => not_built::exit("edgetwin edge", 3),
         Command::Ctl(args) => ctl::run(args),
         Command::Crd { command } => crd_command(command),
@@ -84,6 +126,26 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(feature = "cloud")]
+fn token(command: TokenCommand) -> ExitCode {
+    let result = match command {
+        TokenCommand::Create { nodes, db } => cloud_token::create_tokens(&nodes, &db),
+        TokenCommand::Revoke { node, db } => cloud_token::revoke_token(&node, &db),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "cloud"))]
+fn token(_: TokenCommand) -> ExitCode {
+    eprintln!("edgetwin cloud token: this binary was built without the `cloud` feature");
+    ExitCode::from(2)
+}
 #[cfg(feature = "kube")]
 fn crd_command(command: CrdCommand) -> ExitCode {
     match command {
