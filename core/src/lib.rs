@@ -8,3 +8,6 @@
 pub mod model;
 pub mod pipeline;
 pub mod wire;
+
+#[cfg(feature = "edge")]
+pub mod store;
