@@ -10,4 +10,8 @@ pub mod pipeline;
 pub mod wire;
 
 #[cfg(feature = "edge")]
+pub mod edge;
+#[cfg(feature = "edge")]
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testsupport;

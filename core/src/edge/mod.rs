@@ -1,0 +1,6 @@
+//! The edge agent: the MQTT event bus, the twin service over the store, the loopback HTTP
+//! endpoint for health and metrics, and the agent that wires them together.
+
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
+pub mod bus;
