@@ -4,3 +4,6 @@
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod bus;
+pub mod config;
+pub mod http;
+pub mod metrics;
