@@ -7,6 +7,7 @@
 
 pub mod model;
 pub mod pipeline;
+pub mod twin;
 pub mod wire;
 
 #[cfg(feature = "edge")]
