@@ -522,6 +522,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn dollar_topics_are_routed_but_not_to_leading_wildcards_on_both_brokers() {
+        // KubeEdge's topics start with `$hw`; the embedded rumqttd is patched to carry them.
+        for kind in BrokerKind::ALL {
+            let broker = TestBroker::start(kind).unwrap();
+            let filters = ["$hw/events/device/+/twin/+", "+/events/#", "#"];
+            let (_bus, mut events, _task) =
+                Bus::start(options(&broker, "agent", &filters)).unwrap();
+            connected(&mut events).await;
+            let mut peer = TestClient::connect(broker.addr(), "peer").await.unwrap();
+            peer.publish("$hw/events/device/lamp/twin/update", "dollar")
+                .await
+                .unwrap();
+            peer.publish("plain/events/x", "plain").await.unwrap();
+            let first = next_message(&mut events).await;
+            assert_eq!(
+                (first.topic.as_str(), &first.payload[..]),
+                ("$hw/events/device/lamp/twin/update", &b"dollar"[..]),
+                "{kind}"
+            );
+            // `plain/...` matches two filters: brokers may deliver it once or per filter.
+            let second = next_message(&mut events).await;
+            assert_eq!(
+                &second.payload[..],
+                b"plain",
+                "{kind}: `+`/`#` never match `$hw`"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn an_unacked_publish_is_redelivered_after_the_agent_comes_back() {
         // The broker must outlive the agent: mosquitto, like in production with an external broker.
         let broker = TestBroker::start(BrokerKind::Mosquitto).unwrap();
