@@ -170,17 +170,25 @@ impl TestClient {
         self.recv_within(TIMEOUT).await
     }
 
-    /// The next message on exactly `topic`, skipping others, waiting up to [`TIMEOUT`].
+    /// The first message on exactly `topic` (among those received and not taken yet, then new
+    /// ones), waiting up to [`TIMEOUT`]. Messages on other topics stay for later calls.
     pub async fn recv_on(&mut self, topic: &str) -> Result<Received, TestClientError> {
+        if let Some(index) = self.buffered.iter().position(|m| m.topic == topic) {
+            if let Some(message) = self.buffered.remove(index) {
+                return Ok(message);
+            }
+        }
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let message = self
-                .recv_within(left)
+            let note = tokio::time::timeout_at(deadline, self.notes.recv())
                 .await
-                .map_err(|_| TestClientError::Timeout(TIMEOUT, format!("a message on {topic}")))?;
-            if message.topic == topic {
-                return Ok(message);
+                .map_err(|_| TestClientError::Timeout(TIMEOUT, format!("a message on {topic}")))?
+                .ok_or(TestClientError::Closed)?;
+            match note {
+                Note::Message(message) if message.topic == topic => return Ok(message),
+                Note::Message(message) => self.buffered.push_back(message),
+                Note::Error(e) => tracing::debug!(error = %e, "test client connection error"),
+                Note::SubAck | Note::PubAck => {}
             }
         }
     }

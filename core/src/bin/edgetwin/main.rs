@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[cfg(feature = "edge")]
+mod edge;
+mod logging;
 mod not_built;
 mod pipeline_cmd;
 
@@ -22,7 +25,8 @@ enum Command {
     /// Run the cloud side: device controller, registry and the tunnel the edge nodes connect to.
     Cloud,
     /// Run the edge agent: MQTT event bus, twin engine and persistent store.
-    Edge,
+    #[cfg(feature = "edge")]
+    Edge(edge::EdgeArgs),
     /// Talk to the embedded registry with kubectl-like verbs (apply, get, set, patch, ...).
     Ctl,
     /// Print the generated CustomResourceDefinitions.
@@ -52,11 +56,20 @@ enum CrdCommand {
     Print,
 }
 
+/// Prints an error of a subcommand (with its causes) and exits with status 1.
+fn run(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Cloud => not_built::exit("edgetwin cloud", 5),
-        Command::Edge => not_built::exit("edgetwin edge", 3),
+        #[cfg(feature = "edge")]
+        Command::Edge(args) => run(edge::run(args)),
         Command::Ctl => not_built::exit("edgetwin ctl", 5),
         Command::Crd {
             command: CrdCommand::Print,
