@@ -10,6 +10,10 @@ pub mod pipeline;
 pub mod twin;
 pub mod wire;
 
+#[cfg(feature = "cloud")]
+pub mod cloud;
+#[cfg(feature = "cloud")]
+pub mod ctl;
 #[cfg(feature = "edge")]
 pub mod edge;
 #[cfg(feature = "edge")]

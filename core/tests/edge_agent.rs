@@ -202,7 +202,7 @@ async fn membership_changes_are_announced_and_specs_are_retained(kind: BrokerKin
     .await;
     assert_eq!(gone["code"], 404, "{kind}: {gone}");
 
-    let membership = edgetwin_core::edge::agent::read_devices_file(&fixture("traffic-light.yaml"))
+    let membership = edgetwin_core::edge::agent::read_devices_file(&fixture("edge-traffic-light.yaml"))
         .expect("loads");
     edge.agent
         .service()

@@ -60,7 +60,7 @@ async fn kubeedge_conversation(kind: BrokerKind) {
     let service = edge.agent.service().clone();
 
     // 1. The device joins the node (KubeEdge: membership from the cloud).
-    let membership = edgetwin_core::edge::agent::read_devices_file(&fixture("traffic-light.yaml"))
+    let membership = edgetwin_core::edge::agent::read_devices_file(&fixture("edge-traffic-light.yaml"))
         .expect("the repo's traffic light loads");
     service.apply_membership(membership).await.expect("applies");
     let mut added = read(&dir, "node-membership-updated__added.json");

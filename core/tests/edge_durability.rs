@@ -37,7 +37,7 @@ fn spawn_agent(dir: &Path, log: &Path) -> Child {
         .arg("--config")
         .arg(dir.join("edge.yaml"))
         .arg("--devices")
-        .arg(fixture("traffic-light.yaml"))
+        .arg(fixture("edge-traffic-light.yaml"))
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

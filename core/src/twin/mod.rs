@@ -63,6 +63,14 @@
 //!   override it knowingly by sending again with `e = E` (rule 2). Neither side is stuck: every
 //!   refusal tells the cloud exactly which version is accepted.
 //!
+//! What the cloud does with a sync (its side of the contract): it records each half's edge
+//! counter `E` and sends its next write of that half with `e = E`. An edge-written desired value
+//! arrives with the cloud revision `C` the edge had: if that is still the cloud's latest revision,
+//! the edge's value is the newest desired value and the cloud adopts it; if the cloud has a newer
+//! revision, the two writes crossed and the policy above decides at the edge (`CloudWins`: the
+//! cloud's value lands when its write arrives, nothing to do; `EdgeWins`: the cloud's write is
+//! refused, and the cloud adopts the edge's value or resends its own with `e = E`).
+//!
 //! A cloud **delete** (`metadata.type: "deleted"`) is judged per half that carries a version:
 //! the desired half as above, the reported half only by rule 1 (a later reading does not outrank
 //! the cloud's decision to remove the property). A refused half refuses the whole delete.

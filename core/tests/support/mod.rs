@@ -86,7 +86,7 @@ impl Edge {
     ) -> Edge {
         let mut config = config(kind, dir.path().to_owned(), mosquitto.as_ref());
         tweak(&mut config);
-        let devices_file = devices.then(|| fixture("traffic-light.yaml"));
+        let devices_file = devices.then(|| fixture("edge-traffic-light.yaml"));
         let agent = agent::start(config, devices_file.as_deref())
             .await
             .expect("agent starts");

@@ -1,11 +1,17 @@
 //! The `edgetwin` command line: one binary for the cloud, the edge agent, the ctl client and the
 //! all-in-one demo. Each subcommand is a thin layer over a library module of `edgetwin-core`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cloud;
+mod convert;
+#[cfg(feature = "kube")]
+mod crd;
+mod ctl;
 #[cfg(feature = "edge")]
 mod edge;
 mod logging;
@@ -23,20 +29,20 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the cloud side: device controller, registry and the tunnel the edge nodes connect to.
-    Cloud,
+    Cloud(cloud::CloudArgs),
     /// Run the edge agent: MQTT event bus, twin engine and persistent store.
     #[cfg(feature = "edge")]
     Edge(edge::EdgeArgs),
     /// Talk to the embedded registry with kubectl-like verbs (apply, get, set, patch, ...).
-    Ctl,
+    Ctl(ctl::CtlArgs),
     /// Print the generated CustomResourceDefinitions.
     Crd {
         #[command(subcommand)]
         command: CrdCommand,
     },
-    /// Convert KubeEdge v1alpha2 Device / DeviceModel YAML to v1beta1.
+    /// Convert KubeEdge v1alpha2 Device / DeviceModel YAML to v1beta1 (printed on stdout).
     Convert {
-        /// The v1alpha2 YAML file to convert.
+        /// The v1alpha2 YAML file to convert (`-` reads stdin).
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
     },
@@ -54,6 +60,12 @@ enum Command {
 enum CrdCommand {
     /// Print the Device and DeviceModel CRDs as YAML.
     Print,
+    /// Write devices.yaml and devicemodels.yaml into a directory (what `cargo xtask gen-crds`
+    /// commits under crds/).
+    Write {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// Prints an error of a subcommand (with its causes) and exits with status 1.
@@ -67,14 +79,13 @@ fn run(result: anyhow::Result<ExitCode>) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Cloud => not_built::exit("edgetwin cloud", 5),
+        Command::Cloud(args) if args.registry_only => cloud::run_registry(args),
+        Command::Cloud(_) => not_built::exit("edgetwin cloud (only --registry-only is)", 5),
         #[cfg(feature = "edge")]
         Command::Edge(args) => run(edge::run(args)),
-        Command::Ctl => not_built::exit("edgetwin ctl", 5),
-        Command::Crd {
-            command: CrdCommand::Print,
-        } => not_built::exit("edgetwin crd print", 2),
-        Command::Convert { .. } => not_built::exit("edgetwin convert", 2),
+        Command::Ctl(args) => ctl::run(args),
+        Command::Crd { command } => crd_command(command),
+        Command::Convert { file } => convert::run(&file),
         Command::Up => not_built::exit("edgetwin up", 6),
         Command::Pipeline { command } => match pipeline_cmd::run(command) {
             Ok(()) => ExitCode::SUCCESS,
@@ -83,5 +94,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+#[cfg(feature = "kube")]
+fn crd_command(command: CrdCommand) -> ExitCode {
+    match command {
+        CrdCommand::Print => crd::print(),
+        CrdCommand::Write { dir } => crd::write(&dir),
+    }
+}
+
+#[cfg(not(feature = "kube"))]
+fn crd_command(_: CrdCommand) -> ExitCode {
+    eprintln!("edgetwin crd: this binary was built without the `kube` feature");
+    ExitCode::from(2)
+}
+
+/// Writes to stdout; a closed pipe or a full disk is an error message, not a panic.
+fn write_stdout(bytes: &[u8], what: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{what}: cannot write to stdout: {e}");
+            ExitCode::from(1)
+        }
     }
 }
