@@ -5,6 +5,7 @@
 //! and the cloud side sit behind the `edge` and `cloud` cargo features, and the Kubernetes backend
 //! behind `kube`, so that edge binaries never link kube-rs.
 
+pub mod cloudlink;
 pub mod model;
 pub mod pipeline;
 pub mod twin;

@@ -171,7 +171,12 @@ impl State {
                 .entered();
         entry.id_form = IdForm::of(id);
         let event_id = uuid::Uuid::new_v4().to_string();
-        let ctx = context(entry.schema.as_ref(), now_ms, &event_id, self.options.max_value_bytes);
+        let ctx = context(
+            entry.schema.as_ref(),
+            now_ms,
+            &event_id,
+            self.options.max_value_bytes,
+        );
         let before = entry.twin.clone();
         let effects = entry.twin.edge_update(&ctx, &update);
         if !effects.changed.is_empty() || effects.sync.is_some() {
