@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::bus::{Bus, BusError, Connection, Endpoint};
+use super::cloud_link::CloudLink;
 use super::config::{BrokerMode, ConfigError, EdgeConfig};
 use super::http::{self, Readiness};
 use super::inbound::subscriptions;
@@ -22,10 +23,13 @@ use super::service::{
 };
 use crate::model::load::{LoadError, Manifest};
 use crate::store::{Store, StoreError};
+use crate::tunnel::StreamId;
 use crate::wire::topic::TopicLevel;
 
 /// The `meta` key holding the node a data dir belongs to.
 const NODE_META_KEY: &str = "node";
+/// The `meta` key holding the tunnel stream id of this store's outbox.
+const STREAM_META_KEY: &str = "tunnel_stream";
 /// How long shutdown waits for the bus to say goodbye to the broker.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -76,6 +80,9 @@ pub enum AgentError {
     /// The bus could not be set up.
     #[error(transparent)]
     Bus(#[from] BusError),
+    /// The cloud link did not start.
+    #[error("cloud link: {0}")]
+    Cloud(#[from] super::cloud_link::CloudLinkError),
     /// The HTTP endpoint cannot listen.
     #[error("cannot listen for HTTP on {addr}: {source}")]
     Http {
@@ -98,6 +105,7 @@ pub struct AgentHandle {
     broker: Endpoint,
     metrics: Arc<Metrics>,
     devices_outcome: Option<MembershipOutcome>,
+    cloud: Option<CloudLink>,
 }
 
 /// Starts the agent. `devices_file`, when given, is loaded as the node's complete device list, as
@@ -118,6 +126,7 @@ pub async fn start(
     })?;
     let mut store = Store::open(&config.store_path(), config.store_options())?;
     claim_data_dir(&mut store, &config)?;
+    let stream = tunnel_stream(&mut store)?;
     let metrics = Arc::new(Metrics::new());
     let options = ServiceOptions {
         node: node.clone(),
@@ -139,6 +148,17 @@ pub async fn start(
     let (service, service_task) = service.spawn(bus.clone(), events);
     let devices_outcome = match membership {
         Some(membership) => Some(service.apply_membership(membership).await?),
+        None => None,
+    };
+
+    let cloud = match &config.cloud.url {
+        Some(url) => Some(CloudLink::start(
+            &config.cloud,
+            url,
+            &config.node_name,
+            stream,
+            service.clone(),
+        )?),
         None => None,
     };
 
@@ -171,10 +191,16 @@ pub async fn start(
         broker: endpoint,
         metrics,
         devices_outcome,
+        cloud,
     })
 }
 
 impl AgentHandle {
+    /// The cloud link, when `cloud.url` is configured.
+    pub fn cloud(&self) -> Option<&CloudLink> {
+        self.cloud.as_ref()
+    }
+
     /// The twin service API (for the cloud tunnel, tools and tests).
     pub fn service(&self) -> &ServiceHandle {
         &self.service
@@ -210,6 +236,9 @@ impl AgentHandle {
     /// closes. Unacknowledged messages are redelivered by the broker on the next start. (The
     /// embedded broker cannot be stopped in-process; it ends with the process.)
     pub async fn shutdown(self) {
+        if let Some(cloud) = self.cloud {
+            cloud.shutdown().await;
+        }
         self.service.shutdown().await;
         let _ = self.service_task.await;
         if self.bus.disconnect().await.is_ok() {
@@ -220,6 +249,20 @@ impl AgentHandle {
         }
         tracing::info!("edge agent stopped");
     }
+}
+
+/// The tunnel stream id of the store's outbox: created with the store, so a new store (a new
+/// outbox whose sequence numbers start again) is never taken for the old one by the cloud.
+fn tunnel_stream(store: &mut Store) -> Result<StreamId, AgentError> {
+    if let Some(id) = store
+        .meta(STREAM_META_KEY)?
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        return Ok(StreamId(id));
+    }
+    let id = rand::random::<u64>() >> 1;
+    store.write(|w| w.set_meta(STREAM_META_KEY, &id.to_string()))?;
+    Ok(StreamId(id))
 }
 
 /// Records the node in a new data dir; refuses a data dir of another node.

@@ -95,12 +95,45 @@ pub struct TlsConfig {
     pub key_file: Option<PathBuf>,
 }
 
-/// The cloud tunnel (built by a later issue; until then the edge runs alone).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// The cloud tunnel: with a `url`, the node's membership comes from the cloud and its twin
+/// changes go there (see `edge::cloud_link`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct CloudConfig {
     /// The cloud's tunnel URL, e.g. `wss://cloud.example:10000`; none: run without a cloud.
     pub url: Option<String>,
+    /// The CA the cloud's certificate must chain to (PEM); required for `wss://`.
+    pub ca_file: Option<PathBuf>,
+    /// The node's token (from `edgetwin cloud token create NODE`).
+    pub token: Option<String>,
+    /// A file holding the node's token (instead of `token`).
+    pub token_file: Option<PathBuf>,
+    /// A client certificate naming the node (PEM), instead of a token.
+    pub client_cert_file: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    pub client_key_file: Option<PathBuf>,
+    /// Allow a plain `ws://` URL (the token travels in clear): tests and demos only.
+    pub insecure: bool,
+    /// First reconnect delay ceiling (ms); it doubles up to `reconnectMaxMs`, with jitter.
+    pub reconnect_min_ms: u64,
+    /// Largest reconnect delay ceiling (ms).
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        CloudConfig {
+            url: None,
+            ca_file: None,
+            token: None,
+            token_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            insecure: false,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 30_000,
+        }
+    }
 }
 
 /// The sqlite store.
@@ -280,6 +313,26 @@ impl EdgeConfig {
                 &format!("cannot be an MQTT topic level: {e}"),
             ));
         }
+        if self.cloud.token.is_some() && self.cloud.token_file.is_some() {
+            return Err(invalid(
+                "cloud.token",
+                "set either `token` or `tokenFile`, not both",
+            ));
+        }
+        if self.cloud.client_cert_file.is_some() != self.cloud.client_key_file.is_some() {
+            return Err(invalid(
+                "cloud.clientCertFile",
+                "`clientCertFile` and `clientKeyFile` go together",
+            ));
+        }
+        if self.cloud.reconnect_min_ms == 0
+            || self.cloud.reconnect_min_ms > self.cloud.reconnect_max_ms
+        {
+            return Err(invalid(
+                "cloud.reconnectMinMs",
+                "must be at least 1 and at most cloud.reconnectMaxMs",
+            ));
+        }
         if self.broker.embedded.is_some() && self.broker.external.is_some() {
             return Err(invalid(
                 "broker",
@@ -417,8 +470,20 @@ broker:
   reconnectMaxMs: {rmax}
 
 cloud:
-  # The cloud tunnel URL; null: the edge runs alone from its store.
+  # The cloud tunnel URL (wss://host:10000); null: the edge runs alone from its store.
   url: null
+  # The CA the cloud's certificate must chain to (PEM); required for wss://.
+  caFile: null
+  # The node's token (`edgetwin cloud token create NODE`), inline or from a file.
+  token: null
+  tokenFile: null
+  # Or a client certificate naming the node.
+  clientCertFile: null
+  clientKeyFile: null
+  # Allow plain ws:// (the token travels in clear): tests and demos only.
+  insecure: false
+  reconnectMinMs: 500
+  reconnectMaxMs: 30000
 
 store:
   # normal: a committed change survives the agent's death (crash, SIGKILL).

@@ -5,6 +5,7 @@ pub mod agent;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod bus;
+pub mod cloud_link;
 pub mod config;
 pub mod devices;
 pub mod http;

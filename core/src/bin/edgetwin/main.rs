@@ -122,7 +122,7 @@ fn main() -> ExitCode {
             ..
         } => token(command),
         Command::Cloud { args, .. } if args.registry_only => cloud::run_registry(args),
-        Command::Cloud { .. } => not_built::exit("edgetwin cloud (only --registry-only is)", 5),
+        Command::Cloud { args, .. } => run(cloud::run_cloud(args)),
         #[cfg(feature = "edge")]
         Command::Edge(args) => run(edge::run(args)),
         Command::Ctl(args) => ctl::run(args),
