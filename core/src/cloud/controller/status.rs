@@ -5,11 +5,15 @@
 //! value the edge holds (`observedDesired`: the agent accepted it and told the mapper) and the
 //! value the device reports:
 //!
-//! | edge holds the desired value | device reports it | condition |
+//! | device reports the desired value | edge holds it | condition |
 //! |---|---|---|
-//! | no | — | Pending |
-//! | yes | no | Applied |
-//! | yes | yes | Verified |
+//! | yes | — | Verified |
+//! | no | yes | Applied |
+//! | no | no | Pending |
+//!
+//! The edge's twin engine syncs only what the edge *wrote* (and refusals), not the acceptance of
+//! a cloud value, so `observedDesired` (and with it Applied) is known only when the edge echoes
+//! the desired half; a read-back equal to the desired value is Verified either way.
 //!
 //! Values compare by type (`1.0` equals `1` for a float). A condition is written only when its
 //! type changes; its `lastTransitionTime` is the time of that change.
@@ -44,12 +48,12 @@ impl PropertyView {
     fn expected_condition(&self) -> Option<ConditionType> {
         let desired = self.desired.as_deref()?;
         let holds = |v: &Option<String>| v.as_deref().is_some_and(|v| self.same(v, desired));
-        Some(if !holds(&self.observed) {
-            ConditionType::Pending
-        } else if holds(&self.reported) {
+        Some(if holds(&self.reported) {
             ConditionType::Verified
-        } else {
+        } else if holds(&self.observed) {
             ConditionType::Applied
+        } else {
+            ConditionType::Pending
         })
     }
 }
