@@ -468,8 +468,9 @@ fn applied(seen: &Seen, id: &str, value: &str) -> usize {
         .count()
 }
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> impl Future<Output = T> {
-    async move { tokio::task::spawn_blocking(f).await.expect("blocking task") }
+/// Runs blocking polls (they spawn `edgetwin ctl`) off the runtime's workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
