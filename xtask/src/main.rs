@@ -32,7 +32,9 @@ fn main() -> Result<()> {
                  test [NEXTEST ARGS]  provision peers, then fmt check, clippy -D warnings, all tests\n  \
                  provision            only install what the tests need (apt packages, Python venv)\n  \
                  gen-crds             regenerate crds/*.yaml from the Rust types\n  \
-                 bench cloud [ARGS]   tunnel hub connection-scale benchmark (--nodes N, --tls-nodes M, ...)"
+                 bench cloud [ARGS]   tunnel hub connection-scale benchmark (--nodes N, --tls-nodes M, ...)
+                 bench cloud-controller [ARGS]
+                                      the real `edgetwin cloud` with the controller (--nodes N, --reports K)"
             );
             std::process::exit(2);
         }
@@ -158,8 +160,9 @@ fn check_edge_has_no_kube() -> Command {
 fn bench(args: &[String]) -> Result<()> {
     let (package, target) = match args.first().map(String::as_str) {
         Some("cloud") => ("edgetwin-core", "cloud"),
-        Some(other) => bail!("unknown benchmark {other:?}; available: cloud"),
-        None => bail!("usage: cargo xtask bench cloud [ARGS]"),
+        Some("cloud-controller") => ("edgetwin-core", "cloud_controller"),
+        Some(other) => bail!("unknown benchmark {other:?}; available: cloud, cloud-controller"),
+        None => bail!("usage: cargo xtask bench cloud|cloud-controller [ARGS]"),
     };
     let mut cargo_args = vec![
         "bench",
