@@ -313,6 +313,16 @@ impl EdgeConfig {
                 &format!("cannot be an MQTT topic level: {e}"),
             ));
         }
+        if self.cloud.url.is_some()
+            && self.cloud.token.is_none()
+            && self.cloud.token_file.is_none()
+            && self.cloud.client_cert_file.is_none()
+        {
+            return Err(invalid(
+                "cloud.url",
+                "needs a node credential: `token`, `tokenFile` or `clientCertFile`",
+            ));
+        }
         if self.cloud.token.is_some() && self.cloud.token_file.is_some() {
             return Err(invalid(
                 "cloud.token",
@@ -682,6 +692,31 @@ broker:
                 "{yaml}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn cloud_settings_that_cannot_work_are_refused_with_the_key_named() {
+        for (yaml, field) in [
+            ("cloud:\n  url: wss://c:1", "cloud.url"),
+            (
+                "cloud:\n  url: wss://c:1\n  token: a\n  tokenFile: /t",
+                "cloud.token",
+            ),
+            ("cloud:\n  clientCertFile: /c", "cloud.clientCertFile"),
+            ("cloud:\n  reconnectMinMs: 0", "cloud.reconnectMinMs"),
+        ] {
+            let err = EdgeConfig::from_yaml(yaml, "edge.yaml").unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { field: f, .. } if *f == field),
+                "{yaml}: {err}"
+            );
+        }
+        let ok = "cloud:\n  url: wss://c:1\n  caFile: /ca.pem\n  tokenFile: /token";
+        let config = EdgeConfig::from_yaml(ok, "edge.yaml").expect("valid");
+        assert_eq!(
+            config.cloud.token_file.as_deref(),
+            Some(Path::new("/token"))
+        );
     }
 
     #[test]

@@ -19,6 +19,18 @@ pub struct EdgeArgs {
     /// Print the default configuration (commented YAML) and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// The cloud's tunnel URL (overrides `cloud.url`), e.g. `wss://cloud.example:10000`.
+    #[arg(long, value_name = "URL")]
+    cloud_url: Option<String>,
+    /// The CA the cloud's certificate must chain to (overrides `cloud.caFile`).
+    #[arg(long, value_name = "FILE")]
+    cloud_ca: Option<PathBuf>,
+    /// A file holding the node's token (overrides `cloud.tokenFile`).
+    #[arg(long, value_name = "FILE")]
+    cloud_token_file: Option<PathBuf>,
+    /// Allow a plain `ws://` cloud URL (the token travels in clear): tests and demos only.
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// Runs the agent.
@@ -27,10 +39,22 @@ pub fn run(args: EdgeArgs) -> anyhow::Result<ExitCode> {
         print!("{}", EdgeConfig::default_yaml());
         return Ok(ExitCode::SUCCESS);
     }
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => EdgeConfig::load(path)?,
         None => EdgeConfig::default(),
     };
+    if let Some(url) = args.cloud_url {
+        config.cloud.url = Some(url);
+    }
+    if let Some(ca) = args.cloud_ca {
+        config.cloud.ca_file = Some(ca);
+    }
+    if let Some(file) = args.cloud_token_file {
+        config.cloud.token = None;
+        config.cloud.token_file = Some(file);
+    }
+    config.cloud.insecure |= args.insecure;
+    config.validate("configuration")?;
     crate::logging::init();
     // Two workers: the service task and the bus event loop run side by side.
     let runtime = tokio::runtime::Builder::new_multi_thread()
