@@ -13,6 +13,11 @@
 //! Plain `ws://` (`--insecure`) for the big run, TLS for the smaller one. The hub drives its API
 //! directly (no device controller yet); its application only counts, so the figures measure the
 //! transport: TLS, WebSocket, auth, the sqlite outboxes, the reliability protocol.
+//!
+//! Baseline, measured in the same run at the same node counts: bare WebSocket connections
+//! (tokio-tungstenite on plain TCP, no auth, no protocol, no persistence; the server counts text
+//! frames and writes the fan-out frame straight to each socket). The tunnel rows are reported as
+//! ratios against it.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -37,7 +42,11 @@ use edgetwin_core::tunnel::{NodeName, ResumePoint};
 use edgetwin_core::wire::Envelope;
 use edgetwin_core::wire::topic::DeviceId;
 use futures::future::BoxFuture;
+use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -95,15 +104,71 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let plain = runtime.block_on(scenario(&args, args.nodes, false));
-    let tls = (args.tls_nodes > 0).then(|| runtime.block_on(scenario(&args, args.tls_nodes, true)));
+    let mut pairs = Vec::new();
+    for (nodes, transport) in [
+        (args.nodes, Transport::Ws),
+        (args.tls_nodes, Transport::Wss),
+    ] {
+        if nodes == 0 {
+            continue;
+        }
+        let baseline = runtime.block_on(scenario(&args, nodes, Transport::Bare));
+        let tunnel = runtime.block_on(scenario(&args, nodes, transport));
+        pairs.push((baseline, tunnel));
+    }
     println!();
     println!(
         "| transport | nodes connected | hub RSS / connection | fan-out p50 | fan-out p99 | fan-out all | reports absorbed |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for result in std::iter::once(plain).chain(tls) {
-        println!("{}", result.row());
+    for (baseline, tunnel) in &pairs {
+        println!("{}", baseline.row());
+        println!("{}", tunnel.row());
+    }
+    println!();
+    println!("Tunnel ÷ bare WebSocket baseline at the same node count:");
+    println!();
+    println!(
+        "| transport | nodes | RSS / connection | fan-out p50 | fan-out p99 | reports absorbed |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (baseline, tunnel) in &pairs {
+        println!("{}", tunnel.ratio_row(baseline));
+    }
+}
+
+/// What the edges speak to the server process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// The baseline: bare WebSocket frames, no auth, no protocol, no persistence.
+    Bare,
+    /// The tunnel over plain `ws://` (`--insecure`).
+    Ws,
+    /// The tunnel over TLS.
+    Wss,
+}
+
+impl Transport {
+    fn arg(self) -> &'static str {
+        match self {
+            Transport::Bare => "bare",
+            Transport::Ws => "plain",
+            Transport::Wss => "tls",
+        }
+    }
+
+    fn from_arg(arg: &str) -> Option<Transport> {
+        [Transport::Bare, Transport::Ws, Transport::Wss]
+            .into_iter()
+            .find(|t| t.arg() == arg)
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Transport::Bare => "bare ws (baseline)",
+            Transport::Ws => "tunnel ws (--insecure)",
+            Transport::Wss => "tunnel wss (TLS 1.3)",
+        }
     }
 }
 
@@ -220,17 +285,75 @@ fn vm_rss_kib(pid: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// `hub DIR NODES tls|plain`: serves until stdin closes; answers one line per command.
+/// `hub DIR NODES bare|plain|tls`: serves until stdin closes; answers one line per command.
 fn hub_main(args: &[String]) {
     let dir = PathBuf::from(&args[0]);
     let nodes: usize = args[1].parse().expect("node count");
-    let use_tls = args[2] == "tls";
+    let transport = Transport::from_arg(&args[2]).expect("transport");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async move {
+        if transport == Transport::Bare {
+            let (server, port) = BareServer::start().await;
+            serve_commands(&server, port).await;
+        } else {
+            let (server, port) = TunnelServer::start(&dir, nodes, transport).await;
+            serve_commands(&server, port).await;
+            server.hub.shutdown().await;
+        }
+    });
+}
+
+/// What the command loop asks of the server under test.
+trait BenchServer: Sync {
+    /// Connected edges.
+    fn links(&self) -> u64;
+    /// Messages from edges applied (tunnel) or counted (bare).
+    fn applied(&self) -> u64;
+    /// Sends `{"sent_ns": start}` to every node; returns how many sends failed.
+    fn fan_out(&self, start: u64) -> BoxFuture<'_, usize>;
+    /// Counters, for the log.
+    fn stats(&self) -> String;
+}
+
+/// Prints `READY port`, then answers one line per command read from stdin until it closes.
+async fn serve_commands(server: &dyn BenchServer, port: u16) {
+    println!("READY {port}");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let reply = match line.as_str() {
+            "rss" => format!("{}", vm_rss_kib("self")),
+            "links" => format!("{}", server.links()),
+            "applied" => format!("{}", server.applied()),
+            "fanout" => {
+                let start = now_nanos();
+                let failed = server.fan_out(start).await;
+                format!("{} {failed}", (now_nanos() - start) / 1_000)
+            }
+            "stats" => server.stats(),
+            "cpu" => {
+                let (process, store) = cpu_ms();
+                format!("{process} {store}")
+            }
+            other => format!("unknown command {other}"),
+        };
+        println!("{reply}");
+    }
+}
+
+/// The tunnel hub with the real token store and sqlite outboxes; its application only counts.
+struct TunnelServer {
+    hub: Hub,
+    inbox: Arc<CountingInbox>,
+    names: Vec<NodeName>,
+}
+
+impl TunnelServer {
+    async fn start(dir: &Path, nodes: usize, transport: Transport) -> (TunnelServer, u16) {
+        let use_tls = transport == Transport::Wss;
         let db = dir.join("cloud.db");
         let tls = use_tls.then(|| {
             tls::server_config(&ServerTlsFiles {
@@ -255,39 +378,141 @@ fn hub_main(args: &[String]) {
         )
         .await
         .expect("hub");
-        let names: Vec<NodeName> = (0..nodes).map(node_name).collect();
-        println!("READY {}", hub.local_addr().port());
-        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let reply = match line.as_str() {
-                "rss" => format!("{}", vm_rss_kib("self")),
-                "links" => format!("{}", hub.stats().links_up),
-                "applied" => format!("{}", inbox.applied.load(Ordering::Relaxed)),
-                "fanout" => {
-                    let start = now_nanos();
-                    let sends = names.iter().map(|node| {
-                        let mut message = Envelope::default();
-                        message.header.msg_id = uuid::Uuid::new_v4().to_string();
-                        message.route.resource =
-                            Some(format!("node/{node}/device/default/d/twin/cloud_updated"));
-                        message.content = serde_json::json!({ "sent_ns": start });
-                        hub.send(node, message)
-                    });
-                    let results = futures::future::join_all(sends).await;
-                    let failed = results.iter().filter(|r| r.is_err()).count();
-                    format!("{} {failed}", (now_nanos() - start) / 1_000)
-                }
-                "stats" => format!("{:?}", hub.stats()),
-                "cpu" => {
-                    let (process, store) = cpu_ms();
-                    format!("{process} {store}")
-                }
-                other => format!("unknown command {other}"),
-            };
-            println!("{reply}");
-        }
-        hub.shutdown().await;
-    });
+        let port = hub.local_addr().port();
+        let names = (0..nodes).map(node_name).collect();
+        (TunnelServer { hub, inbox, names }, port)
+    }
+}
+
+impl BenchServer for TunnelServer {
+    fn links(&self) -> u64 {
+        self.hub.stats().links_up
+    }
+
+    fn applied(&self) -> u64 {
+        self.inbox.applied.load(Ordering::Relaxed)
+    }
+
+    fn fan_out(&self, start: u64) -> BoxFuture<'_, usize> {
+        let sends = self.names.iter().map(move |node| {
+            let mut message = Envelope::default();
+            message.header.msg_id = uuid::Uuid::new_v4().to_string();
+            message.route.resource =
+                Some(format!("node/{node}/device/default/d/twin/cloud_updated"));
+            message.content = serde_json::json!({ "sent_ns": start });
+            self.hub.send(node, message)
+        });
+        Box::pin(async move {
+            let results = futures::future::join_all(sends).await;
+            results.iter().filter(|r| r.is_err()).count()
+        })
+    }
+
+    fn stats(&self) -> String {
+        format!("{:?}", self.hub.stats())
+    }
+}
+
+/// The baseline: accepts bare WebSocket connections, counts the text frames they send and writes
+/// the fan-out frame to each of them.
+struct BareServer {
+    links: Arc<Mutex<Vec<mpsc::Sender<Arc<str>>>>>,
+    applied: Arc<AtomicU64>,
+}
+
+impl BareServer {
+    async fn start() -> (BareServer, u16) {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let server = BareServer {
+            links: Arc::default(),
+            applied: Arc::default(),
+        };
+        let links = Arc::clone(&server.links);
+        let applied = Arc::clone(&server.applied);
+        tokio::spawn(async move {
+            loop {
+                let tcp = match listener.accept().await {
+                    Ok((tcp, _)) => tcp,
+                    Err(error) => {
+                        eprintln!("bare accept failed: {error}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let links = Arc::clone(&links);
+                let applied = Arc::clone(&applied);
+                tokio::spawn(async move {
+                    let accepted =
+                        tokio_tungstenite::accept_async_with_config(tcp, Some(bare_ws_config()));
+                    let Ok(socket) = accepted.await else {
+                        return;
+                    };
+                    let (frames, mut fan_out) = mpsc::channel::<Arc<str>>(4);
+                    links.lock().expect("lock").push(frames);
+                    let (mut sink, mut stream) = socket.split();
+                    loop {
+                        tokio::select! {
+                            text = fan_out.recv() => match text {
+                                Some(text) => {
+                                    if sink.send(Message::text(&*text)).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                None => break,
+                            },
+                            frame = stream.next() => match frame {
+                                Some(Ok(Message::Text(_))) => {
+                                    applied.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Some(Ok(_)) => {}
+                                Some(Err(_)) | None => break,
+                            },
+                        }
+                    }
+                });
+            }
+        });
+        (server, port)
+    }
+}
+
+/// The tunnel's WebSocket buffer sizes (`tunnel::connection::ws_config`), so that the baseline
+/// differs from the tunnel only in what runs over the socket.
+fn bare_ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(8 * 1024)
+}
+
+impl BenchServer for BareServer {
+    fn links(&self) -> u64 {
+        self.links.lock().expect("lock").len() as u64
+    }
+
+    fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
+    }
+
+    fn fan_out(&self, start: u64) -> BoxFuture<'_, usize> {
+        let links = self.links.lock().expect("lock").clone();
+        let text: Arc<str> = serde_json::json!({ "sent_ns": start }).to_string().into();
+        Box::pin(async move {
+            let sends = links.iter().map(|link| link.send(Arc::clone(&text)));
+            let results = futures::future::join_all(sends).await;
+            results.iter().filter(|r| r.is_err()).count()
+        })
+    }
+
+    fn stats(&self) -> String {
+        format!(
+            "bare WebSocket: {} links, {} frames counted",
+            self.links(),
+            self.applied()
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -301,12 +526,12 @@ struct HubProcess {
 }
 
 impl HubProcess {
-    fn spawn(dir: &Path, nodes: usize, tls: bool) -> HubProcess {
+    fn spawn(dir: &Path, nodes: usize, transport: Transport) -> HubProcess {
         let mut child = Command::new(std::env::current_exe().expect("exe"))
             .arg("hub")
             .arg(dir)
             .arg(nodes.to_string())
-            .arg(if tls { "tls" } else { "plain" })
+            .arg(transport.arg())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -371,22 +596,111 @@ impl Inbox for EdgeInbox {
     }
 
     fn apply(&self, delivery: Delivery) -> BoxFuture<'_, Result<(), ApplyError>> {
-        if let Some(sent) = delivery.message.content["sent_ns"].as_u64() {
-            let latency = now_nanos().saturating_sub(sent);
-            self.latencies.lock().expect("lock").push(latency);
-        }
+        record_latency(&delivery.message.content, &self.latencies);
         *self.resume.lock().expect("lock") = Some(delivery.resume_point());
         Box::pin(async { Ok(()) })
     }
 }
 
-struct Edge {
-    client: HubClientHandle,
-    outbox: Arc<MemoryOutbox>,
+/// Records the time since a fan-out message's `sent_ns`.
+fn record_latency(content: &serde_json::Value, latencies: &Mutex<Vec<u64>>) {
+    if let Some(sent) = content["sent_ns"].as_u64() {
+        let latency = now_nanos().saturating_sub(sent);
+        latencies.lock().expect("lock").push(latency);
+    }
+}
+
+/// One simulated edge node.
+enum Edge {
+    /// The edge's own `HubClient`.
+    Tunnel {
+        client: HubClientHandle,
+        outbox: Arc<MemoryOutbox>,
+    },
+    /// A bare WebSocket connection (the baseline): reports go out as text frames.
+    Bare {
+        reports: mpsc::Sender<String>,
+        task: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl Edge {
+    /// Opens a bare WebSocket connection whose fan-out frames are recorded in `latencies`.
+    async fn connect_bare(port: u16, reports: usize, latencies: Arc<Mutex<Vec<u64>>>) -> Edge {
+        let url = format!("ws://127.0.0.1:{port}/");
+        let (socket, _) =
+            tokio_tungstenite::connect_async_with_config(url, Some(bare_ws_config()), false)
+                .await
+                .expect("bare connect");
+        let (outgoing, mut queued) = mpsc::channel::<String>(reports.max(1));
+        let task = tokio::spawn(async move {
+            let (mut sink, mut stream) = socket.split();
+            loop {
+                tokio::select! {
+                    report = queued.recv() => match report {
+                        Some(text) => {
+                            if sink.send(Message::text(text)).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => {
+                            let _ = sink.close().await;
+                            break;
+                        }
+                    },
+                    frame = stream.next() => match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            let content = serde_json::from_str(&text).unwrap_or_default();
+                            record_latency(&content, &latencies);
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => break,
+                    },
+                }
+            }
+        });
+        Edge::Bare {
+            reports: outgoing,
+            task,
+        }
+    }
+
+    /// Queues one report with this content.
+    async fn report(&self, content: serde_json::Value) {
+        match self {
+            Edge::Tunnel { outbox, .. } => {
+                let mut message = Envelope::default();
+                message.header.msg_id = uuid::Uuid::new_v4().to_string();
+                message.route.resource = Some("device/default/d/twin/edge_updated".into());
+                message.content = content;
+                outbox.append(message).await.expect("append");
+            }
+            Edge::Bare { reports, .. } => {
+                reports.send(content.to_string()).await.expect("report");
+            }
+        }
+    }
+
+    /// Tells the link that reports are queued.
+    fn reports_queued(&self) {
+        if let Edge::Tunnel { client, .. } = self {
+            client.outbox_changed();
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Edge::Tunnel { client, .. } => client.shutdown().await,
+            Edge::Bare { reports, task } => {
+                drop(reports);
+                let _ = task.await;
+            }
+        }
+    }
 }
 
 struct ScenarioResult {
-    tls: bool,
+    transport: Transport,
     nodes: usize,
     connected: u64,
     connect_time: Duration,
@@ -402,11 +716,7 @@ impl ScenarioResult {
     fn row(&self) -> String {
         format!(
             "| {} | {} of {} (in {:.1} s) | {:.1} KiB | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} msg/s ({} msgs) |",
-            if self.tls {
-                "wss (TLS 1.3)"
-            } else {
-                "ws (--insecure)"
-            },
+            self.transport.label(),
             self.connected,
             self.nodes,
             self.connect_time.as_secs_f64(),
@@ -416,6 +726,28 @@ impl ScenarioResult {
             ms(self.fanout_all),
             self.reports_per_sec,
             self.reports,
+        )
+    }
+}
+
+impl ScenarioResult {
+    /// This run's figures divided by the baseline's.
+    fn ratio_row(&self, baseline: &ScenarioResult) -> String {
+        let ratio = |ours: f64, theirs: f64| {
+            if theirs > 0.0 {
+                format!("{:.1}×", ours / theirs)
+            } else {
+                "n/a".to_string()
+            }
+        };
+        format!(
+            "| {} | {} | {} | {} | {} | {} |",
+            self.transport.label(),
+            self.nodes,
+            ratio(self.rss_per_connection_kib, baseline.rss_per_connection_kib),
+            ratio(ms(self.fanout_p50), ms(baseline.fanout_p50)),
+            ratio(ms(self.fanout_p99), ms(baseline.fanout_p99)),
+            ratio(self.reports_per_sec, baseline.reports_per_sec),
         )
     }
 }
@@ -432,59 +764,34 @@ fn percentile(sorted: &[u64], p: f64) -> Duration {
     Duration::from_nanos(sorted[index])
 }
 
-async fn scenario(args: &Args, nodes: usize, use_tls: bool) -> ScenarioResult {
-    let label = if use_tls { "wss" } else { "ws" };
-    eprintln!("== {label}: {nodes} nodes (fd limit {})", fd_limit());
+async fn scenario(args: &Args, nodes: usize, transport: Transport) -> ScenarioResult {
+    eprintln!(
+        "== {}: {nodes} nodes (fd limit {})",
+        transport.label(),
+        fd_limit()
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = TestCa::new(dir.path(), "bench").expect("ca");
     ca.issue(&["localhost"]).expect("server cert");
-    let client_tls = use_tls.then(|| {
-        tls::client_config(&ClientTlsFiles {
-            ca: ca.ca_file().to_owned(),
-            client_cert: None,
-        })
-        .expect("client tls")
-    });
-    let tokens = TokenStore::open(&dir.path().join("cloud.db"))
-        .expect("tokens")
-        .create_many(&(0..nodes).map(node_name).collect::<Vec<_>>())
-        .expect("tokens");
-    let process = HubProcess::spawn(dir.path(), nodes, use_tls);
+    let process = HubProcess::spawn(dir.path(), nodes, transport);
     let port = process.port;
     let hub = HubHandle(Arc::new(Mutex::new(process)));
     let rss_before = hub.ask_number("rss").await;
 
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(nodes)));
     let started = Instant::now();
-    let mut edges = Vec::with_capacity(nodes);
-    for (i, token) in tokens.iter().enumerate() {
-        let scheme = if use_tls { "wss" } else { "ws" };
-        let mut config = HubClientConfig::new(
-            format!("{scheme}://localhost:{port}"),
-            node_name(i),
-            Some(token.expose().to_owned()),
-            client_tls.clone(),
-        );
-        config.insecure = !use_tls;
-        config.connect_timeout = Duration::from_secs(60);
-        config.backoff = BackoffConfig {
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(5),
-        };
-        let outbox = Arc::new(MemoryOutbox::new(args.reports.max(1)));
-        let inbox = Arc::new(EdgeInbox {
-            latencies: Arc::clone(&latencies),
-            resume: Mutex::new(None),
-        });
-        let client = HubClient::start(config, outbox.clone(), inbox).expect("client");
-        edges.push(Edge { client, outbox });
-        // Ramp up in steps so the listen backlog never overflows.
-        if edges.len() % 500 == 0 {
-            wait_connected(&edges[edges.len() - 500..]).await;
-            eprintln!("   {} connected", edges.len());
+    let edges = match transport {
+        Transport::Bare => {
+            let mut edges = Vec::with_capacity(nodes);
+            for _ in 0..nodes {
+                edges.push(Edge::connect_bare(port, args.reports, Arc::clone(&latencies)).await);
+            }
+            edges
         }
-    }
-    wait_connected(&edges).await;
+        Transport::Ws | Transport::Wss => {
+            connect_tunnel_edges(args, nodes, transport, dir.path(), &ca, port, &latencies).await
+        }
+    };
     // A client counts its link up when the hub's hello arrives; the hub when the client's does.
     let mut connected = 0;
     for _ in 0..600 {
@@ -544,13 +851,9 @@ async fn scenario(args: &Args, nodes: usize, use_tls: bool) -> ScenarioResult {
     let started = Instant::now();
     for (n, edge) in edges.iter().enumerate() {
         for k in 0..args.reports {
-            let mut message = Envelope::default();
-            message.header.msg_id = uuid::Uuid::new_v4().to_string();
-            message.route.resource = Some("device/default/d/twin/edge_updated".into());
-            message.content = serde_json::json!({ "node": n, "k": k });
-            edge.outbox.append(message).await.expect("append");
+            edge.report(serde_json::json!({ "node": n, "k": k })).await;
         }
-        edge.client.outbox_changed();
+        edge.reports_queued();
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     while hub.ask_number("applied").await - before < total as u64 {
@@ -562,13 +865,13 @@ async fn scenario(args: &Args, nodes: usize, use_tls: bool) -> ScenarioResult {
     eprintln!("   {total} reports absorbed in {elapsed:.2?}");
     eprintln!("   hub {}", hub.ask("stats").await);
 
-    futures::future::join_all(edges.into_iter().map(|edge| edge.client.shutdown())).await;
+    futures::future::join_all(edges.into_iter().map(Edge::shutdown)).await;
     match Arc::try_unwrap(hub.0) {
         Ok(process) => process.into_inner().expect("lock").stop(),
         Err(_) => eprintln!("hub process still shared; left to exit with this process"),
     }
     ScenarioResult {
-        tls: use_tls,
+        transport,
         nodes,
         connected,
         connect_time,
@@ -581,9 +884,66 @@ async fn scenario(args: &Args, nodes: usize, use_tls: bool) -> ScenarioResult {
     }
 }
 
+/// Starts one `HubClient` per node (each with its own token) and waits until all are connected.
+async fn connect_tunnel_edges(
+    args: &Args,
+    nodes: usize,
+    transport: Transport,
+    dir: &Path,
+    ca: &TestCa,
+    port: u16,
+    latencies: &Arc<Mutex<Vec<u64>>>,
+) -> Vec<Edge> {
+    let use_tls = transport == Transport::Wss;
+    let client_tls = use_tls.then(|| {
+        tls::client_config(&ClientTlsFiles {
+            ca: ca.ca_file().to_owned(),
+            client_cert: None,
+        })
+        .expect("client tls")
+    });
+    let tokens = TokenStore::open(&dir.join("cloud.db"))
+        .expect("tokens")
+        .create_many(&(0..nodes).map(node_name).collect::<Vec<_>>())
+        .expect("tokens");
+    let scheme = if use_tls { "wss" } else { "ws" };
+    let mut edges = Vec::with_capacity(nodes);
+    for (i, token) in tokens.iter().enumerate() {
+        let mut config = HubClientConfig::new(
+            format!("{scheme}://localhost:{port}"),
+            node_name(i),
+            Some(token.expose().to_owned()),
+            client_tls.clone(),
+        );
+        config.insecure = !use_tls;
+        config.connect_timeout = Duration::from_secs(60);
+        config.backoff = BackoffConfig {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(5),
+        };
+        let outbox = Arc::new(MemoryOutbox::new(args.reports.max(1)));
+        let inbox = Arc::new(EdgeInbox {
+            latencies: Arc::clone(latencies),
+            resume: Mutex::new(None),
+        });
+        let client = HubClient::start(config, outbox.clone(), inbox).expect("client");
+        edges.push(Edge::Tunnel { client, outbox });
+        // Ramp up in steps so the listen backlog never overflows.
+        if edges.len() % 500 == 0 {
+            wait_connected(&edges[edges.len() - 500..]).await;
+            eprintln!("   {} connected", edges.len());
+        }
+    }
+    wait_connected(&edges).await;
+    edges
+}
+
 async fn wait_connected(edges: &[Edge]) {
     for edge in edges {
-        let mut state = edge.client.watch_state();
+        let Edge::Tunnel { client, .. } = edge else {
+            continue;
+        };
+        let mut state = client.watch_state();
         let connected = tokio::time::timeout(
             Duration::from_secs(120),
             state.wait_for(|s| *s == ClientState::Connected),
@@ -592,7 +952,7 @@ async fn wait_connected(edges: &[Edge]) {
         assert!(
             matches!(connected, Ok(Ok(_))),
             "a client did not connect: {:?}",
-            edge.client.state()
+            client.state()
         );
     }
 }

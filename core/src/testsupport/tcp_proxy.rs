@@ -3,8 +3,9 @@
 //! Point the client at [`TcpProxy::addr`] instead of the server. Then:
 //! - [`TcpProxy::cut`] drops every forwarded connection and refuses new ones (accepted and closed
 //!   at once) until [`TcpProxy::heal`] — a partition or a restarting router;
-//! - [`TcpProxy::blackhole`] keeps connections open but silently discards all bytes both ways —
-//!   a dead NAT mapping or an unplugged cable, which only heartbeats can detect;
+//! - [`TcpProxy::blackhole`] keeps connections open but silently discards all bytes both ways, and
+//!   hides closes too — a dead NAT mapping or an unplugged cable, which only heartbeats can
+//!   detect;
 //! - [`TcpProxy::heal`] forwards again (connections cut earlier stay gone; blackholed ones
 //!   resume forwarding).
 
@@ -118,7 +119,8 @@ async fn accept_loop(
     }
 }
 
-/// Copies both ways until either side closes or the proxy is cut.
+/// Copies both ways until either side closes or the proxy is cut. In a blackhole, not even a
+/// close gets through: the other side stays open, as behind a dead network.
 async fn forward(client: TcpStream, server: TcpStream, mut mode: watch::Receiver<ProxyMode>) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
@@ -126,11 +128,14 @@ async fn forward(client: TcpStream, server: TcpStream, mut mode: watch::Receiver
     let (mut server_read, mut server_write) = server.into_split();
     let mut up = vec![0u8; 16 * 1024];
     let mut down = vec![0u8; 16 * 1024];
+    let (mut client_open, mut server_open) = (true, true);
     // The mode is read when bytes arrive, so a change applies to every byte read after it.
     let now = |mode: &watch::Receiver<ProxyMode>| *mode.borrow();
     loop {
-        if now(&mode) == ProxyMode::Cut {
-            return;
+        match now(&mode) {
+            ProxyMode::Cut => return,
+            ProxyMode::Forward if !(client_open && server_open) => return,
+            ProxyMode::Forward | ProxyMode::Blackhole => {}
         }
         tokio::select! {
             changed = mode.changed() => {
@@ -138,8 +143,8 @@ async fn forward(client: TcpStream, server: TcpStream, mut mode: watch::Receiver
                     return;
                 }
             }
-            read = client_read.read(&mut up) => match read {
-                Ok(0) | Err(_) => return,
+            read = client_read.read(&mut up), if client_open => match read {
+                Ok(0) | Err(_) => client_open = false,
                 Ok(n) if now(&mode) == ProxyMode::Forward => {
                     if server_write.write_all(&up[..n]).await.is_err() {
                         return;
@@ -147,8 +152,8 @@ async fn forward(client: TcpStream, server: TcpStream, mut mode: watch::Receiver
                 }
                 Ok(_) => {}
             },
-            read = server_read.read(&mut down) => match read {
-                Ok(0) | Err(_) => return,
+            read = server_read.read(&mut down), if server_open => match read {
+                Ok(0) | Err(_) => server_open = false,
                 Ok(n) if now(&mode) == ProxyMode::Forward => {
                     if client_write.write_all(&down[..n]).await.is_err() {
                         return;
@@ -232,5 +237,22 @@ mod tests {
         assert_eq!(proxy.connections(), 1);
         proxy.heal();
         assert_eq!(echo(&mut stream, b"2").await.expect("echo"), b"2");
+    }
+
+    #[tokio::test]
+    async fn a_blackhole_hides_a_close_until_healed() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let proxy = TcpProxy::start(listener.local_addr().expect("addr"))
+            .await
+            .expect("proxy");
+        let mut client = TcpStream::connect(proxy.addr()).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        proxy.blackhole();
+        drop(server);
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(300), client.read(&mut buf)).await;
+        assert!(read.is_err(), "the close does not get through: {read:?}");
+        proxy.heal();
+        assert!(closed(&mut client).await, "healing reveals the closed side");
     }
 }

@@ -156,7 +156,7 @@ fn fast_session() -> SessionConfig {
         retransmit_initial: Duration::from_millis(300),
         retransmit_max: Duration::from_secs(2),
         heartbeat_interval: Duration::from_millis(300),
-        heartbeat_timeout: Duration::from_millis(1500),
+        heartbeat_timeout: Duration::from_secs(2),
     }
 }
 
