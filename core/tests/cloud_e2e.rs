@@ -173,6 +173,14 @@ impl CloudProc {
             .expect("runs edgetwin ctl")
     }
 
+    /// `edgetwin ctl apply` of the test's model and devices.
+    fn apply_devices(&self, root: &Path) {
+        let manifest = root.join("devices.yaml");
+        std::fs::write(&manifest, MANIFEST).expect("manifest");
+        let applied = self.ctl(&["apply", "-f", manifest.to_str().expect("utf-8")]);
+        assert!(applied.status.success(), "{}", stderr(&applied));
+    }
+
     fn device(&self, name: &str) -> Value {
         let output = self.ctl(&["get", "device", name, "-o", "json"]);
         if !output.status.success() {
@@ -415,10 +423,7 @@ impl OneNode {
         let target = proxy.as_ref().map_or(cloud.tunnel, TcpProxy::addr);
         let edge = EdgeProc::start(&path, "n1", target, &tokens["n1"]);
         let (seen, mapper) = mapper(edge.broker, "mapper-n1").await;
-        let manifest = path.join("devices.yaml");
-        std::fs::write(&manifest, MANIFEST).expect("manifest");
-        let applied_out = cloud.ctl(&["apply", "-f", manifest.to_str().expect("utf-8")]);
-        assert!(applied_out.status.success(), "{}", stderr(&applied_out));
+        cloud.apply_devices(&path);
         let cloud = Arc::new(cloud);
         let c = Arc::clone(&cloud);
         blocking(move || wait_until("lamp-1 is verified off", || verified(&c, "lamp-1", "off")))
@@ -486,10 +491,7 @@ async fn e2e_process_set_reaches_only_the_right_node_and_is_verified() {
     let (seen2, task2) = mapper(edge2.broker, "mapper-n2").await;
 
     // The devices are created while the nodes and their mappers run.
-    let manifest = path.join("devices.yaml");
-    std::fs::write(&manifest, MANIFEST).expect("manifest");
-    let applied_out = cloud.ctl(&["apply", "-f", manifest.to_str().expect("utf-8")]);
-    assert!(applied_out.status.success(), "{}", stderr(&applied_out));
+    cloud.apply_devices(&path);
 
     let cloud = Arc::new(cloud);
     let c = Arc::clone(&cloud);

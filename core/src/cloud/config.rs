@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use crate::edge::config::ConfigError;
+use crate::edge::config::{parse_config, read_config_file};
 
 /// The whole cloud configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,23 +77,13 @@ impl Default for CloudConfig {
 impl CloudConfig {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<CloudConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        CloudConfig::from_yaml(&text, &path.display().to_string())
+        let (text, source_name) = read_config_file(path)?;
+        CloudConfig::from_yaml(&text, &source_name)
     }
 
     /// Parses and validates YAML; `source_name` names it in errors.
     pub fn from_yaml(text: &str, source_name: &str) -> Result<CloudConfig, ConfigError> {
-        let config: CloudConfig = if text.trim().is_empty() {
-            CloudConfig::default()
-        } else {
-            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
-                source_name: source_name.to_owned(),
-                message: e.to_string(),
-            })?
-        };
+        let config: CloudConfig = parse_config(text, source_name)?;
         config.validate(source_name)?;
         Ok(config)
     }

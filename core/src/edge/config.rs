@@ -276,26 +276,40 @@ fn default_node_name() -> String {
         .unwrap_or_else(|| "edge-node".to_owned())
 }
 
+/// Reads a config file: its text, and the name errors give it (the path).
+pub fn read_config_file(path: &Path) -> Result<(String, String), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok((text, path.display().to_string()))
+}
+
+/// Parses a YAML configuration (empty text: the defaults); errors name `source_name`, line and
+/// column.
+pub fn parse_config<T: serde::de::DeserializeOwned + Default>(
+    text: &str,
+    source_name: &str,
+) -> Result<T, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+        source_name: source_name.to_owned(),
+        message: e.to_string(),
+    })
+}
+
 impl EdgeConfig {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<EdgeConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        EdgeConfig::from_yaml(&text, &path.display().to_string())
+        let (text, source_name) = read_config_file(path)?;
+        EdgeConfig::from_yaml(&text, &source_name)
     }
 
     /// Parses and validates YAML; `source_name` names it in errors.
     pub fn from_yaml(text: &str, source_name: &str) -> Result<EdgeConfig, ConfigError> {
-        let config: EdgeConfig = if text.trim().is_empty() {
-            EdgeConfig::default()
-        } else {
-            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
-                source_name: source_name.to_owned(),
-                message: e.to_string(),
-            })?
-        };
+        let config: EdgeConfig = parse_config(text, source_name)?;
         config.validate(source_name)?;
         Ok(config)
     }
