@@ -81,8 +81,12 @@ fn a_bad_node_name_is_a_clear_error() {
 }
 
 #[test]
-fn plain_cloud_still_says_it_is_not_built() {
+fn plain_cloud_without_tls_or_insecure_refuses_to_start() {
     let output = edgetwin(&["cloud"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`tls`: required unless `insecure: true`"),
+        "{stderr}"
+    );
 }
