@@ -4,7 +4,7 @@
 
 mod support;
 
-use edgetwin_core::edge::service::Membership;
+use edgetwin_core::edge::service::{Membership, MembershipOutcome};
 use edgetwin_core::store::OutboxKind;
 use edgetwin_core::testsupport::BrokerKind;
 use edgetwin_core::twin::PropertyTwin;
@@ -220,6 +220,18 @@ async fn membership_changes_are_announced_and_specs_are_retained(kind: BrokerKin
         added["added_devices"][0]["twin"]["red"]["expected"]["value"],
         "OFF"
     );
+
+    // The same membership again (e.g. the cloud resends it after a reconnection) changes nothing.
+    let membership =
+        edgetwin_core::edge::agent::read_devices_file(&fixture("edge-traffic-light.yaml"))
+            .expect("loads");
+    let again = edge
+        .agent
+        .service()
+        .apply_membership(membership)
+        .await
+        .expect("applies");
+    assert_eq!(again, MembershipOutcome::default(), "{kind}");
 }
 
 async fn cloud_updated_over_mqtt_changes_nothing(kind: BrokerKind) {
