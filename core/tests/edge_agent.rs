@@ -159,7 +159,11 @@ async fn membership_changes_are_announced_and_specs_are_retained(kind: BrokerKin
     let mut edge = Edge::start(kind).await;
     let spec_topic =
         format!("edgetwin/v1/node/{NODE}/device/default/traffic-light-instance-01/spec");
-    // A mapper that connects later still finds the spec: it is retained.
+    // Once the broker has the spec (a first client saw it), a mapper that connects later still
+    // finds it: it is retained. (The first client may have subscribed before the agent's publish
+    // arrived at the broker and got it live.)
+    let mut early = edge.client().await;
+    early.recv_on(&spec_topic).await.expect("the spec");
     let mut late = edge.client().await;
     let spec = late.recv_on(&spec_topic).await.expect("the retained spec");
     assert!(spec.retain, "{kind}: delivered as retained");
