@@ -7,4 +7,6 @@
 
 pub mod model;
 pub mod pipeline;
+#[cfg(feature = "cli")]
+pub mod scaffold;
 pub mod wire;
