@@ -25,8 +25,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use edgetwin_core::wire;
-use edgetwin_core::wire::payload::DeviceSpecMessage;
 use edgetwin_sdk::testkit::{EdgeDevice, TestBroker, TestEdge};
 
 const NODE: &str = "bench";
@@ -110,20 +108,6 @@ fn device_yaml(index: usize) -> String {
     format!(
         "apiVersion: devices.kubeedge.io/v1beta1\nkind: DeviceModel\nmetadata:\n  name: bench-model\nspec:\n  protocol: sim\n  properties:\n{model_props}---\napiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata:\n  name: dev-{index:03}\nspec:\n  deviceModelRef:\n    name: bench-model\n  nodeName: {NODE}\n  protocol:\n    protocolName: sim\n  properties:\n{device_props}"
     )
-}
-
-fn spec_payload(yaml: &str) -> Result<Vec<u8>, String> {
-    let docs = edgetwin_core::model::load::from_str(yaml, "<bench>").map_err(|e| e.to_string())?;
-    let mut device = None;
-    let mut model = None;
-    for doc in docs {
-        match doc.manifest {
-            edgetwin_core::model::load::Manifest::Device(d) => device = Some(d),
-            edgetwin_core::model::load::Manifest::DeviceModel(m) => model = Some(m),
-        }
-    }
-    let device = device.ok_or("no device")?;
-    wire::encode(&DeviceSpecMessage { device, model }).map_err(|e| e.to_string())
 }
 
 /// utime + stime of a process, in seconds.
@@ -358,8 +342,7 @@ async fn bench() -> Result<(), String> {
     let baseline = measure(&edge, &ids, raw, &raw_log, seconds).await?;
 
     for index in 0..devices {
-        let payload = spec_payload(&device_yaml(index))?;
-        edge.publish_spec("default", &format!("dev-{index:03}"), payload);
+        edge.publish_devices(&device_yaml(index))?;
     }
     let writes_file: PathBuf = scratch.path().join("writes.tsv");
     let mut mapper = Command::new(mapper_binary()?);

@@ -14,12 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::test]
 async fn reads_are_batched_and_reported_in_one_update_per_device() {
     let rig = Rig::start().await;
-    rig.publish(&format!("{MODEL}{}", meter("meter", "", "")));
-    let mapper = rig.mapper(|_| {});
-    rig.edge
-        .wait_state("default/meter", "online", WAIT)
-        .await
-        .expect("online");
+    let mapper = rig.online_meter(|_| {}).await;
     // `count` changes on every read: wait for a few reports.
     let device = rig
         .edge
@@ -87,12 +82,7 @@ async fn desired_values_are_written_in_place_without_a_new_session() {
 #[tokio::test]
 async fn desired_values_for_read_only_or_unknown_properties_and_bad_values_are_ignored() {
     let rig = Rig::start().await;
-    rig.publish(&format!("{MODEL}{}", meter("meter", "", "")));
-    let mapper = rig.mapper(|_| {});
-    rig.edge
-        .wait_state("default/meter", "online", WAIT)
-        .await
-        .expect("online");
+    let mapper = rig.online_meter(|_| {}).await;
     rig.edge.set_desired("default/meter", "count", "100");
     rig.edge.set_desired("default/meter", "nope", "1");
     rig.edge
@@ -156,12 +146,7 @@ async fn a_dead_or_slow_device_does_not_stall_the_others() {
 #[tokio::test]
 async fn repeated_read_failures_open_the_breaker_and_the_session_is_reopened() {
     let rig = Rig::start().await;
-    rig.publish(&format!("{MODEL}{}", meter("meter", "", "")));
-    let mapper = rig.mapper(|o| o.breaker_threshold = 3);
-    rig.edge
-        .wait_state("default/meter", "online", WAIT)
-        .await
-        .expect("online");
+    let mapper = rig.online_meter(|o| o.breaker_threshold = 3).await;
     rig.sim.fail_next_reads("default/meter", 3);
     let offline = rig
         .edge
@@ -192,12 +177,7 @@ async fn repeated_read_failures_open_the_breaker_and_the_session_is_reopened() {
 #[tokio::test]
 async fn a_lost_link_is_noticed_and_reconnected() {
     let rig = Rig::start().await;
-    rig.publish(&format!("{MODEL}{}", meter("meter", "", "")));
-    let mapper = rig.mapper(|_| {});
-    rig.edge
-        .wait_state("default/meter", "online", WAIT)
-        .await
-        .expect("online");
+    let mapper = rig.online_meter(|_| {}).await;
     rig.sim.set_reachable("default/meter", false);
     rig.edge
         .wait_state("default/meter", "offline", WAIT)
@@ -564,12 +544,7 @@ async fn samples_reach_the_mqtt_and_http_sinks() {
 #[tokio::test]
 async fn the_mapper_survives_a_broker_restart() {
     let rig = Rig::start().await;
-    rig.publish(&format!("{MODEL}{}", meter("meter", "", "")));
-    let mapper = rig.mapper(|_| {});
-    rig.edge
-        .wait_state("default/meter", "online", WAIT)
-        .await
-        .expect("online");
+    let mapper = rig.online_meter(|_| {}).await;
     let gets = rig.edge.device("default/meter").twin_gets;
     rig.broker
         .restart(Duration::from_millis(300))

@@ -12,9 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use edgetwin_core::model::load::{self, Manifest};
 use edgetwin_core::wire::payload::{
-    DeviceTwinDelta, DeviceTwinResult, DeviceTwinUpdate, DeviceUpdate, JsonField, Metadata,
-    MsgTwin, TwinMap, TwinValue,
+    DeviceSpecMessage, DeviceTwinDelta, DeviceTwinResult, DeviceTwinUpdate, DeviceUpdate,
+    JsonField, Metadata, MsgTwin, TwinMap, TwinValue,
 };
 use edgetwin_core::wire::topic::DeviceEvent;
 use edgetwin_core::wire::{self, Topic};
@@ -141,6 +142,33 @@ impl TestEdge {
         let _ = self
             .client
             .try_publish(topic, QoS::AtLeastOnce, true, payload);
+    }
+
+    /// Publishes every Device of a Device/DeviceModel YAML text with its model (from the same
+    /// text, when there) as the edge agent would; returns how many devices it published.
+    pub fn publish_devices(&self, yaml: &str) -> Result<usize, String> {
+        let docs = load::from_str(yaml, "<test YAML>").map_err(|e| e.to_string())?;
+        let mut models = Vec::new();
+        let mut devices = Vec::new();
+        for doc in docs {
+            match doc.manifest {
+                Manifest::Device(device) => devices.push(device),
+                Manifest::DeviceModel(model) => models.push(model),
+            }
+        }
+        for device in &devices {
+            let model = models
+                .iter()
+                .find(|m| Some(m.name()) == device.model_name())
+                .cloned();
+            let payload = wire::encode(&DeviceSpecMessage {
+                device: device.clone(),
+                model,
+            })
+            .map_err(|e| e.to_string())?;
+            self.publish_spec(device.namespace(), device.name(), payload);
+        }
+        Ok(devices.len())
     }
 
     /// Removes a device spec (an empty retained payload).

@@ -5,9 +5,6 @@
 
 use std::time::Duration;
 
-use edgetwin_core::model::load;
-use edgetwin_core::wire;
-use edgetwin_core::wire::payload::DeviceSpecMessage;
 use edgetwin_sdk::runtime::Options;
 use edgetwin_sdk::testkit::{SimDriver, TestBroker, TestEdge};
 use edgetwin_sdk::{Mapper, MapperHandle};
@@ -56,47 +53,23 @@ impl Rig {
             .spawn()
     }
 
+    /// Publishes the device `default/meter` (see [`meter`]), starts a mapper with `tweak` and
+    /// waits until the device is online.
+    pub async fn online_meter(&self, tweak: impl FnOnce(&mut Options)) -> MapperHandle {
+        self.publish(&format!("{MODEL}{}", meter("meter", "", "")));
+        let mapper = self.mapper(tweak);
+        self.edge
+            .wait_state("default/meter", "online", WAIT)
+            .await
+            .expect("online");
+        mapper
+    }
+
     /// Publishes every Device of `yaml` (with its DeviceModel from the same text) as the edge
     /// agent would.
     pub fn publish(&self, yaml: &str) {
-        for (device, model) in devices(yaml) {
-            let payload = wire::encode(&DeviceSpecMessage {
-                device: device.clone(),
-                model,
-            })
-            .expect("encodes");
-            self.edge
-                .publish_spec(device.namespace(), device.name(), payload);
-        }
+        self.edge.publish_devices(yaml).expect("test YAML parses");
     }
-}
-
-/// The Devices of a YAML text, each with its model.
-pub fn devices(
-    yaml: &str,
-) -> Vec<(
-    edgetwin_core::model::Device,
-    Option<edgetwin_core::model::DeviceModel>,
-)> {
-    let docs = load::from_str(yaml, "<test>").expect("test YAML parses");
-    let mut models = Vec::new();
-    let mut devices = Vec::new();
-    for doc in docs {
-        match doc.manifest {
-            load::Manifest::Device(d) => devices.push(d),
-            load::Manifest::DeviceModel(m) => models.push(m),
-        }
-    }
-    devices
-        .into_iter()
-        .map(|d| {
-            let model = models
-                .iter()
-                .find(|m| Some(m.name()) == d.model_name())
-                .cloned();
-            (d, model)
-        })
-        .collect()
 }
 
 /// A model with an INT `level` (ReadWrite), a BOOLEAN `enabled` (ReadWrite) and an INT `count`
