@@ -126,8 +126,22 @@ fn cpu_seconds(pid: u32, ticks_per_second: f64) -> Result<f64, String> {
     Ok((ticks(11)? + ticks(12)?) / ticks_per_second)
 }
 
-/// VmRSS and VmHWM of a process, in KiB.
-fn memory_kib(pid: u32) -> Result<(u64, u64), String> {
+/// Resident memory of a process, in KiB, from `/proc/PID/status`.
+struct Memory {
+    /// VmRSS: all resident pages.
+    rss: u64,
+    /// VmHWM: the peak of VmRSS.
+    hwm: u64,
+    /// RssAnon: heap and stacks, the process's own memory.
+    anon: u64,
+    /// RssFile: resident pages of the binary and libraries (shared with other processes).
+    file: u64,
+}
+
+/// One figure of a [`Memory`].
+type MemoryField = fn(&Memory) -> u64;
+
+fn memory_kib(pid: u32) -> Result<Memory, String> {
     let status =
         std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
     let field = |name: &str| {
@@ -137,7 +151,12 @@ fn memory_kib(pid: u32) -> Result<(u64, u64), String> {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
     };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    Ok(Memory {
+        rss: field("VmRSS:")?,
+        hwm: field("VmHWM:")?,
+        anon: field("RssAnon:")?,
+        file: field("RssFile:")?,
+    })
 }
 
 fn clock_ticks() -> f64 {
@@ -222,8 +241,7 @@ fn read_writes(path: &Path) -> Result<HashMap<(String, String), SystemTime>, Str
 
 /// What one measured process did.
 struct Measurement {
-    rss_kib: u64,
-    hwm_kib: u64,
+    memory: Memory,
     cpu_percent: f64,
     updates_per_second: f64,
     values_per_second: f64,
@@ -272,7 +290,7 @@ async fn measure(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid, ticks)? - cpu_before;
-    let (rss_kib, hwm_kib) = memory_kib(pid)?;
+    let memory = memory_kib(pid)?;
     let mut reports = 0;
     let mut values = 0;
     for (id, before) in ids.iter().zip(&reports_before) {
@@ -308,8 +326,7 @@ async fn measure(
         }
     }
     Ok(Measurement {
-        rss_kib,
-        hwm_kib,
+        memory,
         cpu_percent: 100.0 * cpu / elapsed,
         updates_per_second: reports as f64 / elapsed,
         values_per_second: values as f64 / elapsed,
@@ -366,20 +383,21 @@ async fn bench() -> Result<(), String> {
         );
     };
     let mib = |kib: u64| kib as f64 / 1024.0;
-    row(
-        "RSS at end (VmRSS)",
-        mib(measured.rss_kib),
-        mib(baseline.rss_kib),
-        "MiB",
-        2,
-    );
-    row(
-        "peak RSS (VmHWM)",
-        mib(measured.hwm_kib),
-        mib(baseline.hwm_kib),
-        "MiB",
-        2,
-    );
+    let memory_rows: [(&str, MemoryField); 4] = [
+        ("RSS at end (VmRSS)", |m| m.rss),
+        ("peak RSS (VmHWM)", |m| m.hwm),
+        ("of which heap and stacks (RssAnon)", |m| m.anon),
+        ("of which binary and libraries (RssFile)", |m| m.file),
+    ];
+    for (name, field) in memory_rows {
+        row(
+            name,
+            mib(field(&measured.memory)),
+            mib(field(&baseline.memory)),
+            "MiB",
+            2,
+        );
+    }
     row(
         "CPU (one core = 100 %)",
         measured.cpu_percent,
@@ -487,6 +505,23 @@ mod raw {
         let mut options = MqttOptions::new("bench-raw", host, port);
         options.set_keep_alive(Duration::from_secs(30));
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        // The event loop in its own task (as the SDK runs it), handing deltas to the main loop.
+        let (deltas_tx, mut deltas_rx) = tokio::sync::mpsc::channel(1024);
+        let connection = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        if deltas_tx.send(publish).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Ok(_) => {}
+                    // After the disconnect at the end, the closed connection is the end.
+                    Err(_) if deltas_tx.is_closed() => return Ok(()),
+                    Err(err) => return Err(format!("connection lost: {err}")),
+                }
+            }
+        });
         let ids: Vec<String> = (0..devices)
             .map(|i| format!("default/dev-{i:03}"))
             .collect();
@@ -537,22 +572,21 @@ mod raw {
                         let _ = client.try_publish(topic, QoS::AtMostOnce, false, update.to_string());
                     }
                 }
-                event = eventloop.poll() => match event {
-                    Ok(Event::Incoming(Packet::Publish(publish))) => {
-                        let Some(&index) = deltas.get(publish.topic.as_str()) else { continue };
-                        let delta: serde_json::Value = serde_json::from_slice(&publish.payload)
-                            .map_err(|e| e.to_string())?;
-                        if let Some(value) = delta.pointer("/delta/p0").and_then(|v| v.as_str()) {
-                            let nanos = SystemTime::now()
-                                .duration_since(UNIX_EPOCH)
-                                .map_or(0, |d| d.as_nanos());
-                            let _ = writeln!(log, "{}\tp0\t{value}\t{nanos}", ids[index]);
-                            p0[index] = value.to_owned();
-                        }
+                publish = deltas_rx.recv() => {
+                    let Some(publish) = publish else {
+                        return Err("the connection task ended".into());
+                    };
+                    let Some(&index) = deltas.get(publish.topic.as_str()) else { continue };
+                    let delta: serde_json::Value = serde_json::from_slice(&publish.payload)
+                        .map_err(|e| e.to_string())?;
+                    if let Some(value) = delta.pointer("/delta/p0").and_then(|v| v.as_str()) {
+                        let nanos = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_nanos());
+                        let _ = writeln!(log, "{}\tp0\t{value}\t{nanos}", ids[index]);
+                        p0[index] = value.to_owned();
                     }
-                    Ok(_) => {}
-                    Err(err) => return Err(format!("connection lost: {err}")),
-                },
+                }
             }
         }
         std::fs::write(&log_path, log).map_err(|e| e.to_string())?;
@@ -568,15 +602,13 @@ mod raw {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let mut acked = 0;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while acked < devices {
-            match tokio::time::timeout_at(deadline, eventloop.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
-                Ok(Ok(_)) => {}
-                Ok(Err(err)) => return Err(format!("connection lost: {err}")),
-                Err(_) => return Err("offline states not acknowledged within 5 s".into()),
-            }
+        // The disconnect goes out after the queued states; the connection task then ends.
+        drop(deltas_rx);
+        client.disconnect().await.map_err(|e| e.to_string())?;
+        match tokio::time::timeout(Duration::from_secs(5), connection).await {
+            Ok(Ok(Ok(()))) | Ok(Ok(Err(_))) => {}
+            Ok(Err(join)) => return Err(join.to_string()),
+            Err(_) => return Err("the connection did not close within 5 s".into()),
         }
         Ok(())
     }
