@@ -40,7 +40,10 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() {
     if std::env::var_os("BENCH_DEBUG").is_some() {
-        tracing_subscriber::fmt().with_env_filter("debug,rumqttd=warn,rumqttc=warn").with_writer(std::io::stderr).init();
+        tracing_subscriber::fmt()
+            .with_env_filter("debug,rumqttd=warn,rumqttc=warn")
+            .with_writer(std::io::stderr)
+            .init();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -138,7 +141,9 @@ fn devices_yaml() -> String {
             "---\napiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata:\n  name: dev-{d}\n  namespace: default\nspec:\n  deviceModelRef:\n    name: sensor\n  nodeName: {NODE}\n  properties:\n"
         ));
         for p in 0..PROPERTIES {
-            yaml.push_str(&format!("    - name: p{p}\n      desired:\n        value: \"0\"\n"));
+            yaml.push_str(&format!(
+                "    - name: p{p}\n      desired:\n        value: \"0\"\n"
+            ));
         }
     }
     yaml
@@ -149,7 +154,10 @@ fn report(n: usize) -> (String, Vec<u8>) {
     let device = n % DEVICES;
     let property = (n / DEVICES) % PROPERTIES;
     let topic = format!("$hw/events/device/default/dev-{device}/twin/update");
-    let payload = format!(r#"{{"event_id":"{n}","twin":{{"p{property}":{{"actual":{{"value":"{}"}}}}}}}}"#, n + 1);
+    let payload = format!(
+        r#"{{"event_id":"{n}","twin":{{"p{property}":{{"actual":{{"value":"{}"}}}}}}}}"#,
+        n + 1
+    );
     (topic, payload.into_bytes())
 }
 
@@ -165,7 +173,9 @@ fn store_rate(dir: &Path, synchronous: Synchronous, batch: usize) -> f64 {
     )
     .expect("store");
     let device = DeviceKey::new("default", "dev");
-    store.write(|w| w.put_device(&device, &"device")).expect("device");
+    store
+        .write(|w| w.put_device(&device, &"device"))
+        .expect("device");
     let started = Instant::now();
     for chunk in 0..STORE_COMMITS / batch {
         let mut writes = store.batch().expect("batch");
@@ -238,24 +248,40 @@ async fn start_agent(
     let agent = agent::start(config, Some(devices)).await.expect("agent");
     agent.connected().await;
     let endpoint = agent.broker();
-    let addr = format!("{}:{}", endpoint.host, endpoint.port).parse().expect("address");
+    let addr = format!("{}:{}", endpoint.host, endpoint.port)
+        .parse()
+        .expect("address");
     (RunningAgent { agent, addr }, mosquitto)
 }
 
 /// A connected client and a channel of the publishes it receives (with their arrival time).
-async fn client(addr: SocketAddr, id: &str, filters: &[&str]) -> (AsyncClient, mpsc::UnboundedReceiver<(Instant, rumqttc::Publish)>) {
+async fn client(
+    addr: SocketAddr,
+    id: &str,
+    filters: &[&str],
+) -> (
+    AsyncClient,
+    mpsc::UnboundedReceiver<(Instant, rumqttc::Publish)>,
+) {
     let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
-    options.set_keep_alive(Duration::from_secs(30)).set_inflight(100);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_inflight(100);
     let (client, eventloop) = AsyncClient::new(options, 10_000);
     let (tx, rx) = mpsc::unbounded_channel();
     let (ready_tx, mut ready) = mpsc::unbounded_channel();
     tokio::spawn(drive(eventloop, tx, ready_tx));
     for filter in filters {
-        client.subscribe(*filter, QoS::AtLeastOnce).await.expect("subscribe");
+        client
+            .subscribe(*filter, QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
     }
     // The CONNACK, then one SUBACK per filter.
     for _ in 0..=filters.len() {
-        tokio::time::timeout(TIMEOUT, ready.recv()).await.expect("ready in time");
+        tokio::time::timeout(TIMEOUT, ready.recv())
+            .await
+            .expect("ready in time");
     }
     (client, rx)
 }
@@ -309,8 +335,13 @@ async fn rate(
     while received < count {
         // Keep at most 200 unanswered messages outstanding, like a fleet of steady mappers.
         while published - received < 200 {
-            let Some((topic, payload)) = messages.next() else { break };
-            publisher.publish(topic, QoS::AtLeastOnce, false, payload).await.expect("publish");
+            let Some((topic, payload)) = messages.next() else {
+                break;
+            };
+            publisher
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .expect("publish");
             published += 1;
         }
         let Ok(next) = tokio::time::timeout(TIMEOUT, rx.recv()).await else {
@@ -334,9 +365,20 @@ async fn raw_throughput(addr: SocketAddr) -> f64 {
 }
 
 async fn agent_throughput(addr: SocketAddr) -> f64 {
-    let (_sub, mut rx) = client(addr, "results", &["$hw/events/device/+/+/twin/update/result"]).await;
+    let (_sub, mut rx) = client(
+        addr,
+        "results",
+        &["$hw/events/device/+/+/twin/update/result"],
+    )
+    .await;
     let (publisher, _) = client(addr, "mapper", &[]).await;
-    rate(&publisher, &mut rx, (0..throughput_messages()).map(report), throughput_messages()).await
+    rate(
+        &publisher,
+        &mut rx,
+        (0..throughput_messages()).map(report),
+        throughput_messages(),
+    )
+    .await
 }
 
 /// p50 and p99 of `samples` sequential round trips: publish on `topic`, wait for a message.
@@ -349,14 +391,23 @@ async fn round_trips(
     for n in 0..LATENCY_SAMPLES + 200 {
         let (topic, payload) = message(n);
         let sent = Instant::now();
-        publisher.publish(topic, QoS::AtLeastOnce, false, payload).await.expect("publish");
-        let (at, _) = tokio::time::timeout(TIMEOUT, rx.recv()).await.expect("an answer").expect("runs");
+        publisher
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("publish");
+        let (at, _) = tokio::time::timeout(TIMEOUT, rx.recv())
+            .await
+            .expect("an answer")
+            .expect("runs");
         if n >= 200 {
             samples.push(at - sent);
         }
     }
     samples.sort();
-    (samples[samples.len() / 2], samples[samples.len() * 99 / 100])
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
 }
 
 async fn raw_latency(addr: SocketAddr) -> (Duration, Duration) {
@@ -365,18 +416,33 @@ async fn raw_latency(addr: SocketAddr) -> (Duration, Duration) {
     let (echo, mut pings) = client(addr, "echo", &["bench/ping"]).await;
     tokio::spawn(async move {
         while let Some((_, ping)) = pings.recv().await {
-            if echo.publish("bench/pong", QoS::AtLeastOnce, false, ping.payload.to_vec()).await.is_err() {
+            if echo
+                .publish("bench/pong", QoS::AtLeastOnce, false, ping.payload.to_vec())
+                .await
+                .is_err()
+            {
                 return;
             }
         }
     });
     let (publisher, mut pongs) = client(addr, "pinger", &["bench/pong"]).await;
-    round_trips(&publisher, &mut pongs, |n| ("bench/ping".to_owned(), report(n).1)).await
+    round_trips(&publisher, &mut pongs, |n| {
+        ("bench/ping".to_owned(), report(n).1)
+    })
+    .await
 }
 
 async fn agent_latency(addr: SocketAddr) -> (Duration, Duration) {
-    let (publisher, mut results) = client(addr, "mapper-latency", &["$hw/events/device/+/+/twin/update/result"]).await;
-    round_trips(&publisher, &mut results, |n| report(n + throughput_messages())).await
+    let (publisher, mut results) = client(
+        addr,
+        "mapper-latency",
+        &["$hw/events/device/+/+/twin/update/result"],
+    )
+    .await;
+    round_trips(&publisher, &mut results, |n| {
+        report(n + throughput_messages())
+    })
+    .await
 }
 
 /// The `edgetwin edge` binary on `data`, with the bench devices when `devices` is given.
@@ -388,7 +454,10 @@ fn spawn(kind: BrokerKind, work: &Path, data: &Path, devices: Option<&Path>, por
     let config = work.join(format!("edge-{port}.yaml"));
     std::fs::write(
         &config,
-        format!("nodeName: {NODE}\ndataDir: {}\nbroker:\n{broker}http:\n  listen: null\n", data.display()),
+        format!(
+            "nodeName: {NODE}\ndataDir: {}\nbroker:\n{broker}http:\n  listen: null\n",
+            data.display()
+        ),
     )
     .expect("config");
     let mut command = Command::new(env!("CARGO_BIN_EXE_edgetwin"));
@@ -406,7 +475,14 @@ fn spawn(kind: BrokerKind, work: &Path, data: &Path, devices: Option<&Path>, por
 }
 
 /// Connects a client, retrying while the agent (and its embedded broker) starts.
-async fn connect_when_up(addr: SocketAddr, id: &str, filters: &[&str]) -> (AsyncClient, mpsc::UnboundedReceiver<(Instant, rumqttc::Publish)>) {
+async fn connect_when_up(
+    addr: SocketAddr,
+    id: &str,
+    filters: &[&str],
+) -> (
+    AsyncClient,
+    mpsc::UnboundedReceiver<(Instant, rumqttc::Publish)>,
+) {
     let deadline = Instant::now() + TIMEOUT;
     while std::net::TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on {addr}");
@@ -416,10 +492,21 @@ async fn connect_when_up(addr: SocketAddr, id: &str, filters: &[&str]) -> (Async
 }
 
 /// Waits until device `dev-{DEVICES - 1}` answers a twin/get.
-async fn served(client: &AsyncClient, rx: &mut mpsc::UnboundedReceiver<(Instant, rumqttc::Publish)>) -> Instant {
+async fn served(
+    client: &AsyncClient,
+    rx: &mut mpsc::UnboundedReceiver<(Instant, rumqttc::Publish)>,
+) -> Instant {
     let topic = format!("$hw/events/device/default/dev-{}/twin/get", DEVICES - 1);
     loop {
-        client.publish(&topic, QoS::AtLeastOnce, false, b"{\"event_id\":\"cold\"}".to_vec()).await.expect("publish");
+        client
+            .publish(
+                &topic,
+                QoS::AtLeastOnce,
+                false,
+                b"{\"event_id\":\"cold\"}".to_vec(),
+            )
+            .await
+            .expect("publish");
         if let Ok(Some((at, _))) = tokio::time::timeout(Duration::from_millis(5), rx.recv()).await {
             return at;
         }
@@ -428,17 +515,21 @@ async fn served(client: &AsyncClient, rx: &mut mpsc::UnboundedReceiver<(Instant,
 
 async fn process_rss(kind: BrokerKind, work: &Path, devices: &Path) -> (u64, u64) {
     let mosquitto = (kind == BrokerKind::Mosquitto).then(|| broker_for(kind));
-    let port = mosquitto.as_ref().map_or_else(|| free_port().expect("port"), TestBroker::port);
+    let port = mosquitto
+        .as_ref()
+        .map_or_else(|| free_port().expect("port"), TestBroker::port);
     let data = tempfile::tempdir_in(work).expect("data dir");
     let mut child = spawn(kind, work, data.path(), Some(devices), port);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let (publisher, mut rx) = connect_when_up(addr, "rss", &["$hw/events/device/+/+/twin/+/result"]).await;
+    let (publisher, mut rx) =
+        connect_when_up(addr, "rss", &["$hw/events/device/+/+/twin/+/result"]).await;
     served(&publisher, &mut rx).await;
     // Every property of every device reported once.
     let count = DEVICES * PROPERTIES;
     rate(&publisher, &mut rx, (0..count).map(report), count).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).expect("proc status");
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).expect("proc status");
     let field = |name: &str| -> u64 {
         status
             .lines()
@@ -459,7 +550,8 @@ async fn cold_starts(work: &Path, devices: &Path, runs: usize) -> Vec<Duration> 
     let mut child = spawn(BrokerKind::Embedded, work, &data, Some(devices), port);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     {
-        let (client, mut rx) = connect_when_up(addr, "prepare", &["$hw/events/device/+/+/twin/get/result"]).await;
+        let (client, mut rx) =
+            connect_when_up(addr, "prepare", &["$hw/events/device/+/+/twin/get/result"]).await;
         served(&client, &mut rx).await;
     }
     child.kill().expect("SIGKILL");
@@ -471,7 +563,12 @@ async fn cold_starts(work: &Path, devices: &Path, runs: usize) -> Vec<Duration> 
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let spawned = Instant::now();
         let mut child = spawn(BrokerKind::Embedded, work, &data, None, port);
-        let (client, mut rx) = connect_when_up(addr, &format!("cold-{run}"), &["$hw/events/device/+/+/twin/get/result"]).await;
+        let (client, mut rx) = connect_when_up(
+            addr,
+            &format!("cold-{run}"),
+            &["$hw/events/device/+/+/twin/get/result"],
+        )
+        .await;
         let at = served(&client, &mut rx).await;
         times.push(at - spawned);
         child.kill().expect("SIGKILL");

@@ -202,8 +202,9 @@ async fn membership_changes_are_announced_and_specs_are_retained(kind: BrokerKin
     .await;
     assert_eq!(gone["code"], 404, "{kind}: {gone}");
 
-    let membership = edgetwin_core::edge::agent::read_devices_file(&fixture("edge-traffic-light.yaml"))
-        .expect("loads");
+    let membership =
+        edgetwin_core::edge::agent::read_devices_file(&fixture("edge-traffic-light.yaml"))
+            .expect("loads");
     edge.agent
         .service()
         .apply_membership(membership)
@@ -460,12 +461,18 @@ async fn only_a_changed_device_state_is_queued_for_the_cloud(kind: BrokerKind) {
         )
         .await;
         let entries = service.outbox_peek(0, 100).await.expect("peeks");
-        let states: Vec<_> = entries.iter().filter(|e| e.kind == OutboxKind::State).collect();
+        let states: Vec<_> = entries
+            .iter()
+            .filter(|e| e.kind == OutboxKind::State)
+            .collect();
         assert_eq!(states.len(), 1, "{kind}: one state entry per device");
         let payload: serde_json::Value = serde_json::from_str(&states[0].payload).expect("JSON");
         assert_eq!(payload["device"]["state"], state, "{kind}: {payload}");
         state_seqs.push(states[0].seq);
     }
-    assert_eq!(state_seqs[0], state_seqs[1], "{kind}: an unchanged state is not queued again");
+    assert_eq!(
+        state_seqs[0], state_seqs[1],
+        "{kind}: an unchanged state is not queued again"
+    );
     assert!(state_seqs[2] > state_seqs[1], "{kind}: a changed state is");
 }

@@ -60,24 +60,37 @@ async fn kubeedge_conversation(kind: BrokerKind) {
     let service = edge.agent.service().clone();
 
     // 1. The device joins the node (KubeEdge: membership from the cloud).
-    let membership = edgetwin_core::edge::agent::read_devices_file(&fixture("edge-traffic-light.yaml"))
-        .expect("the repo's traffic light loads");
+    let membership =
+        edgetwin_core::edge::agent::read_devices_file(&fixture("edge-traffic-light.yaml"))
+            .expect("the repo's traffic light loads");
     service.apply_membership(membership).await.expect("applies");
     let mut added = read(&dir, "node-membership-updated__added.json");
     // compatibility.md, agent #1: ids are `{namespace}/{name}` (KubeEdge ≥ 1.17).
     added["added_devices"][0]["id"] = json!(LIGHT);
-    expect(&mut mapper, &node_topic("membership/updated"), added, "membership added").await;
+    expect(
+        &mut mapper,
+        &node_topic("membership/updated"),
+        added,
+        "membership added",
+    )
+    .await;
     expect(
         &mut mapper,
         &device_topic(LIGHT, "twin/update/document"),
-        read(&dir, "device-twin-update-document__membership-add-last-null.json"),
+        read(
+            &dir,
+            "device-twin-update-document__membership-add-last-null.json",
+        ),
         "document of the new device",
     )
     .await;
     expect(
         &mut mapper,
         &device_topic(LIGHT, "twin/update/delta"),
-        read(&dir, "device-twin-update-delta__after-membership-add-no-actual.json"),
+        read(
+            &dir,
+            "device-twin-update-delta__after-membership-add-no-actual.json",
+        ),
         "delta of the new device",
     )
     .await;
@@ -86,7 +99,10 @@ async fn kubeedge_conversation(kind: BrokerKind) {
     mapper
         .publish(
             &device_topic(LIGHT, "twin/update"),
-            raw(&dir, "device-twin-update__req__traffic-light-actual-only.json"),
+            raw(
+                &dir,
+                "device-twin-update__req__traffic-light-actual-only.json",
+            ),
         )
         .await
         .expect("publishes");
@@ -100,7 +116,10 @@ async fn kubeedge_conversation(kind: BrokerKind) {
     expect(
         &mut mapper,
         &device_topic(LIGHT, "twin/update/delta"),
-        read(&dir, "device-twin-update-delta__after-mapper-report-one-mismatch.json"),
+        read(
+            &dir,
+            "device-twin-update-delta__after-mapper-report-one-mismatch.json",
+        ),
         "delta after the report",
     )
     .await;
@@ -110,9 +129,15 @@ async fn kubeedge_conversation(kind: BrokerKind) {
         .await
         .expect("the report's document")
         .json();
-    assert_eq!(document["twin"]["red"]["current"]["actual"]["value"], "ON", "{document}");
+    assert_eq!(
+        document["twin"]["red"]["current"]["actual"]["value"], "ON",
+        "{document}"
+    );
     // The cloud-bound sync, per property, as edgecore's `twin/edge_updated` content.
-    let sync = read(&dir, "beehive/edge-to-cloud__twin-edge_updated__actual-report.json");
+    let sync = read(
+        &dir,
+        "beehive/edge-to-cloud__twin-edge_updated__actual-report.json",
+    );
     let synced = service.outbox_peek(0, 100).await.expect("peeks");
     for entry in &synced {
         let property = entry.property.as_deref().expect("twin entries");
@@ -123,13 +148,19 @@ async fn kubeedge_conversation(kind: BrokerKind) {
             "outbox entry of {property}"
         );
     }
-    assert_eq!(synced.len(), sync["content"]["twin"].as_object().map_or(0, |m| m.len()));
+    assert_eq!(
+        synced.len(),
+        sync["content"]["twin"].as_object().map_or(0, |m| m.len())
+    );
 
     // 3. twin/get, membership/get.
     mapper
         .publish(
             &device_topic(LIGHT, "twin/get"),
-            raw(&dir, "verbatim__node-membership-get__req__membership_test.json"),
+            raw(
+                &dir,
+                "verbatim__node-membership-get__req__membership_test.json",
+            ),
         )
         .await
         .expect("publishes");
@@ -143,13 +174,22 @@ async fn kubeedge_conversation(kind: BrokerKind) {
     mapper
         .publish(
             &node_topic("membership/get"),
-            raw(&dir, "verbatim__node-membership-get__req__membership_test.json"),
+            raw(
+                &dir,
+                "verbatim__node-membership-get__req__membership_test.json",
+            ),
         )
         .await
         .expect("publishes");
     let mut listed = read(&dir, "node-membership-get-result__ok.json");
     listed["devices"][0]["id"] = json!(LIGHT); // agent #1
-    expect(&mut mapper, &node_topic("membership/get/result"), listed, "membership list").await;
+    expect(
+        &mut mapper,
+        &node_topic("membership/get/result"),
+        listed,
+        "membership list",
+    )
+    .await;
 
     // 4. Device state, in every producer's shape.
     for request in [
@@ -168,7 +208,11 @@ async fn kubeedge_conversation(kind: BrokerKind) {
             .json();
         let mut expected = read(&dir, "device-state-update-result__v1.15-shape.json");
         let sent = read(&dir, request);
-        let state = sent.get("state").or_else(|| sent.get("State")).and_then(Value::as_str).expect("a state");
+        let state = sent
+            .get("state")
+            .or_else(|| sent.get("State"))
+            .and_then(Value::as_str)
+            .expect("a state");
         // agent #3: the state is stored and answered in lower case.
         expected["device"]["state"] = json!(state.to_ascii_lowercase());
         // agent #4: both spellings of the last-online time; its value is the time of the run.
@@ -176,13 +220,24 @@ async fn kubeedge_conversation(kind: BrokerKind) {
         device.remove("last_online");
         let mut got_device = got["device"].clone();
         let got_map = got_device.as_object_mut().expect("device");
-        assert_eq!(got_map.remove("last_online"), got_map.remove("lastOnlineTime"), "{request}");
-        assert_eq!(without_volatile(&got_device), without_volatile(&expected["device"]), "{request}: {got}");
+        assert_eq!(
+            got_map.remove("last_online"),
+            got_map.remove("lastOnlineTime"),
+            "{request}"
+        );
+        assert_eq!(
+            without_volatile(&got_device),
+            without_volatile(&expected["device"]),
+            "{request}: {got}"
+        );
     }
 
     // 5. Refusals.
     mapper
-        .publish(&device_topic("no-such-device", "twin/get"), r#"{"event_id":"get-404"}"#)
+        .publish(
+            &device_topic("no-such-device", "twin/get"),
+            r#"{"event_id":"get-404"}"#,
+        )
         .await
         .expect("publishes");
     expect(
@@ -193,13 +248,19 @@ async fn kubeedge_conversation(kind: BrokerKind) {
     )
     .await;
     mapper
-        .publish(&device_topic("no-such-device", "twin/update"), r#"{"event_id":"ev-404","twin":{}}"#)
+        .publish(
+            &device_topic("no-such-device", "twin/update"),
+            r#"{"event_id":"ev-404","twin":{}}"#,
+        )
         .await
         .expect("publishes");
     expect(
         &mut mapper,
         &device_topic("no-such-device", "twin/update/result"),
-        read(&dir, "device-twin-update-result__err404__device-not-found.json"),
+        read(
+            &dir,
+            "device-twin-update-result__err404__device-not-found.json",
+        ),
         "update of an unknown device",
     )
     .await;
@@ -215,11 +276,17 @@ async fn kubeedge_conversation(kind: BrokerKind) {
         .await
         .expect("a result")
         .json();
-    let kubeedge = read(&dir, "device-twin-update-result__err400__value-not-int.json");
+    let kubeedge = read(
+        &dir,
+        "device-twin-update-result__err400__value-not-int.json",
+    );
     assert_eq!(refused["code"], kubeedge["code"]);
     // twin #5: edgecore's reason text, then the property and value.
     let reason = refused["reason"].as_str().expect("a reason");
-    assert!(reason.starts_with(kubeedge["reason"].as_str().expect("a reason")), "{reason}");
+    assert!(
+        reason.starts_with(kubeedge["reason"].as_str().expect("a reason")),
+        "{reason}"
+    );
 
     // 6. The cloud changes a desired value.
     let content = read(&dir, "device-twin-cloud_updated__content-v1alpha2.json");
@@ -229,16 +296,28 @@ async fn kubeedge_conversation(kind: BrokerKind) {
         .await
         .expect("applies");
     assert!(outcome.rejections.is_empty(), "{:?}", outcome.rejections);
-    let mut document = read(&dir, "device-twin-update-document__cloud-desired-change.json");
+    let mut document = read(
+        &dir,
+        "device-twin-update-document__cloud-desired-change.json",
+    );
     // twin #2: properties whose value did not change are not in the document.
     if let Some(twin) = document["twin"].as_object_mut() {
         twin.retain(|name, _| name == "green");
     }
-    expect(&mut mapper, &device_topic(LIGHT, "twin/update/document"), document, "document of the cloud change").await;
+    expect(
+        &mut mapper,
+        &device_topic(LIGHT, "twin/update/document"),
+        document,
+        "document of the cloud change",
+    )
+    .await;
     expect(
         &mut mapper,
         &device_topic(LIGHT, "twin/update/delta"),
-        read(&dir, "device-twin-update-delta__after-cloud-desired-change.json"),
+        read(
+            &dir,
+            "device-twin-update-delta__after-cloud-desired-change.json",
+        ),
         "delta after the cloud change",
     )
     .await;
@@ -253,5 +332,11 @@ async fn kubeedge_conversation(kind: BrokerKind) {
         .expect("applies");
     let mut removed = read(&dir, "node-membership-updated__removed.json");
     removed["removed_devices"][0]["id"] = json!(LIGHT); // agent #1
-    expect(&mut mapper, &node_topic("membership/updated"), removed, "membership removed").await;
+    expect(
+        &mut mapper,
+        &node_topic("membership/updated"),
+        removed,
+        "membership removed",
+    )
+    .await;
 }

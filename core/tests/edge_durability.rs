@@ -99,7 +99,9 @@ async fn committed_reports_survive_sigkill_and_the_outbox_loses_nothing() {
     )
     .expect("config written");
 
-    let mut publisher = TestClient::connect(broker.addr(), "publisher").await.expect("connects");
+    let mut publisher = TestClient::connect(broker.addr(), "publisher")
+        .await
+        .expect("connects");
     publisher
         .subscribe(&device_topic(LIGHT, "twin/update/result"))
         .await
@@ -117,10 +119,18 @@ async fn committed_reports_survive_sigkill_and_the_outbox_loses_nothing() {
             .publish(&device_topic(LIGHT, "twin/get"), r#"{"event_id":"ready"}"#)
             .await
             .expect("publishes");
-        if publisher.recv_within(Duration::from_millis(200)).await.is_ok() {
+        if publisher
+            .recv_within(Duration::from_millis(200))
+            .await
+            .is_ok()
+        {
             break;
         }
-        assert!(started.elapsed() < DEADLINE, "the agent never answered; log {}", log.display());
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the agent never answered; log {}",
+            log.display()
+        );
     }
     let mut kill_at = Instant::now() + Duration::from_millis(rng.random_range(20..400));
     let mut kills = 0;
@@ -153,25 +163,40 @@ async fn committed_reports_survive_sigkill_and_the_outbox_loses_nothing() {
         if kills < KILLS && in_flight < WINDOW {
             sent += 1;
             let property = PROPERTIES[(sent % PROPERTIES.len() as u64) as usize];
-            let report = format!(r#"{{"event_id":"{sent}","twin":{{"{property}":{{"actual":{{"value":"{sent}"}}}}}}}}"#);
+            let report = format!(
+                r#"{{"event_id":"{sent}","twin":{{"{property}":{{"actual":{{"value":"{sent}"}}}}}}}}"#
+            );
             publisher
                 .publish(&device_topic(LIGHT, "twin/update"), report)
                 .await
                 .expect("the broker takes the report");
             last_sent.insert(property, sent);
         }
-        let wait = if in_flight < WINDOW && kills < KILLS { Duration::ZERO } else { Duration::from_millis(50) };
+        let wait = if in_flight < WINDOW && kills < KILLS {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(50)
+        };
         while let Ok(result) = publisher.recv_within(wait).await {
             if result.topic != device_topic(LIGHT, "twin/update/result") {
                 continue; // a late answer to the readiness probe
             }
             let result = result.json();
-            assert!(result.get("code").is_none(), "a report was refused: {result}");
-            let id: u64 = result["event_id"].as_str().and_then(|s| s.parse().ok()).expect("our event id");
+            assert!(
+                result.get("code").is_none(),
+                "a report was refused: {result}"
+            );
+            let id: u64 = result["event_id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("our event id");
             let twin = result["twin"].as_object().expect("a twin map");
             // An unchanged report (a redelivery) has an empty twin map.
             for (property, entry) in twin {
-                let value: u64 = entry["actual"]["value"].as_str().and_then(|v| v.parse().ok()).expect("a number");
+                let value: u64 = entry["actual"]["value"]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .expect("a number");
                 let property = PROPERTIES.iter().find(|p| **p == property).expect("ours");
                 let best = acked.entry(property).or_default();
                 *best = (*best).max(value);
@@ -184,7 +209,10 @@ async fn committed_reports_survive_sigkill_and_the_outbox_loses_nothing() {
         }
     }
     kill(&mut agent);
-    println!("{kills} kills, {sent} reports, all answered, in {:.1?}", started.elapsed());
+    println!(
+        "{kills} kills, {sent} reports, all answered, in {:.1?}",
+        started.elapsed()
+    );
 
     let store = Store::open_read_only(&dir.path().join("data/edge.db")).expect("the store opens");
     let outbox = store.outbox_peek(0, 1000).expect("outbox");
@@ -196,14 +224,25 @@ async fn committed_reports_survive_sigkill_and_the_outbox_loses_nothing() {
         let reported = twin.reported.as_ref().expect("a reported value");
         let stored: u64 = reported.value.parse().expect("a number");
         let acknowledged = acked.get(property).copied().unwrap_or_default();
-        assert!(stored >= acknowledged, "{property}: stored {stored} < acknowledged {acknowledged}");
-        assert_eq!(Some(&stored), last_sent.get(property), "{property}: every report was processed in the end");
+        assert!(
+            stored >= acknowledged,
+            "{property}: stored {stored} < acknowledged {acknowledged}"
+        );
+        assert_eq!(
+            Some(&stored),
+            last_sent.get(property),
+            "{property}: every report was processed in the end"
+        );
         let entry = outbox
             .iter()
             .find(|e| e.property.as_deref() == Some(property))
             .unwrap_or_else(|| panic!("{property}: no outbox entry"));
         let queued: serde_json::Value = serde_json::from_str(&entry.payload).expect("JSON");
-        assert_eq!(queued["actual"]["value"], reported.value.as_str(), "{property}: the outbox has the latest value");
+        assert_eq!(
+            queued["actual"]["value"],
+            reported.value.as_str(),
+            "{property}: the outbox has the latest value"
+        );
         assert_eq!(
             queued["actual_version"]["edge"].as_u64(),
             Some(twin.reported_version.edge),

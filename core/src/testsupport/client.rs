@@ -173,10 +173,10 @@ impl TestClient {
     /// The first message on exactly `topic` (among those received and not taken yet, then new
     /// ones), waiting up to [`TIMEOUT`]. Messages on other topics stay for later calls.
     pub async fn recv_on(&mut self, topic: &str) -> Result<Received, TestClientError> {
-        if let Some(index) = self.buffered.iter().position(|m| m.topic == topic) {
-            if let Some(message) = self.buffered.remove(index) {
-                return Ok(message);
-            }
+        if let Some(index) = self.buffered.iter().position(|m| m.topic == topic)
+            && let Some(message) = self.buffered.remove(index)
+        {
+            return Ok(message);
         }
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {

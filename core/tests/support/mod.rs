@@ -60,7 +60,11 @@ impl Edge {
     }
 
     /// An agent; `devices` loads the traffic-light file; `tweak` adjusts the configuration.
-    pub async fn start_with(kind: BrokerKind, devices: bool, tweak: impl FnOnce(&mut EdgeConfig)) -> Edge {
+    pub async fn start_with(
+        kind: BrokerKind,
+        devices: bool,
+        tweak: impl FnOnce(&mut EdgeConfig),
+    ) -> Edge {
         let dir = tempfile::tempdir().expect("temp dir");
         let mosquitto = match kind {
             BrokerKind::Embedded => None,
@@ -73,7 +77,15 @@ impl Edge {
     /// configuration and without a devices file (everything comes from the store).
     pub async fn restart(self) -> Edge {
         self.agent.shutdown().await;
-        Edge::launch(self.kind, self.dir, self.mosquitto, false, |_| {}, self.clients).await
+        Edge::launch(
+            self.kind,
+            self.dir,
+            self.mosquitto,
+            false,
+            |_| {},
+            self.clients,
+        )
+        .await
     }
 
     async fn launch(

@@ -139,7 +139,12 @@ impl State {
         };
         let event_id = uuid::Uuid::new_v4().to_string();
         let (twin, effects) = {
-            let ctx = context(entry.schema.as_ref(), now_ms, &event_id, self.options.max_value_bytes);
+            let ctx = context(
+                entry.schema.as_ref(),
+                now_ms,
+                &event_id,
+                self.options.max_value_bytes,
+            );
             DeviceTwin::add_device(&ctx, &announced)
         };
         entry.twin = twin;
@@ -180,7 +185,12 @@ impl State {
         entry.device = device;
         entry.set_model(model);
         let event_id = uuid::Uuid::new_v4().to_string();
-        let ctx = context(entry.schema.as_ref(), now_ms, &event_id, self.options.max_value_bytes);
+        let ctx = context(
+            entry.schema.as_ref(),
+            now_ms,
+            &event_id,
+            self.options.max_value_bytes,
+        );
         let effects = entry.twin.cloud_update(&ctx, &update);
         let mut scope = batch.scope()?;
         if spec_changed {
@@ -237,7 +247,12 @@ impl State {
             tracing::debug_span!("cloud_update", device = %key, event_id = ?update.event_id)
                 .entered();
         let event_id = uuid::Uuid::new_v4().to_string();
-        let ctx = context(entry.schema.as_ref(), now_ms, &event_id, self.options.max_value_bytes);
+        let ctx = context(
+            entry.schema.as_ref(),
+            now_ms,
+            &event_id,
+            self.options.max_value_bytes,
+        );
         let effects = entry.twin.cloud_update(&ctx, update);
         let mut scope = batch.scope()?;
         persist(&mut scope, entry, &effects, now_ms)?;

@@ -426,17 +426,32 @@ impl TwinService {
     async fn cloud_change<T>(
         &mut self,
         bus: &Bus,
-        apply: impl FnOnce(&mut State, &mut Batch<'_>, i64, &mut Publications) -> Result<T, ServiceError>,
+        apply: impl FnOnce(
+            &mut State,
+            &mut Batch<'_>,
+            i64,
+            &mut Publications,
+        ) -> Result<T, ServiceError>,
     ) -> Result<T, ServiceError> {
         let mut publications = Publications::default();
-        let result = self.store.batch().map_err(ServiceError::from).and_then(|mut batch| {
-            let value = apply(&mut self.state, &mut batch, now_ms(), &mut publications)?;
-            batch.commit()?;
-            Ok(value)
-        });
+        let result = self
+            .store
+            .batch()
+            .map_err(ServiceError::from)
+            .and_then(|mut batch| {
+                let value = apply(&mut self.state, &mut batch, now_ms(), &mut publications)?;
+                batch.commit()?;
+                Ok(value)
+            });
         match &result {
             Ok(_) => {
-                publish(bus, &self.state.metrics, self.state.options.qos, publications.messages).await;
+                publish(
+                    bus,
+                    &self.state.metrics,
+                    self.state.options.qos,
+                    publications.messages,
+                )
+                .await;
             }
             Err(ServiceError::UnknownDevice(_)) => {}
             Err(error) => {

@@ -35,6 +35,19 @@ pub const DEVICE_STATES: [&str; 6] = [
 /// Code of the answer when the outbox is full: retry later.
 const SERVICE_UNAVAILABLE: i64 = 503;
 
+/// Where a request's answer goes: the result kind (for metrics) and the reply topic.
+#[derive(Clone, Copy)]
+struct ReplyTo<'a> {
+    kind: &'static str,
+    topic: &'a str,
+}
+
+impl<'a> ReplyTo<'a> {
+    fn new(kind: &'static str, topic: &'a str) -> ReplyTo<'a> {
+        ReplyTo { kind, topic }
+    }
+}
+
 impl State {
     /// Handles one inbound publish inside `batch`.
     pub(super) fn handle_message(
@@ -79,11 +92,11 @@ impl State {
     fn decode<T: for<'a> serde::Deserialize<'a>>(
         &self,
         payload: &[u8],
-        kind: &'static str,
-        reply: &str,
+        reply: ReplyTo<'_>,
         now_ms: i64,
         out: &mut Publications,
     ) -> Option<T> {
+        let ReplyTo { kind, topic: reply } = reply;
         match decode_with_limit::<T>(payload, self.options.max_payload_bytes) {
             Ok(value) => Some(value),
             Err(error) => {
@@ -111,11 +124,11 @@ impl State {
         id: &DeviceId,
         request: &BaseMessage,
         not_found: impl FnOnce() -> ErrorResult,
-        kind: &'static str,
-        reply: &str,
+        reply: ReplyTo<'_>,
         now_ms: i64,
         out: &mut Publications,
     ) -> Option<DeviceKey> {
+        let ReplyTo { kind, topic: reply } = reply;
         match self.devices.resolve(id) {
             Ok(key) => Some(key),
             Err(Unresolved::NotFound) => {
@@ -154,13 +167,21 @@ impl State {
     ) {
         const KIND: &str = "update_result";
         let reply = device_topic(id, DeviceEvent::TwinUpdateResult);
-        let Some(update) = self.decode::<DeviceTwinUpdate>(payload, KIND, &reply, now_ms, out)
+        let Some(update) =
+            self.decode::<DeviceTwinUpdate>(payload, ReplyTo::new(KIND, &reply), now_ms, out)
         else {
             return;
         };
         let request = update.base();
         let not_found = || TwinError::DeviceNotFound.to_result(&request, now_ms);
-        let Some(key) = self.resolve(id, &request, not_found, KIND, &reply, now_ms, out) else {
+        let Some(key) = self.resolve(
+            id,
+            &request,
+            not_found,
+            ReplyTo::new(KIND, &reply),
+            now_ms,
+            out,
+        ) else {
             return;
         };
         let Some(entry) = self.devices.get_mut(&key) else {
@@ -171,7 +192,12 @@ impl State {
                 .entered();
         entry.id_form = IdForm::of(id);
         let event_id = uuid::Uuid::new_v4().to_string();
-        let ctx = context(entry.schema.as_ref(), now_ms, &event_id, self.options.max_value_bytes);
+        let ctx = context(
+            entry.schema.as_ref(),
+            now_ms,
+            &event_id,
+            self.options.max_value_bytes,
+        );
         let before = entry.twin.clone();
         let effects = entry.twin.edge_update(&ctx, &update);
         if !effects.changed.is_empty() || effects.sync.is_some() {
@@ -203,12 +229,21 @@ impl State {
     fn twin_get(&mut self, id: &DeviceId, payload: &[u8], now_ms: i64, out: &mut Publications) {
         const KIND: &str = "get_result";
         let reply = device_topic(id, DeviceEvent::TwinGetResult);
-        let Some(request) = self.decode::<BaseMessage>(payload, KIND, &reply, now_ms, out) else {
+        let Some(request) =
+            self.decode::<BaseMessage>(payload, ReplyTo::new(KIND, &reply), now_ms, out)
+        else {
             return;
         };
         let device_id = id.to_string();
         let not_found = || get_device_not_found(&device_id, &request, now_ms);
-        let Some(key) = self.resolve(id, &request, not_found, KIND, &reply, now_ms, out) else {
+        let Some(key) = self.resolve(
+            id,
+            &request,
+            not_found,
+            ReplyTo::new(KIND, &reply),
+            now_ms,
+            out,
+        ) else {
             return;
         };
         let Some(entry) = self.devices.get_mut(&key) else {
@@ -229,7 +264,9 @@ impl State {
     ) {
         const KIND: &str = "state_result";
         let reply = device_topic(id, DeviceEvent::StateUpdateResult);
-        let Some(update) = self.decode::<DeviceUpdate>(payload, KIND, &reply, now_ms, out) else {
+        let Some(update) =
+            self.decode::<DeviceUpdate>(payload, ReplyTo::new(KIND, &reply), now_ms, out)
+        else {
             return;
         };
         let request = update.base();
@@ -240,7 +277,14 @@ impl State {
                 format!("device {id} not found on this node"),
             )
         };
-        let Some(key) = self.resolve(id, &request, not_found, KIND, &reply, now_ms, out) else {
+        let Some(key) = self.resolve(
+            id,
+            &request,
+            not_found,
+            ReplyTo::new(KIND, &reply),
+            now_ms,
+            out,
+        ) else {
             return;
         };
         let Some(state) = update
