@@ -21,7 +21,7 @@ use edgetwin_core::edge::agent;
 use edgetwin_core::edge::config::{EdgeConfig, EmbeddedBrokerConfig, ExternalBrokerConfig};
 use edgetwin_core::store::{DeviceKey, NewEntry, OutboxKind, Store, StoreOptions, Synchronous};
 use edgetwin_core::testsupport::{BrokerKind, TestBroker, free_port};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
 const NODE: &str = "bench-node";
@@ -39,9 +39,10 @@ const STORE_COMMITS: usize = 2_000;
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() {
-    if std::env::var_os("BENCH_DEBUG").is_some() {
+    // The in-process agent's log, when asked for (e.g. RUST_LOG=edgetwin_core=debug).
+    if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
-            .with_env_filter("debug,rumqttd=warn,rumqttc=warn")
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
             .init();
     }
@@ -263,7 +264,10 @@ async fn client(
     AsyncClient,
     mpsc::UnboundedReceiver<(Instant, rumqttc::Publish)>,
 ) {
-    let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    // Unique per run: a client id reused on the same broker would take the older session over.
+    static CLIENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut options = MqttOptions::new(format!("{id}-{n}"), addr.ip().to_string(), addr.port());
     options
         .set_keep_alive(Duration::from_secs(30))
         .set_inflight(100);
@@ -286,6 +290,8 @@ async fn client(
     (client, rx)
 }
 
+/// Drives a bench client's event loop until the client or its receiver is dropped (so a client
+/// of a finished stage never reconnects to a later stage's broker).
 async fn drive(
     mut eventloop: EventLoop,
     tx: mpsc::UnboundedSender<(Instant, rumqttc::Publish)>,
@@ -294,25 +300,19 @@ async fn drive(
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if std::env::var_os("BENCH_DEBUG").is_some() {
-                    eprintln!("publish on {}", p.topic);
-                }
                 if tx.send((Instant::now(), p)).is_err() {
                     return;
                 }
             }
-            Ok(Event::Incoming(packet @ (Packet::SubAck(_) | Packet::ConnAck(_)))) => {
-                if std::env::var_os("BENCH_DEBUG").is_some() {
-                    eprintln!("ready: {packet:?}");
-                }
+            Ok(Event::Incoming(Packet::SubAck(_) | Packet::ConnAck(_))) => {
                 let _ = ready.send(());
             }
-            Ok(other) => {
-                if std::env::var_os("BENCH_DEBUG").is_some() {
-                    eprintln!("{other:?}");
-                }
-            }
+            Ok(_) => {}
+            Err(ConnectionError::RequestsDone) => return,
             Err(error) => {
+                if ready.is_closed() || tx.is_closed() {
+                    return;
+                }
                 eprintln!("bench client: {error}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

@@ -4,7 +4,7 @@
 
 mod support;
 
-use edgetwin_core::edge::service::Membership;
+use edgetwin_core::edge::service::{Membership, MembershipOutcome};
 use edgetwin_core::store::OutboxKind;
 use edgetwin_core::testsupport::BrokerKind;
 use edgetwin_core::twin::PropertyTwin;
@@ -159,7 +159,11 @@ async fn membership_changes_are_announced_and_specs_are_retained(kind: BrokerKin
     let mut edge = Edge::start(kind).await;
     let spec_topic =
         format!("edgetwin/v1/node/{NODE}/device/default/traffic-light-instance-01/spec");
-    // A mapper that connects later still finds the spec: it is retained.
+    // Once the broker has the spec (a first client saw it), a mapper that connects later still
+    // finds it: it is retained. (The first client may have subscribed before the agent's publish
+    // arrived at the broker and got it live.)
+    let mut early = edge.client().await;
+    early.recv_on(&spec_topic).await.expect("the spec");
     let mut late = edge.client().await;
     let spec = late.recv_on(&spec_topic).await.expect("the retained spec");
     assert!(spec.retain, "{kind}: delivered as retained");
@@ -220,6 +224,18 @@ async fn membership_changes_are_announced_and_specs_are_retained(kind: BrokerKin
         added["added_devices"][0]["twin"]["red"]["expected"]["value"],
         "OFF"
     );
+
+    // The same membership again (e.g. the cloud resends it after a reconnection) changes nothing.
+    let membership =
+        edgetwin_core::edge::agent::read_devices_file(&fixture("edge-traffic-light.yaml"))
+            .expect("loads");
+    let again = edge
+        .agent
+        .service()
+        .apply_membership(membership)
+        .await
+        .expect("applies");
+    assert_eq!(again, MembershipOutcome::default(), "{kind}");
 }
 
 async fn cloud_updated_over_mqtt_changes_nothing(kind: BrokerKind) {

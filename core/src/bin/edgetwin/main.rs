@@ -94,9 +94,23 @@ enum CrdCommand {
 /// Prints an error of a subcommand (with its causes) and exits with status 1.
 fn run(result: anyhow::Result<ExitCode>) -> ExitCode {
     result.unwrap_or_else(|error| {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", error_message(&error));
         ExitCode::FAILURE
     })
+}
+
+/// The error and its causes, `: `-separated; a cause the message already quotes (our errors
+/// usually include their source) is not repeated.
+fn error_message(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+    }
+    message
 }
 
 fn main() -> ExitCode {
@@ -168,5 +182,28 @@ fn write_stdout(bytes: &[u8], what: &str) -> ExitCode {
             eprintln!("{what}: cannot write to stdout: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_message;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read the file x.yaml: {source}")]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_is_printed_once_whether_or_not_the_message_quotes_it() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let quoting = anyhow::Error::new(Quoting { source: io() });
+        assert_eq!(
+            error_message(&quoting),
+            "cannot read the file x.yaml: no such file"
+        );
+        let wrapped = anyhow::Error::new(io()).context("cannot start");
+        assert_eq!(error_message(&wrapped), "cannot start: no such file");
     }
 }

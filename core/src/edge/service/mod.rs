@@ -12,7 +12,31 @@
 //!
 //! **Cloud side.** Cloud twin updates and membership changes, and the outbox reads of the (next
 //! issue's) hub client, arrive as commands on the same task, so they are ordered with the mapper
-//! traffic and need no locks.
+//! traffic and need no locks. The contract of [`ServiceHandle`] for the cloud tunnel:
+//!
+//! - [`ServiceHandle::apply_membership`] stores models and devices and creates/removes twins in
+//!   one transaction, then announces them (`membership/updated`, retained spec messages). With
+//!   `complete: true` the lists are the node's whole state (devices and models not listed are
+//!   removed): send that after a (re)connection; send deltas otherwise. Applying the same
+//!   membership twice changes nothing. Devices of another node are skipped, not an error.
+//! - [`ServiceHandle::apply_cloud_update`] applies a versioned KubeEdge `DeviceTwinUpdate`
+//!   (cloud versions in `expected_version` / `actual_version`) through the engine's version rule;
+//!   refused parts come back in [`CloudUpdateOutcome::rejections`] and the edge's state of them is
+//!   queued in the outbox, so the cloud converges. An unknown device is
+//!   [`ServiceError::UnknownDevice`] (nothing is written).
+//! - The outbox: [`ServiceHandle::outbox_peek`] returns entries in `seq` order after a given
+//!   `seq` (so a sender can have several pages in flight); [`ServiceHandle::outbox_ack`] removes
+//!   every entry with `seq <=` the acknowledged one. An entry is at most one per (kind, device,
+//!   property): a newer change replaces it and moves it to the tail with a new `seq`, so an ack
+//!   never removes content the cloud has not been sent. [`OutboxKind::Twin`] payloads are the
+//!   property's KubeEdge `MsgTwin` JSON (value, versions, metadata) as `twin/edge_updated` carries
+//!   it; [`OutboxKind::State`] payloads are a KubeEdge device state message (`DeviceMsg`).
+//!   Entries survive restarts (they are written in the transaction of the change).
+//! - [`ServiceHandle::version_summary`] gives every property's desired and reported versions for
+//!   the cloud's reconcile after a reconnection.
+//!
+//! Every call is answered after its transaction is committed; [`ServiceError::Stopped`] means the
+//! agent is shutting down.
 
 mod cloud;
 mod mqtt;

@@ -354,11 +354,11 @@ impl State {
             scope.commit()
         });
         if let Err(error) = written {
-            let code = match &error {
-                StoreError::OutboxFull { .. } => SERVICE_UNAVAILABLE,
-                _ => ErrorResult::INTERNAL_ERROR,
+            let (code, reject) = match &error {
+                StoreError::OutboxFull { .. } => (SERVICE_UNAVAILABLE, Reject::OutboxFull),
+                _ => (ErrorResult::INTERNAL_ERROR, Reject::StoreError),
             };
-            self.metrics.reject(Reject::StoreError);
+            self.metrics.reject(reject);
             out.error(KIND, reply, &request, code, error.to_string(), now_ms);
             return;
         }
