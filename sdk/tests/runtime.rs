@@ -416,6 +416,49 @@ async fn devices_come_from_a_yaml_directory() {
 }
 
 #[tokio::test]
+async fn devices_come_from_a_kubeedge_device_profile() {
+    let rig = Rig::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let profile = dir.path().join("deviceProfile.json");
+    // KubeEdge's v1alpha2 ConfigMap content; the collect cycle in nanoseconds (100 ms).
+    std::fs::write(
+        &profile,
+        r#"{
+          "deviceInstances": [{
+            "id": "meter-01", "name": "meter", "protocol": "sim-proto", "model": "meter-model",
+            "propertyVisitors": [
+              {"propertyName": "count", "protocol": "sim", "collectCycle": 100000000,
+               "visitorConfig": {"register": "count", "step": 1}}
+            ]
+          }],
+          "deviceModels": [{
+            "name": "meter-model",
+            "properties": [{"name": "count", "dataType": "int", "accessMode": "ReadOnly"}]
+          }],
+          "protocols": [{"name": "sim-proto", "protocol": "sim", "protocolConfig": {"latencyMs": 1}}]
+        }"#,
+    )
+    .expect("written");
+    let mapper =
+        rig.mapper(move |o| o.source = edgetwin_sdk::runtime::DeviceSource::DeviceProfile(profile));
+    rig.edge
+        .wait_state("default/meter-01", "online", WAIT)
+        .await
+        .expect("online");
+    rig.edge
+        .wait_for("default/meter-01", WAIT, "two reports of count", |d| {
+            d.reports
+                .iter()
+                .filter(|r| r.values.contains_key("count"))
+                .count()
+                >= 2
+        })
+        .await
+        .expect("count reported");
+    mapper.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
 async fn a_broken_yaml_directory_stops_the_mapper_with_the_file_and_line() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
