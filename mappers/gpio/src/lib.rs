@@ -1,1 +1,3 @@
-//! GPIO mapper (filled by the traffic-light issue).
+//! The edgetwin GPIO mapper.
+
+pub mod chip;
