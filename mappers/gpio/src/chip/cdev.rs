@@ -299,7 +299,10 @@ mod tests {
 
     #[test]
     fn chip_names_resolve_under_dev_and_paths_stay() {
-        assert_eq!(CdevChip::new("gpiochip3").path(), Path::new("/dev/gpiochip3"));
+        assert_eq!(
+            CdevChip::new("gpiochip3").path(),
+            Path::new("/dev/gpiochip3")
+        );
         assert_eq!(
             CdevChip::new("/dev/gpiochip4").path(),
             Path::new("/dev/gpiochip4")
@@ -315,7 +318,10 @@ mod tests {
         let err = chip.request_output(&output(0)).err().expect("no such chip");
         assert!(matches!(err, GpioError::NoSuchChip { .. }), "{err:?}");
         assert!(err.to_string().contains("gpiochip9"), "{err}");
-        assert!(err.is_transient(), "a chip may appear later (module loaded)");
+        assert!(
+            err.is_transient(),
+            "a chip may appear later (module loaded)"
+        );
     }
 
     #[test]

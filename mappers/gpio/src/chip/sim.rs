@@ -188,7 +188,7 @@ struct ChipState {
 #[derive(Debug)]
 struct Shared {
     name: String,
-    display: String,
+    label: String,
     state: Mutex<ChipState>,
 }
 
@@ -217,7 +217,7 @@ impl SimChip {
             .collect();
         SimChip {
             shared: Arc::new(Shared {
-                display: format!("sim:{name}"),
+                label: format!("sim:{name}"),
                 name,
                 state: Mutex::new(ChipState {
                     lines,
@@ -240,7 +240,7 @@ impl SimChip {
             Ok(line as usize)
         } else {
             Err(GpioError::NoSuchLine {
-                chip: self.shared.display.clone(),
+                chip: self.shared.label.clone(),
                 line,
                 lines: Some(state.lines.len() as u32),
             })
@@ -275,19 +275,19 @@ impl SimChip {
         if output == input {
             return Err(GpioError::Unsupported(format!(
                 "cannot wire line {output} of {} to itself",
-                self.shared.display
+                self.shared.label
             )));
         }
         if state.wires.contains_key(&output) {
             return Err(GpioError::Unsupported(format!(
                 "line {output} of {} is itself wired as an input",
-                self.shared.display
+                self.shared.label
             )));
         }
         if state.wires.values().any(|&from| from == input) {
             return Err(GpioError::Unsupported(format!(
                 "line {input} of {} already drives a wired input",
-                self.shared.display
+                self.shared.label
             )));
         }
         state.wires.insert(input, output);
@@ -494,7 +494,7 @@ impl SimChip {
         let index = self.check_line(&state, line)?;
         if let Some(current) = &state.lines[index].holder {
             return Err(GpioError::Busy {
-                chip: self.shared.display.clone(),
+                chip: self.shared.label.clone(),
                 line,
                 holder: Some(current.consumer.clone()),
             });
@@ -544,7 +544,7 @@ impl SimChip {
             Ok(f(&mut state, index))
         } else {
             Err(GpioError::Io {
-                chip: self.shared.display.clone(),
+                chip: self.shared.label.clone(),
                 detail: format!("line {line} was released"),
             })
         }
@@ -609,7 +609,7 @@ fn unix_ms() -> u64 {
 
 impl GpioChip for SimChip {
     fn name(&self) -> &str {
-        &self.shared.display
+        &self.shared.label
     }
 
     fn request_output(&self, request: &OutputRequest) -> Result<Box<dyn OutputLine>, GpioError> {
@@ -639,9 +639,7 @@ impl GpioChip for SimChip {
         let options = &request.options;
         let runtime = match request.debounce {
             Some(_) => Some(Handle::try_current().map_err(|_| {
-                GpioError::Unsupported(
-                    "debouncing a simulated line needs a tokio runtime".into(),
-                )
+                GpioError::Unsupported("debouncing a simulated line needs a tokio runtime".into())
             })?),
             None => None,
         };
@@ -690,23 +688,25 @@ impl OutputLine for SimOutput {
     fn set(&mut self, active: bool) -> Result<(), GpioError> {
         let level = Level::of_logical(active, self.active_low);
         let chip = self.chip.clone();
-        self.chip.with_holder(self.line, self.request, |state, index| {
-            if let Some(Holder {
-                mode: Mode::Output { driven },
-                ..
-            }) = &mut state.lines[index].holder
-            {
-                *driven = level;
-            }
-            chip.settle(state, Cause::Write, None);
-        })
+        self.chip
+            .with_holder(self.line, self.request, |state, index| {
+                if let Some(Holder {
+                    mode: Mode::Output { driven },
+                    ..
+                }) = &mut state.lines[index].holder
+                {
+                    *driven = level;
+                }
+                chip.settle(state, Cause::Write, None);
+            })
     }
 
     fn get(&self) -> Result<bool, GpioError> {
         let active_low = self.active_low;
-        self.chip.with_holder(self.line, self.request, |state, index| {
-            state.lines[index].level.logical(active_low)
-        })
+        self.chip
+            .with_holder(self.line, self.request, |state, index| {
+                state.lines[index].level.logical(active_low)
+            })
     }
 }
 
@@ -727,13 +727,14 @@ struct SimInput {
 
 impl InputLine for SimInput {
     fn get(&self) -> Result<bool, GpioError> {
-        self.chip.with_holder(self.line, self.request, |state, index| {
-            let line = &state.lines[index];
-            match &line.holder {
-                Some(holder) => seen_level(line, holder).logical(holder.active_low),
-                None => false,
-            }
-        })
+        self.chip
+            .with_holder(self.line, self.request, |state, index| {
+                let line = &state.lines[index];
+                match &line.holder {
+                    Some(holder) => seen_level(line, holder).logical(holder.active_low),
+                    None => false,
+                }
+            })
     }
 
     fn edges(&mut self) -> Option<EdgeStream> {
@@ -833,7 +834,10 @@ mod tests {
             "setting the same level twice is one transition"
         );
         let log = chip.transitions();
-        assert!(log.windows(2).all(|w| w[0].seq < w[1].seq && w[0].at_ms <= w[1].at_ms));
+        assert!(
+            log.windows(2)
+                .all(|w| w[0].seq < w[1].seq && w[0].at_ms <= w[1].at_ms)
+        );
     }
 
     #[test]
@@ -842,7 +846,11 @@ mod tests {
         let mut request = output(5, true);
         request.options.active_low = true;
         let mut lamp = chip.request_output(&request).expect("free line");
-        assert_eq!(chip.level(5), Ok(Level::Low), "active and active-low: pin low");
+        assert_eq!(
+            chip.level(5),
+            Ok(Level::Low),
+            "active and active-low: pin low"
+        );
         assert_eq!(lamp.get(), Ok(true));
         lamp.set(false).expect("set");
         assert_eq!(chip.level(5), Ok(Level::High));
@@ -863,7 +871,11 @@ mod tests {
             })
         );
         drop(first);
-        assert_eq!(chip.level(3), Ok(Level::Low), "a released output goes back to its pull");
+        assert_eq!(
+            chip.level(3),
+            Ok(Level::Low),
+            "a released output goes back to its pull"
+        );
         assert_eq!(
             causes(&chip, 3),
             vec![(Level::High, Cause::Request), (Level::Low, Cause::Release)]
@@ -919,7 +931,11 @@ mod tests {
             vec![(Level::High, Cause::Wire), (Level::Low, Cause::Wire)]
         );
         drop(sensed);
-        assert_eq!(edges.next().await, None, "releasing the line ends the stream");
+        assert_eq!(
+            edges.next().await,
+            None,
+            "releasing the line ends the stream"
+        );
     }
 
     #[test]
@@ -928,7 +944,10 @@ mod tests {
         assert!(chip.wire(1, 1).is_err());
         chip.wire(1, 2).expect("wire");
         assert!(chip.wire(2, 3).is_err(), "a wired input cannot drive");
-        assert!(chip.wire(4, 1).is_err(), "a driving output cannot be wired as an input");
+        assert!(
+            chip.wire(4, 1).is_err(),
+            "a driving output cannot be wired as an input"
+        );
         chip.unwire(2);
         assert!(chip.wire(2, 3).is_ok());
     }
@@ -937,7 +956,9 @@ mod tests {
     async fn debounce_reports_one_edge_after_the_line_settles() {
         let chip = SimChip::new("gpiochip0");
         let period = Duration::from_millis(10);
-        let mut button = chip.request_input(&input(4, Some(period))).expect("free line");
+        let mut button = chip
+            .request_input(&input(4, Some(period)))
+            .expect("free line");
         let mut edges = button.edges().expect("edges");
         // A bouncing press: three changes within the period, ending high.
         for level in [Level::High, Level::Low, Level::High] {
@@ -958,7 +979,11 @@ mod tests {
             Some(Ok(EdgeEvent { active: false })),
             "the glitch was swallowed: the next edge is the release"
         );
-        assert_eq!(causes(&chip, 4).len(), 6, "the log keeps every raw transition");
+        assert_eq!(
+            causes(&chip, 4).len(),
+            6,
+            "the log keeps every raw transition"
+        );
     }
 
     #[test]
@@ -968,7 +993,10 @@ mod tests {
             .request_input(&input(4, Some(Duration::from_millis(5))))
             .err();
         assert!(matches!(err, Some(GpioError::Unsupported(m)) if m.contains("tokio runtime")));
-        assert!(chip.request_input(&input(4, None)).is_ok(), "nothing was held");
+        assert!(
+            chip.request_input(&input(4, None)).is_ok(),
+            "nothing was held"
+        );
     }
 
     #[test]
