@@ -187,7 +187,7 @@ struct ChipState {
 
 #[derive(Debug)]
 struct Shared {
-    name: String,
+    chip: String,
     label: String,
     state: Mutex<ChipState>,
 }
@@ -218,7 +218,7 @@ impl SimChip {
         SimChip {
             shared: Arc::new(Shared {
                 label: format!("sim:{name}"),
-                name,
+                chip: name,
                 state: Mutex::new(ChipState {
                     lines,
                     wires: BTreeMap::new(),
@@ -317,7 +317,7 @@ impl SimChip {
 
     /// The chip name (without the `sim:` prefix).
     pub fn chip_name(&self) -> &str {
-        &self.shared.name
+        &self.shared.chip
     }
 
     /// The whole chip as data.
@@ -352,7 +352,7 @@ impl SimChip {
             })
             .collect();
         ChipSnapshot {
-            chip: self.shared.name.clone(),
+            chip: self.shared.chip.clone(),
             lines,
             transitions: state.log.iter().cloned().collect(),
             dropped_transitions: state.dropped,
