@@ -21,5 +21,6 @@ pub mod config;
 pub mod driver;
 pub mod interlock;
 pub mod platform;
+pub mod sim_http;
 
 pub use driver::GpioDriver;

@@ -320,43 +320,43 @@ impl SimChip {
         &self.shared.chip
     }
 
-    /// The whole chip as data.
-    pub fn snapshot(&self) -> ChipSnapshot {
+    /// One line as data, whether or not anything uses it.
+    pub fn line(&self, line: u32) -> Result<LineSnapshot, GpioError> {
         let state = self.state();
-        let lines = state
-            .lines
-            .iter()
-            .enumerate()
-            .filter(|(index, line)| {
+        let index = self.check_line(&state, line)?;
+        Ok(line_snapshot(&state, index))
+    }
+
+    /// The whole chip as data: the lines that are requested, driven, wired or high, and the
+    /// transitions after `since` (a [`Transition::seq`]; 0 for the whole log).
+    pub fn snapshot_since(&self, since: u64) -> ChipSnapshot {
+        let state = self.state();
+        let lines = (0..state.lines.len())
+            .filter(|&index| {
+                let line = &state.lines[index];
                 line.holder.is_some()
                     || line.external.is_some()
                     || line.level == Level::High
-                    || state.wires.contains_key(&(*index as u32))
+                    || state.wires.contains_key(&(index as u32))
             })
-            .map(|(index, line)| {
-                let holder = line.holder.as_ref();
-                LineSnapshot {
-                    line: index as u32,
-                    level: line.level,
-                    direction: holder.map(|h| match h.mode {
-                        Mode::Output { .. } => Direction::Out,
-                        Mode::Input { .. } => Direction::In,
-                    }),
-                    active: holder.map(|h| seen_level(line, h).logical(h.active_low)),
-                    active_low: holder.is_some_and(|h| h.active_low),
-                    bias: holder.and_then(|h| h.bias),
-                    consumer: holder.map(|h| h.consumer.clone()),
-                    driven: line.external,
-                    wired_from: state.wires.get(&(index as u32)).copied(),
-                }
-            })
+            .map(|index| line_snapshot(&state, index))
             .collect();
         ChipSnapshot {
             chip: self.shared.chip.clone(),
             lines,
-            transitions: state.log.iter().cloned().collect(),
+            transitions: state
+                .log
+                .iter()
+                .filter(|t| t.seq > since)
+                .cloned()
+                .collect(),
             dropped_transitions: state.dropped,
         }
+    }
+
+    /// The whole chip as data, with the whole transition log.
+    pub fn snapshot(&self) -> ChipSnapshot {
+        self.snapshot_since(0)
     }
 
     /// Recomputes every pin level after a change; logs what moved, and reports the edges of
@@ -554,6 +554,25 @@ impl SimChip {
 fn lock(shared: &Shared) -> MutexGuard<'_, ChipState> {
     // The state is plain data that is consistent after every statement that can panic.
     shared.state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn line_snapshot(state: &ChipState, index: usize) -> LineSnapshot {
+    let line = &state.lines[index];
+    let holder = line.holder.as_ref();
+    LineSnapshot {
+        line: index as u32,
+        level: line.level,
+        direction: holder.map(|h| match h.mode {
+            Mode::Output { .. } => Direction::Out,
+            Mode::Input { .. } => Direction::In,
+        }),
+        active: holder.map(|h| seen_level(line, h).logical(h.active_low)),
+        active_low: holder.is_some_and(|h| h.active_low),
+        bias: holder.and_then(|h| h.bias),
+        consumer: holder.map(|h| h.consumer.clone()),
+        driven: line.external,
+        wired_from: state.wires.get(&(index as u32)).copied(),
+    }
 }
 
 /// The level a holder sees: debounced for a debounced input, the pin otherwise.
@@ -767,6 +786,12 @@ impl SimGpio {
             .entry(name.to_owned())
             .or_insert_with(|| SimChip::new(name))
             .clone()
+    }
+
+    /// The chip named `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<SimChip> {
+        let chips = self.chips.lock().unwrap_or_else(PoisonError::into_inner);
+        chips.get(name).cloned()
     }
 
     /// Every chip, by name.
@@ -1029,6 +1054,13 @@ mod tests {
         assert_eq!(json["lines"][2]["wiredFrom"], 17);
         assert_eq!(json["lines"][2]["level"], "high");
         assert_eq!(json["transitions"][0]["cause"], "write");
+        let later = chip.snapshot_since(snapshot.transitions[0].seq);
+        assert_eq!(later.transitions.len(), snapshot.transitions.len() - 1);
+        let free = chip.line(40).expect("line exists");
+        assert_eq!(
+            (free.level, free.direction, free.consumer),
+            (Level::Low, None, None)
+        );
     }
 
     #[test]
@@ -1052,5 +1084,7 @@ mod tests {
         assert_eq!(gpio.chip("gpiochip0").level(1), Ok(Level::High));
         assert_eq!(gpio.chip("gpiochip1").level(1), Ok(Level::Low));
         assert_eq!(gpio.snapshot().len(), 2);
+        assert!(gpio.get("gpiochip1").is_some());
+        assert!(gpio.get("gpiochip2").is_none(), "get creates nothing");
     }
 }
