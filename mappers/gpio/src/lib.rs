@@ -17,6 +17,7 @@
 //! See `mappers/gpio/README.md` for the configuration reference.
 
 pub mod chip;
+pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod interlock;
