@@ -364,7 +364,7 @@ impl SimChip {
     /// wired inputs read them.
     fn settle(&self, state: &mut ChipState, cause: Cause, quiet: Option<usize>) {
         let count = state.lines.len();
-        let mut changed = Vec::new();
+        let mut changed: Vec<(usize, Cause)> = Vec::new();
         for pass_outputs in [true, false] {
             for index in 0..count {
                 let is_output = matches!(
@@ -378,15 +378,20 @@ impl SimChip {
                     continue;
                 }
                 let level = self.resolve(state, index);
-                if level != state.lines[index].level {
-                    state.lines[index].level = level;
-                    changed.push(index);
+                if level == state.lines[index].level {
+                    continue;
                 }
+                state.lines[index].level = level;
+                // An input moved by the output it is wired to changed because of the wire.
+                let source_moved = state
+                    .wires
+                    .get(&(index as u32))
+                    .is_some_and(|&from| changed.iter().any(|&(i, _)| i == from as usize));
+                changed.push((index, if source_moved { Cause::Wire } else { cause }));
             }
         }
         let now_ms = unix_ms();
-        for index in changed {
-            let wired = state.wires.contains_key(&(index as u32)) && cause != Cause::Wire;
+        for (index, cause) in changed {
             let level = state.lines[index].level;
             self.log(
                 state,
@@ -395,7 +400,7 @@ impl SimChip {
                     at_ms: now_ms,
                     line: index as u32,
                     level,
-                    cause: if wired { Cause::Wire } else { cause },
+                    cause,
                 },
             );
             if quiet != Some(index) {
@@ -934,6 +939,14 @@ mod tests {
         assert_eq!(button.get(), Ok(false));
         chip.undrive(8).expect("undrive");
         assert_eq!(button.get(), Ok(true));
+        assert_eq!(
+            causes(&chip, 8),
+            vec![
+                (Level::High, Cause::Request),
+                (Level::Low, Cause::Drive),
+                (Level::High, Cause::Drive)
+            ]
+        );
     }
 
     #[tokio::test]
