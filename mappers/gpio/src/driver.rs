@@ -31,6 +31,9 @@ pub const DEFAULT_CHIP: &str = "gpiochip0";
 
 type Config = DeviceConfig<GpioProtocol, GpioVisitor>;
 
+/// Why `chip` is refused with the rpi backend.
+const RPI_TAKES_NO_CHIP: &str = "the rpi backend uses the Pi's own controller with BCM numbers: remove chip, or use backend cdev";
+
 /// The GPIO driver. One value serves every GPIO device of the mapper; its simulated chips are
 /// shared with whoever holds [`GpioDriver::sim`] (tests, the `--sim-http` endpoint).
 #[derive(Debug, Clone)]
@@ -135,7 +138,7 @@ impl DevicePlan {
                 id,
                 None,
                 "protocol.configData.chip",
-                "the rpi backend uses the Pi's own controller with BCM numbers: remove chip, or use backend cdev",
+                RPI_TAKES_NO_CHIP,
             ));
         }
         let mut lines = Vec::with_capacity(device.points.len());
@@ -215,10 +218,7 @@ fn line_plan(
         }
     };
     if backend == BackendKind::Rpi && visitor.chip.is_some() {
-        return Err(fail(
-            "visitors.configData.chip",
-            "the rpi backend uses the Pi's own controller with BCM numbers: remove chip, or use backend cdev".into(),
-        ));
+        return Err(fail("visitors.configData.chip", RPI_TAKES_NO_CHIP.into()));
     }
     let chip = visitor
         .chip

@@ -26,7 +26,7 @@ use tokio::runtime::Handle;
 
 use super::{
     Bias, EdgeEvent, EdgeSender, EdgeStream, GpioChip, GpioError, InputLine, InputRequest,
-    OutputLine, OutputRequest,
+    LineOptions, OutputLine, OutputRequest,
 };
 
 /// How many lines a simulated chip has.
@@ -489,12 +489,9 @@ impl SimChip {
         }
     }
 
-    fn request(
-        &self,
-        line: u32,
-        holder: impl FnOnce(u64) -> Holder,
-        cause: Cause,
-    ) -> Result<u64, GpioError> {
+    /// Takes a line for a requester; returns the request id its handle keeps.
+    fn request(&self, options: &LineOptions, mode: Mode) -> Result<u64, GpioError> {
+        let line = options.line;
         let mut state = self.state();
         let index = self.check_line(&state, line)?;
         if let Some(current) = &state.lines[index].holder {
@@ -506,7 +503,13 @@ impl SimChip {
         }
         let request = state.next_request;
         state.next_request += 1;
-        state.lines[index].holder = Some(holder(request));
+        state.lines[index].holder = Some(Holder {
+            request,
+            consumer: options.consumer.clone(),
+            active_low: options.active_low,
+            bias: options.bias,
+            mode,
+        });
         // An input starts out reporting what the line shows with its new bias: no edge.
         let level = self.resolve(&state, index);
         if let Some(Holder {
@@ -516,7 +519,7 @@ impl SimChip {
         {
             *debounced = level;
         }
-        self.settle(&mut state, cause, Some(index));
+        self.settle(&mut state, Cause::Request, Some(index));
         Ok(request)
     }
 
@@ -639,17 +642,10 @@ impl GpioChip for SimChip {
     fn request_output(&self, request: &OutputRequest) -> Result<Box<dyn OutputLine>, GpioError> {
         let options = &request.options;
         let id = self.request(
-            options.line,
-            |id| Holder {
-                request: id,
-                consumer: options.consumer.clone(),
-                active_low: options.active_low,
-                bias: options.bias,
-                mode: Mode::Output {
-                    driven: Level::of_logical(request.initial, options.active_low),
-                },
+            options,
+            Mode::Output {
+                driven: Level::of_logical(request.initial, options.active_low),
             },
-            Cause::Request,
         )?;
         Ok(Box::new(SimOutput {
             chip: self.clone(),
@@ -674,21 +670,14 @@ impl GpioChip for SimChip {
             (None, None)
         };
         let id = self.request(
-            options.line,
-            |id| Holder {
-                request: id,
-                consumer: options.consumer.clone(),
-                active_low: options.active_low,
-                bias: options.bias,
-                mode: Mode::Input {
-                    debounce: request.debounce,
-                    debounced: Level::Low,
-                    generation: 0,
-                    edges: sender,
-                    runtime,
-                },
+            options,
+            Mode::Input {
+                debounce: request.debounce,
+                debounced: Level::Low,
+                generation: 0,
+                edges: sender,
+                runtime,
             },
-            Cause::Request,
         )?;
         Ok(Box::new(SimInput {
             chip: self.clone(),
@@ -814,7 +803,6 @@ impl SimGpio {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chip::LineOptions;
 
     fn options(line: u32) -> LineOptions {
         LineOptions {
