@@ -338,6 +338,7 @@ impl Driver for GpioDriver {
         Ok(GpioSession {
             device: device.id.clone(),
             lines,
+            properties: device.points.iter().map(|p| p.property.clone()).collect(),
             interlock: plan.interlock,
             watchers: Vec::new(),
         })
@@ -397,6 +398,8 @@ pub struct GpioSession {
     device: DeviceId,
     /// By point index.
     lines: Vec<Line>,
+    /// Property names by point index.
+    properties: Vec<String>,
     interlock: Interlock,
     /// Tasks pushing input edges; stopped with the session.
     watchers: Vec<JoinHandle<()>>,
@@ -451,12 +454,11 @@ impl Session for GpioSession {
             )));
         }
         let active = level_of(value).map_err(DriverError::Rejected)?;
-        let lines = &self.lines;
-        let device = &self.device;
         let verdict = self.interlock.check(index, active, |other| {
-            lines[other].get().map_err(|e| {
+            self.lines[other].get().map_err(|e| {
                 // Fail closed: without the current state the write cannot be proven safe.
-                driver_error(device, &point.property, e)
+                let reading = format!("{} (read for the interlock)", self.properties[other]);
+                driver_error(&self.device, &reading, e)
             })
         })?;
         if let Err(refusal) = verdict {
@@ -968,6 +970,71 @@ mod tests {
             err.to_string()
                 .contains("property red: GPIO chip /dev/gpiochip7 not found"),
             "{err}"
+        );
+    }
+
+    /// An input whose level cannot be read (a chip that went away).
+    struct Unreadable;
+
+    impl InputLine for Unreadable {
+        fn get(&self) -> Result<bool, GpioError> {
+            Err(GpioError::Io {
+                chip: "gone".into(),
+                detail: "reading line 2: No such device".into(),
+            })
+        }
+
+        fn edges(&mut self) -> Option<EdgeStream> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn the_interlock_fails_closed_when_a_level_cannot_be_read() {
+        let chip = SimChip::new("x");
+        let motor = chip
+            .request_output(&OutputRequest {
+                options: LineOptions {
+                    line: 1,
+                    active_low: false,
+                    bias: None,
+                    consumer: "t".into(),
+                },
+                initial: false,
+            })
+            .expect("free line");
+        let names = vec!["motor".to_owned(), "guardOpen".to_owned()];
+        let rules: Vec<crate::config::InterlockRule> =
+            serde_json::from_value(json!([{ "never": { "motor": "ON", "guardOpen": "ON" } }]))
+                .expect("rules");
+        let mut session = GpioSession {
+            device: DeviceId::new("default", "press"),
+            lines: vec![
+                Line::Output(motor),
+                Line::Input {
+                    line: Box::new(Unreadable),
+                    edges: None,
+                },
+            ],
+            properties: names.clone(),
+            interlock: Interlock::compile(&rules, &names).expect("valid"),
+            watchers: Vec::new(),
+        };
+        let motor_point = point(0, "motor", PropertyType::Boolean, true, json!({ "pin": 1 }));
+        let refused = session.write(&motor_point, &Value::Boolean(true)).await;
+        assert_eq!(
+            refused,
+            Err(DriverError::Io(
+                "device default/press, property guardOpen (read for the interlock): GPIO chip gone: reading line 2: No such device".into()
+            ))
+        );
+        assert_eq!(chip.level(1), Ok(Level::Low), "nothing was written");
+        assert!(
+            session
+                .write(&motor_point, &Value::Boolean(false))
+                .await
+                .is_ok(),
+            "switching off needs no other level"
         );
     }
 

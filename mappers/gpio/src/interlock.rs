@@ -207,6 +207,12 @@ impl Rule {
     ) -> Result<Option<Vec<(usize, bool)>>, E> {
         match &self.condition {
             Condition::Never(pairs) => {
+                // The written point first: a write away from the forbidden value reads nothing.
+                if let Some(&(_, forbidden)) = pairs.iter().find(|(p, _)| *p == written)
+                    && level(written)? != Some(forbidden)
+                {
+                    return Ok(None);
+                }
                 let mut state = Vec::new();
                 for &(p, forbidden) in pairs {
                     match level(p)? {
