@@ -7,5 +7,7 @@
 
 pub mod model;
 pub mod pipeline;
+#[cfg(feature = "cli")]
+pub mod scaffold;
 pub mod twin;
 pub mod wire;
