@@ -52,12 +52,11 @@ pub struct ConfigSite {
 
 /// A configuration value that does not decode into the driver's type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{site}{path}: {message}")]
+#[error("{field}: {message}")]
 pub struct ConfigError {
-    /// Where the configuration came from.
-    pub site: ConfigSite,
-    /// The path inside the configuration (`.pin`, `.com.baudRate`), empty for the whole value.
-    pub path: String,
+    /// Where: the device, the property and the field path, e.g.
+    /// `device default/lamp, property red: visitors.configData.pin`.
+    pub field: String,
     /// What serde said.
     pub message: String,
 }
@@ -80,13 +79,13 @@ pub fn decode_config<T: DeserializeOwned>(
     let value = Value::Object(config);
     serde_path_to_error::deserialize(&value).map_err(|err| {
         let path = err.path().to_string();
+        let field = if path == "." {
+            site.to_string()
+        } else {
+            format!("{site}.{path}")
+        };
         ConfigError {
-            site: site.clone(),
-            path: if path == "." {
-                String::new()
-            } else {
-                format!(".{path}")
-            },
+            field,
             message: err.into_inner().to_string(),
         }
     })
@@ -189,8 +188,7 @@ mod tests {
             field: "protocol.configData",
         };
         let visitor: Visitor =
-            decode_config(map(json!({"pin": 4, "com": {"baudRate": 9600}})), &site)
-                .expect("valid");
+            decode_config(map(json!({"pin": 4, "com": {"baudRate": 9600}})), &site).expect("valid");
         assert_eq!(visitor.pin, 4);
         assert_eq!(visitor.com.baud_rate, 9600);
     }
