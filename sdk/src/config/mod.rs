@@ -3,5 +3,5 @@
 pub mod merge;
 pub mod resolve;
 
-pub use merge::{ConfigError, ConfigMap, ConfigSite, decode_config, merge_config};
+pub use merge::{ConfigError, ConfigMap, ConfigSite, ConfigText, decode_config, merge_config};
 pub use resolve::{ResolveError, ResolvedDevice, ResolvedProperty, device_id, resolve};

@@ -11,7 +11,7 @@ use edgetwin_core::model::{AccessMode, Device, DeviceModel, PropertyType};
 use edgetwin_core::pipeline::{Pipeline, PipelineSpec};
 use serde::de::DeserializeOwned;
 
-use super::merge::{ConfigError, ConfigMap, ConfigSite, decode_config, merge_config};
+use super::merge::{ConfigError, ConfigSite, ConfigText, merge_config};
 use crate::driver::{DeviceConfig, DeviceId, Point, PointId};
 use crate::sink::{SinkSpec, sink_specs};
 
@@ -25,7 +25,7 @@ pub struct ResolvedDevice {
     /// `spec.protocol.protocolName` (or the model's `protocol`).
     pub protocol: Option<String>,
     /// Model `protocolConfigData` with the instance's `protocol.configData` merged over it.
-    pub protocol_config: ConfigMap,
+    pub protocol_config: ConfigText,
     /// The properties, instance properties first (in spec order), then properties that only
     /// the model gives an access configuration.
     pub properties: Vec<ResolvedProperty>,
@@ -43,7 +43,7 @@ pub struct ResolvedProperty {
     /// Whether desired values may be written (`accessMode` is not `ReadOnly`).
     pub writable: bool,
     /// Model visitors with the instance's `visitors.configData` merged over them.
-    pub visitor_config: ConfigMap,
+    pub visitor_config: ConfigText,
     /// `collectCycle`, when set.
     pub collect_cycle: Option<Duration>,
     /// `reportCycle`, when set.
@@ -99,14 +99,14 @@ pub fn resolve(
         .protocol_name()
         .map(str::to_owned)
         .or_else(|| model.spec.protocol.clone());
-    let protocol_config = merge_config(
+    let protocol_config = ConfigText::new(&merge_config(
         model.spec.protocol_config_data.as_ref(),
         device
             .spec
             .protocol
             .as_ref()
             .and_then(|p| p.config_data.as_ref()),
-    );
+    ));
 
     let mut properties = Vec::new();
     for prop in &device.spec.properties {
@@ -127,13 +127,13 @@ pub fn resolve(
             name: prop.name.clone(),
             ty: model_prop.property_type,
             writable: model_prop.access_mode != Some(AccessMode::ReadOnly),
-            visitor_config: merge_config(
+            visitor_config: ConfigText::new(&merge_config(
                 model_prop
                     .visitors
                     .as_ref()
                     .and_then(|v| v.config_data.as_ref()),
                 prop.visitors.as_ref().and_then(|v| v.config_data.as_ref()),
-            ),
+            )),
             collect_cycle: prop.collect_cycle(),
             report_cycle: prop.report_cycle(),
             report_to_cloud: prop.report_to_cloud.unwrap_or(true),
@@ -153,7 +153,7 @@ pub fn resolve(
                 name: model_prop.name.clone(),
                 ty: model_prop.property_type,
                 writable: model_prop.access_mode != Some(AccessMode::ReadOnly),
-                visitor_config: merge_config(inherited, None),
+                visitor_config: ConfigText::new(&merge_config(inherited, None)),
                 collect_cycle: None,
                 report_cycle: None,
                 report_to_cloud: true,
@@ -183,27 +183,21 @@ impl ResolvedDevice {
     pub fn decode<P: DeserializeOwned, V: DeserializeOwned>(
         &self,
     ) -> Result<DeviceConfig<P, V>, ConfigError> {
-        let protocol = decode_config(
-            self.protocol_config.clone(),
-            &ConfigSite {
-                device: self.id.clone(),
-                property: None,
-                field: "protocol.configData",
-            },
-        )?;
+        let protocol = self.protocol_config.decode(&ConfigSite {
+            device: self.id.clone(),
+            property: None,
+            field: "protocol.configData",
+        })?;
         let points = self
             .properties
             .iter()
             .enumerate()
             .map(|(index, prop)| {
-                let visitor = decode_config(
-                    prop.visitor_config.clone(),
-                    &ConfigSite {
-                        device: self.id.clone(),
-                        property: Some(prop.name.clone()),
-                        field: "visitors.configData",
-                    },
-                )?;
+                let visitor = prop.visitor_config.decode(&ConfigSite {
+                    device: self.id.clone(),
+                    property: Some(prop.name.clone()),
+                    field: "visitors.configData",
+                })?;
                 Ok(Point {
                     id: PointId(index),
                     property: prop.name.clone(),

@@ -629,11 +629,14 @@ impl<D: Driver> DeviceTask<D> {
         if heartbeat && let Some(every) = self.ctx.options.heartbeat {
             run.heartbeat_at = Some(now + every);
         }
+        // Timers fire a little late or early: a property whose cycle ends within half a tick
+        // is due now, so a 100 ms property is reported at every 100 ms tick.
+        let horizon = now + run.report_tick / 2;
         self.report(run, heartbeat, |_, prop| {
             heartbeat
                 || prop
                     .reported_at
-                    .is_none_or(|at| now >= at + prop.report_cycle)
+                    .is_none_or(|at| horizon >= at + prop.report_cycle)
         });
     }
 

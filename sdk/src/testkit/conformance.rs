@@ -204,7 +204,7 @@ impl Subject {
         broken.metadata.name = Some(format!("{}-broken", self.device.name()));
         let mut spoiled = 0;
         if let Some(protocol) = broken.spec.protocol.as_mut() {
-            let mut config = resolved.protocol_config.clone();
+            let mut config = resolved.protocol_config.to_map();
             spoiled += spoil(&mut config);
             protocol.config_data = Some(config);
         }
@@ -212,7 +212,7 @@ impl Subject {
             let Some(merged) = resolved.properties.iter().find(|p| p.name == property.name) else {
                 continue;
             };
-            let mut config = merged.visitor_config.clone();
+            let mut config = merged.visitor_config.to_map();
             spoiled += spoil(&mut config);
             let visitors = property.visitors.get_or_insert_with(Default::default);
             visitors.config_data = Some(config);
