@@ -11,3 +11,8 @@ pub mod pipeline;
 pub mod scaffold;
 pub mod twin;
 pub mod wire;
+
+#[cfg(feature = "cloud")]
+pub mod cloud;
+#[cfg(feature = "cloud")]
+pub mod ctl;
