@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use crate::config::BackendKind;
 use crate::driver::DEFAULT_CHIP;
 
-/// The help text of the GPIO options, appended to the SDK's.
-pub const USAGE: &str = "\
+/// The help text of the GPIO options, appended to the SDK's (after a blank line).
+pub const USAGE: &str = "\n\
 GPIO OPTIONS:
   --backend sim|cdev|rpi   backend of devices that name none (default: rpi on a Raspberry Pi,
                            sim elsewhere)
