@@ -16,3 +16,9 @@ pub mod wire;
 pub mod cloud;
 #[cfg(feature = "cloud")]
 pub mod ctl;
+#[cfg(feature = "edge")]
+pub mod edge;
+#[cfg(feature = "edge")]
+pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testsupport;

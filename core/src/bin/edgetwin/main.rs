@@ -13,6 +13,9 @@ mod convert;
 #[cfg(feature = "kube")]
 mod crd;
 mod ctl;
+#[cfg(feature = "edge")]
+mod edge;
+mod logging;
 mod not_built;
 mod pipeline_cmd;
 
@@ -29,7 +32,8 @@ enum Command {
     /// Run the cloud side: device controller, registry and the tunnel the edge nodes connect to.
     Cloud(cloud::CloudArgs),
     /// Run the edge agent: MQTT event bus, twin engine and persistent store.
-    Edge,
+    #[cfg(feature = "edge")]
+    Edge(edge::EdgeArgs),
     /// Talk to the embedded registry with kubectl-like verbs (apply, get, set, patch, ...).
     Ctl(ctl::CtlArgs),
     /// Print the generated CustomResourceDefinitions.
@@ -87,12 +91,21 @@ enum CrdCommand {
     },
 }
 
+/// Prints an error of a subcommand (with its causes) and exits with status 1.
+fn run(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Cloud(args) if args.registry_only => cloud::run_registry(args),
         Command::Cloud(_) => not_built::exit("edgetwin cloud (only --registry-only is)", 5),
-        Command::Edge => not_built::exit("edgetwin edge", 3),
+        #[cfg(feature = "edge")]
+        Command::Edge(args) => run(edge::run(args)),
         Command::Ctl(args) => ctl::run(args),
         Command::Crd { command } => crd_command(command),
         Command::Convert { file } => convert::run(&file),
