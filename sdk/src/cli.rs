@@ -10,6 +10,7 @@
 //! A hand-written parser (no clap) keeps mapper binaries small. Run a mapper with `--help` for
 //! the options.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -69,6 +70,17 @@ pub fn main<D: Driver>(driver: D) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    run_with(mapper, &bin, async {})
+}
+
+/// Runs a built mapper on a current-thread runtime until SIGTERM/SIGINT, with `beside` spawned
+/// on the same runtime (a mapper's own companion task, e.g. a diagnostics endpoint), and
+/// returns the exit status: 0 after a clean shutdown, 1 when the mapper failed.
+pub fn run_with<D: Driver>(
+    mapper: Mapper<D>,
+    bin: &str,
+    beside: impl Future<Output = ()> + Send + 'static,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -79,7 +91,13 @@ pub fn main<D: Driver>(driver: D) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(mapper.run()) {
+    let outcome = runtime.block_on(async {
+        let beside = tokio::spawn(beside);
+        let outcome = mapper.run().await;
+        beside.abort();
+        outcome
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "mapper failed");
@@ -89,7 +107,8 @@ pub fn main<D: Driver>(driver: D) -> ExitCode {
     }
 }
 
-fn usage<D: Driver>(bin: &str) -> String {
+/// The help text of the common options, for `bin`.
+pub fn usage<D: Driver>(bin: &str) -> String {
     USAGE
         .replace("{protocol}", D::PROTOCOL)
         .replace("{bin}", bin)
@@ -116,7 +135,7 @@ pub enum Parsed<D: Driver> {
 }
 
 /// Applies `EDGETWIN_NODE` and `EDGETWIN_BROKER` from the environment.
-fn from_env<D: Driver>(mut builder: MapperBuilder<D>) -> MapperBuilder<D> {
+pub fn from_env<D: Driver>(mut builder: MapperBuilder<D>) -> MapperBuilder<D> {
     if let Ok(node) = std::env::var("EDGETWIN_NODE") {
         builder = builder.node(node);
     }

@@ -5,7 +5,7 @@
 //! reconnects only when the session fails (behind the circuit breaker) and stops when the device
 //! is removed, reconfigured or the mapper shuts down.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -542,7 +542,12 @@ impl<D: Driver> DeviceTask<D> {
     /// last read-back, then reads the written points back and reports them at once.
     async fn apply_desired(&self, run: &mut Running<D>) {
         let mut written = Vec::new();
-        for index in 0..run.properties.len() {
+        // A device may refuse a value only in its current state (an interlock refuses green ON
+        // while red is still ON): what it refused is tried again after each successful write,
+        // so the order of the properties in the spec does not matter.
+        let mut queue: VecDeque<usize> = (0..run.properties.len()).collect();
+        let mut refused = Vec::new();
+        while let Some(index) = queue.pop_front() {
             let Some(session) = run.session.as_mut() else {
                 return;
             };
@@ -583,10 +588,14 @@ impl<D: Driver> DeviceTask<D> {
                     tracing::debug!(property = %prop.name, value = %device_value, "written");
                     prop.written = Some(device_value);
                     written.push(PointId(index));
+                    queue.extend(refused.drain(..));
                 }
                 Err(err) => {
                     self.metrics.write_error(err.kind());
                     tracing::warn!(property = %prop.name, value = %device_value, error = %err, "write failed");
+                    if matches!(err, DriverError::Rejected(_)) {
+                        refused.push(index);
+                    }
                     if err.is_transient() {
                         // Retried after the reconnect: the new session has written nothing.
                         if matches!(err, DriverError::Disconnected(_))
