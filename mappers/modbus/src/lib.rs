@@ -1,1 +1,6 @@
-//! Modbus mapper (filled by the Modbus issue).
+//! The edgetwin Modbus mapper: Modbus TCP and RTU devices on the edgetwin SDK.
+
+pub mod codec;
+pub mod config;
+pub mod plan;
+pub mod table;

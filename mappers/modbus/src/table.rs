@@ -116,7 +116,10 @@ mod tests {
             assert_eq!(Table::parse(table.kubeedge_name()), Some(table));
         }
         assert_eq!(Table::parse("holding"), Some(Table::HoldingRegisters));
-        assert_eq!(Table::parse("Holding_Register"), Some(Table::HoldingRegisters));
+        assert_eq!(
+            Table::parse("Holding_Register"),
+            Some(Table::HoldingRegisters)
+        );
         assert_eq!(Table::parse("coils"), Some(Table::Coils));
         assert_eq!(Table::parse("discrete-input"), Some(Table::DiscreteInputs));
         assert_eq!(Table::parse("INPUT"), Some(Table::InputRegisters));

@@ -11,7 +11,9 @@ mod value;
 
 use edgetwin_core::model::{PropertyType, Value};
 
-pub use self::number::{DataType, Raw, decode_bits, decode_registers, encode_bits, encode_bit, encode_registers};
+pub use self::number::{
+    DataType, Raw, decode_bits, decode_registers, encode_bit, encode_bits, encode_registers,
+};
 pub use self::order::ByteOrder;
 pub use self::value::{Transform, to_raw, to_value};
 use crate::table::Table;
@@ -245,7 +247,12 @@ mod tests {
 
     #[test]
     fn registers_write_single_or_multiple() {
-        let short = field(Table::HoldingRegisters, 1, DataType::Int16, PropertyType::Int);
+        let short = field(
+            Table::HoldingRegisters,
+            1,
+            DataType::Int16,
+            PropertyType::Int,
+        );
         assert_eq!(
             short.encode(&Value::Int(-1)),
             Ok(Write::SingleRegister {
@@ -253,7 +260,12 @@ mod tests {
                 word: 0xFFFF
             })
         );
-        let float = field(Table::HoldingRegisters, 2, DataType::Float32, PropertyType::Float);
+        let float = field(
+            Table::HoldingRegisters,
+            2,
+            DataType::Float32,
+            PropertyType::Float,
+        );
         assert_eq!(
             float.encode(&Value::Float(21.5)),
             Ok(Write::MultipleRegisters {
@@ -269,7 +281,12 @@ mod tests {
 
     #[test]
     fn a_register_bit_is_read_modify_write() {
-        let bit = field(Table::HoldingRegisters, 1, DataType::Bit(2), PropertyType::Boolean);
+        let bit = field(
+            Table::HoldingRegisters,
+            1,
+            DataType::Bit(2),
+            PropertyType::Boolean,
+        );
         assert_eq!(
             bit.encode(&Value::Boolean(true)),
             Ok(Write::RegisterBit {
@@ -280,12 +297,20 @@ mod tests {
         assert_eq!(bit.with_bit(0b1001, true), 0b1101);
         assert_eq!(bit.with_bit(0b1101, false), 0b1001);
         assert!(bit.encode(&Value::Int(2)).is_err());
-        assert_eq!(bit.decode(Items::Registers(&[0b100])), Ok(Value::Boolean(true)));
+        assert_eq!(
+            bit.decode(Items::Registers(&[0b100])),
+            Ok(Value::Boolean(true))
+        );
     }
 
     #[test]
     fn a_wrong_item_count_is_an_error() {
-        let float = field(Table::HoldingRegisters, 2, DataType::Float32, PropertyType::Float);
+        let float = field(
+            Table::HoldingRegisters,
+            2,
+            DataType::Float32,
+            PropertyType::Float,
+        );
         assert_eq!(
             float.decode(Items::Registers(&[1])),
             Err(CodecError::Length {

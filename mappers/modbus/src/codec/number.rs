@@ -175,12 +175,24 @@ pub fn encode_registers(
                 "{data_type} is written bit by bit, not as whole registers"
             )));
         }
-        DataType::Int16 => (int_in_range(raw, data_type)? as i16).to_be_bytes().to_vec(),
-        DataType::Uint16 => (int_in_range(raw, data_type)? as u16).to_be_bytes().to_vec(),
-        DataType::Int32 => (int_in_range(raw, data_type)? as i32).to_be_bytes().to_vec(),
-        DataType::Uint32 => (int_in_range(raw, data_type)? as u32).to_be_bytes().to_vec(),
-        DataType::Int64 => (int_in_range(raw, data_type)? as i64).to_be_bytes().to_vec(),
-        DataType::Uint64 => (int_in_range(raw, data_type)? as u64).to_be_bytes().to_vec(),
+        DataType::Int16 => (int_in_range(raw, data_type)? as i16)
+            .to_be_bytes()
+            .to_vec(),
+        DataType::Uint16 => (int_in_range(raw, data_type)? as u16)
+            .to_be_bytes()
+            .to_vec(),
+        DataType::Int32 => (int_in_range(raw, data_type)? as i32)
+            .to_be_bytes()
+            .to_vec(),
+        DataType::Uint32 => (int_in_range(raw, data_type)? as u32)
+            .to_be_bytes()
+            .to_vec(),
+        DataType::Int64 => (int_in_range(raw, data_type)? as i64)
+            .to_be_bytes()
+            .to_vec(),
+        DataType::Uint64 => (int_in_range(raw, data_type)? as u64)
+            .to_be_bytes()
+            .to_vec(),
         DataType::Float32 => narrow(float_of(raw, data_type)?)?.to_be_bytes().to_vec(),
         DataType::Float64 => float_of(raw, data_type)?.to_be_bytes().to_vec(),
         DataType::String | DataType::Bytes => {
@@ -385,11 +397,26 @@ mod tests {
     fn known_register_images() {
         use ByteOrder::*;
         // 21.5f32 = 0x41AC0000.
-        assert_eq!(encode(Raw::Float(21.5), DataType::Float32, Abcd), [0x41AC, 0]);
-        assert_eq!(encode(Raw::Float(21.5), DataType::Float32, Cdab), [0, 0x41AC]);
-        assert_eq!(encode(Raw::Float(21.5), DataType::Float32, Badc), [0xAC41, 0]);
-        assert_eq!(encode(Raw::Float(21.5), DataType::Float32, Dcba), [0, 0xAC41]);
-        assert_eq!(encode(Raw::Int(-2), DataType::Int32, Abcd), [0xFFFF, 0xFFFE]);
+        assert_eq!(
+            encode(Raw::Float(21.5), DataType::Float32, Abcd),
+            [0x41AC, 0]
+        );
+        assert_eq!(
+            encode(Raw::Float(21.5), DataType::Float32, Cdab),
+            [0, 0x41AC]
+        );
+        assert_eq!(
+            encode(Raw::Float(21.5), DataType::Float32, Badc),
+            [0xAC41, 0]
+        );
+        assert_eq!(
+            encode(Raw::Float(21.5), DataType::Float32, Dcba),
+            [0, 0xAC41]
+        );
+        assert_eq!(
+            encode(Raw::Int(-2), DataType::Int32, Abcd),
+            [0xFFFF, 0xFFFE]
+        );
         assert_eq!(encode(Raw::Int(-2), DataType::Int16, Abcd), [0xFFFE]);
         assert_eq!(encode(Raw::Int(-2), DataType::Int16, Badc), [0xFEFF]);
         assert_eq!(
@@ -397,7 +424,10 @@ mod tests {
             [0x0708, 0x0506, 0x0304, 0x0102]
         );
         // 1.0f64 = 0x3FF0000000000000.
-        assert_eq!(encode(Raw::Float(1.0), DataType::Float64, Abcd), [0x3FF0, 0, 0, 0]);
+        assert_eq!(
+            encode(Raw::Float(1.0), DataType::Float64, Abcd),
+            [0x3FF0, 0, 0, 0]
+        );
         assert_eq!(
             decode_registers(&[0, 0, 0, 0xF03F], DataType::Float64, Dcba),
             Ok(Raw::Float(1.0))
@@ -427,20 +457,33 @@ mod tests {
 
     #[test]
     fn strings_are_nul_padded_and_trimmed() {
-        let words =
-            encode_registers(&Raw::Text("pump".into()), DataType::String, ByteOrder::Abcd, 3)
-                .expect("fits");
+        let words = encode_registers(
+            &Raw::Text("pump".into()),
+            DataType::String,
+            ByteOrder::Abcd,
+            3,
+        )
+        .expect("fits");
         assert_eq!(words, [0x7075, 0x6D70, 0x0000]);
         assert_eq!(
             decode_registers(&words, DataType::String, ByteOrder::Abcd),
             Ok(Raw::Text("pump".into()))
         );
-        let swapped =
-            encode_registers(&Raw::Text("pump".into()), DataType::String, ByteOrder::Badc, 2)
-                .expect("fits");
+        let swapped = encode_registers(
+            &Raw::Text("pump".into()),
+            DataType::String,
+            ByteOrder::Badc,
+            2,
+        )
+        .expect("fits");
         assert_eq!(swapped, [0x7570, 0x706D]);
         assert_eq!(
-            encode_registers(&Raw::Text("pumps".into()), DataType::String, ByteOrder::Abcd, 2),
+            encode_registers(
+                &Raw::Text("pumps".into()),
+                DataType::String,
+                ByteOrder::Abcd,
+                2
+            ),
             Err(CodecError::TooLong {
                 len: 5,
                 registers: 2
@@ -476,19 +519,23 @@ mod tests {
             encode_registers(&Raw::Float(1e39), DataType::Float32, ByteOrder::Abcd, 2).is_err()
         );
         assert!(
-            encode_registers(&Raw::Float(f64::NAN), DataType::Int16, ByteOrder::Abcd, 1)
-                .is_err()
+            encode_registers(&Raw::Float(f64::NAN), DataType::Int16, ByteOrder::Abcd, 1).is_err()
         );
         assert!(
-            encode_registers(&Raw::Text("x".into()), DataType::Int16, ByteOrder::Abcd, 1)
-                .is_err()
+            encode_registers(&Raw::Text("x".into()), DataType::Int16, ByteOrder::Abcd, 1).is_err()
         );
     }
 
     #[test]
     fn floats_written_to_integers_round_to_nearest() {
-        assert_eq!(encode(Raw::Float(229.99999), DataType::Uint16, ByteOrder::Abcd), [230]);
-        assert_eq!(encode(Raw::Float(-2.5), DataType::Int16, ByteOrder::Abcd), [0xFFFD]);
+        assert_eq!(
+            encode(Raw::Float(229.99999), DataType::Uint16, ByteOrder::Abcd),
+            [230]
+        );
+        assert_eq!(
+            encode(Raw::Float(-2.5), DataType::Int16, ByteOrder::Abcd),
+            [0xFFFD]
+        );
     }
 
     #[test]
@@ -529,9 +576,15 @@ mod tests {
         assert!(decode_bits(&[]).is_err());
         assert_eq!(encode_bits(&Raw::Bool(true), 1), Ok(vec![true]));
         assert_eq!(encode_bits(&Raw::Int(0), 1), Ok(vec![false]));
-        assert_eq!(encode_bits(&Raw::Int(0b110), 3), Ok(vec![false, true, true]));
+        assert_eq!(
+            encode_bits(&Raw::Int(0b110), 3),
+            Ok(vec![false, true, true])
+        );
         let err = encode_bits(&Raw::Int(2), 1).expect_err("not 0/1");
-        assert_eq!(err.to_string(), "the value 2 does not fit one coil (0 or 1)");
+        assert_eq!(
+            err.to_string(),
+            "the value 2 does not fit one coil (0 or 1)"
+        );
         assert!(encode_bits(&Raw::Int(8), 3).is_err());
         assert!(encode_bits(&Raw::Int(-1), 3).is_err());
     }

@@ -86,12 +86,14 @@ pub fn to_value(raw: Raw, transform: Transform, ty: PropertyType) -> Result<Valu
         Raw::Float(x) => scaled(Number::Float(x), transform),
     };
     match (ty, number) {
-        (PropertyType::Int, Number::Int(i)) => i64::try_from(i).map(Value::Int).map_err(|_| {
-            CodecError::OutOfRange {
-                value: i.to_string(),
-                target: "an INT property (64-bit signed)".into(),
-            }
-        }),
+        (PropertyType::Int, Number::Int(i)) => {
+            i64::try_from(i)
+                .map(Value::Int)
+                .map_err(|_| CodecError::OutOfRange {
+                    value: i.to_string(),
+                    target: "an INT property (64-bit signed)".into(),
+                })
+        }
         (PropertyType::Int, Number::Float(x)) => float_to_int(x).map(Value::Int),
         (PropertyType::Float | PropertyType::Double, number) => {
             let x = as_f64(number);
@@ -244,34 +246,70 @@ mod tests {
     #[test]
     fn identity_integers_are_exact_over_64_bits() {
         assert_eq!(
-            to_value(Raw::Int(i64::MIN.into()), Transform::IDENTITY, PropertyType::Int),
+            to_value(
+                Raw::Int(i64::MIN.into()),
+                Transform::IDENTITY,
+                PropertyType::Int
+            ),
             Ok(Value::Int(i64::MIN))
         );
         assert_eq!(
             to_raw(&Value::Int(i64::MAX), Transform::IDENTITY, DataType::Int64),
             Ok(Raw::Int(i64::MAX.into()))
         );
-        let err = to_value(Raw::Int(u64::MAX.into()), Transform::IDENTITY, PropertyType::Int)
-            .expect_err("too big for INT");
+        let err = to_value(
+            Raw::Int(u64::MAX.into()),
+            Transform::IDENTITY,
+            PropertyType::Int,
+        )
+        .expect_err("too big for INT");
         assert!(err.to_string().contains("18446744073709551615"), "{err}");
         // A DOUBLE property can still show it.
-        assert!(to_value(Raw::Int(u64::MAX.into()), Transform::IDENTITY, PropertyType::Double).is_ok());
+        assert!(
+            to_value(
+                Raw::Int(u64::MAX.into()),
+                Transform::IDENTITY,
+                PropertyType::Double
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn every_property_type_reads_numbers_and_bits() {
         let id = Transform::IDENTITY;
-        assert_eq!(to_value(Raw::Bool(true), id, PropertyType::Boolean), Ok(Value::Boolean(true)));
-        assert_eq!(to_value(Raw::Bool(true), id, PropertyType::Int), Ok(Value::Int(1)));
-        assert_eq!(to_value(Raw::Bool(false), id, PropertyType::Float), Ok(Value::Float(0.0)));
-        assert_eq!(to_value(Raw::Int(7), id, PropertyType::Boolean), Ok(Value::Boolean(true)));
-        assert_eq!(to_value(Raw::Int(0), id, PropertyType::Boolean), Ok(Value::Boolean(false)));
-        assert_eq!(to_value(Raw::Int(7), id, PropertyType::String), Ok(Value::String("7".into())));
+        assert_eq!(
+            to_value(Raw::Bool(true), id, PropertyType::Boolean),
+            Ok(Value::Boolean(true))
+        );
+        assert_eq!(
+            to_value(Raw::Bool(true), id, PropertyType::Int),
+            Ok(Value::Int(1))
+        );
+        assert_eq!(
+            to_value(Raw::Bool(false), id, PropertyType::Float),
+            Ok(Value::Float(0.0))
+        );
+        assert_eq!(
+            to_value(Raw::Int(7), id, PropertyType::Boolean),
+            Ok(Value::Boolean(true))
+        );
+        assert_eq!(
+            to_value(Raw::Int(0), id, PropertyType::Boolean),
+            Ok(Value::Boolean(false))
+        );
+        assert_eq!(
+            to_value(Raw::Int(7), id, PropertyType::String),
+            Ok(Value::String("7".into()))
+        );
         assert_eq!(
             to_value(Raw::Float(21.5), id, PropertyType::Stream),
             Ok(Value::String("21.5".into()))
         );
-        assert_eq!(to_value(Raw::Float(21.9), id, PropertyType::Int), Ok(Value::Int(21)));
+        assert_eq!(
+            to_value(Raw::Float(21.9), id, PropertyType::Int),
+            Ok(Value::Int(21))
+        );
         assert_eq!(
             to_value(Raw::Text("on".into()), id, PropertyType::String),
             Ok(Value::String("on".into()))
@@ -290,8 +328,14 @@ mod tests {
     #[test]
     fn writes_accept_every_value_kind_that_is_a_number() {
         let id = Transform::IDENTITY;
-        assert_eq!(to_raw(&Value::Boolean(true), id, DataType::Bits), Ok(Raw::Int(1)));
-        assert_eq!(to_raw(&Value::String(" 42 ".into()), id, DataType::Int16), Ok(Raw::Int(42)));
+        assert_eq!(
+            to_raw(&Value::Boolean(true), id, DataType::Bits),
+            Ok(Raw::Int(1))
+        );
+        assert_eq!(
+            to_raw(&Value::String(" 42 ".into()), id, DataType::Int16),
+            Ok(Raw::Int(42))
+        );
         assert_eq!(
             to_raw(&Value::String("4.5".into()), id, DataType::Float32),
             Ok(Raw::Float(4.5))
