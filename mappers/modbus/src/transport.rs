@@ -13,7 +13,7 @@ use edgetwin_sdk::DriverError;
 use tokio::time::timeout;
 use tokio_modbus::client::{Client, Context};
 use tokio_modbus::slave::SlaveContext;
-use tokio_modbus::{ExceptionCode, FunctionCode, Request, Response, Slave};
+use tokio_modbus::{ExceptionCode, Request, Response, Slave};
 
 use crate::bus::Line;
 use crate::table::Table;
@@ -368,11 +368,6 @@ pub(crate) async fn exchange(
 /// Points a context at another unit (RTU lines carry several).
 pub(crate) fn select_unit(ctx: &mut Context, unit: u8) {
     ctx.set_slave(Slave(unit));
-}
-
-/// The function code of a request, for metrics and logs.
-pub fn function_of(request: &Request<'_>) -> FunctionCode {
-    request.function_code()
 }
 
 /// An owned write-multiple-coils request.
