@@ -1,0 +1,433 @@
+//! The driver against pymodbus over Modbus TCP: every data type and byte order written and read,
+//! checked against register images computed here from Rust's own byte conversions; coalescing
+//! counted at the server; exceptions; reconnecting after the server restarts.
+
+mod support;
+
+use std::time::Duration;
+
+use edgetwin_core::model::{PropertyType, Value};
+use edgetwin_mapper_modbus::ModbusDriver;
+use edgetwin_sdk::{Driver, DriverError, Session};
+use serde_json::json;
+use support::{Peer, connect, device, pymodbus_python, read_all};
+
+/// The registers a device holds a big-endian byte string in, for each order, by the textbook:
+/// ABCD as is, BADC bytes swapped in each register, CDAB registers reversed, DCBA little-endian.
+fn image(big_endian: &[u8], little_endian: &[u8], order: &str) -> Vec<u16> {
+    let words = |bytes: &[u8]| -> Vec<u16> {
+        bytes
+            .chunks(2)
+            .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+            .collect()
+    };
+    match order {
+        "ABCD" => words(big_endian),
+        "BADC" => words(big_endian).into_iter().map(u16::swap_bytes).collect(),
+        "CDAB" => words(big_endian).into_iter().rev().collect(),
+        "DCBA" => words(little_endian),
+        other => panic!("no order {other}"),
+    }
+}
+
+/// (dataType, property type, value, big-endian bytes, little-endian bytes)
+fn samples() -> Vec<(&'static str, PropertyType, Value, Vec<u8>, Vec<u8>)> {
+    vec![
+        (
+            "int16",
+            PropertyType::Int,
+            Value::Int(-12345),
+            (-12345i16).to_be_bytes().into(),
+            (-12345i16).to_le_bytes().into(),
+        ),
+        (
+            "uint16",
+            PropertyType::Int,
+            Value::Int(54321),
+            54321u16.to_be_bytes().into(),
+            54321u16.to_le_bytes().into(),
+        ),
+        (
+            "int32",
+            PropertyType::Int,
+            Value::Int(-2_000_000_000),
+            (-2_000_000_000i32).to_be_bytes().into(),
+            (-2_000_000_000i32).to_le_bytes().into(),
+        ),
+        (
+            "uint32",
+            PropertyType::Int,
+            Value::Int(4_000_000_000),
+            4_000_000_000u32.to_be_bytes().into(),
+            4_000_000_000u32.to_le_bytes().into(),
+        ),
+        (
+            "int64",
+            PropertyType::Int,
+            Value::Int(-9_000_000_000_000_000_000),
+            (-9_000_000_000_000_000_000i64).to_be_bytes().into(),
+            (-9_000_000_000_000_000_000i64).to_le_bytes().into(),
+        ),
+        (
+            "uint64",
+            PropertyType::Int,
+            Value::Int(9_000_000_000_000_000_001),
+            9_000_000_000_000_000_001u64.to_be_bytes().into(),
+            9_000_000_000_000_000_001u64.to_le_bytes().into(),
+        ),
+        (
+            "float32",
+            PropertyType::Float,
+            Value::Float(-21.5),
+            (-21.5f32).to_be_bytes().into(),
+            (-21.5f32).to_le_bytes().into(),
+        ),
+        (
+            "float64",
+            PropertyType::Double,
+            Value::Float(1.0e300),
+            1.0e300f64.to_be_bytes().into(),
+            1.0e300f64.to_le_bytes().into(),
+        ),
+    ]
+}
+
+const ORDERS: [&str; 4] = ["ABCD", "BADC", "CDAB", "DCBA"];
+
+#[tokio::test]
+async fn every_data_type_and_byte_order_is_written_and_read() {
+    let Some(python) = pymodbus_python() else {
+        return;
+    };
+    let mut peer = Peer::pymodbus_tcp(&python, "1").await;
+    let port = peer.addr().port();
+    let mut points = Vec::new();
+    let mut layout = Vec::new();
+    let mut address = 0u16;
+    for order in ORDERS {
+        for (data_type, ty, value, be, le) in samples() {
+            points.push((
+                format!("{data_type}_{order}"),
+                ty,
+                json!({"register": "HoldingRegister", "offset": address, "dataType": data_type,
+                       "byteOrder": order}),
+            ));
+            layout.push((address, value, image(&be, &le, order)));
+            address += 4;
+        }
+    }
+    let named: Vec<_> = points
+        .iter()
+        .map(|(n, t, v)| (n.as_str(), *t, v.clone()))
+        .collect();
+    let config = device("types", json!({"ip": "127.0.0.1", "port": port}), &named);
+    let mut session = connect(&ModbusDriver::new(), &config).await;
+
+    // Written by us, read back by pymodbus: the exact register image.
+    for (point, (address, value, image)) in config.points.iter().zip(&layout) {
+        session.write(point, value).await.expect("written");
+        let stored = peer.get(1, "holding", *address, image.len() as u16).await;
+        assert_eq!(&stored, image, "{} at {address}", point.property);
+    }
+    // Written by pymodbus (images of other values: the two's complement / negated ones), read
+    // by us.
+    let mut expected = Vec::new();
+    for (point, (address, _, _)) in config.points.iter().zip(&layout) {
+        let (data_type, order) = point.property.split_once('_').expect("name");
+        let (value, be, le): (Value, Vec<u8>, Vec<u8>) = match data_type {
+            "int16" => (
+                Value::Int(321),
+                321i16.to_be_bytes().into(),
+                321i16.to_le_bytes().into(),
+            ),
+            "uint16" => (
+                Value::Int(7),
+                7u16.to_be_bytes().into(),
+                7u16.to_le_bytes().into(),
+            ),
+            "int32" => (
+                Value::Int(123_456_789),
+                123_456_789i32.to_be_bytes().into(),
+                123_456_789i32.to_le_bytes().into(),
+            ),
+            "uint32" => (
+                Value::Int(17),
+                17u32.to_be_bytes().into(),
+                17u32.to_le_bytes().into(),
+            ),
+            "int64" => (
+                Value::Int(i64::MIN),
+                i64::MIN.to_be_bytes().into(),
+                i64::MIN.to_le_bytes().into(),
+            ),
+            "uint64" => (
+                Value::Int(i64::MAX),
+                (i64::MAX as u64).to_be_bytes().into(),
+                (i64::MAX as u64).to_le_bytes().into(),
+            ),
+            "float32" => (
+                Value::Float(0.1),
+                0.1f32.to_be_bytes().into(),
+                0.1f32.to_le_bytes().into(),
+            ),
+            "float64" => (
+                Value::Float(-0.1),
+                (-0.1f64).to_be_bytes().into(),
+                (-0.1f64).to_le_bytes().into(),
+            ),
+            other => panic!("{other}"),
+        };
+        peer.set(1, "holding", *address, &image(&be, &le, order))
+            .await;
+        expected.push(Ok(value));
+    }
+    assert_eq!(read_all(&mut session, &config).await, expected);
+}
+
+#[tokio::test]
+async fn strings_bits_coils_and_read_only_tables() {
+    let Some(python) = pymodbus_python() else {
+        return;
+    };
+    let mut peer = Peer::pymodbus_tcp(&python, "1").await;
+    let port = peer.addr().port();
+    let config = device(
+        "mixed",
+        json!({"ip": "127.0.0.1", "port": port.to_string(), "slaveID": 1}),
+        &[
+            (
+                "name",
+                PropertyType::String,
+                json!({"register": "holding", "offset": 100, "dataType": "string", "limit": 4}),
+            ),
+            (
+                "name_badc",
+                PropertyType::String,
+                json!({"register": "holding", "offset": 104, "dataType": "string", "limit": 2, "isSwap": true}),
+            ),
+            (
+                "alarm",
+                PropertyType::Boolean,
+                json!({"register": "holding", "offset": 110, "dataType": "bit", "bit": 3}),
+            ),
+            (
+                "pump",
+                PropertyType::Boolean,
+                json!({"register": "CoilRegister", "offset": 5}),
+            ),
+            (
+                "valves",
+                PropertyType::Int,
+                json!({"register": "CoilRegister", "offset": 16, "limit": 12}),
+            ),
+            (
+                "door",
+                PropertyType::Boolean,
+                json!({"register": "DiscreteInputRegister", "offset": 2}),
+            ),
+            (
+                "flow",
+                PropertyType::Float,
+                json!({"register": "InputRegister", "offset": 10, "dataType": "float32", "isRegisterSwap": true}),
+            ),
+        ],
+    );
+    peer.set(1, "holding", 110, &[0x8001]).await;
+    peer.set(1, "discrete", 2, &[1]).await;
+    // 12.25f32 = 0x41440000, word-swapped.
+    peer.set(1, "input", 10, &[0x0000, 0x4144]).await;
+    let mut session = connect(&ModbusDriver::new(), &config).await;
+    let p = |i: usize| &config.points[i];
+    session
+        .write(p(0), &Value::String("edge01".into()))
+        .await
+        .expect("string");
+    session
+        .write(p(1), &Value::String("ab".into()))
+        .await
+        .expect("swapped string");
+    session
+        .write(p(2), &Value::Boolean(true))
+        .await
+        .expect("bit");
+    session
+        .write(p(3), &Value::Boolean(true))
+        .await
+        .expect("coil");
+    session
+        .write(p(4), &Value::Int(0b1000_0000_0011))
+        .await
+        .expect("coils");
+    assert_eq!(
+        peer.get(1, "holding", 100, 4).await,
+        [0x6564, 0x6765, 0x3031, 0]
+    );
+    assert_eq!(peer.get(1, "holding", 104, 2).await, [0x6261, 0]);
+    assert_eq!(peer.get(1, "holding", 110, 1).await, [0x8009]);
+    assert_eq!(peer.get(1, "coils", 5, 1).await, [1]);
+    assert_eq!(
+        peer.get(1, "coils", 16, 12).await,
+        [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+    );
+    assert_eq!(
+        read_all(&mut session, &config).await,
+        vec![
+            Ok(Value::String("edge01".into())),
+            Ok(Value::String("ab".into())),
+            Ok(Value::Boolean(true)),
+            Ok(Value::Boolean(true)),
+            Ok(Value::Int(0b1000_0000_0011)),
+            Ok(Value::Boolean(true)),
+            Ok(Value::Float(12.25)),
+        ]
+    );
+    // Clearing the bit keeps the register's other bits.
+    session
+        .write(p(2), &Value::Boolean(false))
+        .await
+        .expect("bit");
+    assert_eq!(peer.get(1, "holding", 110, 1).await, [0x8001]);
+    assert!(matches!(
+        session.write(p(5), &Value::Boolean(false)).await,
+        Err(DriverError::Unsupported(_))
+    ));
+}
+
+#[tokio::test]
+async fn one_hundred_adjacent_registers_are_one_request_at_the_server() {
+    let Some(python) = pymodbus_python() else {
+        return;
+    };
+    let mut peer = Peer::pymodbus_tcp(&python, "1").await;
+    let port = peer.addr().port();
+    let names: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+    let points: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            (
+                name.as_str(),
+                PropertyType::Int,
+                json!({"register": "HoldingRegister", "offset": i, "limit": 1}),
+            )
+        })
+        .collect();
+    let config = device("hundred", json!({"ip": "127.0.0.1", "port": port}), &points);
+    let values: Vec<u16> = (0..100).map(|i| 500 + i).collect();
+    peer.set(1, "holding", 0, &values).await;
+    let mut session = connect(&ModbusDriver::new(), &config).await;
+    peer.command("reset").await;
+    for _cycle in 0..5 {
+        let read = read_all(&mut session, &config).await;
+        assert_eq!(read[0], Ok(Value::Int(500)));
+        assert_eq!(read[99], Ok(Value::Int(599)));
+        assert!(read.iter().all(Result::is_ok));
+    }
+    assert_eq!(peer.requests().await, 5, "one request per cycle");
+    assert_eq!(
+        peer.requests_by_function().await,
+        [("3".to_owned(), 5)].into()
+    );
+}
+
+#[tokio::test]
+async fn exceptions_from_pymodbus_name_the_exception_and_the_request() {
+    let Some(python) = pymodbus_python() else {
+        return;
+    };
+    let peer = Peer::pymodbus_tcp(&python, "1").await;
+    let config = device(
+        "beyond",
+        json!({"ip": "127.0.0.1", "port": peer.addr().port()}),
+        &[
+            (
+                "inside",
+                PropertyType::Int,
+                json!({"register": "input", "offset": 1999}),
+            ),
+            (
+                "outside",
+                PropertyType::Int,
+                json!({"register": "input", "offset": 2000}),
+            ),
+        ],
+    );
+    let mut session = connect(&ModbusDriver::new(), &config).await;
+    let read = read_all(&mut session, &config).await;
+    assert_eq!(read[0], Ok(Value::Int(0)));
+    assert_eq!(
+        read[1],
+        Err(DriverError::Rejected(
+            "Modbus exception 0x02 (illegal data address: the device has no such register or \
+             coil) from unit 1 for read input registers 2000..2001"
+                .into()
+        ))
+    );
+}
+
+#[tokio::test]
+async fn the_session_reconnects_after_the_server_restarts() {
+    let Some(python) = pymodbus_python() else {
+        return;
+    };
+    let mut peer = Peer::pymodbus_tcp(&python, "1").await;
+    let port = peer.addr().port();
+    peer.set(1, "holding", 0, &[42]).await;
+    let config = device(
+        "restart",
+        json!({"ip": "127.0.0.1", "port": port, "timeout": 500}),
+        &[(
+            "level",
+            PropertyType::Int,
+            json!({"register": "holding", "offset": 0}),
+        )],
+    );
+    let mut session = connect(&ModbusDriver::new(), &config).await;
+    assert_eq!(
+        read_all(&mut session, &config).await,
+        vec![Ok(Value::Int(42))]
+    );
+    peer.kill().await;
+    let down = read_all(&mut session, &config).await;
+    assert!(
+        down[0].as_ref().is_err_and(DriverError::is_transient),
+        "{down:?}"
+    );
+    let mut peer = Peer::pymodbus_tcp_on(&python, port, "1").await;
+    peer.set(1, "holding", 0, &[43]).await;
+    // The same session, no reconnect by the caller: the link reopens by itself.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = read_all(&mut session, &config).await;
+        if read == vec![Ok(Value::Int(43))] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still failing: {read:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_unit_pymodbus_does_not_serve_fails_to_connect_with_a_timeout() {
+    let Some(python) = pymodbus_python() else {
+        return;
+    };
+    let peer = Peer::pymodbus_tcp(&python, "1").await;
+    let config = device(
+        "ghost",
+        json!({"ip": "127.0.0.1", "port": peer.addr().port(), "slaveID": 2, "timeout": 300}),
+        &[(
+            "level",
+            PropertyType::Int,
+            json!({"register": "holding", "offset": 0}),
+        )],
+    );
+    let err = ModbusDriver::new()
+        .connect(&config)
+        .await
+        .expect_err("unit 2 is silent");
+    assert_eq!(err, DriverError::Timeout(Duration::from_millis(300)));
+}
