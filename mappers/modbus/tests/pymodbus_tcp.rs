@@ -30,65 +30,57 @@ fn image(big_endian: &[u8], little_endian: &[u8], order: &str) -> Vec<u16> {
     }
 }
 
-/// (dataType, property type, value, big-endian bytes, little-endian bytes)
-fn samples() -> Vec<(&'static str, PropertyType, Value, Vec<u8>, Vec<u8>)> {
+/// A value of one data type, with its bytes as Rust lays them out.
+struct Sample {
+    data_type: &'static str,
+    ty: PropertyType,
+    value: Value,
+    big_endian: Vec<u8>,
+    little_endian: Vec<u8>,
+}
+
+/// `sample!("int16", Int, -12345i16)`: the property value and the Rust value's bytes.
+macro_rules! sample {
+    ($data_type:literal, $ty:ident, $rust:expr, $value:expr) => {
+        Sample {
+            data_type: $data_type,
+            ty: PropertyType::$ty,
+            value: $value,
+            big_endian: $rust.to_be_bytes().to_vec(),
+            little_endian: $rust.to_le_bytes().to_vec(),
+        }
+    };
+}
+
+fn samples() -> Vec<Sample> {
     vec![
-        (
-            "int16",
-            PropertyType::Int,
-            Value::Int(-12345),
-            (-12345i16).to_be_bytes().into(),
-            (-12345i16).to_le_bytes().into(),
-        ),
-        (
-            "uint16",
-            PropertyType::Int,
-            Value::Int(54321),
-            54321u16.to_be_bytes().into(),
-            54321u16.to_le_bytes().into(),
-        ),
-        (
-            "int32",
-            PropertyType::Int,
-            Value::Int(-2_000_000_000),
-            (-2_000_000_000i32).to_be_bytes().into(),
-            (-2_000_000_000i32).to_le_bytes().into(),
-        ),
-        (
-            "uint32",
-            PropertyType::Int,
-            Value::Int(4_000_000_000),
-            4_000_000_000u32.to_be_bytes().into(),
-            4_000_000_000u32.to_le_bytes().into(),
-        ),
-        (
-            "int64",
-            PropertyType::Int,
-            Value::Int(-9_000_000_000_000_000_000),
-            (-9_000_000_000_000_000_000i64).to_be_bytes().into(),
-            (-9_000_000_000_000_000_000i64).to_le_bytes().into(),
-        ),
-        (
+        sample!("int16", Int, -12345i16, Value::Int(-12345)),
+        sample!("uint16", Int, 54321u16, Value::Int(54321)),
+        sample!("int32", Int, -2_000_000_000i32, Value::Int(-2_000_000_000)),
+        sample!("uint32", Int, 4_000_000_000u32, Value::Int(4_000_000_000)),
+        sample!("int64", Int, i64::MIN + 1, Value::Int(i64::MIN + 1)),
+        sample!(
             "uint64",
-            PropertyType::Int,
-            Value::Int(9_000_000_000_000_000_001),
-            9_000_000_000_000_000_001u64.to_be_bytes().into(),
-            9_000_000_000_000_000_001u64.to_le_bytes().into(),
+            Int,
+            9_000_000_000_000_000_001u64,
+            Value::Int(9_000_000_000_000_000_001)
         ),
-        (
-            "float32",
-            PropertyType::Float,
-            Value::Float(-21.5),
-            (-21.5f32).to_be_bytes().into(),
-            (-21.5f32).to_le_bytes().into(),
-        ),
-        (
-            "float64",
-            PropertyType::Double,
-            Value::Float(1.0e300),
-            1.0e300f64.to_be_bytes().into(),
-            1.0e300f64.to_le_bytes().into(),
-        ),
+        sample!("float32", Float, -21.5f32, Value::Float(-21.5)),
+        sample!("float64", Double, 1.0e300f64, Value::Float(1.0e300)),
+    ]
+}
+
+/// Other values of the same types, for the read direction.
+fn other_samples() -> Vec<Sample> {
+    vec![
+        sample!("int16", Int, 321i16, Value::Int(321)),
+        sample!("uint16", Int, 7u16, Value::Int(7)),
+        sample!("int32", Int, 123_456_789i32, Value::Int(123_456_789)),
+        sample!("uint32", Int, 17u32, Value::Int(17)),
+        sample!("int64", Int, i64::MIN, Value::Int(i64::MIN)),
+        sample!("uint64", Int, i64::MAX as u64, Value::Int(i64::MAX)),
+        sample!("float32", Float, 0.1f32, Value::Float(0.1)),
+        sample!("float64", Double, -0.1f64, Value::Float(-0.1)),
     ]
 }
 
@@ -105,14 +97,15 @@ async fn every_data_type_and_byte_order_is_written_and_read() {
     let mut layout = Vec::new();
     let mut address = 0u16;
     for order in ORDERS {
-        for (data_type, ty, value, be, le) in samples() {
+        for sample in samples() {
             points.push((
-                format!("{data_type}_{order}"),
-                ty,
-                json!({"register": "HoldingRegister", "offset": address, "dataType": data_type,
-                       "byteOrder": order}),
+                format!("{}_{order}", sample.data_type),
+                sample.ty,
+                json!({"register": "HoldingRegister", "offset": address,
+                       "dataType": sample.data_type, "byteOrder": order}),
             ));
-            layout.push((address, value, image(&be, &le, order)));
+            let image = image(&sample.big_endian, &sample.little_endian, order);
+            layout.push((address, sample.value, image));
             address += 4;
         }
     }
@@ -129,57 +122,22 @@ async fn every_data_type_and_byte_order_is_written_and_read() {
         let stored = peer.get(1, "holding", *address, image.len() as u16).await;
         assert_eq!(&stored, image, "{} at {address}", point.property);
     }
-    // Written by pymodbus (images of other values: the two's complement / negated ones), read
-    // by us.
+    // Written by pymodbus (images of other values), read by us.
     let mut expected = Vec::new();
     for (point, (address, _, _)) in config.points.iter().zip(&layout) {
         let (data_type, order) = point.property.split_once('_').expect("name");
-        let (value, be, le): (Value, Vec<u8>, Vec<u8>) = match data_type {
-            "int16" => (
-                Value::Int(321),
-                321i16.to_be_bytes().into(),
-                321i16.to_le_bytes().into(),
-            ),
-            "uint16" => (
-                Value::Int(7),
-                7u16.to_be_bytes().into(),
-                7u16.to_le_bytes().into(),
-            ),
-            "int32" => (
-                Value::Int(123_456_789),
-                123_456_789i32.to_be_bytes().into(),
-                123_456_789i32.to_le_bytes().into(),
-            ),
-            "uint32" => (
-                Value::Int(17),
-                17u32.to_be_bytes().into(),
-                17u32.to_le_bytes().into(),
-            ),
-            "int64" => (
-                Value::Int(i64::MIN),
-                i64::MIN.to_be_bytes().into(),
-                i64::MIN.to_le_bytes().into(),
-            ),
-            "uint64" => (
-                Value::Int(i64::MAX),
-                (i64::MAX as u64).to_be_bytes().into(),
-                (i64::MAX as u64).to_le_bytes().into(),
-            ),
-            "float32" => (
-                Value::Float(0.1),
-                0.1f32.to_be_bytes().into(),
-                0.1f32.to_le_bytes().into(),
-            ),
-            "float64" => (
-                Value::Float(-0.1),
-                (-0.1f64).to_be_bytes().into(),
-                (-0.1f64).to_le_bytes().into(),
-            ),
-            other => panic!("{other}"),
-        };
-        peer.set(1, "holding", *address, &image(&be, &le, order))
-            .await;
-        expected.push(Ok(value));
+        let other = other_samples()
+            .into_iter()
+            .find(|s| s.data_type == data_type)
+            .expect("a sample of each type");
+        peer.set(
+            1,
+            "holding",
+            *address,
+            &image(&other.big_endian, &other.little_endian, order),
+        )
+        .await;
+        expected.push(Ok(other.value));
     }
     assert_eq!(read_all(&mut session, &config).await, expected);
 }
