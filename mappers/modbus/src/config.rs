@@ -65,6 +65,7 @@ pub struct ProtocolConfig {
     #[serde(
         default,
         alias = "communicationMode",
+        alias = "commType",
         alias = "mode",
         deserialize_with = "parsed"
     )]
@@ -101,10 +102,17 @@ pub struct ProtocolConfig {
     #[serde(default, deserialize_with = "number")]
     pub stop_bits: Option<u8>,
     /// Per-request timeout in milliseconds (default 1000; values ≥ 10⁷ are nanoseconds).
-    #[serde(default, alias = "timeoutMs", deserialize_with = "number")]
+    /// KubeEdge v1alpha2: `collectTimeout`.
+    #[serde(
+        default,
+        alias = "timeoutMs",
+        alias = "collectTimeout",
+        deserialize_with = "number"
+    )]
     pub timeout: Option<u64>,
     /// How many times a request that failed on the transport is sent again (default 1).
-    #[serde(default, deserialize_with = "number")]
+    /// KubeEdge v1alpha2: `collectRetryTimes`.
+    #[serde(default, alias = "collectRetryTimes", deserialize_with = "number")]
     pub retries: Option<u32>,
     /// Largest hole, in registers or bits, bridged when merging reads (default 16).
     #[serde(default, deserialize_with = "number")]
@@ -266,8 +274,18 @@ pub struct DeviceSettings {
     pub limits: PlanLimits,
 }
 
-/// Keys KubeEdge configurations carry that the mapper knowingly ignores.
-const IGNORED_PROTOCOL_KEYS: &[&str] = &["serialType", "customizedValues", "protocolName"];
+/// Keys KubeEdge configurations carry that the mapper knowingly ignores (see the README:
+/// `serialType: RS485` needs no kernel RS-485 mode with adapters that switch direction
+/// themselves; `collectType` was never read by a KubeEdge mapper; reconnecting is the runtime's
+/// backoff, without a retry limit).
+const IGNORED_PROTOCOL_KEYS: &[&str] = &[
+    "serialType",
+    "customizedValues",
+    "protocolName",
+    "collectType",
+    "reconnRetryTimes",
+    "reconnTimeout",
+];
 /// Keys KubeEdge visitor configurations carry that the mapper knowingly ignores (`max` and
 /// `min` appear in KubeEdge's samples but no KubeEdge mapper reads them; use the pipeline's
 /// `clamp`).
@@ -717,7 +735,8 @@ impl FromStr for Mode {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match normalize(s).as_str() {
             "tcp" => Ok(Mode::Tcp),
-            "rtu" => Ok(Mode::Rtu),
+            // KubeEdge v1alpha2 `commType: COM`.
+            "rtu" | "com" => Ok(Mode::Rtu),
             _ => Err(format!("{s:?} is not a Modbus mode (use TCP or RTU)")),
         }
     }
@@ -924,6 +943,25 @@ mod tests {
                 stop_bits: 1
             })
         );
+    }
+
+    #[test]
+    fn v1alpha2_common_settings_map_or_are_ignored_knowingly() {
+        let config = protocol(json!({
+            "slaveID": 2, "serialPort": "/dev/ttyS1", "commType": "COM", "collectTimeout": 300,
+            "collectRetryTimes": 2, "collectType": "sync", "reconnRetryTimes": 3,
+            "reconnTimeout": 10
+        }))
+        .expect("parses");
+        assert!(
+            config.unknown_keys().is_empty(),
+            "{:?}",
+            config.unknown_keys()
+        );
+        let settings = config.settings().expect("valid");
+        assert!(matches!(settings.link, LinkSettings::Rtu(_)));
+        assert_eq!(settings.timeout, Duration::from_millis(300));
+        assert_eq!(settings.retries, 2);
     }
 
     #[test]
