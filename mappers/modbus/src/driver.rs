@@ -159,6 +159,8 @@ impl ModbusSession {
     }
 
     /// Asks the unit one small question: any answer, even an exception, means it is there.
+    /// Silence is a transient error (the runtime retries with backoff), not a timeout of a
+    /// read, so its message names the unit and the line.
     async fn probe(&mut self, field: &Field) -> Result<(), DriverError> {
         let request = read_request(field.table, field.address, 1);
         match self.send(request.clone()).await {
@@ -167,10 +169,14 @@ impl ModbusSession {
                 tracing::debug!(device = %self.device, exception = ?code, "probe answered with an exception: the unit is there");
                 Ok(())
             }
-            Err(err) => {
-                tracing::debug!(device = %self.device, error = %err, "probe failed");
-                Err(self.driver_error(err, &request))
-            }
+            // The device state shows this reason: say which unit stayed silent where.
+            Err(TransportError::Timeout(after)) => Err(DriverError::Io(format!(
+                "unit {} on {} did not answer within {after:?} ({})",
+                self.link.unit(),
+                self.link.name(),
+                describe(&request)
+            ))),
+            Err(err) => Err(self.driver_error(err, &request)),
         }
     }
 

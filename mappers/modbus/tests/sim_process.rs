@@ -32,9 +32,16 @@ async fn the_simulator_serves_tcp_from_a_registers_file() {
         "sim",
         json!({"ip": "127.0.0.1", "port": sim.addr().port(), "slaveID": 5}),
         &[
-            ("temperature", PropertyType::Float,
-             json!({"register": "holding", "offset": 0, "dataType": "float32"})),
-            ("fan", PropertyType::Boolean, json!({"register": "coil", "offset": 2})),
+            (
+                "temperature",
+                PropertyType::Float,
+                json!({"register": "holding", "offset": 0, "dataType": "float32"}),
+            ),
+            (
+                "fan",
+                PropertyType::Boolean,
+                json!({"register": "coil", "offset": 2}),
+            ),
         ],
     );
     let mut session = connect(&ModbusDriver::new(), &config).await;
@@ -80,9 +87,16 @@ async fn the_simulator_serves_several_units_on_an_rtu_line() {
             &format!("unit-{unit}"),
             json!({"serialPort": pty.b, "baudRate": 19200, "slaveID": unit}),
             &[
-                ("level", PropertyType::Int,
-                 json!({"register": "input", "offset": 4, "dataType": "int16"})),
-                ("setpoint", PropertyType::Int, json!({"register": "holding", "offset": 0})),
+                (
+                    "level",
+                    PropertyType::Int,
+                    json!({"register": "input", "offset": 4, "dataType": "int16"}),
+                ),
+                (
+                    "setpoint",
+                    PropertyType::Int,
+                    json!({"register": "holding", "offset": 0}),
+                ),
             ],
         );
         let session = connect(&driver, &config).await;

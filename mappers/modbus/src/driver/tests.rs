@@ -428,7 +428,14 @@ async fn a_silent_unit_fails_to_connect_and_costs_one_timeout_per_cycle() {
         .connect(&config)
         .await
         .expect_err("the probe times out");
-    assert_eq!(err, DriverError::Timeout(Duration::from_millis(200)));
+    assert_eq!(
+        err,
+        DriverError::Io(format!(
+            "unit 1 on tcp://127.0.0.1:{} did not answer within 200ms (read holding registers \
+             0..1)",
+            server.port
+        ))
+    );
     server.sim.mute(1, false);
     assert!(driver.connect(&config).await.is_ok());
 }
