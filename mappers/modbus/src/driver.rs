@@ -209,9 +209,7 @@ impl ModbusSession {
 
     /// Runs one read request; a response shorter than asked is a protocol error.
     async fn read_items(&mut self, request: &ReadRequest) -> Result<ReadData, TransportError> {
-        let response = self
-            .send(read_request(request.table, request.start, request.count))
-            .await?;
+        let response = self.send(request_of(request)).await?;
         match ReadData::from_response(response) {
             Some(data) if data.len() >= usize::from(request.count) => Ok(data),
             Some(data) => Err(TransportError::Protocol(format!(
@@ -223,6 +221,40 @@ impl ModbusSession {
                 "a response that is not a read".into(),
             )),
         }
+    }
+
+    /// Runs one planned read and records its results. Returns the exception when the device
+    /// refused a merged read (several members) in a way that splitting may fix. After a
+    /// timeout the unit is `silent` and every later request of the cycle fails at once.
+    async fn run_read(
+        &mut self,
+        request: &ReadRequest,
+        spans: &[Span],
+        outcome: &mut Outcome<'_>,
+        silent: &mut Option<DriverError>,
+    ) -> Option<ExceptionCode> {
+        if let Some(err) = silent {
+            outcome.fail(&request.members, err);
+            return None;
+        }
+        match self.read_items(request).await {
+            Ok(data) => outcome.decode(request, spans, &data),
+            Err(TransportError::Exception(code))
+                if refused_range(code) && request.members.len() > 1 =>
+            {
+                return Some(code);
+            }
+            Err(err) => {
+                let timed_out = matches!(err, TransportError::Timeout(_));
+                let err = self.driver_error(err, &request_of(request));
+                if timed_out {
+                    tracing::debug!(device = %self.device, error = %err, "unit silent; the rest of this cycle is skipped");
+                    *silent = Some(err.clone());
+                }
+                outcome.fail(&request.members, &err);
+            }
+        }
+        None
     }
 
     fn field(&self, id: PointId) -> Result<&Field, DriverError> {
@@ -246,6 +278,11 @@ impl ModbusSession {
         self.plans.insert(ids.to_vec(), planned.clone());
         planned
     }
+}
+
+/// The Modbus request of a planned read.
+fn request_of(read: &ReadRequest) -> Request<'static> {
+    read_request(read.table, read.start, read.count)
 }
 
 /// Exceptions that mean the unit behind a gateway did not answer.
@@ -335,58 +372,30 @@ impl Session for ModbusSession {
         let planned = self.plan_for(&ids, &spans);
         let mut replanned: Option<Vec<ReadRequest>> = None;
         let mut silent: Option<DriverError> = None;
-        for (index, request) in planned.iter().enumerate() {
-            if let Some(err) = &silent {
-                outcome.fail(&request.members, err);
+        for request in &planned {
+            let Some(code) = self
+                .run_read(request, &spans, &mut outcome, &mut silent)
+                .await
+            else {
                 continue;
+            };
+            tracing::info!(
+                device = %self.device,
+                request = %describe(&request_of(request)),
+                exception = ?code,
+                "the device refused a merged read; reading these properties one by one"
+            );
+            let singles = request.split(&spans);
+            for single in &singles {
+                // One member each: never refused as a merged read.
+                self.run_read(single, &spans, &mut outcome, &mut silent)
+                    .await;
             }
-            match self.read_items(request).await {
-                Ok(data) => outcome.decode(request, &spans, &data),
-                Err(TransportError::Exception(code))
-                    if refused_range(code) && request.members.len() > 1 =>
-                {
-                    tracing::info!(
-                        device = %self.device,
-                        request = %describe(&read_request(request.table, request.start, request.count)),
-                        exception = ?code,
-                        "the device refused a merged read; reading these properties one by one"
-                    );
-                    let singles = request.split(&spans);
-                    for single in &singles {
-                        match self.read_items(single).await {
-                            Ok(data) => outcome.decode(single, &spans, &data),
-                            Err(err) => {
-                                let timed_out = matches!(err, TransportError::Timeout(_));
-                                let err = self.driver_error(
-                                    err,
-                                    &read_request(single.table, single.start, single.count),
-                                );
-                                outcome.fail(&single.members, &err);
-                                if timed_out {
-                                    silent = Some(err);
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    let mut next = replanned.take().unwrap_or_else(|| planned.clone());
-                    let at = next.iter().position(|r| r == request).unwrap_or(index);
-                    next.splice(at..=at, singles);
-                    replanned = Some(next);
-                }
-                Err(err) => {
-                    let timed_out = matches!(err, TransportError::Timeout(_));
-                    let err = self.driver_error(
-                        err,
-                        &read_request(request.table, request.start, request.count),
-                    );
-                    if timed_out {
-                        tracing::debug!(device = %self.device, error = %err, "unit silent; the rest of this cycle is skipped");
-                        silent = Some(err.clone());
-                    }
-                    outcome.fail(&request.members, &err);
-                }
+            let mut next = replanned.take().unwrap_or_else(|| planned.clone());
+            if let Some(at) = next.iter().position(|r| r == request) {
+                next.splice(at..=at, singles);
             }
+            replanned = Some(next);
         }
         if let Some(next) = replanned {
             self.plans.insert(ids, next);
