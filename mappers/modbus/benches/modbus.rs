@@ -259,7 +259,8 @@ async fn dead_slave() {
     }
     sim.kill().await;
 
-    let scheduled = 9 * (RTU_PHASE.as_millis() / RTU_CYCLE.as_millis());
+    // A cycle at the start and one every period after it.
+    let scheduled = 9 * (RTU_PHASE.as_millis() / RTU_CYCLE.as_millis() + 1);
     println!(
         "### 10 devices on one RTU line (socat pty pair, 115200 baud), collect cycle \
          {RTU_CYCLE:?}, {RTU_PHASE:?} per run\n"
