@@ -96,14 +96,13 @@ async fn ctl(data: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -136,34 +135,32 @@ async fn e2e_ctl_set_reaches_the_modbus_device_and_is_reported_back() {
         &["--node", node],
         data.path(),
     );
-    eventually("the registry", || async {
+    eventually("the registry", async || {
         data.path().join("registry.url").exists()
     })
     .await;
     ctl(data.path(), &["apply", "-f", &manifests.to_string_lossy()]).await;
 
     // The mapper reports what the device holds.
-    eventually("temperature reported", || async {
+    eventually("temperature reported", async || {
         ctl(data.path(), &["get", "device", "boiler", "-o", "json"])
             .await
             .contains("\"21.5\"")
     })
     .await;
     ctl(data.path(), &["set", "device", "boiler", "setpoint=42"]).await;
-    eventually("setpoint written to the PLC", || async {
+    eventually("setpoint written to the PLC", async || {
         plc.get(1, "holding", 0, 1).await == [42]
     })
     .await;
-    eventually("setpoint reported back", || async {
+    eventually("setpoint reported back", async || {
         let json = ctl(data.path(), &["get", "device", "boiler", "-o", "json"]).await;
         let device: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
         device["status"]["twins"]
             .as_array()
             .into_iter()
             .flatten()
-            .any(|twin| {
-                twin["propertyName"] == "setpoint" && twin["reported"]["value"] == "42"
-            })
+            .any(|twin| twin["propertyName"] == "setpoint" && twin["reported"]["value"] == "42")
     })
     .await;
 }
