@@ -17,13 +17,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgetwin_core::model::PropertyType;
 use edgetwin_mapper_modbus::ModbusDriver;
 use edgetwin_mapper_modbus::config::{ProtocolConfig, VisitorConfig};
 use edgetwin_sdk::breaker::{Backoff, CircuitBreaker};
 use edgetwin_sdk::{DeviceConfig, Driver, Point, Session};
 use serde_json::json;
-use support::{Peer, PtyPair, device, have_socat};
+use support::{Peer, PtyPair, adjacent_registers, device, have_socat};
 use tokio::time::Instant;
 
 /// How long each measured phase runs.
@@ -47,19 +46,11 @@ async fn main() {
 type Config = DeviceConfig<ProtocolConfig, VisitorConfig>;
 
 fn hundred_registers(port: u16) -> Config {
-    let names: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
-    let points: Vec<_> = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            (
-                name.as_str(),
-                PropertyType::Int,
-                json!({"register": "HoldingRegister", "offset": i, "limit": 1}),
-            )
-        })
-        .collect();
-    device("hundred", json!({"ip": "127.0.0.1", "port": port}), &points)
+    device(
+        "hundred",
+        json!({"ip": "127.0.0.1", "port": port}),
+        &adjacent_registers(100),
+    )
 }
 
 struct Phase {
@@ -193,23 +184,11 @@ async fn line_run(sim: &mut Peer, pty: &PtyPair, devices: u8, timeout_ms: u64) -
     let until = Instant::now() + RTU_PHASE;
     let mut tasks = Vec::new();
     for unit in 1..=devices {
-        let names: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
-        let points: Vec<_> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                (
-                    name.as_str(),
-                    PropertyType::Int,
-                    json!({"register": "holding", "offset": i}),
-                )
-            })
-            .collect();
         let config = device(
             &format!("meter-{unit}"),
             json!({"serialPort": pty.b, "baudRate": 115_200, "slaveID": unit,
                    "timeout": timeout_ms}),
-            &points,
+            &adjacent_registers(10),
         );
         let driver = Arc::clone(&driver);
         tasks.push((unit, tokio::spawn(collect_loop(driver, config, until))));

@@ -10,7 +10,7 @@ use edgetwin_core::model::{PropertyType, Value};
 use edgetwin_mapper_modbus::ModbusDriver;
 use edgetwin_sdk::{Driver, DriverError, Session};
 use serde_json::json;
-use support::{Peer, connect, device, pymodbus_python, read_all};
+use support::{Peer, adjacent_registers, connect, device, pymodbus_python, read_all};
 
 /// The registers a device holds a big-endian byte string in, for each order, by the textbook:
 /// ABCD as is, BADC bytes swapped in each register, CDAB registers reversed, DCBA little-endian.
@@ -109,11 +109,7 @@ async fn every_data_type_and_byte_order_is_written_and_read() {
             address += 4;
         }
     }
-    let named: Vec<_> = points
-        .iter()
-        .map(|(n, t, v)| (n.as_str(), *t, v.clone()))
-        .collect();
-    let config = device("types", json!({"ip": "127.0.0.1", "port": port}), &named);
+    let config = device("types", json!({"ip": "127.0.0.1", "port": port}), &points);
     let mut session = connect(&ModbusDriver::new(), &config).await;
 
     // Written by us, read back by pymodbus: the exact register image.
@@ -258,19 +254,11 @@ async fn one_hundred_adjacent_registers_are_one_request_at_the_server() {
     };
     let mut peer = Peer::pymodbus_tcp(&python, "1").await;
     let port = peer.addr().port();
-    let names: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
-    let points: Vec<_> = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            (
-                name.as_str(),
-                PropertyType::Int,
-                json!({"register": "HoldingRegister", "offset": i, "limit": 1}),
-            )
-        })
-        .collect();
-    let config = device("hundred", json!({"ip": "127.0.0.1", "port": port}), &points);
+    let config = device(
+        "hundred",
+        json!({"ip": "127.0.0.1", "port": port}),
+        &adjacent_registers(100),
+    );
     let values: Vec<u16> = (0..100).map(|i| 500 + i).collect();
     peer.set(1, "holding", 0, &values).await;
     let mut session = connect(&ModbusDriver::new(), &config).await;

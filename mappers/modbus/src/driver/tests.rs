@@ -34,7 +34,7 @@ async fn uniform_server() -> Server {
     server(SimConfig::uniform([1], 1000)).await
 }
 
-fn device(port: u16, extra: Json, points: &[(&str, PropertyType, Json)]) -> Config {
+fn device(port: u16, extra: Json, points: &[(impl AsRef<str>, PropertyType, Json)]) -> Config {
     let mut protocol = json!({"ip": "127.0.0.1", "port": port, "timeout": 300});
     if let (Some(base), Some(extra)) = (protocol.as_object_mut(), extra.as_object()) {
         base.extend(extra.clone());
@@ -47,7 +47,7 @@ fn device(port: u16, extra: Json, points: &[(&str, PropertyType, Json)]) -> Conf
             .enumerate()
             .map(|(i, (name, ty, visitor))| Point {
                 id: PointId(i),
-                property: (*name).to_owned(),
+                property: name.as_ref().to_owned(),
                 ty: *ty,
                 writable: true,
                 visitor: serde_json::from_value(visitor.clone()).expect("visitor parses"),
@@ -107,11 +107,7 @@ async fn every_data_type_and_order_round_trips_through_the_device() {
         PropertyType::String,
         json!({"register": "holding", "offset": address, "dataType": "string", "limit": 5}),
     ));
-    let named: Vec<(&str, PropertyType, Json)> = points
-        .iter()
-        .map(|(n, t, v)| (n.as_str(), *t, v.clone()))
-        .collect();
-    let config = device(server.port, json!({}), &named);
+    let config = device(server.port, json!({}), &points);
     let mut session = connect(&config).await;
     for (i, point) in config.points.iter().enumerate() {
         let value = if point.ty == PropertyType::String {
@@ -153,11 +149,7 @@ async fn one_hundred_adjacent_registers_are_read_with_one_request() {
             )
         })
         .collect();
-    let named: Vec<(&str, PropertyType, Json)> = points
-        .iter()
-        .map(|(n, t, v)| (n.as_str(), *t, v.clone()))
-        .collect();
-    let config = device(server.port, json!({}), &named);
+    let config = device(server.port, json!({}), &points);
     let words: Vec<u16> = (0..100).map(|i| 1000 + i).collect();
     server
         .sim
@@ -518,7 +510,7 @@ fn configuration_errors_name_the_property_and_the_field() {
             "property level: visitors.configData.limit: 3: int spans 1, 2, 4 registers".into()
         )
     );
-    let config = device(502, json!({"ip": ""}), &[]);
+    let config = device(502, json!({"ip": ""}), &[] as &[(&str, PropertyType, Json)]);
     let err = ModbusDriver::new().validate(&config).expect_err("invalid");
     assert_eq!(
         err,

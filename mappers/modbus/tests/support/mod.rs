@@ -264,7 +264,7 @@ impl Drop for PtyPair {
 pub fn device(
     name: &str,
     protocol: Json,
-    points: &[(&str, PropertyType, Json)],
+    points: &[(impl AsRef<str>, PropertyType, Json)],
 ) -> DeviceConfig<ProtocolConfig, VisitorConfig> {
     DeviceConfig {
         id: DeviceId::new("default", name),
@@ -274,7 +274,7 @@ pub fn device(
             .enumerate()
             .map(|(i, (property, ty, visitor))| Point {
                 id: PointId(i),
-                property: (*property).to_owned(),
+                property: property.as_ref().to_owned(),
                 ty: *ty,
                 writable: true,
                 visitor: serde_json::from_value(visitor.clone())
@@ -282,6 +282,19 @@ pub fn device(
             })
             .collect(),
     }
+}
+
+/// `count` INT properties `r0`, `r1`, … on adjacent holding registers from address 0.
+pub fn adjacent_registers(count: u16) -> Vec<(String, PropertyType, Json)> {
+    (0..count)
+        .map(|i| {
+            (
+                format!("r{i}"),
+                PropertyType::Int,
+                serde_json::json!({"register": "HoldingRegister", "offset": i, "limit": 1}),
+            )
+        })
+        .collect()
 }
 
 /// Validates and connects a device.
