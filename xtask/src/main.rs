@@ -20,7 +20,7 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root).context("cd to the workspace root")?;
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
-        Some("gen-crds") => gen_crds(),
+        Some("gen-crds") => gen_crds(&root),
         Some("provision") => provision::all(&root),
         _ => {
             eprintln!(
@@ -150,6 +150,27 @@ fn check_edge_has_no_kube() -> Command {
     cmd
 }
 
-fn gen_crds() -> Result<()> {
-    bail!("gen-crds: not built yet (tracked in issue 2)")
+/// Writes `crds/devices.yaml` and `crds/devicemodels.yaml` from the Rust types, through
+/// `edgetwin crd write` (so xtask itself does not build the Kubernetes client stack).
+fn gen_crds(root: &Path) -> Result<()> {
+    let dir = root.join("crds");
+    let dir = dir.to_str().context("the crds path is not UTF-8")?;
+    step(
+        "gen-crds (edgetwin crd write crds)",
+        cargo(
+            &[],
+            &[
+                "run",
+                "--quiet",
+                "-p",
+                "edgetwin-core",
+                "--bin",
+                "edgetwin",
+                "--",
+                "crd",
+                "write",
+                dir,
+            ],
+        ),
+    )
 }

@@ -44,7 +44,9 @@ pub enum Value {
     Bytes(Vec<u8>),
 }
 
-/// Why a wire string is not a valid value of a property type.
+/// Why a wire string is not a valid value of a DeviceModel property.
+///
+/// The messages do not name the property; callers that know it put it in front.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
     /// The string does not parse as the property's type.
@@ -55,6 +57,33 @@ pub enum ValueError {
         /// What was expected, e.g. "int or integer".
         expected: &'static str,
     },
+    /// The value is smaller than the model's `minimum`.
+    #[error("the value {value} is below the minimum {minimum}")]
+    BelowMinimum {
+        /// The offending wire value.
+        value: String,
+        /// The model's `minimum`, as written in the model.
+        minimum: String,
+    },
+    /// The value is larger than the model's `maximum`.
+    #[error("the value {value} is above the maximum {maximum}")]
+    AboveMaximum {
+        /// The offending wire value.
+        value: String,
+        /// The model's `maximum`, as written in the model.
+        maximum: String,
+    },
+    /// The model's `minimum` or `maximum` is not a number, so no value can be checked against it.
+    #[error("the model's {which} {limit:?} is not a number")]
+    InvalidLimit {
+        /// `"minimum"` or `"maximum"`.
+        which: &'static str,
+        /// The limit as written in the model.
+        limit: String,
+    },
+    /// The property is `accessMode: ReadOnly`: it is reported by the device, never desired.
+    #[error("the property is ReadOnly: it cannot take a desired value")]
+    ReadOnly,
 }
 
 impl PropertyType {
@@ -98,6 +127,109 @@ impl PropertyType {
             PropertyType::Bytes => "bytes",
             PropertyType::Stream => "stream",
         }
+    }
+
+    /// Whether `minimum`/`maximum` apply to this type (INT, FLOAT, DOUBLE). For the other types
+    /// KubeEdge's model allows the fields but gives them no meaning; edgetwin ignores them.
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            PropertyType::Int | PropertyType::Float | PropertyType::Double
+        )
+    }
+}
+
+/// The inclusive numeric limits of a property, parsed from the model's `minimum` / `maximum`
+/// strings (KubeEdge writes them as strings, e.g. `"0"`, `"100.0"`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    minimum: Option<Limit>,
+    maximum: Option<Limit>,
+}
+
+/// One limit: its numeric value and its text as written in the model (for messages).
+#[derive(Debug, Clone, PartialEq)]
+struct Limit {
+    number: f64,
+    text: String,
+}
+
+impl Limits {
+    /// Parses the limits of a property of type `ty`. Limits of non-numeric types are ignored.
+    pub fn parse(
+        ty: PropertyType,
+        minimum: Option<&str>,
+        maximum: Option<&str>,
+    ) -> Result<Limits, ValueError> {
+        if !ty.is_numeric() {
+            return Ok(Limits::default());
+        }
+        Ok(Limits {
+            minimum: minimum.map(|m| Limit::parse("minimum", m)).transpose()?,
+            maximum: maximum.map(|m| Limit::parse("maximum", m)).transpose()?,
+        })
+    }
+
+    /// The inclusive lower limit, if any.
+    pub fn minimum(&self) -> Option<f64> {
+        self.minimum.as_ref().map(|l| l.number)
+    }
+
+    /// The inclusive upper limit, if any.
+    pub fn maximum(&self) -> Option<f64> {
+        self.maximum.as_ref().map(|l| l.number)
+    }
+
+    /// Whether the minimum is larger than the maximum (no value can satisfy both).
+    pub fn is_empty_range(&self) -> bool {
+        match (&self.minimum, &self.maximum) {
+            (Some(min), Some(max)) => min.number > max.number,
+            _ => false,
+        }
+    }
+
+    /// Checks a value against the limits. Non-numeric values always pass.
+    pub fn check(&self, value: &Value) -> Result<(), ValueError> {
+        let number = match value {
+            // Precision loss above 2^53 only matters for limits that large; none are in practice.
+            Value::Int(i) => *i as f64,
+            Value::Float(x) => *x,
+            Value::String(_) | Value::Boolean(_) | Value::Bytes(_) => return Ok(()),
+        };
+        if let Some(min) = &self.minimum
+            && number < min.number
+        {
+            return Err(ValueError::BelowMinimum {
+                value: value.to_wire(),
+                minimum: min.text.clone(),
+            });
+        }
+        if let Some(max) = &self.maximum
+            && number > max.number
+        {
+            return Err(ValueError::AboveMaximum {
+                value: value.to_wire(),
+                maximum: max.text.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Limit {
+    fn parse(which: &'static str, text: &str) -> Result<Limit, ValueError> {
+        text.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .map(|number| Limit {
+                number,
+                text: text.trim().to_owned(),
+            })
+            .ok_or_else(|| ValueError::InvalidLimit {
+                which,
+                limit: text.to_owned(),
+            })
     }
 }
 
@@ -150,5 +282,50 @@ mod tests {
         ] {
             assert_eq!(t.parse(s).map(|v| v.to_wire()), Ok(s.to_owned()));
         }
+    }
+
+    #[test]
+    fn limits_are_inclusive_and_name_the_limit() {
+        let limits =
+            Limits::parse(PropertyType::Float, Some("0"), Some("100.0")).expect("valid limits");
+        assert_eq!(
+            (limits.minimum(), limits.maximum()),
+            (Some(0.0), Some(100.0))
+        );
+        assert_eq!(limits.check(&Value::Float(0.0)), Ok(()));
+        assert_eq!(limits.check(&Value::Float(100.0)), Ok(()));
+        let above = limits.check(&Value::Float(100.5)).expect_err("above");
+        assert_eq!(
+            above.to_string(),
+            "the value 100.5 is above the maximum 100.0"
+        );
+        let below = limits.check(&Value::Float(-0.1)).expect_err("below");
+        assert_eq!(below.to_string(), "the value -0.1 is below the minimum 0");
+    }
+
+    #[test]
+    fn int_values_compare_against_fractional_limits() {
+        let limits = Limits::parse(PropertyType::Int, Some("1.5"), None).expect("valid limits");
+        assert!(limits.check(&Value::Int(1)).is_err());
+        assert_eq!(limits.check(&Value::Int(2)), Ok(()));
+    }
+
+    #[test]
+    fn bad_limits_are_reported_and_non_numeric_types_ignore_limits() {
+        assert_eq!(
+            Limits::parse(PropertyType::Int, Some("ten"), None),
+            Err(ValueError::InvalidLimit {
+                which: "minimum",
+                limit: "ten".into()
+            })
+        );
+        let limits = Limits::parse(PropertyType::String, Some("ten"), Some("x")).expect("ignored");
+        assert_eq!(limits, Limits::default());
+        assert!(!limits.is_empty_range());
+        assert!(
+            Limits::parse(PropertyType::Double, Some("5"), Some("1"))
+                .expect("parses")
+                .is_empty_range()
+        );
     }
 }

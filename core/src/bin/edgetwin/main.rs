@@ -1,12 +1,16 @@
 //! The `edgetwin` command line: one binary for the cloud, the edge agent, the ctl client and the
 //! all-in-one demo. Each subcommand is a thin layer over a library module of `edgetwin-core`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use edgetwin_core::scaffold;
 
+mod convert;
+#[cfg(feature = "kube")]
+mod crd;
 mod not_built;
 mod pipeline_cmd;
 
@@ -31,9 +35,9 @@ enum Command {
         #[command(subcommand)]
         command: CrdCommand,
     },
-    /// Convert KubeEdge v1alpha2 Device / DeviceModel YAML to v1beta1.
+    /// Convert KubeEdge v1alpha2 Device / DeviceModel YAML to v1beta1 (printed on stdout).
     Convert {
-        /// The v1alpha2 YAML file to convert.
+        /// The v1alpha2 YAML file to convert (`-` reads stdin).
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
     },
@@ -73,6 +77,12 @@ enum NewCommand {
 enum CrdCommand {
     /// Print the Device and DeviceModel CRDs as YAML.
     Print,
+    /// Write devices.yaml and devicemodels.yaml into a directory (what `cargo xtask gen-crds`
+    /// commits under crds/).
+    Write {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,10 +91,8 @@ fn main() -> ExitCode {
         Command::Cloud => not_built::exit("edgetwin cloud", 5),
         Command::Edge => not_built::exit("edgetwin edge", 3),
         Command::Ctl => not_built::exit("edgetwin ctl", 5),
-        Command::Crd {
-            command: CrdCommand::Print,
-        } => not_built::exit("edgetwin crd print", 2),
-        Command::Convert { .. } => not_built::exit("edgetwin convert", 2),
+        Command::Crd { command } => crd_command(command),
+        Command::Convert { file } => convert::run(&file),
         Command::Up => not_built::exit("edgetwin up", 6),
         Command::New {
             command:
@@ -118,5 +126,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+#[cfg(feature = "kube")]
+fn crd_command(command: CrdCommand) -> ExitCode {
+    match command {
+        CrdCommand::Print => crd::print(),
+        CrdCommand::Write { dir } => crd::write(&dir),
+    }
+}
+
+#[cfg(not(feature = "kube"))]
+fn crd_command(_: CrdCommand) -> ExitCode {
+    eprintln!("edgetwin crd: this binary was built without the `kube` feature");
+    ExitCode::from(2)
+}
+
+/// Writes to stdout; a closed pipe or a full disk is an error message, not a panic.
+fn write_stdout(bytes: &[u8], what: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{what}: cannot write to stdout: {e}");
+            ExitCode::from(1)
+        }
     }
 }
