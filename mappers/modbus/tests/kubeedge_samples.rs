@@ -1,25 +1,25 @@
-//! KubeEdge's own Modbus Devices (v1beta1 samples, v1alpha2 samples as `edgetwin convert`
-//! flattens them, the v1alpha2 deviceProfile.json) are valid Modbus configurations for this
-//! driver, and the v1beta1 temperature sample reads and writes a device with nothing but its
-//! address changed. The fixtures come from `$EDGETWIN_KUBEEDGE_FIXTURES`; without it the tests
-//! print that they skip.
+//! KubeEdge's own Modbus Devices are valid Modbus configurations for this driver: the v1beta1
+//! samples as they are, the v1alpha2 samples after `edgetwin convert` (the real converter), and
+//! the v1alpha2 deviceProfile.json; and the v1beta1 temperature sample reads and writes a device
+//! with nothing but its address changed. The fixtures come from `$EDGETWIN_KUBEEDGE_FIXTURES`;
+//! without it the tests print that they skip.
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use edgetwin_core::model::{PropertyType, Value};
+use edgetwin_core::model::{Device, DeviceModel, Manifest, PropertyType, Value, convert, load};
 use edgetwin_mapper_modbus::ModbusDriver;
 use edgetwin_mapper_modbus::codec::DataType;
 use edgetwin_mapper_modbus::config::{LinkSettings, ProtocolConfig, VisitorConfig};
 use edgetwin_mapper_modbus::sim::{SimConfig, Simulator, serve_tcp};
 use edgetwin_mapper_modbus::table::Table;
 use edgetwin_sdk::{DeviceConfig, DeviceId, Point, PointId, Session};
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 
 fn fixtures() -> Option<PathBuf> {
     match std::env::var_os("EDGETWIN_KUBEEDGE_FIXTURES") {
-        Some(dir) => Some(PathBuf::from(dir)),
+        Some(dir) => Some(PathBuf::from(dir).join("samples")),
         None => {
             println!("skipping: EDGETWIN_KUBEEDGE_FIXTURES is not set");
             None
@@ -27,102 +27,91 @@ fn fixtures() -> Option<PathBuf> {
     }
 }
 
-fn yaml(dir: &std::path::Path, file: &str) -> Json {
-    let path = dir.join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// The DeviceModel property types: v1beta1 `type: FLOAT`, v1alpha2 `type: {int: {…}}`.
-fn model_types(model: &Json) -> Vec<(String, PropertyType)> {
-    let parse = |name: &str| match name.to_ascii_lowercase().as_str() {
-        "int" => PropertyType::Int,
-        "float" => PropertyType::Float,
-        "double" => PropertyType::Double,
-        "boolean" => PropertyType::Boolean,
-        "bytes" => PropertyType::Bytes,
-        _ => PropertyType::String,
-    };
-    model["spec"]["properties"]
-        .as_array()
-        .expect("model properties")
-        .iter()
-        .map(|p| {
-            let ty = match &p["type"] {
-                Json::String(name) => parse(name),
-                Json::Object(typed) => parse(typed.keys().next().expect("a type")),
-                other => panic!("property type {other}"),
-            };
-            (p["name"].as_str().expect("name").to_owned(), ty)
-        })
-        .collect()
-}
-
-/// v1alpha2 `spec.protocol` flattened as `edgetwin convert` does: the `modbus` block's fields,
-/// and `common` with its `com`, `tcp` and `customizedValues` blocks merged in.
-fn flatten_v1alpha2_protocol(protocol: &Json) -> Json {
-    let mut flat = Map::new();
-    if let Some(modbus) = protocol["modbus"].as_object() {
-        flat.extend(modbus.clone());
-    }
-    for (key, value) in protocol["common"].as_object().cloned().unwrap_or_default() {
-        match (key.as_str(), value) {
-            ("com" | "tcp" | "customizedValues", Json::Object(inner)) => flat.extend(inner),
-            (_, value) => {
-                flat.insert(key, value);
+/// The Device and DeviceModel of `files` (v1beta1 loaded, v1alpha2 converted).
+fn load_pair(dir: &Path, files: [&str; 2]) -> (Device, DeviceModel) {
+    let mut device = None;
+    let mut model = None;
+    for file in files {
+        let path = dir.join(file);
+        let manifests: Vec<Manifest> = if file.starts_with("v1alpha2") {
+            convert::from_file(&path)
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .manifests
+        } else {
+            load::from_file(&path)
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .into_iter()
+                .map(|document| document.manifest)
+                .collect()
+        };
+        for manifest in manifests {
+            match manifest {
+                Manifest::Device(d) => device = Some(d),
+                Manifest::DeviceModel(m) => model = Some(m),
             }
         }
     }
-    Json::Object(flat)
+    (device.expect("a Device"), model.expect("a DeviceModel"))
 }
 
 type Config = DeviceConfig<ProtocolConfig, VisitorConfig>;
 
-fn config(name: &str, protocol: Json, visitors: &[(String, PropertyType, Json)]) -> Config {
-    DeviceConfig {
-        id: DeviceId::new("default", name),
-        protocol: serde_json::from_value(protocol).expect("protocol configData parses"),
-        points: visitors
-            .iter()
-            .enumerate()
-            .map(|(i, (property, ty, visitor))| Point {
+/// The driver's view of a Device: its protocol configData and, per property with visitors,
+/// the model's type and the visitor configData.
+fn driver_config(device: &Device, model: &DeviceModel, address: Option<(&str, u16)>) -> Config {
+    let mut protocol = device
+        .spec
+        .protocol
+        .as_ref()
+        .and_then(|p| p.config_data.clone())
+        .unwrap_or_default();
+    if let Some((ip, port)) = address {
+        protocol.insert("ip".into(), json!(ip));
+        protocol.insert("port".into(), json!(port.to_string()));
+    }
+    let points = device
+        .spec
+        .properties
+        .iter()
+        .filter_map(|p| Some((p, p.visitors.as_ref()?.config_data.clone()?)))
+        .enumerate()
+        .map(|(i, (property, visitor))| {
+            let ty = model
+                .spec
+                .properties
+                .iter()
+                .find(|m| m.name == property.name)
+                .map(|m| m.property_type)
+                .expect("the model types every property");
+            Point {
                 id: PointId(i),
-                property: property.clone(),
-                ty: *ty,
+                property: property.name.clone(),
+                ty,
                 writable: true,
-                visitor: serde_json::from_value(visitor.clone())
-                    .unwrap_or_else(|e| panic!("{property}: {e}")),
-            })
-            .collect(),
+                visitor: serde_json::from_value(Json::Object(visitor))
+                    .unwrap_or_else(|e| panic!("{}: {e}", property.name)),
+            }
+        })
+        .collect();
+    DeviceConfig {
+        id: DeviceId::new("default", device.metadata.name.clone().unwrap_or_default()),
+        protocol: serde_json::from_value(Json::Object(protocol)).expect("protocol parses"),
+        points,
     }
 }
 
-fn v1beta1_temperature(dir: &std::path::Path) -> (Json, Vec<(String, PropertyType, Json)>) {
-    let device = yaml(dir, "samples/v1beta1__modbus__temperature-instance.yaml");
-    let types = model_types(&yaml(
-        dir,
-        "samples/v1beta1__modbus__temperature-model.yaml",
-    ));
-    let visitors = device["spec"]["properties"]
-        .as_array()
-        .expect("properties")
-        .iter()
-        .map(|p| {
-            let name = p["name"].as_str().expect("name").to_owned();
-            let ty = types.iter().find(|(n, _)| *n == name).expect("typed").1;
-            (name, ty, p["visitors"]["configData"].clone())
-        })
-        .collect();
-    (device["spec"]["protocol"]["configData"].clone(), visitors)
-}
+const TEMPERATURE: [&str; 2] = [
+    "v1beta1__modbus__temperature-instance.yaml",
+    "v1beta1__modbus__temperature-model.yaml",
+];
 
 #[test]
 fn the_v1beta1_samples_are_valid_as_they_are() {
     let Some(dir) = fixtures() else {
         return;
     };
-    let (protocol, visitors) = v1beta1_temperature(&dir);
-    let device = config("temperature-instance", protocol, &visitors);
+    let (device, model) = load_pair(&dir, TEMPERATURE);
+    let device = driver_config(&device, &model, None);
     let settings = device.protocol.settings().expect("valid protocol");
     assert_eq!(
         settings.link,
@@ -160,51 +149,46 @@ fn the_converted_v1alpha2_samples_are_valid() {
     };
     let samples = [
         (
-            "v1alpha2__modbus__modbusrtu-device-instance.yaml",
-            "v1alpha2__modbus__modbus-device-model.yaml",
+            [
+                "v1alpha2__modbus__modbusrtu-device-instance.yaml",
+                "v1alpha2__modbus__modbus-device-model.yaml",
+            ],
             true,
         ),
         (
-            "v1alpha2__modbus__modbustcp-device-instance.yaml",
-            "v1alpha2__modbus__modbus-device-model.yaml",
+            [
+                "v1alpha2__modbus__modbustcp-device-instance.yaml",
+                "v1alpha2__modbus__modbus-device-model.yaml",
+            ],
             false,
         ),
         (
-            "v1alpha2__modbus-dmi__modbus-device.yaml",
-            "v1alpha2__modbus-dmi__modbus-model.yaml",
+            [
+                "v1alpha2__modbus-dmi__modbus-device.yaml",
+                "v1alpha2__modbus-dmi__modbus-model.yaml",
+            ],
             true,
         ),
     ];
-    for (instance, model, rtu) in samples {
-        let device = yaml(&dir, &format!("samples/{instance}"));
-        let types = model_types(&yaml(&dir, &format!("samples/{model}")));
-        let visitors: Vec<_> = device["spec"]["propertyVisitors"]
-            .as_array()
-            .expect("propertyVisitors")
-            .iter()
-            .map(|v| {
-                let name = v["propertyName"].as_str().expect("name").to_owned();
-                let ty = types.iter().find(|(n, _)| *n == name).expect("typed").1;
-                (name, ty, v["modbus"].clone())
-            })
-            .collect();
-        let protocol = flatten_v1alpha2_protocol(&device["spec"]["protocol"]);
-        let device = config(instance, protocol, &visitors);
-        assert!(device.protocol.unknown_keys().is_empty(), "{instance}");
+    for (files, rtu) in samples {
+        let (device, model) = load_pair(&dir, files);
+        let device = driver_config(&device, &model, None);
+        assert!(device.protocol.unknown_keys().is_empty(), "{files:?}");
+        assert_eq!(device.points.len(), 2, "{files:?}");
         let settings = device
             .protocol
             .settings()
-            .unwrap_or_else(|e| panic!("{instance}: {e}"));
+            .unwrap_or_else(|e| panic!("{files:?}: {e}"));
         assert_eq!(
             matches!(settings.link, LinkSettings::Rtu(_)),
             rtu,
-            "{instance}"
+            "{files:?}"
         );
         for point in &device.points {
             point
                 .visitor
                 .field(point.ty, &settings.limits)
-                .unwrap_or_else(|e| panic!("{instance} {}: {e}", point.property));
+                .unwrap_or_else(|e| panic!("{files:?} {}: {e}", point.property));
         }
     }
 }
@@ -215,7 +199,7 @@ fn the_v1alpha2_device_profile_is_valid() {
         return;
     };
     let path =
-        dir.join("deviceprofile/v1alpha2-deviceProfile__modbus__mappers-go-configmap_test.json");
+        dir.join("../deviceprofile/v1alpha2-deviceProfile__modbus__mappers-go-configmap_test.json");
     let profile: Json =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("profile")).expect("JSON");
     let protocol = &profile["protocols"][0];
@@ -257,7 +241,7 @@ fn the_v1alpha2_device_profile_is_valid() {
             (name, ty, v["visitorConfig"].clone())
         })
         .collect();
-    let device = config("sensor-tag-instance-01", Json::Object(flat), &visitors);
+    let device = support::device("sensor-tag-instance-01", Json::Object(flat), &visitors);
     let settings = device.protocol.settings().expect("valid");
     let LinkSettings::Rtu(serial) = &settings.link else {
         panic!("an RTU device")
@@ -284,19 +268,23 @@ async fn the_v1beta1_temperature_sample_runs_against_a_device() {
     let sim = Simulator::new(&SimConfig::uniform([1], 100)).expect("sim");
     let server = tokio::spawn(serve_tcp(listener, sim.clone()));
     sim.set(1, Table::HoldingRegisters, 0, &[215]).expect("set");
-    let (mut protocol, visitors) = v1beta1_temperature(&dir);
+    let (device, model) = load_pair(&dir, TEMPERATURE);
     // Only the address changes: the sample's ip points at a pod of its own demo.
-    protocol["ip"] = json!("127.0.0.1");
-    protocol["port"] = json!(port.to_string());
-    let device = config("temperature-instance", protocol, &visitors);
-    let mut session = support::connect(&ModbusDriver::new(), &device).await;
+    let config = driver_config(&device, &model, Some(("127.0.0.1", port)));
+    let mut session = support::connect(&ModbusDriver::new(), &config).await;
     assert_eq!(
-        support::read_all(&mut session, &device).await,
+        support::read_all(&mut session, &config).await,
         vec![Ok(Value::Float(21.5)), Ok(Value::Int(0))]
     );
     // The sample's desired value for temperature-switch is "1".
+    let desired = device.spec.properties[1]
+        .desired
+        .as_ref()
+        .map(|d| d.value.clone())
+        .expect("a desired value");
+    let value = PropertyType::Int.parse(&desired).expect("an INT");
     session
-        .write(&device.points[1], &Value::Int(1))
+        .write(&config.points[1], &value)
         .await
         .expect("switch on");
     assert_eq!(sim.get(1, Table::Coils, 0, 1), Ok(vec![1]));
