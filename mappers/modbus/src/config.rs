@@ -14,6 +14,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use edgetwin_core::model::PropertyType;
+use edgetwin_core::model::cycle::cycle_duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_json::Value as Json;
@@ -34,9 +35,6 @@ pub const DEFAULT_RETRIES: u32 = 1;
 pub const MAX_RETRIES: u32 = 10;
 /// Default serial speed.
 pub const DEFAULT_BAUD_RATE: u32 = 9600;
-/// Timeouts at or above this many "milliseconds" are nanoseconds (older KubeEdge mappers
-/// wrote `time.Duration` values), as for `collectCycle`.
-const NANOSECONDS_THRESHOLD: u64 = 10_000_000;
 
 /// A configuration problem, naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -401,18 +399,12 @@ impl ProtocolConfig {
         })
     }
 
+    /// Milliseconds, or nanoseconds from 10⁷ up (with a warning), as for `collectCycle`.
     fn timeout(&self) -> Result<Duration, ConfigError> {
         match self.timeout {
             None => Ok(DEFAULT_TIMEOUT),
-            Some(0) => Err(ConfigError::new("timeout", "must be more than 0 ms")),
-            Some(ns) if ns >= NANOSECONDS_THRESHOLD => {
-                tracing::warn!(
-                    timeout = ns,
-                    "protocol.configData.timeout is at least 10^7: read as nanoseconds"
-                );
-                Ok(Duration::from_nanos(ns))
-            }
-            Some(ms) => Ok(Duration::from_millis(ms)),
+            Some(raw) => cycle_duration(i64::try_from(raw).ok(), "protocol.configData.timeout")
+                .ok_or_else(|| ConfigError::new("timeout", "must be a positive number of ms")),
         }
     }
 
@@ -1058,7 +1050,7 @@ mod tests {
             ),
             (
                 json!({"ip": "a", "timeout": 0}),
-                "timeout: must be more than 0",
+                "timeout: must be a positive number of ms",
             ),
             (json!({"ip": "a", "retries": 11}), "retries: 11 is too many"),
             (
