@@ -6,16 +6,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use edgetwin_core::model::{Device, DeviceModel, Manifest, PropertyType, Value, convert, load};
+use edgetwin_core::model::{PropertyType, Value};
 use edgetwin_mapper_modbus::ModbusDriver;
 use edgetwin_mapper_modbus::codec::DataType;
-use edgetwin_mapper_modbus::config::{LinkSettings, ProtocolConfig, VisitorConfig};
+use edgetwin_mapper_modbus::config::LinkSettings;
 use edgetwin_mapper_modbus::sim::{SimConfig, Simulator, serve_tcp};
 use edgetwin_mapper_modbus::table::Table;
-use edgetwin_sdk::{DeviceConfig, DeviceId, Point, PointId, Session};
-use serde_json::{Value as Json, json};
+use edgetwin_sdk::Session;
+use serde_json::Value as Json;
 
 fn fixtures() -> Option<PathBuf> {
     match std::env::var_os("EDGETWIN_KUBEEDGE_FIXTURES") {
@@ -24,79 +24,6 @@ fn fixtures() -> Option<PathBuf> {
             println!("skipping: EDGETWIN_KUBEEDGE_FIXTURES is not set");
             None
         }
-    }
-}
-
-/// The Device and DeviceModel of `files` (v1beta1 loaded, v1alpha2 converted).
-fn load_pair(dir: &Path, files: [&str; 2]) -> (Device, DeviceModel) {
-    let mut device = None;
-    let mut model = None;
-    for file in files {
-        let path = dir.join(file);
-        let manifests: Vec<Manifest> = if file.starts_with("v1alpha2") {
-            convert::from_file(&path)
-                .unwrap_or_else(|e| panic!("{file}: {e}"))
-                .manifests
-        } else {
-            load::from_file(&path)
-                .unwrap_or_else(|e| panic!("{file}: {e}"))
-                .into_iter()
-                .map(|document| document.manifest)
-                .collect()
-        };
-        for manifest in manifests {
-            match manifest {
-                Manifest::Device(d) => device = Some(d),
-                Manifest::DeviceModel(m) => model = Some(m),
-            }
-        }
-    }
-    (device.expect("a Device"), model.expect("a DeviceModel"))
-}
-
-type Config = DeviceConfig<ProtocolConfig, VisitorConfig>;
-
-/// The driver's view of a Device: its protocol configData and, per property with visitors,
-/// the model's type and the visitor configData.
-fn driver_config(device: &Device, model: &DeviceModel, address: Option<(&str, u16)>) -> Config {
-    let mut protocol = device
-        .spec
-        .protocol
-        .as_ref()
-        .and_then(|p| p.config_data.clone())
-        .unwrap_or_default();
-    if let Some((ip, port)) = address {
-        protocol.insert("ip".into(), json!(ip));
-        protocol.insert("port".into(), json!(port.to_string()));
-    }
-    let points = device
-        .spec
-        .properties
-        .iter()
-        .filter_map(|p| Some((p, p.visitors.as_ref()?.config_data.clone()?)))
-        .enumerate()
-        .map(|(i, (property, visitor))| {
-            let ty = model
-                .spec
-                .properties
-                .iter()
-                .find(|m| m.name == property.name)
-                .map(|m| m.property_type)
-                .expect("the model types every property");
-            Point {
-                id: PointId(i),
-                property: property.name.clone(),
-                ty,
-                writable: true,
-                visitor: serde_json::from_value(Json::Object(visitor))
-                    .unwrap_or_else(|e| panic!("{}: {e}", property.name)),
-            }
-        })
-        .collect();
-    DeviceConfig {
-        id: DeviceId::new("default", device.metadata.name.clone().unwrap_or_default()),
-        protocol: serde_json::from_value(Json::Object(protocol)).expect("protocol parses"),
-        points,
     }
 }
 
@@ -110,8 +37,8 @@ fn the_v1beta1_samples_are_valid_as_they_are() {
     let Some(dir) = fixtures() else {
         return;
     };
-    let (device, model) = load_pair(&dir, TEMPERATURE);
-    let device = driver_config(&device, &model, None);
+    let (device, model) = support::load_pair(&dir, TEMPERATURE);
+    let device = support::driver_config(&device, &model, None);
     let settings = device.protocol.settings().expect("valid protocol");
     assert_eq!(
         settings.link,
@@ -171,8 +98,8 @@ fn the_converted_v1alpha2_samples_are_valid() {
         ),
     ];
     for (files, rtu) in samples {
-        let (device, model) = load_pair(&dir, files);
-        let device = driver_config(&device, &model, None);
+        let (device, model) = support::load_pair(&dir, files);
+        let device = support::driver_config(&device, &model, None);
         assert!(device.protocol.unknown_keys().is_empty(), "{files:?}");
         assert_eq!(device.points.len(), 2, "{files:?}");
         let settings = device
@@ -268,9 +195,9 @@ async fn the_v1beta1_temperature_sample_runs_against_a_device() {
     let sim = Simulator::new(&SimConfig::uniform([1], 100)).expect("sim");
     let server = tokio::spawn(serve_tcp(listener, sim.clone()));
     sim.set(1, Table::HoldingRegisters, 0, &[215]).expect("set");
-    let (device, model) = load_pair(&dir, TEMPERATURE);
+    let (device, model) = support::load_pair(&dir, TEMPERATURE);
     // Only the address changes: the sample's ip points at a pod of its own demo.
-    let config = driver_config(&device, &model, Some(("127.0.0.1", port)));
+    let config = support::driver_config(&device, &model, Some(("127.0.0.1", port)));
     let mut session = support::connect(&ModbusDriver::new(), &config).await;
     assert_eq!(
         support::read_all(&mut session, &config).await,

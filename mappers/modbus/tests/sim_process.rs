@@ -9,7 +9,7 @@ use edgetwin_core::model::{PropertyType, Value};
 use edgetwin_mapper_modbus::ModbusDriver;
 use edgetwin_sdk::Session;
 use serde_json::json;
-use support::{Peer, PtyPair, connect, device, have_socat, read_all};
+use support::{Peer, PtyPair, connect, device, driver_config, have_socat, load_pair, read_all};
 
 #[tokio::test]
 async fn the_simulator_serves_tcp_from_a_registers_file() {
@@ -138,5 +138,44 @@ async fn the_simulator_refuses_a_bad_registers_file_with_the_reason() {
     assert!(
         stderr.contains("unit 1, holding registers: value at address 2 is outside size 2"),
         "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_boiler_example_reads_what_its_comments_say() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/boiler");
+    let mut sim = Peer::sim(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--registers",
+        &example.join("registers.yaml").to_string_lossy(),
+    ])
+    .await;
+    let (device, model) = load_pair(&example, ["device.yaml", "model.yaml"]);
+    let config = driver_config(&device, &model, Some(("127.0.0.1", sim.addr().port())));
+    let mut session = connect(&ModbusDriver::new(), &config).await;
+    sim.command("reset").await;
+    assert_eq!(
+        read_all(&mut session, &config).await,
+        vec![
+            Ok(Value::Float(21.5)),
+            Ok(Value::Float(60.0)),
+            Ok(Value::Boolean(false)),
+            Ok(Value::Int(1234)),
+            Ok(Value::String("BX-2041".into())),
+            Ok(Value::Boolean(false)),
+        ]
+    );
+    assert_eq!(
+        sim.requests().await,
+        2,
+        "holding registers 0..10 and the coil"
+    );
+    sim.set(1, "holding", 0, &[230]).await;
+    sim.set(1, "holding", 3, &[0b1000]).await;
+    let read = read_all(&mut session, &config).await;
+    assert_eq!(
+        (&read[0], &read[2]),
+        (&Ok(Value::Float(23.0)), &Ok(Value::Boolean(true)))
     );
 }

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use edgetwin_core::model::{PropertyType, Value};
+use edgetwin_core::model::{Device, DeviceModel, Manifest, PropertyType, Value, convert, load};
 use edgetwin_mapper_modbus::config::{ProtocolConfig, VisitorConfig};
 use edgetwin_mapper_modbus::{ModbusDriver, ModbusSession};
 use edgetwin_sdk::{DeviceConfig, DeviceId, Driver, DriverError, Point, PointId, Session};
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
@@ -291,10 +291,85 @@ pub fn adjacent_registers(count: u16) -> Vec<(String, PropertyType, Json)> {
             (
                 format!("r{i}"),
                 PropertyType::Int,
-                serde_json::json!({"register": "HoldingRegister", "offset": i, "limit": 1}),
+                json!({"register": "HoldingRegister", "offset": i, "limit": 1}),
             )
         })
         .collect()
+}
+
+/// The Device and DeviceModel of `files` (v1beta1 loaded, v1alpha2 converted).
+pub fn load_pair(dir: &Path, files: [&str; 2]) -> (Device, DeviceModel) {
+    let mut device = None;
+    let mut model = None;
+    for file in files {
+        let path = dir.join(file);
+        let manifests: Vec<Manifest> = if file.starts_with("v1alpha2") {
+            convert::from_file(&path)
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .manifests
+        } else {
+            load::from_file(&path)
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .into_iter()
+                .map(|document| document.manifest)
+                .collect()
+        };
+        for manifest in manifests {
+            match manifest {
+                Manifest::Device(d) => device = Some(d),
+                Manifest::DeviceModel(m) => model = Some(m),
+            }
+        }
+    }
+    (device.expect("a Device"), model.expect("a DeviceModel"))
+}
+
+/// The driver's view of a Device: its protocol configData and, per property with visitors,
+/// the model's type and the visitor configData.
+pub fn driver_config(
+    device: &Device,
+    model: &DeviceModel,
+    address: Option<(&str, u16)>,
+) -> DeviceConfig<ProtocolConfig, VisitorConfig> {
+    let mut protocol = device
+        .spec
+        .protocol
+        .as_ref()
+        .and_then(|p| p.config_data.clone())
+        .unwrap_or_default();
+    if let Some((ip, port)) = address {
+        protocol.insert("ip".into(), json!(ip));
+        protocol.insert("port".into(), json!(port.to_string()));
+    }
+    let points = device
+        .spec
+        .properties
+        .iter()
+        .filter_map(|p| Some((p, p.visitors.as_ref()?.config_data.clone()?)))
+        .enumerate()
+        .map(|(i, (property, visitor))| {
+            let ty = model
+                .spec
+                .properties
+                .iter()
+                .find(|m| m.name == property.name)
+                .map(|m| m.property_type)
+                .expect("the model types every property");
+            Point {
+                id: PointId(i),
+                property: property.name.clone(),
+                ty,
+                writable: true,
+                visitor: serde_json::from_value(Json::Object(visitor))
+                    .unwrap_or_else(|e| panic!("{}: {e}", property.name)),
+            }
+        })
+        .collect();
+    DeviceConfig {
+        id: DeviceId::new("default", device.metadata.name.clone().unwrap_or_default()),
+        protocol: serde_json::from_value(Json::Object(protocol)).expect("protocol parses"),
+        points,
+    }
 }
 
 /// Validates and connects a device.
