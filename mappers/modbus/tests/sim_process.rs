@@ -151,7 +151,7 @@ async fn the_boiler_example_reads_what_its_comments_say() {
         &example.join("registers.yaml").to_string_lossy(),
     ])
     .await;
-    let (device, model) = load_pair(&example, ["device.yaml", "model.yaml"]);
+    let (device, model) = load_pair(&example.join("devices"), ["device.yaml", "model.yaml"]);
     let config = driver_config(&device, &model, Some(("127.0.0.1", sim.addr().port())));
     let mut session = connect(&ModbusDriver::new(), &config).await;
     sim.command("reset").await;
