@@ -24,6 +24,7 @@ TABLE is coils, discrete, holding or input. Pinned to pymodbus 3.16 (SimDevice /
 import argparse
 import asyncio
 import json
+import logging
 import sys
 
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
@@ -147,7 +148,13 @@ async def main():
     parser.add_argument("port_or_baud", type=int, help="TCP port (0: any), or the baud rate")
     parser.add_argument("--units", default="1", help="comma-separated unit ids that answer")
     parser.add_argument("--size", type=int, default=2000, help="addresses per table")
+    parser.add_argument(
+        "--log-level",
+        default="critical",
+        help="pymodbus log level (its errors about the silent units are expected noise)",
+    )
     args = parser.parse_args()
+    logging.getLogger("pymodbus").setLevel(args.log_level.upper())
 
     peer = Peer([int(u) for u in args.units.split(",") if u], args.size)
     hooks = {"trace_pdu": peer.trace_pdu, "trace_packet": peer.trace_packet}
