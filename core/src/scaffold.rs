@@ -51,7 +51,9 @@ pub enum ScaffoldError {
     #[error("{0} already exists; choose another name or --dir")]
     Exists(PathBuf),
     /// The SDK path has no `Cargo.toml` of `edgetwin-sdk`.
-    #[error("{0} is not the edgetwin-sdk crate (no Cargo.toml naming edgetwin-sdk); pass --sdk-path")]
+    #[error(
+        "{0} is not the edgetwin-sdk crate (no Cargo.toml naming edgetwin-sdk); pass --sdk-path"
+    )]
     NoSdk(PathBuf),
     /// Writing failed.
     #[error("{path}: {source}")]
@@ -159,7 +161,16 @@ mod tests {
         let names = Names::new("acme-plc2").expect("valid");
         assert_eq!(names.crate_ident, "acme_plc2_mapper");
         assert_eq!(names.type_prefix, "AcmePlc2");
-        for bad in ["", "Acme", "1plc", "plc-", "a--b", "a_b", "a b", &"x".repeat(41)] {
+        for bad in [
+            "",
+            "Acme",
+            "1plc",
+            "plc-",
+            "a--b",
+            "a_b",
+            "a b",
+            &"x".repeat(41),
+        ] {
             assert!(
                 matches!(Names::new(bad), Err(ScaffoldError::InvalidName(_))),
                 "{bad:?}"

@@ -323,7 +323,10 @@ mod tests {
         assert!(push.try_push(PointId(1), Value::Int(7)));
         assert!(push.push(PointId(2), Value::Boolean(true)).await);
         push.fail(DriverError::Disconnected("link lost".into()));
-        assert_eq!(rx.recv().await, Some(Pushed::Value(PointId(1), Value::Int(7))));
+        assert_eq!(
+            rx.recv().await,
+            Some(Pushed::Value(PointId(1), Value::Int(7)))
+        );
         assert_eq!(
             rx.recv().await,
             Some(Pushed::Value(PointId(2), Value::Boolean(true)))
@@ -350,7 +353,10 @@ mod tests {
         assert_eq!(config.id.to_string(), "default/lamp");
         assert_eq!(config.point(PointId(0)).map(|p| p.visitor), Some(17));
         assert!(config.point(PointId(1)).is_none());
-        assert_eq!(config.point_by_name("power").map(|p| p.id), Some(PointId(0)));
+        assert_eq!(
+            config.point_by_name("power").map(|p| p.id),
+            Some(PointId(0))
+        );
         assert!(config.point_by_name("missing").is_none());
     }
 }

@@ -47,7 +47,11 @@ impl std::fmt::Display for HttpTarget {
 }
 
 /// POSTs `body` as JSON and waits for a 2xx status line, all within `timeout`.
-pub async fn post_json(target: &HttpTarget, body: &[u8], timeout: Duration) -> Result<(), HttpError> {
+pub async fn post_json(
+    target: &HttpTarget,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(), HttpError> {
     tokio::time::timeout(timeout, post_json_inner(target, body))
         .await
         .map_err(|_| HttpError::Timeout(timeout))?
@@ -129,7 +133,11 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
     let (status, content_type, body) = if head.starts_with(b"GET /metrics ") {
         ("200 OK", "text/plain; version=0.0.4", metrics.encode())
     } else {
-        ("404 Not Found", "text/plain", "try GET /metrics\n".to_owned())
+        (
+            "404 Not Found",
+            "text/plain",
+            "try GET /metrics\n".to_owned(),
+        )
     };
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
@@ -186,7 +194,10 @@ mod tests {
             .await
             .expect("posted");
         let request = String::from_utf8(server.await.expect("server")).expect("utf8");
-        assert!(request.starts_with("POST /ingest HTTP/1.1\r\n"), "{request}");
+        assert!(
+            request.starts_with("POST /ingest HTTP/1.1\r\n"),
+            "{request}"
+        );
         assert!(request.contains("Content-Type: application/json\r\n"));
         assert!(request.contains("Content-Length: 13\r\n"));
         assert!(request.ends_with("\r\n\r\n{\"value\":\"1\"}"));
@@ -224,7 +235,10 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(serve_metrics(listener, metrics));
         for (path, expect) in [
-            ("/metrics", "edgetwin_mapper_reports_total{device=\"default/lamp\"} 1"),
+            (
+                "/metrics",
+                "edgetwin_mapper_reports_total{device=\"default/lamp\"} 1",
+            ),
             ("/", "404 Not Found"),
         ] {
             let mut stream = TcpStream::connect(addr).await.expect("connect");

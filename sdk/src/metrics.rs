@@ -112,7 +112,11 @@ impl Metrics {
         let mqtt_connects = Counter::default();
         let mqtt_dropped = Counter::default();
         registry.register("reads", "Points read", reads.clone());
-        registry.register("read_errors", "Points that failed to read", read_errors.clone());
+        registry.register(
+            "read_errors",
+            "Points that failed to read",
+            read_errors.clone(),
+        );
         registry.register(
             "read_duration_seconds",
             "Duration of one batched read",
@@ -132,7 +136,11 @@ impl Metrics {
             device_state.clone(),
         );
         registry.register("connects", "Device sessions opened", connects.clone());
-        registry.register("sink_sent", "Samples delivered by a sink", sink_sent.clone());
+        registry.register(
+            "sink_sent",
+            "Samples delivered by a sink",
+            sink_sent.clone(),
+        );
         registry.register(
             "sink_errors",
             "Failed sink delivery attempts",
@@ -322,13 +330,19 @@ mod tests {
         assert!(text.contains(
             "edgetwin_mapper_read_errors_total{device=\"default/lamp\",kind=\"timeout\"} 1"
         ));
-        assert!(text.contains(
-            "edgetwin_mapper_device_state{device=\"default/lamp\",state=\"online\"} 1"
-        ));
-        assert!(text.contains(
-            "edgetwin_mapper_device_state{device=\"default/lamp\",state=\"offline\"} 0"
-        ));
-        assert!(text.contains("edgetwin_mapper_read_duration_seconds_count{device=\"default/lamp\"} 1"));
+        assert!(
+            text.contains(
+                "edgetwin_mapper_device_state{device=\"default/lamp\",state=\"online\"} 1"
+            )
+        );
+        assert!(
+            text.contains(
+                "edgetwin_mapper_device_state{device=\"default/lamp\",state=\"offline\"} 0"
+            )
+        );
+        assert!(
+            text.contains("edgetwin_mapper_read_duration_seconds_count{device=\"default/lamp\"} 1")
+        );
         lamp.forget_state();
         assert!(!metrics.encode().contains("state=\"online\""));
     }

@@ -46,13 +46,18 @@ impl BrokerAddr {
         };
         let rest = match input.split_once("://") {
             Some(("mqtt" | "tcp", rest)) => rest,
-            Some(("mqtts" | "ssl" | "tls", _)) => return Err(err("TLS brokers are not supported yet")),
+            Some(("mqtts" | "ssl" | "tls", _)) => {
+                return Err(err("TLS brokers are not supported yet"));
+            }
             Some(_) => return Err(err("the scheme must be mqtt:// or tcp://")),
             None => input,
         };
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) => (host, port.parse().map_err(|_| err("the port is not a number"))?),
+            Some((host, port)) => (
+                host,
+                port.parse().map_err(|_| err("the port is not a number"))?,
+            ),
             None => (rest, 1883),
         };
         if host.is_empty() {
@@ -141,7 +146,8 @@ impl Bus {
 
     /// Stops subscribing to `filter`.
     pub fn unsubscribe(&self, filter: &str) {
-        if self.lock_subscriptions().remove(filter) && self.client.try_unsubscribe(filter).is_err() {
+        if self.lock_subscriptions().remove(filter) && self.client.try_unsubscribe(filter).is_err()
+        {
             self.metrics.mqtt_dropped.inc();
         }
     }

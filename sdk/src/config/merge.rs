@@ -52,12 +52,11 @@ pub struct ConfigSite {
 
 /// A configuration value that does not decode into the driver's type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{site}{path}: {message}")]
+#[error("{field}: {message}")]
 pub struct ConfigError {
-    /// Where the configuration came from.
-    pub site: ConfigSite,
-    /// The path inside the configuration (`.pin`, `.com.baudRate`), empty for the whole value.
-    pub path: String,
+    /// Where: the device, the property and the field path, e.g.
+    /// `device default/lamp, property red: visitors.configData.pin`.
+    pub field: String,
     /// What serde said.
     pub message: String,
 }
@@ -72,6 +71,37 @@ impl fmt::Display for ConfigSite {
     }
 }
 
+/// Merged configuration kept as compact JSON text. Keys are sorted (serde_json's map is
+/// ordered), so equal texts mean equal configurations; and a device's configuration takes a few
+/// dozen bytes instead of a map node per property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigText(Box<str>);
+
+impl ConfigText {
+    /// The text of a configuration map.
+    pub fn new(config: &ConfigMap) -> Self {
+        // A map of JSON values always serialises.
+        let text = serde_json::to_string(config).unwrap_or_else(|_| "{}".to_owned());
+        Self(text.into_boxed_str())
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The configuration as a map again.
+    pub fn to_map(&self) -> ConfigMap {
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+
+    /// Decodes the configuration into `T`, naming the failing field on error.
+    pub fn decode<T: DeserializeOwned>(&self, site: &ConfigSite) -> Result<T, ConfigError> {
+        // Through a map, not the text: a text position would point into our own JSON.
+        decode_config(self.to_map(), site)
+    }
+}
+
 /// Decodes merged configuration into `T`, naming the failing field on error.
 pub fn decode_config<T: DeserializeOwned>(
     config: ConfigMap,
@@ -80,13 +110,13 @@ pub fn decode_config<T: DeserializeOwned>(
     let value = Value::Object(config);
     serde_path_to_error::deserialize(&value).map_err(|err| {
         let path = err.path().to_string();
+        let field = if path == "." {
+            site.to_string()
+        } else {
+            format!("{site}.{path}")
+        };
         ConfigError {
-            site: site.clone(),
-            path: if path == "." {
-                String::new()
-            } else {
-                format!(".{path}")
-            },
+            field,
             message: err.into_inner().to_string(),
         }
     })
@@ -182,6 +212,28 @@ mod tests {
     }
 
     #[test]
+    fn config_text_decodes_like_the_map_and_compares_by_content() {
+        let site = ConfigSite {
+            device: DeviceId::new("default", "traffic-light"),
+            property: Some("red".into()),
+            field: "visitors.configData",
+        };
+        let config = map(json!({"pin": "x", "com": {"baudRate": 1}}));
+        let text = ConfigText::new(&config);
+        assert_eq!(text.as_str(), r#"{"com":{"baudRate":1},"pin":"x"}"#);
+        assert_eq!(text.to_map(), config);
+        let from_text = text.decode::<Visitor>(&site).expect_err("pin is a string");
+        let from_map = decode_config::<Visitor>(config, &site).expect_err("pin is a string");
+        assert_eq!(from_text.field, from_map.field);
+        assert_eq!(
+            from_text.field,
+            "device default/traffic-light, property red: visitors.configData.pin"
+        );
+        let reordered = map(json!({"com": {"baudRate": 1}, "pin": "x"}));
+        assert_eq!(ConfigText::new(&reordered), text);
+    }
+
+    #[test]
     fn decode_accepts_valid_config() {
         let site = ConfigSite {
             device: DeviceId::new("plant", "pump"),
@@ -189,8 +241,7 @@ mod tests {
             field: "protocol.configData",
         };
         let visitor: Visitor =
-            decode_config(map(json!({"pin": 4, "com": {"baudRate": 9600}})), &site)
-                .expect("valid");
+            decode_config(map(json!({"pin": 4, "com": {"baudRate": 9600}})), &site).expect("valid");
         assert_eq!(visitor.pin, 4);
         assert_eq!(visitor.com.baud_rate, 9600);
     }

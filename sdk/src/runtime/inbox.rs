@@ -34,7 +34,11 @@ pub struct Taken {
 
 impl DeviceInbox {
     /// Merges desired values; `from_twin_get` marks a `twin/get/result` (full twin) as received.
-    pub fn merge_desired(&self, values: impl IntoIterator<Item = (String, String)>, from_twin_get: bool) {
+    pub fn merge_desired(
+        &self,
+        values: impl IntoIterator<Item = (String, String)>,
+        from_twin_get: bool,
+    ) {
         self.lock().extend(values);
         if from_twin_get {
             self.twin_received.store(true, Ordering::Release);

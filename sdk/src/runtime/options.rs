@@ -191,8 +191,10 @@ mod tests {
             IdForm::NameOnly.topic_id(&id).map(|t| t.to_string()),
             Ok("pump".to_owned())
         );
-        assert!(IdForm::Namespaced
-            .topic_id(&DeviceId::new("a", "b+c"))
-            .is_err());
+        assert!(
+            IdForm::Namespaced
+                .topic_id(&DeviceId::new("a", "b+c"))
+                .is_err()
+        );
     }
 }

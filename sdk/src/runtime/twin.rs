@@ -144,8 +144,14 @@ mod tests {
     fn topics_use_the_configured_id_form() {
         let namespaced = wire::DeviceId::namespaced("plant", "pump").expect("valid");
         let topics = DeviceTopics::new(&namespaced);
-        assert_eq!(topics.twin_update, "$hw/events/device/plant/pump/twin/update");
-        assert_eq!(topics.delta, "$hw/events/device/plant/pump/twin/update/delta");
+        assert_eq!(
+            topics.twin_update,
+            "$hw/events/device/plant/pump/twin/update"
+        );
+        assert_eq!(
+            topics.delta,
+            "$hw/events/device/plant/pump/twin/update/delta"
+        );
         let named = wire::DeviceId::named("pump").expect("valid");
         assert_eq!(
             DeviceTopics::new(&named).get_result,

@@ -138,7 +138,9 @@ impl TestEdge {
     pub fn publish_spec(&self, namespace: &str, name: &str, payload: Vec<u8>) {
         let topic = self.spec_topic(namespace, name);
         self.lock().specs.insert(topic.clone(), payload.clone());
-        let _ = self.client.try_publish(topic, QoS::AtLeastOnce, true, payload);
+        let _ = self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, true, payload);
     }
 
     /// Removes a device spec (an empty retained payload).
@@ -151,7 +153,10 @@ impl TestEdge {
     }
 
     fn spec_topic(&self, namespace: &str, name: &str) -> String {
-        format!("edgetwin/v1/node/{}/device/{namespace}/{name}/spec", self.node)
+        format!(
+            "edgetwin/v1/node/{}/device/{namespace}/{name}/spec",
+            self.node
+        )
     }
 
     /// Sets a desired value and sends the `twin/update/delta`; returns when it was sent.
@@ -159,17 +164,12 @@ impl TestEdge {
         let payload = {
             let mut state = self.lock();
             let device = state.devices.entry(id.to_owned()).or_default();
-            device
-                .desired
-                .insert(property.to_owned(), value.to_owned());
+            device.desired.insert(property.to_owned(), value.to_owned());
             let delta = DeviceTwinDelta {
                 event_id: Some(String::new()),
                 timestamp: Some(now_ms()),
                 twin: JsonField::Value(twin_map(device)),
-                delta: JsonField::Value(BTreeMap::from([(
-                    property.to_owned(),
-                    value.to_owned(),
-                )])),
+                delta: JsonField::Value(BTreeMap::from([(property.to_owned(), value.to_owned())])),
             };
             wire::encode(&delta).unwrap_or_default()
         };
@@ -181,14 +181,15 @@ impl TestEdge {
         sent
     }
 
-    /// Waits until `done` holds for the device `id`, or panics after `timeout` with `what`.
+    /// Waits until `done` holds for the device `id`; after `timeout` the error says what was
+    /// awaited (`what`) and what the edge saw.
     pub async fn wait_for(
         &self,
         id: &str,
         timeout: Duration,
         what: &str,
         done: impl Fn(&EdgeDevice) -> bool,
-    ) -> EdgeDevice {
+    ) -> Result<EdgeDevice, String> {
         let id = id.to_owned();
         let found = self
             .wait_until(
@@ -197,38 +198,48 @@ impl TestEdge {
                 |state| state.devices.get(&id).is_some_and(&done),
             )
             .await;
-        match found {
-            Some(device) => device,
-            None => panic!(
-                "timed out after {timeout:?} waiting for {what} on {id}; the edge saw: {:#?}",
+        found.ok_or_else(|| {
+            format!(
+                "timed out after {timeout:?} waiting for {what} on {id}; the edge saw: {:?}",
                 self.device(&id)
-            ),
-        }
+            )
+        })
     }
 
     /// Waits until the device reported `value` for `property`.
-    pub async fn wait_reported(&self, id: &str, property: &str, value: &str, timeout: Duration) {
+    pub async fn wait_reported(
+        &self,
+        id: &str,
+        property: &str,
+        value: &str,
+        timeout: Duration,
+    ) -> Result<EdgeDevice, String> {
         self.wait_for(
             id,
             timeout,
             &format!("{property} reported as {value:?}"),
             |d| d.reported.get(property).map(String::as_str) == Some(value),
         )
-        .await;
+        .await
     }
 
     /// Waits until the device's latest state is `state`; returns that state report.
-    pub async fn wait_state(&self, id: &str, state: &str, timeout: Duration) -> StateReport {
+    pub async fn wait_state(
+        &self,
+        id: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> Result<StateReport, String> {
         let device = self
             .wait_for(id, timeout, &format!("state {state:?}"), |d| {
                 d.states.last().is_some_and(|s| s.state == state)
             })
-            .await;
+            .await?;
         device
             .states
             .last()
             .cloned()
-            .unwrap_or_else(|| unreachable!("wait_for checked the last state"))
+            .ok_or_else(|| format!("{id} has no state"))
     }
 
     /// Checks `done` after every change until it holds (then returns `view`); `None` after
@@ -276,14 +287,18 @@ fn device_topic(id: &str, event: DeviceEvent) -> String {
 fn twin_map(device: &EdgeDevice) -> TwinMap {
     let mut twin = TwinMap::new();
     for (name, value) in &device.desired {
-        let entry = twin.entry(name.clone()).or_insert_with(|| Some(MsgTwin::default()));
+        let entry = twin
+            .entry(name.clone())
+            .or_insert_with(|| Some(MsgTwin::default()));
         if let Some(property) = entry {
             property.expected = Some(TwinValue::at(value.clone(), now_ms()));
             property.metadata = Some(Metadata::of_type("string"));
         }
     }
     for (name, value) in &device.reported {
-        let entry = twin.entry(name.clone()).or_insert_with(|| Some(MsgTwin::default()));
+        let entry = twin
+            .entry(name.clone())
+            .or_insert_with(|| Some(MsgTwin::default()));
         if let Some(property) = entry {
             property.actual = Some(TwinValue::at(value.clone(), now_ms()));
             property.metadata = Some(Metadata::of_type("string"));
@@ -311,7 +326,12 @@ fn on_connect(client: &AsyncClient, shared: &(Mutex<EdgeState>, Notify)) {
     shared.1.notify_waiters();
 }
 
-fn on_message(client: &AsyncClient, shared: &(Mutex<EdgeState>, Notify), topic: &str, payload: &[u8]) {
+fn on_message(
+    client: &AsyncClient,
+    shared: &(Mutex<EdgeState>, Notify),
+    topic: &str,
+    payload: &[u8],
+) {
     let Ok(Topic::Device { id, event }) = Topic::parse(topic) else {
         return;
     };

@@ -1,4 +1,5 @@
-//! [`SimDriver`]: a simulated protocol, `sim`, for tests, examples and the benchmark.
+//! [`SimDriver`]: a simulated protocol, `sim`, for tests, examples and the benchmark (feature
+//! `sim`, included in `testkit`).
 //!
 //! Devices live in memory in a shared world that the test keeps a handle on (the driver is
 //! `Clone`): it can change a point as if the device did, make a device unreachable or slow,
@@ -209,9 +210,10 @@ fn initial_value(point: &Point<SimVisitor>) -> Result<Value, DriverError> {
             )));
         }
     };
-    point.ty.parse(&text).map_err(|e| {
-        DriverError::config(format!("property {}: initial: {e}", point.property))
-    })
+    point
+        .ty
+        .parse(&text)
+        .map_err(|e| DriverError::config(format!("property {}: initial: {e}", point.property)))
 }
 
 impl Driver for SimDriver {
@@ -302,8 +304,9 @@ impl SimSession {
     fn close(&mut self) {
         if self.open {
             self.open = false;
-            self.driver
-                .with_device(&self.device, |d| d.open_sessions = d.open_sessions.saturating_sub(1));
+            self.driver.with_device(&self.device, |d| {
+                d.open_sessions = d.open_sessions.saturating_sub(1)
+            });
         }
     }
 }
@@ -332,7 +335,10 @@ impl Session for SimSession {
                 .map(|point| {
                     let register = &point.visitor.register;
                     let step = d.steps.get(register).copied();
-                    let value = d.points.entry(register.clone()).or_insert_with(|| zero(point.ty));
+                    let value = d
+                        .points
+                        .entry(register.clone())
+                        .or_insert_with(|| zero(point.ty));
                     if let Some(step) = step {
                         match value {
                             Value::Int(i) => *i = i.wrapping_add(step as i64),
@@ -395,7 +401,9 @@ mod tests {
     use super::*;
     use crate::driver::{DeviceId, Pushed};
 
-    fn device(points: Vec<(&str, PropertyType, SimVisitor)>) -> DeviceConfig<SimProtocol, SimVisitor> {
+    fn device(
+        points: Vec<(&str, PropertyType, SimVisitor)>,
+    ) -> DeviceConfig<SimProtocol, SimVisitor> {
         DeviceConfig {
             id: DeviceId::new("default", "meter"),
             protocol: SimProtocol::default(),
@@ -426,14 +434,22 @@ mod tests {
     async fn reads_writes_counters_and_the_write_log() {
         let sim = SimDriver::new();
         let config = device(vec![
-            ("level", PropertyType::Int, SimVisitor {
-                initial: Some(serde_json::json!(20)),
-                ..visitor("level")
-            }),
-            ("count", PropertyType::Int, SimVisitor {
-                step: Some(1.0),
-                ..visitor("count")
-            }),
+            (
+                "level",
+                PropertyType::Int,
+                SimVisitor {
+                    initial: Some(serde_json::json!(20)),
+                    ..visitor("level")
+                },
+            ),
+            (
+                "count",
+                PropertyType::Int,
+                SimVisitor {
+                    step: Some(1.0),
+                    ..visitor("count")
+                },
+            ),
         ]);
         sim.validate(&config).expect("valid");
         let mut session = sim.connect(&config).await.expect("connects");
@@ -478,19 +494,29 @@ mod tests {
         let mut again = sim.connect(&config).await.expect("reachable again");
         assert_eq!(again.read(&points).await, vec![Ok(Value::Int(0))]);
         sim.fail_next_reads("default/meter", 1);
-        assert!(matches!(again.read(&points).await[0], Err(DriverError::Io(_))));
+        assert!(matches!(
+            again.read(&points).await[0],
+            Err(DriverError::Io(_))
+        ));
         assert_eq!(again.read(&points).await, vec![Ok(Value::Int(0))]);
     }
 
     #[tokio::test]
     async fn bad_initial_values_are_configuration_errors() {
         let sim = SimDriver::new();
-        let config = device(vec![("on", PropertyType::Boolean, SimVisitor {
-            initial: Some(serde_json::json!("maybe")),
-            ..visitor("on")
-        })]);
+        let config = device(vec![(
+            "on",
+            PropertyType::Boolean,
+            SimVisitor {
+                initial: Some(serde_json::json!("maybe")),
+                ..visitor("on")
+            },
+        )]);
         let err = sim.validate(&config).expect_err("not a boolean");
-        assert!(matches!(err, DriverError::Config(ref m) if m.contains("property on: initial")), "{err}");
+        assert!(
+            matches!(err, DriverError::Config(ref m) if m.contains("property on: initial")),
+            "{err}"
+        );
         let empty = device(vec![("on", PropertyType::Boolean, visitor(""))]);
         assert!(matches!(sim.validate(&empty), Err(DriverError::Config(_))));
     }
@@ -499,10 +525,14 @@ mod tests {
     async fn push_points_are_pushed_on_change() {
         let sim = SimDriver::new();
         let config = device(vec![
-            ("button", PropertyType::Boolean, SimVisitor {
-                push: true,
-                ..visitor("button")
-            }),
+            (
+                "button",
+                PropertyType::Boolean,
+                SimVisitor {
+                    push: true,
+                    ..visitor("button")
+                },
+            ),
             ("level", PropertyType::Int, visitor("level")),
         ]);
         let mut session = sim.connect(&config).await.expect("connects");
