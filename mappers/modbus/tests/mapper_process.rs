@@ -15,14 +15,8 @@ const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn process_the_mapper_binary_serves_the_boiler_example() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/boiler");
-    let mut sim = Peer::sim(&[
-        "--tcp",
-        "127.0.0.1:0",
-        "--registers",
-        &example.join("registers.yaml").to_string_lossy(),
-    ])
-    .await;
+    let example = Peer::boiler_example();
+    let mut sim = Peer::boiler_sim().await;
     // The example's Device, pointed at the simulator's port.
     let devices = tempfile::tempdir().expect("temp dir");
     let device = std::fs::read_to_string(example.join("devices/device.yaml")).expect("device");

@@ -143,14 +143,8 @@ async fn the_simulator_refuses_a_bad_registers_file_with_the_reason() {
 
 #[tokio::test]
 async fn the_boiler_example_reads_what_its_comments_say() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/boiler");
-    let mut sim = Peer::sim(&[
-        "--tcp",
-        "127.0.0.1:0",
-        "--registers",
-        &example.join("registers.yaml").to_string_lossy(),
-    ])
-    .await;
+    let example = Peer::boiler_example();
+    let mut sim = Peer::boiler_sim().await;
     let (device, model) = load_pair(&example.join("devices"), ["device.yaml", "model.yaml"]);
     let config = driver_config(&device, &model, Some(("127.0.0.1", sim.addr().port())));
     let mut session = connect(&ModbusDriver::new(), &config).await;

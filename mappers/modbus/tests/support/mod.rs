@@ -138,6 +138,23 @@ impl Peer {
         Peer::start(command).await
     }
 
+    /// The boiler example's directory (`examples/boiler`).
+    pub fn boiler_example() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/boiler")
+    }
+
+    /// Our `modbus-sim` on a free TCP port, holding the boiler example's registers.
+    pub async fn boiler_sim() -> Peer {
+        let registers = Peer::boiler_example().join("registers.yaml");
+        Peer::sim(&[
+            "--tcp",
+            "127.0.0.1:0",
+            "--registers",
+            &registers.to_string_lossy(),
+        ])
+        .await
+    }
+
     /// The TCP address from the `READY tcp ADDR` line.
     pub fn addr(&self) -> SocketAddr {
         self.ready
