@@ -11,3 +11,14 @@ pub mod pipeline;
 pub mod scaffold;
 pub mod twin;
 pub mod wire;
+
+#[cfg(feature = "cloud")]
+pub mod cloud;
+#[cfg(feature = "cloud")]
+pub mod ctl;
+#[cfg(feature = "edge")]
+pub mod edge;
+#[cfg(feature = "edge")]
+pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testsupport;

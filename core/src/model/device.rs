@@ -119,9 +119,9 @@ pub struct DeviceProperty {
     /// Where the mapper pushes the value besides the twin.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push_method: Option<PushMethod>,
-    /// edgetwin: the data pipeline the mapper applies to each value read (and, undone, to each
-    /// desired value before it is written); see `docs/data-pipeline.md`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// edgetwin extension: the data pipeline applied to every sample of this property before it
+    /// is reported or pushed (see `docs/data-pipeline.md`). KubeEdge ignores it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<crate::pipeline::PipelineSpec>,
 }
 

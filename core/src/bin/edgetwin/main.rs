@@ -8,9 +8,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use edgetwin_core::scaffold;
 
+mod cloud;
 mod convert;
 #[cfg(feature = "kube")]
 mod crd;
+mod ctl;
+#[cfg(feature = "edge")]
+mod edge;
+mod logging;
 mod not_built;
 mod pipeline_cmd;
 
@@ -25,11 +30,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the cloud side: device controller, registry and the tunnel the edge nodes connect to.
-    Cloud,
+    Cloud(cloud::CloudArgs),
     /// Run the edge agent: MQTT event bus, twin engine and persistent store.
-    Edge,
+    #[cfg(feature = "edge")]
+    Edge(edge::EdgeArgs),
     /// Talk to the embedded registry with kubectl-like verbs (apply, get, set, patch, ...).
-    Ctl,
+    Ctl(ctl::CtlArgs),
     /// Print the generated CustomResourceDefinitions.
     Crd {
         #[command(subcommand)]
@@ -85,12 +91,22 @@ enum CrdCommand {
     },
 }
 
+/// Prints an error of a subcommand (with its causes) and exits with status 1.
+fn run(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Cloud => not_built::exit("edgetwin cloud", 5),
-        Command::Edge => not_built::exit("edgetwin edge", 3),
-        Command::Ctl => not_built::exit("edgetwin ctl", 5),
+        Command::Cloud(args) if args.registry_only => cloud::run_registry(args),
+        Command::Cloud(_) => not_built::exit("edgetwin cloud (only --registry-only is)", 5),
+        #[cfg(feature = "edge")]
+        Command::Edge(args) => run(edge::run(args)),
+        Command::Ctl(args) => ctl::run(args),
         Command::Crd { command } => crd_command(command),
         Command::Convert { file } => convert::run(&file),
         Command::Up => not_built::exit("edgetwin up", 6),

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use edgetwin_core::model::PropertyType;
+use edgetwin_core::model::load::{self, Manifest};
+use edgetwin_core::model::{Device, DeviceProperty, PropertyType};
 use edgetwin_core::pipeline::{Pipeline, PipelineSpec, preview};
-use serde::Deserialize;
 
 /// `edgetwin pipeline …`
 #[derive(Debug, Subcommand)]
@@ -102,94 +102,57 @@ fn parse_property_type(text: &str) -> Result<PropertyType, String> {
         .map_err(|_| "expected INT, FLOAT, DOUBLE, BOOLEAN, STRING, BYTES or STREAM".to_owned())
 }
 
-/// The parts of a Device document this command reads; everything else is ignored. Reading the
-/// YAML directly keeps this working whatever else the typed device model checks.
-#[derive(Deserialize)]
-struct DocumentPart {
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default)]
-    metadata: Option<MetadataPart>,
-    #[serde(default)]
-    spec: Option<SpecPart>,
-}
-
-#[derive(Deserialize)]
-struct MetadataPart {
-    #[serde(default)]
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct SpecPart {
-    #[serde(default)]
-    properties: Vec<PropertyPart>,
-}
-
-#[derive(Deserialize)]
-struct PropertyPart {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    pipeline: Option<PipelineSpec>,
-}
-
 /// `spec.properties[name == property].pipeline` of the one Device in `file` that has `property`.
 fn device_pipeline(file: &Path, property: &str) -> anyhow::Result<PipelineSpec> {
-    let yaml = read(file)?;
-    let documents: Vec<DocumentPart> = serde_saphyr::from_multiple(&yaml)
-        .with_context(|| format!("{}: not a readable Device YAML", file.display()))?;
-    let devices: Vec<DocumentPart> = documents
-        .into_iter()
-        .filter(|d| d.kind.as_deref() == Some("Device"))
+    let documents = load::from_file(file)?;
+    let devices: Vec<&Device> = documents
+        .iter()
+        .filter_map(|d| match &d.manifest {
+            Manifest::Device(device) => Some(device),
+            Manifest::DeviceModel(_) => None,
+        })
         .collect();
     if devices.is_empty() {
         bail!("{}: no document of kind Device", file.display());
     }
-    let mut found = Vec::new();
-    let mut known = Vec::new();
-    for device in devices {
-        let device_name = device
-            .metadata
-            .and_then(|m| m.name)
-            .unwrap_or_else(|| "(unnamed)".to_owned());
-        for prop in device.spec.map(|s| s.properties).unwrap_or_default() {
-            match prop.name {
-                Some(name) if name == property => found.push((device_name.clone(), prop.pipeline)),
-                Some(name) => known.push(name),
-                None => {}
-            }
+    let found: Vec<(&Device, &DeviceProperty)> = devices
+        .iter()
+        .filter_map(|device| device.property(property).map(|prop| (*device, prop)))
+        .collect();
+    match found.as_slice() {
+        [(device, prop)] => prop.pipeline.clone().with_context(|| {
+            format!(
+                "{}: property {property:?} of Device {} has no `pipeline`",
+                file.display(),
+                device.name()
+            )
+        }),
+        [] => {
+            let known: Vec<&str> = devices
+                .iter()
+                .flat_map(|d| d.spec.properties.iter().map(|p| p.name.as_str()))
+                .collect();
+            bail!(
+                "{}: no Device has a property named {property:?} (properties: {})",
+                file.display(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )
         }
-    }
-    if found.len() > 1 {
-        bail!(
+        several => bail!(
             "{}: several Devices ({}) have a property named {property:?}; put the one to test in \
              a file of its own",
             file.display(),
-            found
+            several
                 .iter()
-                .map(|(d, _)| d.as_str())
+                .map(|(d, _)| d.name())
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        ),
     }
-    let Some((device_name, pipeline)) = found.pop() else {
-        bail!(
-            "{}: no Device has a property named {property:?} (properties: {})",
-            file.display(),
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
-        );
-    };
-    pipeline.with_context(|| {
-        format!(
-            "{}: property {property:?} of Device {device_name} has no `pipeline`",
-            file.display()
-        )
-    })
 }
 
 #[cfg(test)]

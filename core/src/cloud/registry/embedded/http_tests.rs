@@ -1,0 +1,459 @@
+//! The embedded registry through its real HTTP API on a free loopback port, with the real client.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::client::{ClientError, RegistryClient};
+use super::testkit::{TestServer, device, model};
+use super::{ApplyMode, Options};
+use crate::cloud::registry::object_set::Kind;
+use crate::model::{Device, DeviceModel};
+
+async fn next<S: futures::Stream + Unpin>(stream: &mut S) -> S::Item {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("an item within 10 s")
+        .expect("the stream goes on")
+}
+
+async fn seed(client: &RegistryClient) {
+    client
+        .apply::<_, Value>(
+            Kind::DeviceModel,
+            "default",
+            "traffic-light-model",
+            &model(),
+        )
+        .await
+        .expect("model");
+    client
+        .apply::<_, Value>(Kind::Device, "default", "traffic-light", &device())
+        .await
+        .expect("device");
+}
+
+/// A raw request, for what the typed client does not send (no token, wrong content type).
+async fn raw(server: &TestServer, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connects");
+    stream
+        .write_all(request.replace('\n', "\r\n").as_bytes())
+        .await
+        .expect("writes");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("reads");
+    response
+}
+
+#[tokio::test]
+async fn every_api_path_needs_the_token_except_healthz() {
+    let server = TestServer::start().await;
+    seed(&server.client).await;
+
+    let wrong = server.client_with_token("guess");
+    let err = wrong
+        .list::<Device>(Kind::Device, None)
+        .await
+        .expect_err("wrong token");
+    let status = err.api_status().expect("a Status");
+    assert_eq!((status.code, status.reason.as_str()), (401, "Unauthorized"));
+    let err = wrong
+        .get::<Device>(Kind::Device, "default", "traffic-light")
+        .await
+        .expect_err("wrong token");
+    assert_eq!(err.api_status().map(|s| s.code), Some(401));
+    let err = wrong
+        .watch(Kind::Device, None, None)
+        .await
+        .err()
+        .expect("wrong token");
+    assert_eq!(err.api_status().map(|s| s.code), Some(401));
+
+    let anonymous = raw(
+        &server,
+        "GET /apis/devices.kubeedge.io/v1beta1/devices HTTP/1.1\nHost: x\nConnection: close\n\n",
+    )
+    .await;
+    assert!(anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
+
+    let health = raw(
+        &server,
+        "GET /healthz HTTP/1.1\nHost: x\nConnection: close\n\n",
+    )
+    .await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("ok"), "{health}");
+}
+
+#[tokio::test]
+async fn apply_get_list_and_the_server_fields() {
+    let server = TestServer::start().await;
+    let client = &server.client;
+    let written = client
+        .apply::<_, DeviceModel>(
+            Kind::DeviceModel,
+            "default",
+            "traffic-light-model",
+            &model(),
+        )
+        .await
+        .expect("model");
+    assert_eq!(written.result, "created");
+    let written = client
+        .apply::<_, Device>(Kind::Device, "default", "traffic-light", &device())
+        .await
+        .expect("device");
+    assert_eq!(written.result, "created");
+    assert!(written.warnings.is_empty());
+    assert_eq!(written.object.metadata.generation, Some(1));
+    assert_eq!(
+        written.object.metadata.resource_version.as_deref(),
+        Some("2")
+    );
+
+    let again = client
+        .apply::<_, Device>(Kind::Device, "default", "traffic-light", &device())
+        .await
+        .expect("again");
+    assert_eq!(again.result, "unchanged");
+    assert_eq!(again.object.metadata.resource_version.as_deref(), Some("2"));
+
+    let fetched: Device = client
+        .get(Kind::Device, "default", "traffic-light")
+        .await
+        .expect("get");
+    assert_eq!(fetched, written.object);
+
+    let list = client
+        .list::<Device>(Kind::Device, None)
+        .await
+        .expect("list");
+    assert_eq!(list.kind, "DeviceList");
+    assert_eq!(list.metadata.resource_version, "2");
+    assert_eq!(list.items, vec![fetched]);
+    let elsewhere = client
+        .list::<Device>(Kind::Device, Some("other"))
+        .await
+        .expect("list");
+    assert!(elsewhere.items.is_empty());
+
+    let err = client
+        .get::<Device>(Kind::Device, "default", "nope")
+        .await
+        .expect_err("missing");
+    assert!(err.is_not_found());
+    assert_eq!(
+        err.to_string(),
+        "Error from server (NotFound): devices.devices.kubeedge.io \"nope\" not found"
+    );
+}
+
+#[tokio::test]
+async fn a_device_without_its_model_is_accepted_with_a_warning_header() {
+    let server = TestServer::start().await;
+    let written = server
+        .client
+        .apply::<_, Device>(Kind::Device, "default", "traffic-light", &device())
+        .await
+        .expect("accepted");
+    assert_eq!(written.warnings.len(), 1);
+    assert!(
+        written.warnings[0].starts_with("DeviceModel \"traffic-light-model\" does not exist"),
+        "{:?}",
+        written.warnings
+    );
+}
+
+#[tokio::test]
+async fn validation_errors_come_back_with_field_paths() {
+    let server = TestServer::start().await;
+    seed(&server.client).await;
+    let mut bad = device();
+    bad.spec.properties[3].desired = Some(crate::model::TwinProperty::new("bright"));
+    let err = server
+        .client
+        .apply::<_, Value>(Kind::Device, "default", "traffic-light", &bad)
+        .await
+        .expect_err("invalid");
+    let status = err.api_status().expect("a Status");
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    let causes = &status.details.as_ref().expect("details").causes;
+    assert_eq!(causes.len(), 1);
+    assert_eq!(causes[0].field, "spec.properties[3].desired.value");
+    assert_eq!(
+        causes[0].message,
+        "Invalid value: \"bright\": the value \"bright\" is not int or integer"
+    );
+
+    // A body that does not parse into the model names the field too.
+    let mut json = serde_json::to_value(device()).expect("json");
+    json["spec"]["properties"][0]["collectCycle"] = json!("often");
+    let err = server
+        .client
+        .apply::<_, Value>(Kind::Device, "default", "traffic-light", &json)
+        .await
+        .expect_err("invalid");
+    let status = err.api_status().expect("a Status");
+    assert_eq!(status.code, 422);
+    assert_eq!(
+        status.details.as_ref().expect("details").causes[0].field,
+        "spec.properties[0].collectCycle"
+    );
+
+    // The URL and the body must agree.
+    let err = server
+        .client
+        .apply::<_, Value>(Kind::Device, "default", "another-name", &device())
+        .await
+        .expect_err("name mismatch");
+    assert_eq!(err.api_status().map(|s| s.code), Some(400));
+    let err = server
+        .client
+        .apply::<_, Value>(Kind::DeviceModel, "default", "traffic-light", &device())
+        .await
+        .expect_err("kind mismatch");
+    assert!(
+        err.to_string()
+            .contains("must be a devices.kubeedge.io/v1beta1 DeviceModel"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn merge_patch_status_patch_and_delete() {
+    let server = TestServer::start().await;
+    seed(&server.client).await;
+    let client = &server.client;
+
+    let patched = client
+        .merge_patch::<Device>(
+            Kind::Device,
+            "default",
+            "traffic-light",
+            &json!({"metadata": {"labels": {"site": null, "zone": "a"}}, "spec": {"nodeName": "pi-2"}}),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(patched.result, "configured");
+    assert_eq!(patched.object.node_name(), Some("pi-2"));
+    assert_eq!(
+        patched.object.metadata.labels,
+        Some([("zone".to_owned(), "a".to_owned())].into())
+    );
+    assert_eq!(patched.object.metadata.generation, Some(2));
+
+    let status = client
+        .merge_patch_status::<Device>(
+            Kind::Device,
+            "default",
+            "traffic-light",
+            &json!({"status": {"state": "online"}}),
+        )
+        .await
+        .expect("status");
+    assert_eq!(status.object.metadata.generation, Some(2));
+    assert_eq!(
+        status.object.status.and_then(|s| s.state).as_deref(),
+        Some("online")
+    );
+
+    let stale = client
+        .merge_patch::<Value>(
+            Kind::Device,
+            "default",
+            "traffic-light",
+            &json!({"metadata": {"resourceVersion": "1"}, "spec": {"nodeName": "x"}}),
+        )
+        .await
+        .expect_err("stale");
+    assert!(stale.is_conflict(), "{stale}");
+
+    let wrong_type = raw(
+        &server,
+        &format!(
+            "PATCH /apis/devices.kubeedge.io/v1beta1/namespaces/default/devices/traffic-light HTTP/1.1\nHost: x\nAuthorization: Bearer {}\nContent-Type: application/json-patch+json\nContent-Length: 2\nConnection: close\n\n[]",
+            server.token
+        ),
+    )
+    .await;
+    assert!(wrong_type.starts_with("HTTP/1.1 400"), "{wrong_type}");
+    assert!(
+        wrong_type.contains("application/merge-patch+json"),
+        "{wrong_type}"
+    );
+
+    let deleted: Device = client
+        .delete(Kind::Device, "default", "traffic-light")
+        .await
+        .expect("delete");
+    assert_eq!(deleted.name(), "traffic-light");
+    let err = client
+        .delete::<Value>(Kind::Device, "default", "traffic-light")
+        .await
+        .expect_err("gone");
+    assert!(err.is_not_found());
+}
+
+#[tokio::test]
+async fn watch_from_a_resource_version_over_http() {
+    let server = TestServer::start_with(Options {
+        retained_changes: 4,
+        watch_buffer: 64,
+    })
+    .await;
+    let client = &server.client;
+    seed(client).await;
+    let listed = client
+        .list::<Device>(Kind::Device, Some("default"))
+        .await
+        .expect("list");
+    let from: u64 = listed.metadata.resource_version.parse().expect("revision");
+
+    let mut watch = client
+        .watch(Kind::Device, Some("default"), Some(from))
+        .await
+        .expect("watch");
+    client
+        .merge_patch::<Value>(
+            Kind::Device,
+            "default",
+            "traffic-light",
+            &json!({"spec": {"nodeName": "pi-9"}}),
+        )
+        .await
+        .expect("patch");
+    // A model change is another kind: filtered out.
+    client
+        .merge_patch::<Value>(
+            Kind::DeviceModel,
+            "default",
+            "traffic-light-model",
+            &json!({"spec": {"protocol": "gpio2"}}),
+        )
+        .await
+        .expect("model patch");
+    client
+        .delete::<Value>(Kind::Device, "default", "traffic-light")
+        .await
+        .expect("delete");
+
+    let modified = next(&mut watch).await.expect("event");
+    assert_eq!(modified.kind, "MODIFIED");
+    assert_eq!(modified.object["spec"]["nodeName"], "pi-9");
+    assert_eq!(modified.object["metadata"]["resourceVersion"], "3");
+    let deleted = next(&mut watch).await.expect("event");
+    assert_eq!(deleted.kind, "DELETED");
+    assert_eq!(deleted.object["metadata"]["resourceVersion"], "5");
+
+    // A second watch from the same revision replays the same changes.
+    let mut replay = client
+        .watch(Kind::Device, None, Some(from))
+        .await
+        .expect("watch");
+    assert_eq!(next(&mut replay).await.expect("event"), modified);
+    assert_eq!(next(&mut replay).await.expect("event"), deleted);
+
+    // Without a revision: the current objects as ADDED (the model only, in its kind).
+    let mut models = client
+        .watch(Kind::DeviceModel, None, None)
+        .await
+        .expect("watch");
+    let added = next(&mut models).await.expect("event");
+    assert_eq!(
+        (added.kind.as_str(), &added.object["spec"]["protocol"]),
+        ("ADDED", &json!("gpio2"))
+    );
+
+    // More writes than the log keeps: resuming from the start is Gone (410 Expired).
+    for node in ["a", "b", "c", "d", "e"] {
+        server
+            .registry
+            .apply(
+                {
+                    let mut d = device();
+                    d.spec.node_name = Some(node.into());
+                    d
+                },
+                ApplyMode::CreateOrReplace,
+            )
+            .await
+            .expect("apply");
+    }
+    let mut expired = client
+        .watch(Kind::Device, None, Some(from))
+        .await
+        .expect("watch");
+    let error = next(&mut expired).await.expect("event");
+    assert_eq!(error.kind, "ERROR");
+    assert_eq!(error.object["code"], 410);
+    assert_eq!(error.object["reason"], "Expired");
+    let end = tokio::time::timeout(Duration::from_secs(10), expired.next())
+        .await
+        .expect("ends");
+    assert!(end.is_none());
+
+    // A revision the registry has not reached is a bad request, not a silent wait.
+    let mut future = client
+        .watch(Kind::Device, None, Some(999))
+        .await
+        .expect("watch");
+    let error = next(&mut future).await.expect("event");
+    assert_eq!(
+        (error.kind.as_str(), &error.object["code"]),
+        ("ERROR", &json!(400))
+    );
+
+    // Stopping the server ends open watches.
+    server.stop().await;
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(item) = watch.next().await {
+            if item.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the watch ended with the server");
+}
+
+#[tokio::test]
+async fn an_unknown_resource_or_method_is_a_status_not_a_crash() {
+    let server = TestServer::start().await;
+    let err = server
+        .client
+        .list::<Value>(Kind::Device, None)
+        .await
+        .map(|_| ())
+        .err();
+    assert!(err.is_none(), "an empty list is fine");
+    let response = raw(
+        &server,
+        &format!(
+            "GET /apis/devices.kubeedge.io/v1beta1/pods HTTP/1.1\nHost: x\nAuthorization: Bearer {}\nConnection: close\n\n",
+            server.token
+        ),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(
+        response.contains("unknown resource \\\"pods\\\""),
+        "{response}"
+    );
+    let response = raw(
+        &server,
+        "GET /nothing/here HTTP/1.1\nHost: x\nConnection: close\n\n",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+    assert!(response.contains("\"kind\":\"Status\""), "{response}");
+    let err = RegistryClient::new("http://127.0.0.1:1", "t")
+        .expect("client")
+        .list::<Value>(Kind::Device, None)
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+}
