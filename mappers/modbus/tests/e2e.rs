@@ -11,11 +11,9 @@ use std::time::Duration;
 use support::{Peer, pymodbus_python};
 use tokio::process::{Child, Command};
 
-/// Where the workspace's binaries are (`edgetwin` is another package's binary).
+/// A binary of another workspace package (`edgetwin`), built into the same directory as ours.
 fn workspace_bin(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/debug")
-        .join(name)
+    Path::new(env!("CARGO_BIN_EXE_edgetwin-mapper-modbus")).with_file_name(name)
 }
 
 const MODEL: &str = r#"
@@ -135,7 +133,7 @@ async fn e2e_ctl_set_reaches_the_modbus_device_and_is_reported_back() {
     );
     let _edge = spawn(&edgetwin, &["edge", "--node", node], data.path());
     let _mapper = spawn(
-        &workspace_bin("edgetwin-mapper-modbus"),
+        Path::new(env!("CARGO_BIN_EXE_edgetwin-mapper-modbus")),
         &["--node", node],
         data.path(),
     );
