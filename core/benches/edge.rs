@@ -108,8 +108,9 @@ fn main() {
             println!("| {kind} | {:.1} MiB | {:.1} MiB |", mib(rss), mib(hwm));
         }
 
-        println!("\n## (d) cold start: spawn → first twin/get/result served from the store ({DEVICES} devices, embedded broker)\n");
-        let starts = cold_starts(work.path(), &devices, 7).await;
+        let kind = brokers()[0];
+        println!("\n## (d) cold start: spawn → first twin/get/result served from the store ({DEVICES} devices, {kind})\n");
+        let starts = cold_starts(kind, work.path(), &devices, 7).await;
         println!(
             "median {} (min {}, max {}) over {} starts",
             micros(starts[starts.len() / 2]),
@@ -271,7 +272,8 @@ async fn client(
     options
         .set_keep_alive(Duration::from_secs(30))
         .set_inflight(100);
-    let (client, eventloop) = AsyncClient::new(options, 10_000);
+    let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+    eventloop.network_options.set_tcp_nodelay(true);
     let (tx, rx) = mpsc::unbounded_channel();
     let (ready_tx, mut ready) = mpsc::unbounded_channel();
     tokio::spawn(drive(eventloop, tx, ready_tx));
@@ -543,11 +545,18 @@ async fn process_rss(kind: BrokerKind, work: &Path, devices: &Path) -> (u64, u64
     result
 }
 
-async fn cold_starts(work: &Path, devices: &Path, runs: usize) -> Vec<Duration> {
+async fn cold_starts(kind: BrokerKind, work: &Path, devices: &Path, runs: usize) -> Vec<Duration> {
+    // With mosquitto, one broker for all runs (the agent's start is measured, not the broker's).
+    let mosquitto = (kind == BrokerKind::Mosquitto).then(|| broker_for(kind));
+    let port_for_run = || {
+        mosquitto
+            .as_ref()
+            .map_or_else(|| free_port().expect("port"), TestBroker::port)
+    };
     // A data dir with the devices in its store.
     let data: PathBuf = tempfile::tempdir_in(work).expect("data dir").keep();
-    let port = free_port().expect("port");
-    let mut child = spawn(BrokerKind::Embedded, work, &data, Some(devices), port);
+    let port = port_for_run();
+    let mut child = spawn(kind, work, &data, Some(devices), port);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     {
         let (client, mut rx) =
@@ -559,10 +568,10 @@ async fn cold_starts(work: &Path, devices: &Path, runs: usize) -> Vec<Duration> 
 
     let mut times = Vec::new();
     for run in 0..runs {
-        let port = free_port().expect("port");
+        let port = port_for_run();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let spawned = Instant::now();
-        let mut child = spawn(BrokerKind::Embedded, work, &data, None, port);
+        let mut child = spawn(kind, work, &data, None, port);
         let (client, mut rx) = connect_when_up(
             addr,
             &format!("cold-{run}"),

@@ -174,7 +174,10 @@ impl Bus {
         options: BusOptions,
     ) -> Result<(Bus, mpsc::UnboundedReceiver<BusEvent>, JoinHandle<()>), BusError> {
         let mqtt = mqtt_options(&options)?;
-        let (client, eventloop) = AsyncClient::new(mqtt, REQUEST_CAPACITY);
+        let (client, mut eventloop) = AsyncClient::new(mqtt, REQUEST_CAPACITY);
+        // Results and acks are small packets answered one by one: without TCP_NODELAY, Nagle's
+        // algorithm holds them back until the peer's delayed ACK (tens of ms on Linux).
+        eventloop.network_options.set_tcp_nodelay(true);
         let generation = Arc::new(AtomicU64::new(0));
         let (connection_tx, connection) = watch::channel(Connection::Down);
         let (events_tx, events) = mpsc::unbounded_channel();

@@ -72,6 +72,7 @@ impl TestClient {
             .set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(8 << 20, 8 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        eventloop.network_options.set_tcp_nodelay(true);
         let (tx, notes) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
