@@ -1,0 +1,3 @@
+//! Helpers shared by the integration tests of this directory.
+
+pub mod webdriver;
