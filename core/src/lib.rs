@@ -5,6 +5,7 @@
 //! and the cloud side sit behind the `edge` and `cloud` cargo features, and the Kubernetes backend
 //! behind `kube`, so that edge binaries never link kube-rs.
 
+pub mod cloudlink;
 pub mod model;
 pub mod pipeline;
 pub mod twin;
@@ -14,3 +15,11 @@ pub mod wire;
 pub mod cloud;
 #[cfg(feature = "cloud")]
 pub mod ctl;
+#[cfg(feature = "edge")]
+pub mod edge;
+#[cfg(feature = "edge")]
+pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testsupport;
+#[cfg(feature = "edge")]
+pub mod tunnel;

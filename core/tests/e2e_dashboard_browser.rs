@@ -7,7 +7,8 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`cargo xtask provision`); without them the
 //! test skips loudly, unless `EDGETWIN_REQUIRE_BROWSER` is set (as `cargo xtask test` does).
 
-mod support;
+#[path = "support/webdriver.rs"]
+mod webdriver;
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use edgetwin_core::cloud::registry::Registry;
 use edgetwin_core::cloud::registry::embedded::server::ApiServer;
 use edgetwin_core::cloud::registry::embedded::{ApplyMode, EmbeddedRegistry};
 use edgetwin_core::model::{ConditionType, DeviceStatus, PropertyCondition, TwinProperty};
-use support::webdriver::{self, Browser};
+use webdriver::Browser;
 
 const TOKEN: &str = "browser-test-token-0123456789";
 const LAMP_RED: &str = "circle.lamp[data-lamp='red']";

@@ -6,6 +6,8 @@
 //! - `gen-crds`: regenerates `crds/*.yaml` from the Rust types.
 //! - `up`: builds `edgetwin` and `edgetwin-mapper-gpio` in release mode and runs
 //!   `edgetwin up` (the README's first command, as the cargo alias `cargo up`).
+//! - `bench TARGET [ARGS]`: runs a benchmark in release mode (`cloud`: connection scale of the
+//!   tunnel hub, see `core/benches/cloud.rs`); results go into `BENCHMARKS.md` by hand.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ fn main() -> Result<()> {
         Some("gen-crds") => gen_crds(&root),
         Some("provision") => provision::all(&root),
         Some("up") => up(&root, &args[1..]),
+        Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -32,7 +35,10 @@ fn main() -> Result<()> {
                  test [NEXTEST ARGS]  provision peers, then fmt check, clippy -D warnings, all tests\n  \
                  provision            only install what the tests need (apt packages, Python venv)\n  \
                  gen-crds             regenerate crds/*.yaml from the Rust types\n  \
-                 up [ARGS]            build edgetwin and the GPIO mapper (release), run edgetwin up"
+                 up [ARGS]            build edgetwin and the GPIO mapper (release), run edgetwin up\n  \
+                 bench cloud [ARGS]   tunnel hub connection-scale benchmark (--nodes N, --tls-nodes M, ...)
+                 bench cloud-controller [ARGS]
+                                      the real `edgetwin cloud` with the controller (--nodes N, --reports K)"
             );
             std::process::exit(2);
         }
@@ -199,6 +205,28 @@ fn check_edge_has_no_kube() -> Command {
          { echo 'kube crates found in the edge build'; exit 1; } || exit 0",
     );
     cmd
+}
+
+/// Benchmarks, each a `harness = false` bench target run with `cargo bench` (release profile).
+fn bench(args: &[String]) -> Result<()> {
+    let (package, target) = match args.first().map(String::as_str) {
+        Some("cloud") => ("edgetwin-core", "cloud"),
+        Some("cloud-controller") => ("edgetwin-core", "cloud_controller"),
+        Some(other) => bail!("unknown benchmark {other:?}; available: cloud, cloud-controller"),
+        None => bail!("usage: cargo xtask bench cloud|cloud-controller [ARGS]"),
+    };
+    let mut cargo_args = vec![
+        "bench",
+        "-p",
+        package,
+        "--features",
+        "test-support",
+        "--bench",
+        target,
+        "--",
+    ];
+    cargo_args.extend(args[1..].iter().map(String::as_str));
+    step(&format!("bench {target}"), cargo(&[], &cargo_args))
 }
 
 /// Writes `crds/devices.yaml` and `crds/devicemodels.yaml` from the Rust types, through

@@ -1,5 +1,9 @@
-//! The cloud side: the registry of Devices and DeviceModels (embedded or Kubernetes), and — in
-//! later issues — the device controller and the hub the edge nodes connect to.
+//! The cloud side: the registry of Devices and DeviceModels (embedded or Kubernetes), the device
+//! controller, and [`Cloud::start`](server::Cloud::start), which runs them with the hub the edge
+//! nodes connect to.
 
+pub mod config;
+pub mod controller;
 pub mod dashboard;
 pub mod registry;
+pub mod server;

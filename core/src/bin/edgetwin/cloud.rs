@@ -1,5 +1,5 @@
-//! `edgetwin cloud`: for now only `--registry-only`, the embedded registry and its HTTP API
-//! (the device controller and the hub come with the cloud issue).
+//! `edgetwin cloud`: the whole cloud ([`edgetwin_core::cloud::server::Cloud`]) from a YAML
+//! config, or with `--registry-only` just the embedded registry and its HTTP API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,10 +11,17 @@ use clap::Args;
 #[derive(Debug, Args)]
 #[cfg_attr(not(feature = "cloud"), allow(dead_code))]
 pub struct CloudArgs {
-    /// Run only the embedded registry and its HTTP API (what `edgetwin ctl` talks to). The
-    /// device controller and the hub are not built yet.
+    /// Run only the embedded registry and its HTTP API (what `edgetwin ctl` talks to), without
+    /// the device controller and the tunnel.
     #[arg(long)]
     pub registry_only: bool,
+    /// The cloud configuration (YAML). Without it the defaults apply (see
+    /// --print-default-config).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the default configuration (commented YAML) and exit.
+    #[arg(long)]
+    pub print_default_config: bool,
     /// The data directory: registry database, API token, API URL.
     #[arg(long, env = "EDGETWIN_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -95,6 +102,38 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = interrupt.await;
     tracing::info!("shutting down");
+}
+
+/// Runs the cloud until SIGINT or SIGTERM.
+#[cfg(feature = "cloud")]
+pub fn run_cloud(args: CloudArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    use edgetwin_core::cloud::config::CloudConfig;
+    use edgetwin_core::cloud::server::Cloud;
+
+    if args.print_default_config {
+        print!("{}", CloudConfig::default_yaml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = match &args.config {
+        Some(path) => CloudConfig::load(path)?,
+        None => CloudConfig::default(),
+    };
+    config.validate("configuration")?;
+    crate::logging::init();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let cloud = Cloud::start(config).await?;
+        shutdown_signal().await;
+        cloud.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Without the `cloud` feature the cloud is not built.
+#[cfg(not(feature = "cloud"))]
+pub fn run_cloud(_args: CloudArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("this binary was built without the `cloud` feature")
 }
 
 /// Without the `cloud` feature the registry is not built.

@@ -8,10 +8,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cloud;
+#[cfg(feature = "cloud")]
+mod cloud_token;
 mod convert;
 #[cfg(feature = "kube")]
 mod crd;
 mod ctl;
+#[cfg(feature = "edge")]
+mod edge;
+mod logging;
 mod not_built;
 mod pipeline_cmd;
 
@@ -26,9 +31,15 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the cloud side: device controller, registry and the tunnel the edge nodes connect to.
-    Cloud(cloud::CloudArgs),
+    Cloud {
+        #[command(subcommand)]
+        command: Option<CloudCommand>,
+        #[command(flatten)]
+        args: cloud::CloudArgs,
+    },
     /// Run the edge agent: MQTT event bus, twin engine and persistent store.
-    Edge,
+    #[cfg(feature = "edge")]
+    Edge(edge::EdgeArgs),
     /// Talk to the embedded registry with kubectl-like verbs (apply, get, set, patch, ...).
     Ctl(ctl::CtlArgs),
     /// Print the generated CustomResourceDefinitions.
@@ -53,6 +64,37 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum CloudCommand {
+    /// Manage the tokens edge nodes authenticate with.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token for each NODE (replacing any previous one) and print it once on stdout:
+    /// the token alone for one node, `NODE TOKEN` lines for several.
+    Create {
+        /// The edge nodes' names (Kubernetes node names).
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        /// The cloud's sqlite database.
+        #[arg(long, env = "EDGETWIN_CLOUD_DB", default_value = "edgetwin-cloud.db")]
+        db: PathBuf,
+    },
+    /// Revoke NODE's token: its next connection attempt is refused.
+    Revoke {
+        /// The edge node's name.
+        node: String,
+        /// The cloud's sqlite database.
+        #[arg(long, env = "EDGETWIN_CLOUD_DB", default_value = "edgetwin-cloud.db")]
+        db: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum CrdCommand {
     /// Print the Device and DeviceModel CRDs as YAML.
     Print,
@@ -64,12 +106,25 @@ enum CrdCommand {
     },
 }
 
+/// Prints an error of a subcommand (with its causes) and exits with status 1.
+fn run(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Cloud(args) if args.registry_only => cloud::run_registry(args),
-        Command::Cloud(_) => not_built::exit("edgetwin cloud (only --registry-only is)", 5),
-        Command::Edge => not_built::exit("edgetwin edge", 3),
+        Command::Cloud {
+            command: Some(CloudCommand::Token { command }),
+            ..
+        } => token(command),
+        Command::Cloud { args, .. } if args.registry_only => cloud::run_registry(args),
+        Command::Cloud { args, .. } => run(cloud::run_cloud(args)),
+        #[cfg(feature = "edge")]
+        Command::Edge(args) => run(edge::run(args)),
         Command::Ctl(args) => ctl::run(args),
         Command::Crd { command } => crd_command(command),
         Command::Convert { file } => convert::run(&file),
@@ -84,6 +139,26 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(feature = "cloud")]
+fn token(command: TokenCommand) -> ExitCode {
+    let result = match command {
+        TokenCommand::Create { nodes, db } => cloud_token::create_tokens(&nodes, &db),
+        TokenCommand::Revoke { node, db } => cloud_token::revoke_token(&node, &db),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "cloud"))]
+fn token(_: TokenCommand) -> ExitCode {
+    eprintln!("edgetwin cloud token: this binary was built without the `cloud` feature");
+    ExitCode::from(2)
+}
 #[cfg(feature = "kube")]
 fn crd_command(command: CrdCommand) -> ExitCode {
     match command {

@@ -1,0 +1,591 @@
+//! Edge agent benchmarks, each against a baseline measured in the same run (this machine is
+//! noisy: compare ratios). Run with `cargo bench -p edgetwin-core --bench edge`; results go to
+//! BENCHMARKS.md.
+//!
+//! (a) reported updates absorbed per second, published → `update/result` received, against the
+//!     raw broker pub→sub rate; per broker, with and without batching, synchronous NORMAL/FULL;
+//! (b) p50/p99 latency `twin/update` → `update/result`, against a raw broker round trip through
+//!     an echo client;
+//! (c) RSS of the `edgetwin` process serving 100 devices × 10 properties;
+//! (d) cold start to serving: process spawn → first `twin/get/result` from the store.
+//!
+//! Plus the store alone: commits per second at both `synchronous` levels with and without
+//! batching, which is what the choice of `synchronous` rests on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edgetwin_core::edge::agent;
+use edgetwin_core::edge::config::{EdgeConfig, EmbeddedBrokerConfig, ExternalBrokerConfig};
+use edgetwin_core::store::{DeviceKey, NewEntry, OutboxKind, Store, StoreOptions, Synchronous};
+use edgetwin_core::testsupport::{BrokerKind, TestBroker, free_port};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+const NODE: &str = "bench-node";
+const DEVICES: usize = 100;
+const PROPERTIES: usize = 10;
+/// Messages per throughput run; `EDGETWIN_BENCH_MESSAGES` overrides it (e.g. for a quick check).
+fn throughput_messages() -> usize {
+    std::env::var("EDGETWIN_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
+const LATENCY_SAMPLES: usize = 2_000;
+const STORE_COMMITS: usize = 2_000;
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn main() {
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter("debug,rumqttd=warn,rumqttc=warn")
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let work = tempfile::tempdir().expect("temp dir");
+    let devices = work.path().join("devices.yaml");
+    std::fs::write(&devices, devices_yaml()).expect("devices file");
+
+    println!("## store alone: commits per second ({STORE_COMMITS} twin writes + outbox entries)\n");
+    println!("| synchronous | batch of 1 | batch of 64 |\n|---|---|---|");
+    for sync in [Synchronous::Normal, Synchronous::Full] {
+        let one = store_rate(work.path(), sync, 1);
+        let many = store_rate(work.path(), sync, 64);
+        println!("| {sync:?} | {one:.0} writes/s | {many:.0} writes/s |");
+    }
+
+    runtime.block_on(async {
+        println!(
+            "\n## (a) reported updates absorbed, published → update/result ({} messages)\n",
+            throughput_messages()
+        );
+        println!("| broker | raw pub→sub | agent, batchMax 256, NORMAL | agent, batchMax 1, NORMAL | agent, batchMax 256, FULL |");
+        println!("|---|---|---|---|---|");
+        for kind in brokers() {
+            let raw_broker = broker_for(kind);
+            let raw = raw_throughput(raw_broker.addr()).await;
+            let mut cells = vec![format!("{raw:.0} msg/s")];
+            for (batch, sync) in [(256, Synchronous::Normal), (1, Synchronous::Normal), (256, Synchronous::Full)] {
+                let (edge, _guard) = start_agent(kind, work.path(), &devices, batch, sync).await;
+                let rate = agent_throughput(edge.addr).await;
+                cells.push(format!("{rate:.0} msg/s ({:.0} %)", 100.0 * rate / raw));
+                edge.agent.shutdown().await;
+            }
+            println!("| {kind} | {} |", cells.join(" | "));
+        }
+
+        println!("\n## (b) latency, {LATENCY_SAMPLES} sequential round trips\n");
+        println!("| broker | raw round trip p50 / p99 | twin/update → update/result p50 / p99 |");
+        println!("|---|---|---|");
+        for kind in brokers() {
+            let raw_broker = broker_for(kind);
+            let raw = raw_latency(raw_broker.addr()).await;
+            let (edge, _guard) = start_agent(kind, work.path(), &devices, 256, Synchronous::Normal).await;
+            let agent = agent_latency(edge.addr).await;
+            edge.agent.shutdown().await;
+            println!(
+                "| {kind} | {} / {} | {} / {} |",
+                micros(raw.0),
+                micros(raw.1),
+                micros(agent.0),
+                micros(agent.1)
+            );
+        }
+
+        println!("\n## (c) RSS of `edgetwin edge`, {DEVICES} devices × {PROPERTIES} properties, each reported once\n");
+        println!("| broker | VmRSS | VmHWM |\n|---|---|---|");
+        for kind in brokers() {
+            let (rss, hwm) = process_rss(kind, work.path(), &devices).await;
+            println!("| {kind} | {:.1} MiB | {:.1} MiB |", mib(rss), mib(hwm));
+        }
+
+        println!("\n## (d) cold start: spawn → first twin/get/result served from the store ({DEVICES} devices, embedded broker)\n");
+        let starts = cold_starts(work.path(), &devices, 7).await;
+        println!(
+            "median {} (min {}, max {}) over {} starts",
+            micros(starts[starts.len() / 2]),
+            micros(starts[0]),
+            micros(starts[starts.len() - 1]),
+            starts.len()
+        );
+    });
+}
+
+/// The brokers to measure: both, or the one named by `EDGETWIN_BENCH_BROKER` (`embedded`,
+/// `mosquitto`).
+fn brokers() -> Vec<BrokerKind> {
+    match std::env::var("EDGETWIN_BENCH_BROKER").as_deref() {
+        Ok("embedded") => vec![BrokerKind::Embedded],
+        Ok("mosquitto") => vec![BrokerKind::Mosquitto],
+        _ => BrokerKind::ALL.to_vec(),
+    }
+}
+
+fn devices_yaml() -> String {
+    let mut yaml = String::from(
+        "apiVersion: devices.kubeedge.io/v1beta1\nkind: DeviceModel\nmetadata:\n  name: sensor\n  namespace: default\nspec:\n  properties:\n",
+    );
+    for p in 0..PROPERTIES {
+        yaml.push_str(&format!("    - name: p{p}\n      type: INT\n"));
+    }
+    for d in 0..DEVICES {
+        yaml.push_str(&format!(
+            "---\napiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata:\n  name: dev-{d}\n  namespace: default\nspec:\n  deviceModelRef:\n    name: sensor\n  nodeName: {NODE}\n  properties:\n"
+        ));
+        for p in 0..PROPERTIES {
+            yaml.push_str(&format!(
+                "    - name: p{p}\n      desired:\n        value: \"0\"\n"
+            ));
+        }
+    }
+    yaml
+}
+
+/// A report that changes one property (unique value `n`).
+fn report(n: usize) -> (String, Vec<u8>) {
+    let device = n % DEVICES;
+    let property = (n / DEVICES) % PROPERTIES;
+    let topic = format!("$hw/events/device/default/dev-{device}/twin/update");
+    let payload = format!(
+        r#"{{"event_id":"{n}","twin":{{"p{property}":{{"actual":{{"value":"{}"}}}}}}}}"#,
+        n + 1
+    );
+    (topic, payload.into_bytes())
+}
+
+fn store_rate(dir: &Path, synchronous: Synchronous, batch: usize) -> f64 {
+    let path = dir.join(format!("store-{synchronous:?}-{batch}.db"));
+    let _ = std::fs::remove_file(&path);
+    let mut store = Store::open(
+        &path,
+        StoreOptions {
+            synchronous,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("store");
+    let device = DeviceKey::new("default", "dev");
+    store
+        .write(|w| w.put_device(&device, &"device"))
+        .expect("device");
+    let started = Instant::now();
+    for chunk in 0..STORE_COMMITS / batch {
+        let mut writes = store.batch().expect("batch");
+        for i in 0..batch {
+            let n = chunk * batch + i;
+            let property = format!("p{}", n % PROPERTIES);
+            let value = format!("{{\"value\":\"{n}\"}}");
+            let mut scope = writes.scope().expect("scope");
+            scope.put_twin(&device, &property, &value).expect("twin");
+            scope
+                .queue(NewEntry {
+                    kind: OutboxKind::Twin,
+                    device: &device,
+                    property: Some(&property),
+                    payload: &value,
+                    now_ms: 0,
+                })
+                .expect("outbox");
+            scope.commit().expect("scope");
+        }
+        writes.commit().expect("commit");
+    }
+    STORE_COMMITS as f64 / started.elapsed().as_secs_f64()
+}
+
+fn broker_for(kind: BrokerKind) -> TestBroker {
+    TestBroker::start(kind).expect("broker")
+}
+
+struct RunningAgent {
+    agent: agent::AgentHandle,
+    addr: SocketAddr,
+}
+
+/// An in-process agent with the bench devices on a fresh data dir.
+async fn start_agent(
+    kind: BrokerKind,
+    work: &Path,
+    devices: &Path,
+    batch_max: usize,
+    synchronous: Synchronous,
+) -> (RunningAgent, Option<TestBroker>) {
+    let data = tempfile::tempdir_in(work).expect("data dir").keep();
+    let mut config = EdgeConfig {
+        node_name: NODE.into(),
+        data_dir: data,
+        ..EdgeConfig::default()
+    };
+    config.http.listen = None;
+    config.store.batch_max = batch_max;
+    config.store.synchronous = synchronous;
+    let mosquitto = match kind {
+        BrokerKind::Embedded => {
+            config.broker.embedded = Some(EmbeddedBrokerConfig {
+                listen: "127.0.0.1:0".parse().expect("address"),
+            });
+            None
+        }
+        BrokerKind::Mosquitto => {
+            let broker = broker_for(kind);
+            config.broker.external = Some(ExternalBrokerConfig {
+                url: format!("mqtt://{}", broker.addr()),
+                username: None,
+                password: None,
+                tls: None,
+            });
+            Some(broker)
+        }
+    };
+    let agent = agent::start(config, Some(devices)).await.expect("agent");
+    agent.connected().await;
+    let endpoint = agent.broker();
+    let addr = format!("{}:{}", endpoint.host, endpoint.port)
+        .parse()
+        .expect("address");
+    (RunningAgent { agent, addr }, mosquitto)
+}
+
+/// A connected client and a channel of the publishes it receives (with their arrival time).
+async fn client(
+    addr: SocketAddr,
+    id: &str,
+    filters: &[&str],
+) -> (
+    AsyncClient,
+    mpsc::UnboundedReceiver<(Instant, rumqttc::Publish)>,
+) {
+    let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_inflight(100);
+    let (client, eventloop) = AsyncClient::new(options, 10_000);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready_tx, mut ready) = mpsc::unbounded_channel();
+    tokio::spawn(drive(eventloop, tx, ready_tx));
+    for filter in filters {
+        client
+            .subscribe(*filter, QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+    }
+    // The CONNACK, then one SUBACK per filter.
+    for _ in 0..=filters.len() {
+        tokio::time::timeout(TIMEOUT, ready.recv())
+            .await
+            .expect("ready in time");
+    }
+    (client, rx)
+}
+
+async fn drive(
+    mut eventloop: EventLoop,
+    tx: mpsc::UnboundedSender<(Instant, rumqttc::Publish)>,
+    ready: mpsc::UnboundedSender<()>,
+) {
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if std::env::var_os("BENCH_DEBUG").is_some() {
+                    eprintln!("publish on {}", p.topic);
+                }
+                if tx.send((Instant::now(), p)).is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(packet @ (Packet::SubAck(_) | Packet::ConnAck(_)))) => {
+                if std::env::var_os("BENCH_DEBUG").is_some() {
+                    eprintln!("ready: {packet:?}");
+                }
+                let _ = ready.send(());
+            }
+            Ok(other) => {
+                if std::env::var_os("BENCH_DEBUG").is_some() {
+                    eprintln!("{other:?}");
+                }
+            }
+            Err(error) => {
+                eprintln!("bench client: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Publishes `messages` and returns how many arrive at `rx` per second.
+async fn rate(
+    publisher: &AsyncClient,
+    rx: &mut mpsc::UnboundedReceiver<(Instant, rumqttc::Publish)>,
+    messages: impl Iterator<Item = (String, Vec<u8>)>,
+    count: usize,
+) -> f64 {
+    let started = Instant::now();
+    let mut published = 0;
+    let mut received = 0;
+    let mut last = started;
+    let mut messages = messages.peekable();
+    while received < count {
+        // Keep at most 200 unanswered messages outstanding, like a fleet of steady mappers.
+        while published - received < 200 {
+            let Some((topic, payload)) = messages.next() else {
+                break;
+            };
+            publisher
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .expect("publish");
+            published += 1;
+        }
+        let Ok(next) = tokio::time::timeout(TIMEOUT, rx.recv()).await else {
+            panic!("stalled after {received} of {count} received ({published} published)");
+        };
+        let (at, _) = next.expect("the client runs");
+        received += 1;
+        last = at;
+    }
+    count as f64 / (last - started).as_secs_f64()
+}
+
+async fn raw_throughput(addr: SocketAddr) -> f64 {
+    let (_sub, mut rx) = client(addr, "raw-sub", &["bench/raw"]).await;
+    let (publisher, _) = client(addr, "raw-pub", &[]).await;
+    let messages = (0..throughput_messages()).map(|n| {
+        let (_, payload) = report(n);
+        ("bench/raw".to_owned(), payload)
+    });
+    rate(&publisher, &mut rx, messages, throughput_messages()).await
+}
+
+async fn agent_throughput(addr: SocketAddr) -> f64 {
+    let (_sub, mut rx) = client(
+        addr,
+        "results",
+        &["$hw/events/device/+/+/twin/update/result"],
+    )
+    .await;
+    let (publisher, _) = client(addr, "mapper", &[]).await;
+    rate(
+        &publisher,
+        &mut rx,
+        (0..throughput_messages()).map(report),
+        throughput_messages(),
+    )
+    .await
+}
+
+/// p50 and p99 of `samples` sequential round trips: publish on `topic`, wait for a message.
+async fn round_trips(
+    publisher: &AsyncClient,
+    rx: &mut mpsc::UnboundedReceiver<(Instant, rumqttc::Publish)>,
+    mut message: impl FnMut(usize) -> (String, Vec<u8>),
+) -> (Duration, Duration) {
+    let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
+    for n in 0..LATENCY_SAMPLES + 200 {
+        let (topic, payload) = message(n);
+        let sent = Instant::now();
+        publisher
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("publish");
+        let (at, _) = tokio::time::timeout(TIMEOUT, rx.recv())
+            .await
+            .expect("an answer")
+            .expect("runs");
+        if n >= 200 {
+            samples.push(at - sent);
+        }
+    }
+    samples.sort();
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
+}
+
+async fn raw_latency(addr: SocketAddr) -> (Duration, Duration) {
+    // An echo client answers every ping with a pong: two broker hops and a client hop, like the
+    // agent's request → result.
+    let (echo, mut pings) = client(addr, "echo", &["bench/ping"]).await;
+    tokio::spawn(async move {
+        while let Some((_, ping)) = pings.recv().await {
+            if echo
+                .publish("bench/pong", QoS::AtLeastOnce, false, ping.payload.to_vec())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let (publisher, mut pongs) = client(addr, "pinger", &["bench/pong"]).await;
+    round_trips(&publisher, &mut pongs, |n| {
+        ("bench/ping".to_owned(), report(n).1)
+    })
+    .await
+}
+
+async fn agent_latency(addr: SocketAddr) -> (Duration, Duration) {
+    let (publisher, mut results) = client(
+        addr,
+        "mapper-latency",
+        &["$hw/events/device/+/+/twin/update/result"],
+    )
+    .await;
+    round_trips(&publisher, &mut results, |n| {
+        report(n + throughput_messages())
+    })
+    .await
+}
+
+/// The `edgetwin edge` binary on `data`, with the bench devices when `devices` is given.
+fn spawn(kind: BrokerKind, work: &Path, data: &Path, devices: Option<&Path>, port: u16) -> Child {
+    let broker = match kind {
+        BrokerKind::Embedded => format!("  embedded:\n    listen: 127.0.0.1:{port}\n"),
+        BrokerKind::Mosquitto => format!("  external:\n    url: mqtt://127.0.0.1:{port}\n"),
+    };
+    let config = work.join(format!("edge-{port}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "nodeName: {NODE}\ndataDir: {}\nbroker:\n{broker}http:\n  listen: null\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edgetwin"));
+    command.arg("edge").arg("--config").arg(&config);
+    if let Some(devices) = devices {
+        command.arg("--devices").arg(devices);
+    }
+    command
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("edgetwin starts")
+}
+
+/// Connects a client, retrying while the agent (and its embedded broker) starts.
+async fn connect_when_up(
+    addr: SocketAddr,
+    id: &str,
+    filters: &[&str],
+) -> (
+    AsyncClient,
+    mpsc::UnboundedReceiver<(Instant, rumqttc::Publish)>,
+) {
+    let deadline = Instant::now() + TIMEOUT;
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    client(addr, id, filters).await
+}
+
+/// Waits until device `dev-{DEVICES - 1}` answers a twin/get.
+async fn served(
+    client: &AsyncClient,
+    rx: &mut mpsc::UnboundedReceiver<(Instant, rumqttc::Publish)>,
+) -> Instant {
+    let topic = format!("$hw/events/device/default/dev-{}/twin/get", DEVICES - 1);
+    loop {
+        client
+            .publish(
+                &topic,
+                QoS::AtLeastOnce,
+                false,
+                b"{\"event_id\":\"cold\"}".to_vec(),
+            )
+            .await
+            .expect("publish");
+        if let Ok(Some((at, _))) = tokio::time::timeout(Duration::from_millis(5), rx.recv()).await {
+            return at;
+        }
+    }
+}
+
+async fn process_rss(kind: BrokerKind, work: &Path, devices: &Path) -> (u64, u64) {
+    let mosquitto = (kind == BrokerKind::Mosquitto).then(|| broker_for(kind));
+    let port = mosquitto
+        .as_ref()
+        .map_or_else(|| free_port().expect("port"), TestBroker::port);
+    let data = tempfile::tempdir_in(work).expect("data dir");
+    let mut child = spawn(kind, work, data.path(), Some(devices), port);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (publisher, mut rx) =
+        connect_when_up(addr, "rss", &["$hw/events/device/+/+/twin/+/result"]).await;
+    served(&publisher, &mut rx).await;
+    // Every property of every device reported once.
+    let count = DEVICES * PROPERTIES;
+    rate(&publisher, &mut rx, (0..count).map(report), count).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).expect("proc status");
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    let result = (field("VmRSS:"), field("VmHWM:"));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    result
+}
+
+async fn cold_starts(work: &Path, devices: &Path, runs: usize) -> Vec<Duration> {
+    // A data dir with the devices in its store.
+    let data: PathBuf = tempfile::tempdir_in(work).expect("data dir").keep();
+    let port = free_port().expect("port");
+    let mut child = spawn(BrokerKind::Embedded, work, &data, Some(devices), port);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    {
+        let (client, mut rx) =
+            connect_when_up(addr, "prepare", &["$hw/events/device/+/+/twin/get/result"]).await;
+        served(&client, &mut rx).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+
+    let mut times = Vec::new();
+    for run in 0..runs {
+        let port = free_port().expect("port");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let spawned = Instant::now();
+        let mut child = spawn(BrokerKind::Embedded, work, &data, None, port);
+        let (client, mut rx) = connect_when_up(
+            addr,
+            &format!("cold-{run}"),
+            &["$hw/events/device/+/+/twin/get/result"],
+        )
+        .await;
+        let at = served(&client, &mut rx).await;
+        times.push(at - spawned);
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+    times.sort();
+    times
+}
+
+fn micros(d: Duration) -> String {
+    if d >= Duration::from_millis(10) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{} µs", d.as_micros())
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}

@@ -1,0 +1,445 @@
+//! The device controller: keeps every edge node's devices in step with the registry, and the
+//! registry's status in step with what the nodes report.
+//!
+//! - Desired path: registry watch → [`membership::Assignments`] (which node, did the spec
+//!   change) → [`reconcile::membership_content`] → `Hub::send` (persistent per-node outbox) →
+//!   the edge agent applies the Device's desired values as a versioned cloud update. The spec's
+//!   desired values also set each property's condition to Pending ([`status`]).
+//! - Reported path: `Hub` → [`ControllerInbox::apply`] → [`status::StatusTracker`] (reported,
+//!   observedDesired, state, condition transitions) → [`coalesce::Coalescer`] → one
+//!   `Registry::patch_status` per device per flush interval.
+//! - Reconcile: a node's complete membership on connect (and every reconcile interval), see
+//!   [`reconcile`].
+//!
+//! Conflict policy (the twin engine's, `crate::twin`): the cloud's desired value wins over a
+//! value written at the edge unless the device's policy says the edge wins; a newer spec
+//! generation always outranks an older one.
+
+pub mod coalesce;
+pub mod desired;
+pub mod membership;
+pub mod reconcile;
+pub mod status;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cloud::registry::{DeviceEvent, Registry, RegistryEvent};
+use crate::cloudlink::{
+    self, CLOUD_SOURCE, DeviceRef, EdgeMessage, MembershipContent, membership_resource,
+};
+use crate::model::{Device, DeviceModel};
+use crate::tunnel::inbox::{ApplyError, Delivery, Inbox};
+use crate::tunnel::isolation;
+use crate::tunnel::server::Hub;
+use crate::tunnel::{NodeName, ResumePoint};
+use crate::wire::topic::DeviceId;
+
+use coalesce::Coalescer;
+use membership::{Assignments, NodeUpdate};
+use status::StatusTracker;
+
+/// How the controller behaves.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Status writes per device are coalesced to at most one per this interval.
+    pub status_interval: Duration,
+    /// Every node gets its complete membership again this often (drift repair).
+    pub reconcile_interval: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            status_interval: Duration::from_secs(1),
+            reconcile_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The controller's counters (rendered by the cloud's metrics endpoint).
+#[derive(Debug, Default)]
+pub struct ControllerMetrics {
+    /// Membership messages sent to nodes.
+    pub membership_sent: AtomicU64,
+    /// Twin syncs received from nodes.
+    pub twin_received: AtomicU64,
+    /// Device state messages received from nodes.
+    pub state_received: AtomicU64,
+    /// Messages from nodes that could not be read.
+    pub rejected: AtomicU64,
+    /// Status patches written to the registry.
+    pub status_writes: AtomicU64,
+    /// Status patches that failed (retried at the next flush).
+    pub status_write_failures: AtomicU64,
+    /// Sends to the hub that failed.
+    pub send_failures: AtomicU64,
+}
+
+impl ControllerMetrics {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// State shared by the controller task, the hub's inbox calls and the isolation check.
+struct Shared {
+    assignments: RwLock<Assignments>,
+    inner: Mutex<Inner>,
+    connected: mpsc::UnboundedSender<NodeName>,
+    metrics: Arc<ControllerMetrics>,
+}
+
+#[derive(Default)]
+struct Inner {
+    devices: BTreeMap<DeviceRef, Arc<Device>>,
+    models: BTreeMap<DeviceRef, Arc<DeviceModel>>,
+    tracker: StatusTracker,
+    coalescer: Coalescer,
+    /// Last applied message per node link. In memory: the controller's effects (registry status)
+    /// are idempotent, so after a restart the edge resending unacknowledged messages is harmless.
+    resume: HashMap<NodeName, ResumePoint>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Every critical section leaves the state consistent, so a poisoned lock is usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn assignments(&self) -> std::sync::RwLockReadGuard<'_, Assignments> {
+        self.assignments
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn assignments_mut(&self) -> std::sync::RwLockWriteGuard<'_, Assignments> {
+        self.assignments
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The controller, before it runs: hand [`Controller::inbox`] and [`Controller::membership`]
+/// to the hub, then [`Controller::run`] with it.
+pub struct Controller {
+    shared: Arc<Shared>,
+    connected: mpsc::UnboundedReceiver<NodeName>,
+    registry: Arc<dyn Registry>,
+    config: ControllerConfig,
+}
+
+/// The hub's view of the controller's membership table (the isolation check).
+struct MembershipView(Arc<Shared>);
+
+impl isolation::Membership for MembershipView {
+    fn is_assigned(&self, node: &NodeName, device: &DeviceId) -> bool {
+        let key = DeviceRef {
+            namespace: device.namespace().unwrap_or_default().to_owned(),
+            name: device.name().to_owned(),
+        };
+        self.0.assignments().is_assigned(node.as_str(), &key)
+    }
+}
+
+/// Applies the nodes' messages to the controller's state (the hub's inbox).
+pub struct ControllerInbox(Arc<Shared>);
+
+impl Inbox for ControllerInbox {
+    fn resume_point<'a>(
+        &'a self,
+        node: &'a NodeName,
+    ) -> BoxFuture<'a, Result<Option<ResumePoint>, ApplyError>> {
+        // The hub asks on every (re)connect of the node: the moment to reconcile it.
+        let _ = self.0.connected.send(node.clone());
+        let point = self.0.lock().resume.get(node).copied();
+        Box::pin(async move { Ok(point) })
+    }
+
+    fn apply(&self, delivery: Delivery) -> BoxFuture<'_, Result<(), ApplyError>> {
+        self.handle(&delivery);
+        self.0
+            .lock()
+            .resume
+            .insert(delivery.node.clone(), delivery.resume_point());
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl ControllerInbox {
+    fn handle(&self, delivery: &Delivery) {
+        let metrics = &self.0.metrics;
+        let message = match cloudlink::parse_edge_message(&delivery.message) {
+            Ok(message) => message,
+            Err(error) => {
+                ControllerMetrics::bump(&metrics.rejected);
+                tracing::warn!(node = %delivery.node, %error, "message from the edge ignored");
+                return;
+            }
+        };
+        let now = jiff::Timestamp::now();
+        let mut inner = self.0.lock();
+        match message {
+            EdgeMessage::Twin { device, content } => {
+                ControllerMetrics::bump(&metrics.twin_received);
+                if let Some(patch) = inner.tracker.edge_twin(&device, &content, now) {
+                    inner.coalescer.add(device, &patch);
+                }
+            }
+            EdgeMessage::State { device, content } => {
+                ControllerMetrics::bump(&metrics.state_received);
+                let patch = StatusTracker::edge_state(&content);
+                inner.coalescer.add(device, &patch);
+            }
+        }
+    }
+}
+
+impl Controller {
+    /// A controller over `registry`.
+    pub fn new(registry: Arc<dyn Registry>, config: ControllerConfig) -> Controller {
+        let (connected, connected_rx) = mpsc::unbounded_channel();
+        Controller {
+            shared: Arc::new(Shared {
+                assignments: RwLock::new(Assignments::default()),
+                inner: Mutex::new(Inner::default()),
+                connected,
+                metrics: Arc::new(ControllerMetrics::default()),
+            }),
+            connected: connected_rx,
+            registry,
+            config,
+        }
+    }
+
+    /// The inbox to give the hub.
+    pub fn inbox(&self) -> Arc<dyn Inbox> {
+        Arc::new(ControllerInbox(Arc::clone(&self.shared)))
+    }
+
+    /// The membership table to give the hub (isolation).
+    pub fn membership(&self) -> Arc<dyn isolation::Membership> {
+        Arc::new(MembershipView(Arc::clone(&self.shared)))
+    }
+
+    /// The controller's counters.
+    pub fn metrics(&self) -> Arc<ControllerMetrics> {
+        Arc::clone(&self.shared.metrics)
+    }
+
+    /// Runs until `stop`; the last pending status patches are written before it returns.
+    pub async fn run(mut self, hub: Arc<Hub>, stop: CancellationToken) {
+        let mut watch = self.registry.watch();
+        let mut flush = tokio::time::interval(self.config.status_interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reconcile = tokio::time::interval(self.config.reconcile_interval);
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        reconcile.tick().await;
+        let mut synced = false;
+        let mut waiting: BTreeSet<NodeName> = BTreeSet::new();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                event = watch.next() => {
+                    let Some(event) = event else {
+                        tracing::error!("the registry watch ended; the controller stops");
+                        break;
+                    };
+                    if event == RegistryEvent::Synced {
+                        synced = true;
+                        tracing::info!(devices = self.shared.lock().devices.len(), "registry synced");
+                        for node in std::mem::take(&mut waiting) {
+                            self.send_complete(&hub, &node).await;
+                        }
+                    } else {
+                        self.registry_event(&hub, event, synced).await;
+                    }
+                }
+                Some(node) = self.connected.recv() => {
+                    if synced {
+                        self.send_complete(&hub, &node).await;
+                    } else {
+                        waiting.insert(node);
+                    }
+                }
+                _ = flush.tick() => self.flush().await,
+                _ = reconcile.tick(), if synced => {
+                    let nodes: Vec<String> = self.shared.assignments().nodes().cloned().collect();
+                    for node in nodes.iter().filter_map(|n| NodeName::new(n).ok()) {
+                        self.send_complete(&hub, &node).await;
+                    }
+                }
+            }
+        }
+        self.flush().await;
+    }
+
+    async fn registry_event(&self, hub: &Hub, event: RegistryEvent, synced: bool) {
+        let now = jiff::Timestamp::now();
+        let updates = match event {
+            RegistryEvent::Applied(device) => {
+                let key = DeviceRef::of(&device);
+                let updates = self.shared.assignments_mut().apply(&device);
+                let mut inner = self.shared.lock();
+                if let Some(patch) = inner.tracker.observe_device(&device, now) {
+                    inner.coalescer.add(key.clone(), &patch);
+                }
+                inner.devices.insert(key, device);
+                updates
+            }
+            RegistryEvent::Deleted(device) => {
+                let key = DeviceRef::of(&device);
+                let update = self.shared.assignments_mut().remove(&key);
+                let mut inner = self.shared.lock();
+                inner.devices.remove(&key);
+                inner.tracker.forget(&key);
+                inner.coalescer.forget(&key);
+                update.into_iter().collect()
+            }
+            RegistryEvent::ModelApplied(model) => {
+                let key = DeviceRef {
+                    namespace: model.namespace().to_owned(),
+                    name: model.name().to_owned(),
+                };
+                let previous = self.shared.lock().models.insert(key.clone(), model.clone());
+                if previous.is_some_and(|p| p.spec == model.spec) {
+                    Vec::new()
+                } else {
+                    self.shared.assignments().using_model(&key)
+                }
+            }
+            RegistryEvent::ModelDeleted(model) => {
+                let key = DeviceRef {
+                    namespace: model.namespace().to_owned(),
+                    name: model.name().to_owned(),
+                };
+                self.shared.lock().models.remove(&key);
+                Vec::new()
+            }
+            RegistryEvent::Synced => Vec::new(),
+        };
+        // Before the initial sync the nodes get their complete lists instead.
+        if synced {
+            self.send_updates(hub, updates).await;
+        }
+    }
+
+    async fn send_updates(&self, hub: &Hub, updates: Vec<(String, NodeUpdate)>) {
+        let mut per_node: BTreeMap<String, (Vec<DeviceRef>, Vec<DeviceRef>)> = BTreeMap::new();
+        for (node, update) in updates {
+            let entry = per_node.entry(node).or_default();
+            match update {
+                NodeUpdate::Upsert(key) => entry.0.push(key),
+                NodeUpdate::Remove(key) => entry.1.push(key),
+            }
+        }
+        for (node, (upserts, removed)) in per_node {
+            let content = {
+                let inner = self.shared.lock();
+                let devices = upserts
+                    .iter()
+                    .filter_map(|k| inner.devices.get(k).map(AsRef::as_ref));
+                reconcile::membership_content(devices, &inner.models, removed, false)
+            };
+            match NodeName::new(&node) {
+                Ok(node) => self.send(hub, &node, &content).await,
+                Err(error) => {
+                    tracing::warn!(%node, %error, "device assigned to an invalid node name")
+                }
+            }
+        }
+    }
+
+    async fn send_complete(&self, hub: &Hub, node: &NodeName) {
+        let content = {
+            let assignments = self.shared.assignments();
+            let inner = self.shared.lock();
+            let devices = assignments
+                .devices_of(node.as_str())
+                .filter_map(|k| inner.devices.get(k).map(AsRef::as_ref));
+            reconcile::membership_content(devices, &inner.models, Vec::new(), true)
+        };
+        tracing::info!(%node, devices = content.devices.len(), "sending the node its complete membership");
+        self.send(hub, node, &content).await;
+    }
+
+    async fn send(&self, hub: &Hub, node: &NodeName, content: &MembershipContent) {
+        let metrics = &self.shared.metrics;
+        let value = match serde_json::to_value(content) {
+            Ok(value) => value,
+            Err(error) => {
+                tracing::error!(%node, %error, "cannot encode a membership update");
+                return;
+            }
+        };
+        let message = cloudlink::envelope(
+            uuid::Uuid::new_v4().to_string(),
+            jiff::Timestamp::now().as_millisecond(),
+            CLOUD_SOURCE,
+            membership_resource(node.as_str()),
+            value,
+        );
+        match hub.send(node, message).await {
+            Ok(_) => ControllerMetrics::bump(&metrics.membership_sent),
+            Err(error) => {
+                ControllerMetrics::bump(&metrics.send_failures);
+                tracing::warn!(%node, %error, "membership update not queued");
+            }
+        }
+    }
+
+    /// Writes every pending status patch: one write per device.
+    async fn flush(&self) {
+        let pending = self.shared.lock().coalescer.drain();
+        let metrics = &self.shared.metrics;
+        for (key, patch) in pending {
+            let failed = patch
+                .twins
+                .iter()
+                .filter_map(|t| t.condition.as_ref().map(|c| (t, c)))
+                .filter(|(_, c)| c.kind == crate::model::ConditionType::Failed)
+                .map(|(t, c)| {
+                    (
+                        t.property_name.clone(),
+                        c.message.clone().unwrap_or_default(),
+                    )
+                })
+                .collect::<Vec<_>>();
+            match self
+                .registry
+                .patch_status(&key.namespace, &key.name, &patch)
+                .await
+            {
+                Ok(device) => {
+                    ControllerMetrics::bump(&metrics.status_writes);
+                    for (property, message) in failed {
+                        let event = DeviceEvent::warning(
+                            "ActuationFailed",
+                            format!("property {property}: {message}"),
+                        );
+                        if let Err(error) = self.registry.record_event(&device, &event).await {
+                            tracing::warn!(device = %key, %error, "cannot record an event");
+                        }
+                    }
+                }
+                Err(crate::cloud::registry::RegistryError::NotFound { .. }) => {
+                    tracing::debug!(device = %key, "status for a deleted device dropped");
+                }
+                Err(error) => {
+                    ControllerMetrics::bump(&metrics.status_write_failures);
+                    tracing::warn!(device = %key, %error, "status write failed; retried at the next flush");
+                    self.shared.lock().coalescer.retry(key, patch);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! The cloud⇄edge tunnel: a reliable, authenticated, resumable message link that the edge node
+//! opens to the cloud (WebSocket over TLS), carrying beehive [`Envelope`](crate::wire::Envelope)s.
+//!
+//! - [`session`]: the reliability state machine without I/O (sequence numbers, window, acks,
+//!   retransmission, dedupe, heartbeats); [`backoff`]: the reconnect schedule.
+//! - [`outbox`] / [`inbox`]: the seams to the applications on both sides; [`store`]: the cloud's
+//!   per-node outboxes in sqlite.
+//! - [`server`]: the cloud's [`Hub`](server::Hub); [`client`]: the edge's
+//!   [`HubClient`](client::HubClient); [`auth`], [`tls`], [`isolation`]: who may connect and what
+//!   a node may see and send.
+//!
+//! The client side builds with the `edge` feature alone; the hub, token store and sqlite
+//! outboxes need `cloud`. The protocol is described in `docs/tunnel.md`.
+
+#[cfg(feature = "cloud")]
+pub mod auth;
+pub mod backoff;
+pub mod client;
+mod connection;
+pub mod frame;
+pub mod inbox;
+#[cfg(feature = "cloud")]
+pub mod isolation;
+pub mod node;
+pub mod outbox;
+#[cfg(feature = "cloud")]
+pub mod server;
+pub mod session;
+#[cfg(feature = "cloud")]
+mod sqlite;
+pub mod stats;
+#[cfg(feature = "cloud")]
+pub mod store;
+pub mod tls;
+
+#[cfg(all(test, feature = "cloud", feature = "test-support"))]
+mod tests;
+
+pub use connection::LinkEnd;
+pub use node::NodeName;
+pub use session::{ResumePoint, Seq, StreamId};

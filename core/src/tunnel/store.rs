@@ -1,0 +1,524 @@
+//! The cloud's per-node outboxes in sqlite.
+//!
+//! One dedicated thread owns the connection. Requests from any task queue up and the thread
+//! serves what is queued in **one transaction** (group commit), so the cost of a commit is shared:
+//! a fan-out to 10 000 nodes is a handful of transactions, not 10 000. A request's future
+//! resolves only after its transaction committed, so an appended message is durable when
+//! `append` returns (WAL with `synchronous=NORMAL`: it survives a crash of the process; a power
+//! loss may lose the last transactions — the device controller's periodic reconcile repairs
+//! that).
+//!
+//! Tables: `tunnel_streams(node, stream_id, last_seq, depth)` keeps each node's stream id, its
+//! last sequence number (so numbers never go back, even when the queue runs empty) and the queue
+//! length; `tunnel_outbox(node, seq, message)` holds the messages as JSON.
+
+use std::path::{Path, PathBuf};
+
+use futures::future::BoxFuture;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::node::NodeName;
+use super::outbox::{Outbox, OutboxEntry, OutboxError};
+use super::session::{Seq, StreamId};
+use crate::wire::Envelope;
+
+/// At most this many requests share one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// Options of the cloud's outbox store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubStoreOptions {
+    /// Messages a node's queue may hold; beyond it `append` fails with [`OutboxError::Full`]
+    /// (the caller resynchronises that node later, e.g. by a full reconcile on reconnect).
+    pub max_queue_len: usize,
+}
+
+impl Default for HubStoreOptions {
+    fn default() -> Self {
+        HubStoreOptions {
+            max_queue_len: 10_000,
+        }
+    }
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum HubStoreError {
+    /// The database could not be opened or prepared.
+    #[error("hub store {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The store's thread could not be started.
+    #[error("hub store: cannot start its thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Handle to the per-node outboxes; cheap to clone.
+#[derive(Clone)]
+pub struct HubStore {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl std::fmt::Debug for HubStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubStore").finish_non_exhaustive()
+    }
+}
+
+/// One request to the store's thread: run inside the batch's transaction, then learn whether
+/// the transaction committed.
+trait Job: Send {
+    /// Runs the request. An `Err` is a storage failure that aborts (rolls back) the whole batch;
+    /// a refusal such as a full queue is a result, and writes nothing.
+    fn run(&mut self, conn: &Connection, options: &HubStoreOptions) -> Result<(), String>;
+    fn finish(self: Box<Self>, commit: Result<(), String>);
+}
+
+/// A [`Job`] that computes a value and replies with it after the commit.
+struct Call<T, F> {
+    op: Option<F>,
+    result: Option<Result<T, OutboxError>>,
+    reply: oneshot::Sender<Result<T, OutboxError>>,
+}
+
+impl<T, F> Job for Call<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection, &HubStoreOptions) -> Result<T, OutboxError> + Send,
+{
+    fn run(&mut self, conn: &Connection, options: &HubStoreOptions) -> Result<(), String> {
+        let Some(op) = self.op.take() else {
+            return Ok(());
+        };
+        let result = op(conn, options);
+        let fatal = match &result {
+            Err(OutboxError::Storage(error)) => Err(error.clone()),
+            _ => Ok(()),
+        };
+        self.result = Some(result);
+        fatal
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), String>) {
+        let result = match (commit, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Err(error), _) => Err(OutboxError::Storage(error)),
+            (Ok(()), None) => Err(OutboxError::Storage("request was not run".into())),
+        };
+        // A caller that gave up waiting dropped its receiver; nothing to do then.
+        let _ = self.reply.send(result);
+    }
+}
+
+impl HubStore {
+    /// Opens (creating if needed) the outbox tables in the sqlite file at `path` and starts the
+    /// store's thread. The thread ends when the last handle is dropped.
+    pub fn open(path: &Path, options: HubStoreOptions) -> Result<Self, HubStoreError> {
+        let error = |source| HubStoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = super::sqlite::open(
+            path,
+            "CREATE TABLE IF NOT EXISTS tunnel_streams (
+                 node TEXT PRIMARY KEY,
+                 stream_id INTEGER NOT NULL,
+                 last_seq INTEGER NOT NULL,
+                 depth INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS tunnel_outbox (
+                 node TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 message TEXT NOT NULL,
+                 PRIMARY KEY (node, seq)
+             ) WITHOUT ROWID;",
+        )
+        .map_err(error)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(error)?;
+        let (jobs, receiver) = mpsc::channel(4 * MAX_BATCH);
+        let worker = Worker {
+            conn,
+            options,
+            path: path.to_owned(),
+        };
+        std::thread::Builder::new()
+            .name("hub-store".into())
+            .spawn(move || worker.run(receiver))
+            .map_err(HubStoreError::Thread)?;
+        Ok(HubStore { jobs })
+    }
+
+    async fn call<T, F>(&self, op: F) -> Result<T, OutboxError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &HubStoreOptions) -> Result<T, OutboxError> + Send + 'static,
+    {
+        let stopped = || OutboxError::Storage("hub store thread stopped".into());
+        let (reply, response) = oneshot::channel();
+        let job = Box::new(Call {
+            op: Some(op),
+            result: None,
+            reply,
+        });
+        self.jobs.send(job).await.map_err(|_| stopped())?;
+        response.await.map_err(|_| stopped())?
+    }
+
+    /// `node`'s outbox (its stream is created on first use).
+    pub async fn outbox(&self, node: &NodeName) -> Result<NodeOutbox, OutboxError> {
+        let owned = node.clone();
+        let stream = self.call(move |conn, _| stream(conn, &owned)).await?;
+        Ok(NodeOutbox {
+            store: self.clone(),
+            node: node.clone(),
+            stream,
+        })
+    }
+
+    /// Appends `message` to `node`'s queue; durable when it returns.
+    pub async fn append(&self, node: &NodeName, message: &Envelope) -> Result<Seq, OutboxError> {
+        let json = serde_json::to_string(message)
+            .map_err(|error| OutboxError::Storage(format!("cannot encode message: {error}")))?;
+        self.append_json(node, json).await
+    }
+
+    /// Appends a message already encoded as JSON (an `Envelope`).
+    pub(crate) async fn append_json(
+        &self,
+        node: &NodeName,
+        message: String,
+    ) -> Result<Seq, OutboxError> {
+        let node = node.clone();
+        self.call(move |conn, options| append(conn, &node, &message, options.max_queue_len))
+            .await
+    }
+
+    /// How many messages wait in `node`'s queue.
+    pub async fn depth(&self, node: &NodeName) -> Result<usize, OutboxError> {
+        let node = node.clone();
+        self.call(move |conn, _| depth(conn, &node)).await
+    }
+}
+
+/// One node's queue in a [`HubStore`].
+#[derive(Debug, Clone)]
+pub struct NodeOutbox {
+    store: HubStore,
+    node: NodeName,
+    stream: StreamId,
+}
+
+impl Outbox for NodeOutbox {
+    fn stream(&self) -> StreamId {
+        self.stream
+    }
+
+    fn append(&self, message: Envelope) -> BoxFuture<'_, Result<Seq, OutboxError>> {
+        Box::pin(async move { self.store.append(&self.node, &message).await })
+    }
+
+    fn peek_after(
+        &self,
+        after: Seq,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, OutboxError>> {
+        Box::pin(async move {
+            let node = self.node.clone();
+            let rows = self
+                .store
+                .call(move |conn, _| peek(conn, &node, after, limit))
+                .await?;
+            rows.into_iter()
+                .map(|(seq, text)| {
+                    let message = serde_json::from_str(&text).map_err(|error| {
+                        OutboxError::Storage(format!(
+                            "stored message {seq} for node {} is not valid: {error}",
+                            self.node
+                        ))
+                    })?;
+                    Ok(OutboxEntry { seq, message })
+                })
+                .collect()
+        })
+    }
+
+    fn ack_through(&self, through: Seq) -> BoxFuture<'_, Result<(), OutboxError>> {
+        Box::pin(async move {
+            let node = self.node.clone();
+            self.store
+                .call(move |conn, _| ack(conn, &node, through))
+                .await
+        })
+    }
+}
+
+/// The store's thread: owns the connection, serves batches of requests.
+struct Worker {
+    conn: Connection,
+    options: HubStoreOptions,
+    path: PathBuf,
+}
+
+impl Worker {
+    fn run(mut self, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = jobs.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let commit = self.serve(&mut batch);
+            for job in batch.drain(..) {
+                job.finish(commit.clone());
+            }
+        }
+    }
+
+    /// Runs the batch in one transaction; the error text if it did not commit.
+    fn serve(&mut self, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+        let path = self.path.display().to_string();
+        let fail = |what: &str, error: rusqlite::Error| {
+            tracing::error!(%error, path, "hub store cannot {what}");
+            format!("hub store {path}: cannot {what}: {error}")
+        };
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| fail("begin a transaction", e))?;
+        for job in batch.iter_mut() {
+            if let Err(error) = job.run(&tx, &self.options) {
+                // Dropping the transaction rolls the whole batch back.
+                tracing::error!(%error, path, "hub store request failed; batch rolled back");
+                return Err(format!("hub store {path}: {error} (batch rolled back)"));
+            }
+        }
+        tx.commit().map_err(|e| fail("commit", e))
+    }
+}
+
+fn storage(error: rusqlite::Error) -> OutboxError {
+    OutboxError::Storage(error.to_string())
+}
+
+/// `node`'s stream id, creating the stream with a random id on first use.
+fn stream(conn: &Connection, node: &NodeName) -> Result<StreamId, OutboxError> {
+    let existing: Option<i64> = conn
+        .prepare_cached("SELECT stream_id FROM tunnel_streams WHERE node = ?1")
+        .and_then(|mut stmt| stmt.query_row([node.as_str()], |row| row.get(0)).optional())
+        .map_err(storage)?;
+    if let Some(id) = existing {
+        return Ok(StreamId(id as u64));
+    }
+    // Positive 63-bit ids fit sqlite's signed integers unchanged.
+    let id = (rand::random::<u64>() >> 1) as i64;
+    conn.prepare_cached(
+        "INSERT INTO tunnel_streams (node, stream_id, last_seq, depth) VALUES (?1, ?2, 0, 0)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![node.as_str(), id]))
+    .map_err(storage)?;
+    Ok(StreamId(id as u64))
+}
+
+fn append(
+    conn: &Connection,
+    node: &NodeName,
+    message: &str,
+    max: usize,
+) -> Result<Seq, OutboxError> {
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    let bump = || -> Result<Option<i64>, OutboxError> {
+        conn.prepare_cached(
+            "UPDATE tunnel_streams SET last_seq = last_seq + 1, depth = depth + 1
+             WHERE node = ?1 AND depth < ?2 RETURNING last_seq",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(params![node.as_str(), max], |row| row.get(0))
+                .optional()
+        })
+        .map_err(storage)
+    };
+    // One statement in the common case; the stream row is created on a node's first message.
+    let seq = match bump()? {
+        Some(seq) => seq,
+        None if stream_exists(conn, node)? => {
+            return Err(OutboxError::Full {
+                limit: max as usize,
+            });
+        }
+        None => {
+            stream(conn, node)?;
+            bump()?.ok_or_else(|| OutboxError::Storage("stream row vanished".into()))?
+        }
+    };
+    conn.prepare_cached("INSERT INTO tunnel_outbox (node, seq, message) VALUES (?1, ?2, ?3)")
+        .and_then(|mut stmt| stmt.execute(params![node.as_str(), seq, message]))
+        .map_err(storage)?;
+    Ok(seq as Seq)
+}
+
+fn stream_exists(conn: &Connection, node: &NodeName) -> Result<bool, OutboxError> {
+    conn.prepare_cached("SELECT 1 FROM tunnel_streams WHERE node = ?1")
+        .and_then(|mut stmt| stmt.exists([node.as_str()]))
+        .map_err(storage)
+}
+
+fn peek(
+    conn: &Connection,
+    node: &NodeName,
+    after: Seq,
+    limit: usize,
+) -> Result<Vec<(Seq, String)>, OutboxError> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, message FROM tunnel_outbox WHERE node = ?1 AND seq > ?2
+             ORDER BY seq LIMIT ?3",
+        )
+        .map_err(storage)?;
+    let rows = stmt
+        .query_map(params![node.as_str(), after, limit], |row| {
+            Ok((row.get::<_, i64>(0)? as Seq, row.get::<_, String>(1)?))
+        })
+        .map_err(storage)?;
+    rows.collect::<Result<_, _>>().map_err(storage)
+}
+
+fn ack(conn: &Connection, node: &NodeName, through: Seq) -> Result<(), OutboxError> {
+    let through = i64::try_from(through).unwrap_or(i64::MAX);
+    let removed = conn
+        .prepare_cached("DELETE FROM tunnel_outbox WHERE node = ?1 AND seq <= ?2")
+        .and_then(|mut stmt| stmt.execute(params![node.as_str(), through]))
+        .map_err(storage)?;
+    if removed > 0 {
+        conn.prepare_cached("UPDATE tunnel_streams SET depth = depth - ?2 WHERE node = ?1")
+            .and_then(|mut stmt| stmt.execute(params![node.as_str(), removed as i64]))
+            .map_err(storage)?;
+    }
+    Ok(())
+}
+
+fn depth(conn: &Connection, node: &NodeName) -> Result<usize, OutboxError> {
+    let depth: Option<i64> = conn
+        .prepare_cached("SELECT depth FROM tunnel_streams WHERE node = ?1")
+        .and_then(|mut stmt| stmt.query_row([node.as_str()], |row| row.get(0)).optional())
+        .map_err(storage)?;
+    Ok(depth.unwrap_or(0) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str) -> NodeName {
+        NodeName::new(name).expect("node")
+    }
+
+    fn message(id: &str) -> Envelope {
+        let mut envelope = Envelope::default();
+        envelope.header.msg_id = id.to_owned();
+        envelope
+    }
+
+    #[tokio::test]
+    async fn queues_are_per_node_ordered_and_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cloud.db");
+        let store = HubStore::open(&path, HubStoreOptions::default()).expect("open");
+        let a = store.outbox(&node("a")).await.expect("a");
+        let b = store.outbox(&node("b")).await.expect("b");
+        assert_ne!(a.stream(), b.stream());
+        for id in ["a1", "a2", "a3"] {
+            a.append(message(id)).await.expect("append");
+        }
+        assert_eq!(b.append(message("b1")).await.expect("append"), 1);
+        a.ack_through(1).await.expect("ack");
+        let stream_a = a.stream();
+        drop((a, b, store));
+
+        let store = HubStore::open(&path, HubStoreOptions::default()).expect("reopen");
+        let a = store.outbox(&node("a")).await.expect("a");
+        assert_eq!(a.stream(), stream_a, "the stream id is persistent");
+        let ids: Vec<String> = a
+            .peek_after(0, 10)
+            .await
+            .expect("peek")
+            .into_iter()
+            .map(|e| e.message.header.msg_id)
+            .collect();
+        assert_eq!(ids, ["a2", "a3"]);
+        assert_eq!(store.depth(&node("a")).await.expect("depth"), 2);
+        a.ack_through(3).await.expect("ack");
+        assert_eq!(
+            a.append(message("a4")).await.expect("append"),
+            4,
+            "numbers never go back, even on an empty queue"
+        );
+        let b = store.outbox(&node("b")).await.expect("b");
+        assert_eq!(b.peek_after(0, 10).await.expect("peek").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_appends_until_acknowledged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = HubStore::open(
+            &dir.path().join("cloud.db"),
+            HubStoreOptions { max_queue_len: 2 },
+        )
+        .expect("open");
+        let n = node("n");
+        store.append(&n, &message("1")).await.expect("1");
+        store.append(&n, &message("2")).await.expect("2");
+        let error = store.append(&n, &message("3")).await.expect_err("full");
+        assert!(matches!(error, OutboxError::Full { limit: 2 }), "{error}");
+        store
+            .outbox(&n)
+            .await
+            .expect("outbox")
+            .ack_through(1)
+            .await
+            .expect("ack");
+        assert_eq!(store.append(&n, &message("3")).await.expect("room"), 3);
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_share_transactions_and_keep_per_node_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            HubStore::open(&dir.path().join("cloud.db"), HubStoreOptions::default()).expect("open");
+        let nodes: Vec<NodeName> = (0..50).map(|i| node(&format!("n{i}"))).collect();
+        let mut tasks = Vec::new();
+        for n in &nodes {
+            for i in 0..4 {
+                let (store, n) = (store.clone(), n.clone());
+                tasks.push(tokio::spawn(async move {
+                    store.append(&n, &message(&format!("{n}-{i}"))).await
+                }));
+            }
+        }
+        for task in tasks {
+            task.await.expect("join").expect("append");
+        }
+        for n in &nodes {
+            let entries = store
+                .outbox(n)
+                .await
+                .expect("outbox")
+                .peek_after(0, 100)
+                .await
+                .expect("peek");
+            let seqs: Vec<Seq> = entries.iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, [1, 2, 3, 4], "node {n}");
+        }
+    }
+}

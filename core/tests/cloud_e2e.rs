@@ -1,0 +1,619 @@
+//! End to end with real processes on loopback: `edgetwin cloud` (embedded registry), two
+//! `edgetwin edge` nodes (each with its embedded broker), and a scripted MQTT mapper per node
+//! that answers every delta by reporting the desired value. `edgetwin ctl` drives the registry.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edgetwin_core::testsupport::tcp_proxy::TcpProxy;
+use edgetwin_core::testsupport::{TestClient, free_port};
+use serde_json::{Value, json};
+
+/// How long a test waits for a state it expects (generous: CI shares 2 cores).
+const WAIT: Duration = Duration::from_secs(30);
+
+const MANIFEST: &str = r#"
+apiVersion: devices.kubeedge.io/v1beta1
+kind: DeviceModel
+metadata:
+  name: lamp
+  namespace: default
+spec:
+  properties:
+    - name: power
+      type: STRING
+      accessMode: ReadWrite
+    - name: temp
+      type: INT
+      accessMode: ReadOnly
+---
+apiVersion: devices.kubeedge.io/v1beta1
+kind: Device
+metadata:
+  name: lamp-1
+  namespace: default
+spec:
+  deviceModelRef:
+    name: lamp
+  nodeName: n1
+  properties:
+    - name: power
+      desired:
+        value: "off"
+    - name: temp
+---
+apiVersion: devices.kubeedge.io/v1beta1
+kind: Device
+metadata:
+  name: lamp-2
+  namespace: default
+spec:
+  deviceModelRef:
+    name: lamp
+  nodeName: n2
+  properties:
+    - name: power
+      desired:
+        value: "off"
+"#;
+
+fn edgetwin() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edgetwin"));
+    for var in ["EDGETWIN_SERVER", "EDGETWIN_TOKEN", "EDGETWIN_DATA_DIR"] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// A child process, SIGKILLed and reaped when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn spawn(command: &mut Command, log: &Path) -> Proc {
+        let log = std::fs::File::create(log).expect("log file");
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawns");
+        Proc(child)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The cloud process and its files.
+struct CloudProc {
+    proc: Proc,
+    dir: PathBuf,
+    tunnel: SocketAddr,
+    config: PathBuf,
+}
+
+impl CloudProc {
+    fn start(root: &Path) -> CloudProc {
+        let dir = root.join("cloud");
+        std::fs::create_dir_all(&dir).expect("cloud dir");
+        let tunnel: SocketAddr = format!("127.0.0.1:{}", free_port().expect("port"))
+            .parse()
+            .expect("addr");
+        let config = root.join("cloud.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: {tunnel}\ninsecure: true\ndataDir: {}\nregistry:\n  embedded:\n    apiListen: 127.0.0.1:0\nstatusIntervalMs: 200\nmetricsListen: null\n",
+                dir.display()
+            ),
+        )
+        .expect("config");
+        let mut cloud = CloudProc {
+            proc: Proc(edgetwin().arg("--version").spawn().expect("version")),
+            dir,
+            tunnel,
+            config,
+        };
+        cloud.restart(root);
+        cloud
+    }
+
+    /// (Re)starts the process on the same config and data.
+    fn restart(&mut self, root: &Path) {
+        self.proc.kill();
+        let _ = std::fs::remove_file(self.dir.join("registry.url"));
+        self.proc = Proc::spawn(
+            edgetwin().args(["cloud", "-c"]).arg(&self.config),
+            &root.join("cloud.log"),
+        );
+        wait_until("the cloud is up", || {
+            self.dir.join("registry.url").exists()
+                && std::net::TcpStream::connect(self.tunnel).is_ok()
+        });
+    }
+
+    fn tokens(&self, nodes: &[&str]) -> BTreeMap<String, String> {
+        let output = edgetwin()
+            .args(["cloud", "token", "create"])
+            .args(nodes)
+            .arg("--db")
+            .arg(self.dir.join("cloud.db"))
+            .output()
+            .expect("token create");
+        assert!(output.status.success(), "{}", stderr(&output));
+        // One node: the token alone; several: `NODE TOKEN` lines.
+        if let [node] = nodes {
+            return BTreeMap::from([(node.to_string(), stdout(&output).trim().to_owned())]);
+        }
+        stdout(&output)
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .map(|(node, token)| (node.to_owned(), token.trim().to_owned()))
+            .collect()
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        edgetwin()
+            .arg("ctl")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("runs edgetwin ctl")
+    }
+
+    fn device(&self, name: &str) -> Value {
+        let output = self.ctl(&["get", "device", name, "-o", "json"]);
+        if !output.status.success() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+    }
+}
+
+/// One edge process with its broker address.
+struct EdgeProc {
+    proc: Proc,
+    broker: SocketAddr,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl EdgeProc {
+    fn start(root: &Path, node: &str, cloud: SocketAddr, token: &str) -> EdgeProc {
+        let broker: SocketAddr = format!("127.0.0.1:{}", free_port().expect("port"))
+            .parse()
+            .expect("addr");
+        let config = root.join(format!("{node}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "nodeName: {node}\ndataDir: {}\nbroker:\n  embedded:\n    listen: {broker}\nhttp:\n  listen: null\ncloud:\n  url: ws://{cloud}\n  token: {token}\n  insecure: true\n  reconnectMinMs: 50\n  reconnectMaxMs: 200\n",
+                root.join(node).display()
+            ),
+        )
+        .expect("config");
+        let log = root.join(format!("{node}.log"));
+        let mut edge = EdgeProc {
+            proc: Proc(edgetwin().arg("--version").spawn().expect("version")),
+            broker,
+            config,
+            log,
+        };
+        edge.restart();
+        edge
+    }
+
+    fn restart(&mut self) {
+        self.proc.kill();
+        self.proc = Proc::spawn(edgetwin().args(["edge", "-c"]).arg(&self.config), &self.log);
+        wait_until("the edge broker is up", || {
+            std::net::TcpStream::connect(self.broker).is_ok()
+        });
+    }
+}
+
+/// What a scripted mapper wrote to its devices: (device id, property, value), in order.
+type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// A mapper on `broker`: answers each delta by reporting the desired values as read back.
+async fn mapper(broker: SocketAddr, name: &str) -> (Seen, tokio::task::JoinHandle<()>) {
+    let mut client = TestClient::connect(broker, name)
+        .await
+        .expect("mapper connects");
+    client
+        .subscribe("$hw/events/device/#")
+        .await
+        .expect("subscribes");
+    let seen: Seen = Arc::default();
+    let record = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        let mut written: BTreeMap<(String, String), String> = BTreeMap::new();
+        loop {
+            let Ok(message) = client.recv_within(Duration::from_secs(3600)).await else {
+                return;
+            };
+            let Some(id) = message
+                .topic
+                .strip_prefix("$hw/events/device/")
+                .and_then(|rest| rest.strip_suffix("/twin/update/delta"))
+            else {
+                continue;
+            };
+            let delta = message.json();
+            let Some(values) = delta.get("delta").and_then(Value::as_object) else {
+                continue;
+            };
+            let mut twin = serde_json::Map::new();
+            for (property, value) in values {
+                let value = value.as_str().unwrap_or_default().to_owned();
+                // Like a real driver, write only a value the device does not hold yet: a delta
+                // repeated because a report crossed a newer desired value is not a new write.
+                let key = (id.to_owned(), property.clone());
+                if written.get(&key) != Some(&value) {
+                    written.insert(key, value.clone());
+                    record.lock().expect("lock").push((
+                        id.to_owned(),
+                        property.clone(),
+                        value.clone(),
+                    ));
+                }
+                twin.insert(
+                    property.clone(),
+                    json!({"actual": {"value": value}, "metadata": {"type": "string"}}),
+                );
+            }
+            let report = json!({"event_id": "", "timestamp": 0, "twin": twin});
+            let topic = format!("$hw/events/device/{id}/twin/update");
+            let _ = client
+                .publish_nowait(
+                    &topic,
+                    rumqttc::QoS::AtLeastOnce,
+                    serde_json::to_vec(&report).expect("json"),
+                )
+                .await;
+        }
+    });
+    (seen, task)
+}
+
+/// The test's directory, whose process logs a failure prints.
+static LOG_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        if Instant::now() > deadline {
+            print_logs();
+            panic!("timed out waiting until {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn print_logs() {
+    let Some(dir) = LOG_DIR.get() else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            eprintln!("==== {} (last lines) ====", path.display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A property's twin in a Device's status: (reported value, condition type).
+fn twin_of(device: &Value, property: &str) -> (Option<String>, Option<String>) {
+    let twin = device["status"]["twins"]
+        .as_array()
+        .and_then(|twins| twins.iter().find(|t| t["propertyName"] == property))
+        .cloned()
+        .unwrap_or(Value::Null);
+    (
+        twin["reported"]["value"].as_str().map(str::to_owned),
+        twin["condition"]["type"].as_str().map(str::to_owned),
+    )
+}
+
+fn power(device: &Value) -> (Option<String>, Option<String>) {
+    twin_of(device, "power")
+}
+
+/// Publishes `temp` readings for lamp-1 every 50 ms from its own client; the last value sent is
+/// in the returned counter.
+async fn sensor(
+    broker: SocketAddr,
+) -> (
+    Arc<std::sync::atomic::AtomicU64>,
+    tokio::task::JoinHandle<()>,
+) {
+    let client = TestClient::connect(broker, "sensor")
+        .await
+        .expect("sensor connects");
+    let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = Arc::clone(&last);
+    let task = tokio::spawn(async move {
+        for value in 1u64.. {
+            let report = json!({"event_id": "", "timestamp": 0, "twin": {
+                "temp": {"actual": {"value": value.to_string()}, "metadata": {"type": "int"}}
+            }});
+            let published = client
+                .publish_nowait(
+                    "$hw/events/device/default/lamp-1/twin/update",
+                    rumqttc::QoS::AtLeastOnce,
+                    serde_json::to_vec(&report).expect("json"),
+                )
+                .await;
+            if published.is_ok() {
+                counter.store(value, std::sync::atomic::Ordering::SeqCst);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    (last, task)
+}
+
+/// The reported `temp` of lamp-1 in the registry.
+fn reported_temp(cloud: &CloudProc) -> Option<u64> {
+    twin_of(&cloud.device("lamp-1"), "temp").0?.parse().ok()
+}
+
+/// Sets lamp-1's desired power.
+fn set_power(cloud: &CloudProc, value: &str) {
+    let set = cloud.ctl(&["set", "device", "lamp-1", &format!("power={value}")]);
+    assert!(set.status.success(), "{}", stderr(&set));
+}
+
+/// The cloud, node n1 (through `via` when given) and its mapper, with the devices applied and
+/// lamp-1 verified off.
+struct OneNode {
+    root: tempfile::TempDir,
+    cloud: Arc<CloudProc>,
+    edge: EdgeProc,
+    seen: Seen,
+    mapper: tokio::task::JoinHandle<()>,
+}
+
+impl OneNode {
+    async fn start(proxy: bool) -> (OneNode, Option<TcpProxy>) {
+        let root = tempfile::tempdir().expect("temp dir");
+        let path = root.path().to_owned();
+        let _ = LOG_DIR.set(path.clone());
+        let cloud = CloudProc::start(&path);
+        let tokens = cloud.tokens(&["n1"]);
+        let proxy = if proxy {
+            Some(TcpProxy::start(cloud.tunnel).await.expect("proxy"))
+        } else {
+            None
+        };
+        let target = proxy.as_ref().map_or(cloud.tunnel, TcpProxy::addr);
+        let edge = EdgeProc::start(&path, "n1", target, &tokens["n1"]);
+        let (seen, mapper) = mapper(edge.broker, "mapper-n1").await;
+        let manifest = path.join("devices.yaml");
+        std::fs::write(&manifest, MANIFEST).expect("manifest");
+        let applied_out = cloud.ctl(&["apply", "-f", manifest.to_str().expect("utf-8")]);
+        assert!(applied_out.status.success(), "{}", stderr(&applied_out));
+        let cloud = Arc::new(cloud);
+        let c = Arc::clone(&cloud);
+        blocking(move || wait_until("lamp-1 is verified off", || verified(&c, "lamp-1", "off")))
+            .await;
+        (
+            OneNode {
+                root,
+                cloud,
+                edge,
+                seen,
+                mapper,
+            },
+            proxy,
+        )
+    }
+
+    /// Waits until lamp-1 is verified at `power` and its reported temp is at least `temp`.
+    async fn converged(&self, power: &'static str, temp: u64) {
+        let c = Arc::clone(&self.cloud);
+        let seen = Arc::clone(&self.seen);
+        blocking(move || {
+            let deadline = Instant::now() + WAIT;
+            while !(verified(&c, "lamp-1", power) && reported_temp(&c).is_some_and(|t| t >= temp)) {
+                if Instant::now() > deadline {
+                    print_logs();
+                    panic!(
+                        "lamp-1 did not converge to power={power}, temp>={temp}: status {}, mapper saw {seen:?}",
+                        c.device("lamp-1")["status"]
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .await;
+    }
+}
+
+fn verified(cloud: &CloudProc, device: &str, value: &str) -> bool {
+    power(&cloud.device(device)) == (Some(value.to_owned()), Some("Verified".to_owned()))
+}
+
+fn applied(seen: &Seen, id: &str, value: &str) -> usize {
+    seen.lock()
+        .expect("lock")
+        .iter()
+        .filter(|(d, p, v)| d == id && p == "power" && v == value)
+        .count()
+}
+
+/// Runs blocking polls (they spawn `edgetwin ctl`) off the runtime's workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_process_set_reaches_only_the_right_node_and_is_verified() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let path = root.path().to_owned();
+    let _ = LOG_DIR.set(path.clone());
+    let cloud = CloudProc::start(&path);
+    let tokens = cloud.tokens(&["n1", "n2"]);
+    let edge1 = EdgeProc::start(&path, "n1", cloud.tunnel, &tokens["n1"]);
+    let edge2 = EdgeProc::start(&path, "n2", cloud.tunnel, &tokens["n2"]);
+    let (seen1, task1) = mapper(edge1.broker, "mapper-n1").await;
+    let (seen2, task2) = mapper(edge2.broker, "mapper-n2").await;
+
+    // The devices are created while the nodes and their mappers run.
+    let manifest = path.join("devices.yaml");
+    std::fs::write(&manifest, MANIFEST).expect("manifest");
+    let applied_out = cloud.ctl(&["apply", "-f", manifest.to_str().expect("utf-8")]);
+    assert!(applied_out.status.success(), "{}", stderr(&applied_out));
+
+    let cloud = Arc::new(cloud);
+    let c = Arc::clone(&cloud);
+    blocking(move || {
+        wait_until("both lamps are verified off", || {
+            verified(&c, "lamp-1", "off") && verified(&c, "lamp-2", "off")
+        })
+    })
+    .await;
+
+    let set = cloud.ctl(&["set", "device", "lamp-1", "power=on"]);
+    assert!(set.status.success(), "{}", stderr(&set));
+    let c = Arc::clone(&cloud);
+    blocking(move || wait_until("lamp-1 is verified on", || verified(&c, "lamp-1", "on"))).await;
+
+    assert_eq!(applied(&seen1, "default/lamp-1", "on"), 1, "{seen1:?}");
+    let on_n2: Vec<_> = seen2
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(d, _, _)| d.ends_with("lamp-1"))
+        .cloned()
+        .collect();
+    assert!(on_n2.is_empty(), "n2 saw lamp-1's deltas: {on_n2:?}");
+    assert!(
+        seen1
+            .lock()
+            .expect("lock")
+            .iter()
+            .all(|(d, _, _)| d.ends_with("lamp-1")),
+        "n1 saw another node's device: {seen1:?}"
+    );
+    assert!(verified(&cloud, "lamp-2", "off"), "lamp-2 untouched");
+    task1.abort();
+    task2.abort();
+    drop((edge1, edge2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_process_partition_converges_after_heal_without_double_actuation() {
+    let (node, proxy) = OneNode::start(true).await;
+    let proxy = proxy.expect("proxy");
+    let (sent, sensor_task) = sensor(node.edge.broker).await;
+
+    proxy.cut();
+    // Desired changes in the cloud and readings at the edge go on while the link is down.
+    set_power(&node.cloud, "on");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    set_power(&node.cloud, "dim");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sensor_task.abort();
+    let last_sent = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(last_sent > 0, "the sensor published during the cut");
+    assert_eq!(
+        applied(&node.seen, "default/lamp-1", "dim"),
+        0,
+        "nothing crossed the cut"
+    );
+
+    let healed = Instant::now();
+    proxy.heal();
+    node.converged("dim", last_sent).await;
+    let took = healed.elapsed();
+    eprintln!("converged {took:?} after heal");
+    assert!(
+        took <= Duration::from_secs(2),
+        "converged only {took:?} after heal"
+    );
+    // The newest desired value reached the mapper exactly once; the superseded one never.
+    assert_eq!(
+        applied(&node.seen, "default/lamp-1", "dim"),
+        1,
+        "{:?}",
+        node.seen
+    );
+    assert!(
+        applied(&node.seen, "default/lamp-1", "on") <= 1,
+        "{:?}",
+        node.seen
+    );
+    assert_eq!(
+        reported_temp(&node.cloud),
+        Some(last_sent),
+        "the last reading, nothing lost"
+    );
+    node.mapper.abort();
+    drop(node.root);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_process_sigkill_cloud_then_edge_mid_traffic_converges() {
+    let (mut node, _) = OneNode::start(false).await;
+    let path = node.root.path().to_owned();
+    let (sent, sensor_task) = sensor(node.edge.broker).await;
+
+    // SIGKILL the cloud while readings flow, change the desired value, restart it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut cloud = Arc::try_unwrap(node.cloud).unwrap_or_else(|_| panic!("cloud shared"));
+    cloud.proc.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let restart_root = path.clone();
+    let cloud = blocking(move || {
+        cloud.restart(&restart_root);
+        cloud
+    })
+    .await;
+    set_power(&cloud, "on");
+    node.cloud = Arc::new(cloud);
+    let floor = sent.load(std::sync::atomic::Ordering::SeqCst);
+    node.converged("on", floor).await;
+
+    // SIGKILL the edge mid-traffic; restart it on the same data dir with a new mapper; the
+    // next desired change must reach the device and the readings must flow again.
+    node.edge.proc.kill();
+    sensor_task.abort();
+    node.mapper.abort();
+    node.edge.restart();
+    let (seen, mapper_task) = mapper(node.edge.broker, "mapper-n1-again").await;
+    let (sent, sensor_task) = sensor(node.edge.broker).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    set_power(&node.cloud, "off");
+    let floor = sent.load(std::sync::atomic::Ordering::SeqCst);
+    node.converged("off", floor).await;
+    assert_eq!(applied(&seen, "default/lamp-1", "off"), 1, "{seen:?}");
+    sensor_task.abort();
+    mapper_task.abort();
+}

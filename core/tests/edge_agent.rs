@@ -1,0 +1,478 @@
+//! The edge agent's behaviour over real MQTT, against the embedded rumqttd and a mosquitto child
+//! process: every request topic in both id forms, commit before answer, membership, retained
+//! specs, the refused `twin/cloud_updated`, the outbox, restarts from the store and the metrics.
+
+mod support;
+
+use edgetwin_core::edge::service::Membership;
+use edgetwin_core::store::OutboxKind;
+use edgetwin_core::testsupport::BrokerKind;
+use edgetwin_core::twin::PropertyTwin;
+use serde_json::json;
+use support::*;
+
+on_both_brokers!(
+    a_report_is_committed_before_its_result_and_followed_by_document_and_delta,
+    twin_get_answers_the_whole_twin_in_the_form_it_was_asked,
+    state_updates_accept_kubeedge_states_in_any_case,
+    membership_get_lists_the_devices,
+    membership_changes_are_announced_and_specs_are_retained,
+    cloud_updated_over_mqtt_changes_nothing,
+    reports_queue_coalesced_outbox_entries_for_the_cloud,
+    a_restarted_agent_serves_every_twin_from_its_store,
+    metrics_and_health_are_served_on_loopback,
+    a_full_outbox_refuses_new_properties_with_503_and_applies_nothing,
+    deltas_follow_the_id_form_the_mapper_uses,
+    only_a_changed_device_state_is_queued_for_the_cloud,
+);
+
+async fn a_report_is_committed_before_its_result_and_followed_by_document_and_delta(
+    kind: BrokerKind,
+) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    let report = r#"{"event_id":"r1","timestamp":0,"twin":{"red":{"actual":{"value":"ON"},"metadata":{"type":"Updated"}}}}"#;
+    let result = request(
+        &mut mapper,
+        &device_topic(LIGHT, "twin/update"),
+        report,
+        &device_topic(LIGHT, "twin/update/result"),
+    )
+    .await;
+    assert_eq!(result["event_id"], "r1", "{kind}: {result}");
+    assert_eq!(
+        result["twin"]["red"]["actual"]["value"], "ON",
+        "{kind}: {result}"
+    );
+    // The result was published after the commit: the value is in the file now.
+    let stored: PropertyTwin = edge
+        .store()
+        .twin(&light(), "red")
+        .expect("reads")
+        .expect("red is stored");
+    assert_eq!(
+        stored.reported.map(|half| half.value).as_deref(),
+        Some("ON")
+    );
+
+    let document = mapper
+        .recv_on(&device_topic(LIGHT, "twin/update/document"))
+        .await
+        .expect("a document")
+        .json();
+    assert_eq!(
+        document["twin"]["red"]["current"]["actual"]["value"], "ON",
+        "{document}"
+    );
+    assert_eq!(
+        document["twin"]["red"]["last"]["expected"]["value"], "OFF",
+        "{document}"
+    );
+    let delta = mapper
+        .recv_on(&device_topic(LIGHT, "twin/update/delta"))
+        .await
+        .expect("a delta")
+        .json();
+    // Red reports ON against OFF; yellow and green have no report yet: all three differ.
+    assert_eq!(
+        delta["delta"],
+        json!({"red": "OFF", "yellow": "OFF", "green": "OFF"}),
+        "{kind}: {delta}"
+    );
+}
+
+async fn twin_get_answers_the_whole_twin_in_the_form_it_was_asked(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    for id in [LIGHT, LIGHT_NAME] {
+        let result = request(
+            &mut mapper,
+            &device_topic(id, "twin/get"),
+            r#"{"event_id":"g"}"#,
+            &device_topic(id, "twin/get/result"),
+        )
+        .await;
+        assert_eq!(result["event_id"], "g");
+        let twin = result["twin"].as_object().expect("a twin map");
+        assert_eq!(
+            twin.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["green", "red", "yellow"],
+            "{kind} {id}: {result}"
+        );
+        assert_eq!(twin["red"]["expected"]["value"], "OFF");
+        assert_eq!(twin["red"]["metadata"]["type"], "string");
+    }
+}
+
+async fn state_updates_accept_kubeedge_states_in_any_case(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    let topic = device_topic(LIGHT, "state/update");
+    let reply = device_topic(LIGHT, "state/update/result");
+    for state in [
+        "online",
+        "OFFLINE",
+        "Ok",
+        "unknown",
+        "UnHealthy",
+        "disconnected",
+        "ONLINE",
+    ] {
+        let payload = format!(r#"{{"event_id":"s","state":"{state}"}}"#);
+        let result = request(&mut mapper, &topic, &payload, &reply).await;
+        assert_eq!(
+            result["device"]["state"],
+            state.to_ascii_lowercase(),
+            "{kind}: {result}"
+        );
+        assert_eq!(result["device"]["name"], "traffic-light-instance-01");
+    }
+    let (state, last_online) = edge
+        .agent
+        .service()
+        .device_state(light())
+        .await
+        .expect("service runs")
+        .expect("device exists");
+    assert_eq!(state.as_deref(), Some("online"));
+    assert!(last_online.is_some_and(|t| t.ends_with('Z')));
+}
+
+async fn membership_get_lists_the_devices(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    let result = request(
+        &mut mapper,
+        &node_topic("membership/get"),
+        r#"{"event_id":"m"}"#,
+        &node_topic("membership/get/result"),
+    )
+    .await;
+    assert_eq!(
+        without_volatile(&result),
+        json!({"devices": [{"id": LIGHT, "name": LIGHT_NAME, "description": "Light"}]}),
+        "{kind}"
+    );
+}
+
+async fn membership_changes_are_announced_and_specs_are_retained(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let spec_topic =
+        format!("edgetwin/v1/node/{NODE}/device/default/traffic-light-instance-01/spec");
+    // A mapper that connects later still finds the spec: it is retained.
+    let mut late = edge.client().await;
+    let spec = late.recv_on(&spec_topic).await.expect("the retained spec");
+    assert!(spec.retain, "{kind}: delivered as retained");
+    let spec = spec.json();
+    assert_eq!(spec["device"]["metadata"]["name"], LIGHT_NAME);
+    assert_eq!(spec["model"]["metadata"]["name"], "traffic-light");
+    assert_eq!(spec["model"]["spec"]["properties"][3]["type"], "INT");
+
+    let outcome = edge
+        .agent
+        .service()
+        .apply_membership(Membership {
+            removed: vec![light()],
+            ..Membership::default()
+        })
+        .await
+        .expect("applies");
+    assert_eq!(outcome.removed, vec![light()]);
+    let removed = late
+        .recv_on(&node_topic("membership/updated"))
+        .await
+        .expect("membership/updated")
+        .json();
+    assert_eq!(
+        without_volatile(&removed),
+        json!({"added_devices": null, "removed_devices": [{"id": LIGHT}]}),
+        "{kind}"
+    );
+    let cleared = late.recv_on(&spec_topic).await.expect("the cleared spec");
+    assert!(
+        cleared.payload.is_empty(),
+        "{kind}: an empty retained payload removes the spec"
+    );
+    let gone = request(
+        &mut late,
+        &device_topic(LIGHT, "twin/get"),
+        r#"{"event_id":"g"}"#,
+        &device_topic(LIGHT, "twin/get/result"),
+    )
+    .await;
+    assert_eq!(gone["code"], 404, "{kind}: {gone}");
+
+    let membership =
+        edgetwin_core::edge::agent::read_devices_file(&fixture("edge-traffic-light.yaml"))
+            .expect("loads");
+    edge.agent
+        .service()
+        .apply_membership(membership)
+        .await
+        .expect("applies");
+    let added = late
+        .recv_on(&node_topic("membership/updated"))
+        .await
+        .expect("membership/updated")
+        .json();
+    assert_eq!(added["added_devices"][0]["id"], LIGHT, "{kind}: {added}");
+    assert_eq!(
+        added["added_devices"][0]["twin"]["red"]["expected"]["value"],
+        "OFF"
+    );
+}
+
+async fn cloud_updated_over_mqtt_changes_nothing(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut intruder = edge.client().await;
+    let forged = r#"{"event_id":"x","twin":{"red":{"expected":{"value":"ON"},"expected_version":{"cloud":999999,"edge":0}}}}"#;
+    intruder
+        .publish(&device_topic(LIGHT, "twin/cloud_updated"), forged)
+        .await
+        .expect("publishes");
+    // Messages from one client are handled in order: the get sees the state after the forgery.
+    let twin = request(
+        &mut intruder,
+        &device_topic(LIGHT, "twin/get"),
+        r#"{"event_id":"g"}"#,
+        &device_topic(LIGHT, "twin/get/result"),
+    )
+    .await;
+    assert_eq!(
+        twin["twin"]["red"]["expected"]["value"], "OFF",
+        "{kind}: {twin}"
+    );
+    assert_eq!(
+        edge.agent
+            .metrics()
+            .rejects(edgetwin_core::edge::metrics::Reject::ForgedCloudUpdate),
+        1
+    );
+}
+
+async fn reports_queue_coalesced_outbox_entries_for_the_cloud(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    for value in ["1", "2", "3"] {
+        let report = format!(
+            r#"{{"event_id":"c{value}","twin":{{"count":{{"actual":{{"value":"{value}"}},"metadata":{{"type":"int"}}}}}}}}"#
+        );
+        let result = request(
+            &mut mapper,
+            &device_topic(LIGHT, "twin/update"),
+            &report,
+            &device_topic(LIGHT, "twin/update/result"),
+        )
+        .await;
+        assert!(result.get("code").is_none(), "{kind}: {result}");
+    }
+    let service = edge.agent.service();
+    let entries = service.outbox_peek(0, 100).await.expect("peeks");
+    let count: Vec<_> = entries
+        .iter()
+        .filter(|e| e.property.as_deref() == Some("count"))
+        .collect();
+    assert_eq!(
+        count.len(),
+        1,
+        "{kind}: coalesced per property: {entries:?}"
+    );
+    assert_eq!(count[0].kind, OutboxKind::Twin);
+    let payload: serde_json::Value = serde_json::from_str(&count[0].payload).expect("JSON");
+    assert_eq!(payload["actual"]["value"], "3", "{payload}");
+    assert_eq!(payload["actual_version"]["edge"], 3, "{payload}");
+    let last = entries.iter().map(|e| e.seq).max().expect("entries");
+    assert_eq!(
+        service.outbox_ack(last).await.expect("acks"),
+        entries.len() as u64
+    );
+    assert!(service.outbox_peek(0, 100).await.expect("peeks").is_empty());
+}
+
+async fn a_restarted_agent_serves_every_twin_from_its_store(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    request(
+        &mut mapper,
+        &device_topic(LIGHT, "twin/update"),
+        r#"{"event_id":"r","twin":{"green":{"actual":{"value":"ON"}}}}"#,
+        &device_topic(LIGHT, "twin/update/result"),
+    )
+    .await;
+    drop(mapper);
+    let mut edge = edge.restart().await;
+    let mut mapper = edge.client().await;
+    let twin = request(
+        &mut mapper,
+        &device_topic(LIGHT, "twin/get"),
+        r#"{"event_id":"g"}"#,
+        &device_topic(LIGHT, "twin/get/result"),
+    )
+    .await;
+    assert_eq!(
+        twin["twin"]["green"]["actual"]["value"], "ON",
+        "{kind}: {twin}"
+    );
+    assert_eq!(
+        twin["twin"]["green"]["expected"]["value"], "OFF",
+        "{kind}: {twin}"
+    );
+}
+
+async fn metrics_and_health_are_served_on_loopback(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    request(
+        &mut mapper,
+        &device_topic(LIGHT, "twin/get"),
+        r#"{"event_id":"g"}"#,
+        &device_topic(LIGHT, "twin/get/result"),
+    )
+    .await;
+    let addr = edge.agent.http_addr().expect("http is on");
+    assert!(addr.ip().is_loopback());
+    let ready = http_get(addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{kind}: {ready}");
+    let metrics = http_get(addr, "/metrics").await;
+    for line in [
+        "edgetwin_messages_in_total{kind=\"twin_get\"} 1",
+        "edgetwin_messages_out_total{kind=\"get_result\"} 1",
+        "edgetwin_devices 1",
+        "edgetwin_broker_connected 1",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "{kind}: missing {line} in\n{metrics}"
+        );
+    }
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: edge\r\n\r\n").as_bytes())
+        .await
+        .expect("writes");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("reads");
+    response
+}
+
+async fn a_full_outbox_refuses_new_properties_with_503_and_applies_nothing(kind: BrokerKind) {
+    let mut edge = Edge::start_with(kind, true, |config| config.store.outbox_capacity = 1).await;
+    let mut mapper = edge.client().await;
+    let update = device_topic(LIGHT, "twin/update");
+    let reply = device_topic(LIGHT, "twin/update/result");
+    let first = request(
+        &mut mapper,
+        &update,
+        r#"{"event_id":"1","twin":{"red":{"actual":{"value":"ON"}}}}"#,
+        &reply,
+    )
+    .await;
+    assert!(first.get("code").is_none(), "{kind}: {first}");
+    // A newer value of the same property coalesces: still one entry.
+    let again = request(
+        &mut mapper,
+        &update,
+        r#"{"event_id":"2","twin":{"red":{"actual":{"value":"OFF"}}}}"#,
+        &reply,
+    )
+    .await;
+    assert!(again.get("code").is_none(), "{kind}: {again}");
+    let refused = request(
+        &mut mapper,
+        &update,
+        r#"{"event_id":"3","twin":{"green":{"actual":{"value":"ON"}}}}"#,
+        &reply,
+    )
+    .await;
+    assert_eq!(refused["code"], 503, "{kind}: {refused}");
+    assert_eq!(refused["event_id"], "3");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("outbox is full")),
+        "{refused}"
+    );
+    let twin = request(
+        &mut mapper,
+        &device_topic(LIGHT, "twin/get"),
+        r#"{"event_id":"g"}"#,
+        &device_topic(LIGHT, "twin/get/result"),
+    )
+    .await;
+    assert!(
+        twin["twin"]["green"].get("actual").is_none(),
+        "{kind}: not applied: {twin}"
+    );
+    assert_eq!(twin["twin"]["red"]["actual"]["value"], "OFF");
+    // Once the cloud drains the outbox, the report goes through.
+    let service = edge.agent.service();
+    let last = service
+        .outbox_peek(0, 10)
+        .await
+        .expect("peeks")
+        .last()
+        .map(|e| e.seq)
+        .expect("one entry");
+    service.outbox_ack(last).await.expect("acks");
+    let accepted = request(
+        &mut mapper,
+        &update,
+        r#"{"event_id":"4","twin":{"green":{"actual":{"value":"ON"}}}}"#,
+        &reply,
+    )
+    .await;
+    assert!(accepted.get("code").is_none(), "{kind}: {accepted}");
+}
+
+async fn deltas_follow_the_id_form_the_mapper_uses(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut old_mapper = edge.client().await;
+    request(
+        &mut old_mapper,
+        &device_topic(LIGHT_NAME, "twin/update"),
+        r#"{"event_id":"n","twin":{"red":{"actual":{"value":"ON"}}}}"#,
+        &device_topic(LIGHT_NAME, "twin/update/result"),
+    )
+    .await;
+    let delta = old_mapper
+        .recv_on(&device_topic(LIGHT_NAME, "twin/update/delta"))
+        .await
+        .expect("a delta on the {name} form");
+    assert_eq!(delta.json()["delta"]["red"], "OFF", "{kind}");
+}
+
+async fn only_a_changed_device_state_is_queued_for_the_cloud(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    let service = edge.agent.service().clone();
+    let mut state_seqs = Vec::new();
+    for state in ["online", "online", "offline"] {
+        request(
+            &mut mapper,
+            &device_topic(LIGHT, "state/update"),
+            &format!(r#"{{"state":"{state}"}}"#),
+            &device_topic(LIGHT, "state/update/result"),
+        )
+        .await;
+        let entries = service.outbox_peek(0, 100).await.expect("peeks");
+        let states: Vec<_> = entries
+            .iter()
+            .filter(|e| e.kind == OutboxKind::State)
+            .collect();
+        assert_eq!(states.len(), 1, "{kind}: one state entry per device");
+        let payload: serde_json::Value = serde_json::from_str(&states[0].payload).expect("JSON");
+        assert_eq!(payload["device"]["state"], state, "{kind}: {payload}");
+        state_seqs.push(states[0].seq);
+    }
+    assert_eq!(
+        state_seqs[0], state_seqs[1],
+        "{kind}: an unchanged state is not queued again"
+    );
+    assert!(state_seqs[2] > state_seqs[1], "{kind}: a changed state is");
+}

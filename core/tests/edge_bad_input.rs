@@ -1,0 +1,314 @@
+//! Bad input, each case over real MQTT on both brokers: where KubeEdge answers, the agent answers
+//! `{code, reason}`; otherwise it logs a warning and counts the reject. Every test ends by checking
+//! that the agent still serves.
+
+mod support;
+
+use edgetwin_core::edge::metrics::Reject;
+use edgetwin_core::testsupport::{BrokerKind, TestClient};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+on_both_brokers!(
+    malformed_json,
+    json_of_the_wrong_shape,
+    a_value_of_the_wrong_type,
+    an_unknown_device,
+    an_unknown_property,
+    an_oversize_payload,
+    an_unknown_device_state,
+    an_empty_topic_level,
+    a_wildcard_in_a_published_topic,
+    an_unknown_topic_suffix,
+    a_membership_get_that_is_not_json,
+);
+
+/// Sends a twin/update with `payload` and returns the answer.
+async fn update(mapper: &mut TestClient, payload: &str) -> serde_json::Value {
+    request(
+        mapper,
+        &device_topic(LIGHT, "twin/update"),
+        payload,
+        &device_topic(LIGHT, "twin/update/result"),
+    )
+    .await
+}
+
+/// The agent still answers a twin/get.
+async fn still_serving(mapper: &mut TestClient) {
+    let twin = request(
+        mapper,
+        &device_topic(LIGHT, "twin/get"),
+        r#"{"event_id":"alive"}"#,
+        &device_topic(LIGHT, "twin/get/result"),
+    )
+    .await;
+    assert_eq!(twin["event_id"], "alive");
+    assert_eq!(twin["twin"]["red"]["expected"]["value"], "OFF", "{twin}");
+}
+
+fn assert_error(answer: &serde_json::Value, code: i64, reason_part: &str) {
+    assert_eq!(answer["code"], code, "{answer}");
+    let reason = answer["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(reason_part),
+        "reason {reason:?} lacks {reason_part:?}"
+    );
+}
+
+async fn malformed_json(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    let answer = update(&mut mapper, r#"{"event_id":"m1","twin":{"#).await;
+    assert_error(&answer, 400, "malformed JSON");
+    assert_eq!(
+        edge.agent.metrics().rejects(Reject::MalformedJson),
+        1,
+        "{kind}"
+    );
+    still_serving(&mut mapper).await;
+}
+
+async fn json_of_the_wrong_shape(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    let answer = update(
+        &mut mapper,
+        r#"{"event_id":"w1","twin":{"red":{"actual":{"value":5}}}}"#,
+    )
+    .await;
+    assert_error(&answer, 400, "twin.red.actual.value");
+    assert_eq!(
+        answer["event_id"], "w1",
+        "{kind}: the event id survives a bad shape"
+    );
+    assert_eq!(
+        edge.agent.metrics().rejects(Reject::WrongShape),
+        1,
+        "{kind}"
+    );
+    still_serving(&mut mapper).await;
+}
+
+async fn a_value_of_the_wrong_type(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    let answer = update(
+        &mut mapper,
+        r#"{"event_id":"t1","twin":{"count":{"actual":{"value":"twelve"}}}}"#,
+    )
+    .await;
+    assert_error(&answer, 400, "the value is not int or integer");
+    let stored: Option<edgetwin_core::twin::PropertyTwin> =
+        edge.store().twin(&light(), "count").expect("reads");
+    assert!(stored.is_none(), "{kind}: nothing was written");
+    still_serving(&mut mapper).await;
+}
+
+async fn an_unknown_device(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    for (event, reply, reason) in [
+        (
+            "twin/update",
+            "twin/update/result",
+            "update rejected due to the device is not existed",
+        ),
+        (
+            "twin/get",
+            "twin/get/result",
+            "Device default/nope not found while getting twin",
+        ),
+        ("state/update", "state/update/result", "not found"),
+    ] {
+        let answer = request(
+            &mut mapper,
+            &device_topic("default/nope", event),
+            r#"{"event_id":"u1","state":"online","twin":{}}"#,
+            &device_topic("default/nope", reply),
+        )
+        .await;
+        assert_error(&answer, 404, reason);
+        assert_eq!(answer["event_id"], "u1");
+    }
+    assert_eq!(
+        edge.agent.metrics().rejects(Reject::UnknownDevice),
+        3,
+        "{kind}"
+    );
+    still_serving(&mut mapper).await;
+}
+
+async fn an_unknown_property(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    let answer = update(
+        &mut mapper,
+        r#"{"event_id":"p1","twin":{"blue":{"actual":{"value":"ON"}}}}"#,
+    )
+    .await;
+    assert_error(&answer, 400, "\"blue\" is not defined in the device model");
+    still_serving(&mut mapper).await;
+}
+
+async fn an_oversize_payload(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    let huge = format!(
+        r#"{{"event_id":"big","twin":{{"red":{{"actual":{{"value":"{}"}}}}}}}}"#,
+        "x".repeat(1 << 20)
+    );
+    let answer = update(&mut mapper, &huge).await;
+    assert_error(&answer, 400, "exceeds the limit of 524288 bytes");
+    assert_eq!(edge.agent.metrics().rejects(Reject::TooLarge), 1, "{kind}");
+    still_serving(&mut mapper).await;
+}
+
+async fn an_unknown_device_state(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    for (payload, reason) in [
+        (
+            r#"{"event_id":"s1","state":"sleepy"}"#,
+            "unknown device state \"sleepy\": use one of online, offline",
+        ),
+        (r#"{"event_id":"s2"}"#, "the request has no state"),
+    ] {
+        let answer = request(
+            &mut mapper,
+            &device_topic(LIGHT, "state/update"),
+            payload,
+            &device_topic(LIGHT, "state/update/result"),
+        )
+        .await;
+        assert_error(&answer, 400, reason);
+    }
+    assert_eq!(edge.agent.metrics().rejects(Reject::BadState), 2, "{kind}");
+    still_serving(&mut mapper).await;
+}
+
+async fn an_empty_topic_level(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    mapper
+        .publish("$hw/events/device//twin/update", r#"{"twin":{}}"#)
+        .await
+        .expect("publishes");
+    // Handled in order: once the next request is answered, the bad one was seen.
+    still_serving(&mut mapper).await;
+    assert_eq!(edge.agent.metrics().rejects(Reject::BadTopic), 1, "{kind}");
+}
+
+async fn a_wildcard_in_a_published_topic(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    // MQTT client libraries refuse such topics; send the bytes by hand.
+    raw_publish(
+        edge.broker_addr(),
+        "$hw/events/device/a+b/twin/update",
+        b"{}",
+    )
+    .await;
+    let mut mapper = edge.client().await;
+    still_serving(&mut mapper).await;
+    let expected = match kind {
+        // mosquitto drops the publishing client (MQTT forbids wildcards in topic names).
+        BrokerKind::Mosquitto => 0,
+        // rumqttd delivers it; the agent refuses the topic.
+        BrokerKind::Embedded => 1,
+    };
+    assert_eq!(
+        edge.agent.metrics().rejects(Reject::BadTopic),
+        expected,
+        "{kind}"
+    );
+}
+
+async fn an_unknown_topic_suffix(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    mapper
+        .publish(&device_topic(LIGHT, "twin/bogus"), r#"{"event_id":"b"}"#)
+        .await
+        .expect("publishes");
+    still_serving(&mut mapper).await;
+    assert_eq!(
+        edge.agent.metrics().rejects(Reject::UnknownTopic),
+        1,
+        "{kind}"
+    );
+}
+
+async fn a_membership_get_that_is_not_json(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    mapper
+        .publish(&node_topic("membership/get"), "not json")
+        .await
+        .expect("publishes");
+    // KubeEdge has no error shape for membership/get: no answer, a warning and a count.
+    let answer = request(
+        &mut mapper,
+        &node_topic("membership/get"),
+        r#"{"event_id":"ok"}"#,
+        &node_topic("membership/get/result"),
+    )
+    .await;
+    assert_eq!(
+        answer["event_id"], "ok",
+        "{kind}: the first answer is to the good request"
+    );
+    assert_eq!(
+        edge.agent.metrics().rejects(Reject::MalformedJson),
+        1,
+        "{kind}"
+    );
+}
+
+/// Connects with a hand-made MQTT 3.1.1 CONNECT and sends one QoS 0 PUBLISH of `topic`.
+async fn raw_publish(addr: std::net::SocketAddr, topic: &str, payload: &[u8]) {
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        out.extend_from_slice(s);
+    }
+    fn packet(kind: u8, body: Vec<u8>) -> Vec<u8> {
+        let mut out = vec![kind];
+        let mut len = body.len();
+        loop {
+            let mut byte = (len % 128) as u8;
+            len /= 128;
+            if len > 0 {
+                byte |= 0x80;
+            }
+            out.push(byte);
+            if len == 0 {
+                break;
+            }
+        }
+        out.extend(body);
+        out
+    }
+    let mut connect = Vec::new();
+    string(&mut connect, b"MQTT");
+    connect.extend_from_slice(&[4, 0x02, 0, 30]);
+    string(&mut connect, b"raw-publisher");
+    let mut publish = Vec::new();
+    string(&mut publish, topic.as_bytes());
+    publish.extend_from_slice(payload);
+
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    stream
+        .write_all(&packet(0x10, connect))
+        .await
+        .expect("CONNECT");
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).await.expect("CONNACK");
+    assert_eq!(connack[0], 0x20, "a CONNACK");
+    stream
+        .write_all(&packet(0x30, publish))
+        .await
+        .expect("PUBLISH");
+    // A clean DISCONNECT (the broker may already have closed the connection).
+    let _ = stream.write_all(&[0xE0, 0]).await;
+}
