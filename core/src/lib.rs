@@ -8,6 +8,8 @@
 pub mod cloudlink;
 pub mod model;
 pub mod pipeline;
+#[cfg(feature = "cli")]
+pub mod scaffold;
 pub mod twin;
 pub mod wire;
 

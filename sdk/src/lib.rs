@@ -1,1 +1,39 @@
-//! edgetwin mapper SDK (filled by the SDK issue).
+//! edgetwin mapper SDK: what a protocol needs to become a mapper.
+//!
+//! A mapper crate implements [`Driver`] (one per protocol) and [`Session`] (one per connected
+//! device) and hands the driver to the runtime:
+//!
+//! ```no_run
+//! # use edgetwin_sdk::testkit::SimDriver as MyDriver;
+//! fn main() -> std::process::ExitCode {
+//!     edgetwin_sdk::cli::main(MyDriver::default())
+//! }
+//! ```
+//!
+//! or, with settings in code, `Mapper::builder().driver(d).node("edge-1").build()?.run().await`.
+//! The runtime owns everything else: device sources, MQTT, cycles, retries with backoff, the
+//! circuit breaker, the data pipeline, sinks, device state, metrics and graceful shutdown.
+//! The `testkit` feature adds a simulated driver, an in-process broker, an in-test edge and the
+//! conformance suite (`testkit::conformance::run`). See `docs/writing-a-mapper.md`.
+
+pub mod breaker;
+pub mod cli;
+pub mod config;
+pub mod driver;
+pub mod http;
+pub mod metrics;
+pub mod mqtt;
+pub mod runtime;
+pub mod shared_bus;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod sink;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use driver::{
+    DeviceConfig, DeviceId, Driver, DriverError, Point, PointId, PushSender, Pushed, Session,
+};
+pub use edgetwin_core::model::{PropertyType, Value};
+pub use runtime::{Mapper, MapperBuilder, MapperError, MapperHandle, Options};
+pub use shared_bus::{BusGuard, SharedBus};

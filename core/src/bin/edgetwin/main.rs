@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use edgetwin_core::scaffold;
 
 mod cloud;
 #[cfg(feature = "cloud")]
@@ -61,6 +62,28 @@ enum Command {
     /// Run the whole traffic-light demo on one machine: embedded broker, registry, cloud, edge and
     /// the GPIO mapper on a simulated chip.
     Up,
+    /// Create something new from a template.
+    New {
+        #[command(subcommand)]
+        command: NewCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NewCommand {
+    /// Write a new mapper crate NAME-mapper: a driver skeleton, a binary, an example Device and
+    /// DeviceModel, and a test running the conformance suite. It builds and passes as generated.
+    Mapper {
+        /// The protocol name, e.g. `acme-plc` (lower-case letters, digits and dashes).
+        name: String,
+        /// The directory to create the crate in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The edgetwin-sdk crate the new mapper depends on (default: the SDK of the checkout
+        /// this binary was built from).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +152,31 @@ fn main() -> ExitCode {
         Command::Crd { command } => crd_command(command),
         Command::Convert { file } => convert::run(&file),
         Command::Up => not_built::exit("edgetwin up", 6),
+        Command::New {
+            command:
+                NewCommand::Mapper {
+                    name,
+                    dir,
+                    sdk_path,
+                },
+        } => {
+            let sdk = sdk_path.unwrap_or_else(|| PathBuf::from(scaffold::DEFAULT_SDK_PATH));
+            match scaffold::new_mapper(&name, &dir, &sdk) {
+                Ok(root) => {
+                    println!(
+                        "created {}
+  cd {} && cargo test   # runs the conformance suite",
+                        root.display(),
+                        root.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Pipeline { command } => match pipeline_cmd::run(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -24,6 +24,7 @@ mod field;
 mod membership;
 mod metadata;
 mod result;
+mod spec;
 mod state;
 mod twin;
 
@@ -36,6 +37,7 @@ pub use field::JsonField;
 pub use membership::{MembershipDetailRequest, MembershipGetResult, MembershipUpdate};
 pub use metadata::{Metadata, TYPE_DELETED, TYPE_UPDATED};
 pub use result::{ErrorResult, TwinReply};
+pub use spec::DeviceSpecMessage;
 pub use state::{DeviceMsg, DeviceStatus, DeviceUpdate};
 pub use twin::{
     DeviceTwinDelta, DeviceTwinDocument, DeviceTwinResult, DeviceTwinUpdate, MsgTwin, TwinDoc,

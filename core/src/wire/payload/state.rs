@@ -17,6 +17,10 @@ kubeedge_message! {
         /// Attribute changes (rarely sent).
         #[serde(skip_serializing_if = "JsonField::is_missing")]
         pub attributes: JsonField<AttributeMap>,
+        /// edgetwin: why the device is `offline` or `unhealthy`, for humans. KubeEdge ignores
+        /// the key, as it ignores every unknown key.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub reason: Option<String>,
     }
 }
 

@@ -1,0 +1,76 @@
+//! `edgetwin-mapper-gpio`: the GPIO mapper (see `mappers/gpio/README.md`).
+//!
+//! The SDK's common command line plus the GPIO options of [`edgetwin_mapper_gpio::cli`]; runs
+//! on the SDK's current-thread runtime until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+use edgetwin_mapper_gpio::cli::{GpioArgs, USAGE};
+use edgetwin_mapper_gpio::{GpioDriver, sim_http};
+use edgetwin_sdk::Mapper;
+use edgetwin_sdk::cli::{self, Parsed};
+
+fn main() -> ExitCode {
+    cli::init_logging();
+    let args: Vec<String> = std::env::args().collect();
+    let bin = args.first().map_or("edgetwin-mapper-gpio", String::as_str);
+    let bad_arguments = |message: &str| {
+        eprintln!(
+            "{bin}: {message}\n\n{}{USAGE}",
+            cli::usage::<GpioDriver>(bin)
+        );
+        ExitCode::from(2)
+    };
+    let (gpio, rest) = match GpioArgs::split(args.get(1..).unwrap_or_default()) {
+        Ok(split) => split,
+        Err(message) => return bad_arguments(&message),
+    };
+    let driver = match gpio.backend {
+        Some(backend) => GpioDriver::new(backend),
+        None => GpioDriver::detect(),
+    };
+    for wire in &gpio.wires {
+        if let Err(err) = driver.sim().chip(&wire.chip).wire(wire.output, wire.input) {
+            return bad_arguments(&format!("--sim-wire: {err}"));
+        }
+    }
+    let sim = driver.sim().clone();
+    let builder = cli::from_env(Mapper::builder().driver(driver));
+    let mapper = match cli::parse(builder, &rest) {
+        Ok(Parsed::Run(builder)) => match builder.build() {
+            Ok(mapper) => mapper,
+            Err(err) => return bad_arguments(&err.to_string()),
+        },
+        Ok(Parsed::Help) => {
+            print!("{}{USAGE}", cli::usage::<GpioDriver>(bin));
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => return bad_arguments(&message),
+    };
+    let Some(addr) = gpio.sim_http else {
+        return cli::run_with(mapper, bin, async {});
+    };
+    // Bound before the runtime starts, so that a taken port is a startup error.
+    let listener = match std::net::TcpListener::bind(addr).and_then(|l| {
+        l.set_nonblocking(true)?;
+        Ok(l)
+    }) {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("{bin}: --sim-http {addr}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = listener.local_addr().unwrap_or(addr);
+    if !bound.ip().is_loopback() {
+        tracing::warn!(%bound, "the simulated pins can be driven by anyone who reaches this address");
+    }
+    // Tests and scripts read the bound address (port 0 picks a free one) from this line.
+    println!("sim-http listening on http://{bound}");
+    cli::run_with(mapper, bin, async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => sim_http::serve(listener, sim).await,
+            Err(err) => tracing::error!(error = %err, "sim-http cannot serve"),
+        }
+    })
+}

@@ -1,0 +1,1091 @@
+//! A simulated GPIO chip, for machines without GPIO hardware (CI, a laptop, the demo).
+//!
+//! It behaves like a kernel GPIO chip as seen through the character device: lines are requested
+//! as inputs or outputs with active-low, bias and debounce; a line held by one requester is busy
+//! for others; a released line goes back to its pull. On top of that it is observable and
+//! drivable from the outside, like the kernel's `gpio-sim`:
+//!
+//! - every change of a pin's physical level is logged as a [`Transition`] with a timestamp and
+//!   its [`Cause`] (bounded to the last [`LOG_CAPACITY`] entries);
+//! - [`SimChip::drive`] sets the level an undriven line sees (a button, a sensor);
+//! - [`SimChip::wire`] connects an output to an input, so driving the output moves the input
+//!   and fires its edge events;
+//! - [`SimChip::snapshot`] gives the whole chip as serialisable data.
+//!
+//! Debounce follows the kernel (and so gpiocdev): each change of an input restarts a timer of
+//! the debounce period; when it expires with the level still different from the last reported
+//! one, one edge is reported and reads return the new level. Debouncing runs on the tokio
+//! runtime that requested the line.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::runtime::Handle;
+
+use super::{
+    Bias, EdgeEvent, EdgeSender, EdgeStream, GpioChip, GpioError, InputLine, InputRequest,
+    LineOptions, OutputLine, OutputRequest,
+};
+
+/// How many lines a simulated chip has.
+pub const SIM_LINES: u32 = 64;
+
+/// How many transitions a chip keeps; older ones are dropped (and counted).
+pub const LOG_CAPACITY: usize = 10_000;
+
+/// The physical level of a pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// 0 V.
+    Low,
+    /// Supply voltage.
+    High,
+}
+
+impl Level {
+    fn from_bool(high: bool) -> Level {
+        if high { Level::High } else { Level::Low }
+    }
+
+    /// The pin level of a logical value on a line with this polarity.
+    fn of_logical(active: bool, active_low: bool) -> Level {
+        Level::from_bool(active != active_low)
+    }
+
+    /// The logical value this pin level means on a line with this polarity.
+    fn logical(self, active_low: bool) -> bool {
+        (self == Level::High) != active_low
+    }
+}
+
+/// Why a pin's level changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cause {
+    /// A line was requested (an output's initial level, an input's bias).
+    Request,
+    /// An output was set.
+    Write,
+    /// A line was released and went back to its pull.
+    Release,
+    /// The level was driven from outside ([`SimChip::drive`]).
+    Drive,
+    /// The output wired to this input changed, or a wire was added or removed.
+    Wire,
+}
+
+/// One change of a pin's physical level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    /// Position in the chip's log, from 1; never reused.
+    pub seq: u64,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The line.
+    pub line: u32,
+    /// The new level.
+    pub level: Level,
+    /// Why it changed.
+    pub cause: Cause,
+}
+
+/// How a requested line is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Driven by its holder.
+    Out,
+    /// Read by its holder.
+    In,
+}
+
+/// One line in a [`ChipSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineSnapshot {
+    /// The line offset.
+    pub line: u32,
+    /// The pin's physical level.
+    pub level: Level,
+    /// The holder's direction; `None` when the line is free.
+    pub direction: Option<Direction>,
+    /// The logical level the holder sees (active low applied, debounced); `None` when free.
+    pub active: Option<bool>,
+    /// Whether the holder requested active-low.
+    pub active_low: bool,
+    /// The holder's bias.
+    pub bias: Option<Bias>,
+    /// The holder's consumer label.
+    pub consumer: Option<String>,
+    /// The level driven from outside, if any.
+    pub driven: Option<Level>,
+    /// The output this input is wired to, if any.
+    pub wired_from: Option<u32>,
+}
+
+/// The whole state of a chip, as served by the mapper's `--sim-http` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChipSnapshot {
+    /// The chip name.
+    pub chip: String,
+    /// The lines that are requested, driven, wired or high.
+    pub lines: Vec<LineSnapshot>,
+    /// The transition log, oldest first.
+    pub transitions: Vec<Transition>,
+    /// How many old transitions were dropped from the log.
+    pub dropped_transitions: u64,
+}
+
+#[derive(Debug)]
+enum Mode {
+    Output {
+        driven: Level,
+    },
+    Input {
+        debounce: Option<Duration>,
+        /// The level last reported (reads return it when debouncing).
+        debounced: Level,
+        /// Bumped by every change: a debounce timer only fires if none came after it.
+        generation: u64,
+        edges: Option<EdgeSender>,
+        runtime: Option<Handle>,
+    },
+}
+
+#[derive(Debug)]
+struct Holder {
+    /// Which request holds the line: a stale handle never releases a newer request.
+    request: u64,
+    consumer: String,
+    active_low: bool,
+    bias: Option<Bias>,
+    mode: Mode,
+}
+
+#[derive(Debug)]
+struct LineState {
+    holder: Option<Holder>,
+    external: Option<Level>,
+    level: Level,
+}
+
+#[derive(Debug)]
+struct ChipState {
+    lines: Vec<LineState>,
+    /// Input line → the output line it is wired to.
+    wires: BTreeMap<u32, u32>,
+    log: VecDeque<Transition>,
+    next_seq: u64,
+    next_request: u64,
+    dropped: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    chip: String,
+    label: String,
+    state: Mutex<ChipState>,
+}
+
+/// A simulated chip. Clones share the chip: the driver requests lines on one, a test or the
+/// mapper's HTTP endpoint observes and drives another.
+#[derive(Debug, Clone)]
+pub struct SimChip {
+    shared: Arc<Shared>,
+}
+
+impl SimChip {
+    /// A chip named `name` with [`SIM_LINES`] lines, all low and free.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self::with_lines(name, SIM_LINES)
+    }
+
+    /// A chip with `count` lines.
+    pub fn with_lines(name: impl Into<String>, count: u32) -> Self {
+        let name = name.into();
+        let lines = (0..count)
+            .map(|_| LineState {
+                holder: None,
+                external: None,
+                level: Level::Low,
+            })
+            .collect();
+        SimChip {
+            shared: Arc::new(Shared {
+                label: format!("sim:{name}"),
+                chip: name,
+                state: Mutex::new(ChipState {
+                    lines,
+                    wires: BTreeMap::new(),
+                    log: VecDeque::new(),
+                    next_seq: 1,
+                    next_request: 1,
+                    dropped: 0,
+                }),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, ChipState> {
+        lock(&self.shared)
+    }
+
+    fn check_line(&self, state: &ChipState, line: u32) -> Result<usize, GpioError> {
+        if (line as usize) < state.lines.len() {
+            Ok(line as usize)
+        } else {
+            Err(GpioError::NoSuchLine {
+                chip: self.shared.label.clone(),
+                line,
+                lines: Some(state.lines.len() as u32),
+            })
+        }
+    }
+
+    /// Drives a line from outside, as a button or a sensor would. An input sees this level
+    /// unless it is wired to an output; an output ignores it until it is released.
+    pub fn drive(&self, line: u32, level: Level) -> Result<(), GpioError> {
+        let mut state = self.state();
+        let index = self.check_line(&state, line)?;
+        state.lines[index].external = Some(level);
+        self.settle(&mut state, Cause::Drive, None);
+        Ok(())
+    }
+
+    /// Stops driving a line from outside: it goes back to its pull.
+    pub fn undrive(&self, line: u32) -> Result<(), GpioError> {
+        let mut state = self.state();
+        let index = self.check_line(&state, line)?;
+        state.lines[index].external = None;
+        self.settle(&mut state, Cause::Drive, None);
+        Ok(())
+    }
+
+    /// Wires `output` to `input`: while `output` is requested as an output, `input` reads its
+    /// pin level.
+    pub fn wire(&self, output: u32, input: u32) -> Result<(), GpioError> {
+        let mut state = self.state();
+        self.check_line(&state, output)?;
+        self.check_line(&state, input)?;
+        if output == input {
+            return Err(GpioError::Unsupported(format!(
+                "cannot wire line {output} of {} to itself",
+                self.shared.label
+            )));
+        }
+        if state.wires.contains_key(&output) {
+            return Err(GpioError::Unsupported(format!(
+                "line {output} of {} is itself wired as an input",
+                self.shared.label
+            )));
+        }
+        if state.wires.values().any(|&from| from == input) {
+            return Err(GpioError::Unsupported(format!(
+                "line {input} of {} already drives a wired input",
+                self.shared.label
+            )));
+        }
+        state.wires.insert(input, output);
+        self.settle(&mut state, Cause::Wire, None);
+        Ok(())
+    }
+
+    /// Removes the wire into `input`, if any.
+    pub fn unwire(&self, input: u32) {
+        let mut state = self.state();
+        if state.wires.remove(&input).is_some() {
+            self.settle(&mut state, Cause::Wire, None);
+        }
+    }
+
+    /// A pin's physical level.
+    pub fn level(&self, line: u32) -> Result<Level, GpioError> {
+        let state = self.state();
+        let index = self.check_line(&state, line)?;
+        Ok(state.lines[index].level)
+    }
+
+    /// The transition log, oldest first.
+    pub fn transitions(&self) -> Vec<Transition> {
+        self.state().log.iter().cloned().collect()
+    }
+
+    /// The chip name (without the `sim:` prefix).
+    pub fn chip_name(&self) -> &str {
+        &self.shared.chip
+    }
+
+    /// One line as data, whether or not anything uses it.
+    pub fn line(&self, line: u32) -> Result<LineSnapshot, GpioError> {
+        let state = self.state();
+        let index = self.check_line(&state, line)?;
+        Ok(line_snapshot(&state, index))
+    }
+
+    /// The whole chip as data: the lines that are requested, driven, wired or high, and the
+    /// transitions after `since` (a [`Transition::seq`]; 0 for the whole log).
+    pub fn snapshot_since(&self, since: u64) -> ChipSnapshot {
+        let state = self.state();
+        let lines = (0..state.lines.len())
+            .filter(|&index| {
+                let line = &state.lines[index];
+                line.holder.is_some()
+                    || line.external.is_some()
+                    || line.level == Level::High
+                    || state.wires.contains_key(&(index as u32))
+            })
+            .map(|index| line_snapshot(&state, index))
+            .collect();
+        ChipSnapshot {
+            chip: self.shared.chip.clone(),
+            lines,
+            transitions: state
+                .log
+                .iter()
+                .filter(|t| t.seq > since)
+                .cloned()
+                .collect(),
+            dropped_transitions: state.dropped,
+        }
+    }
+
+    /// The whole chip as data, with the whole transition log.
+    pub fn snapshot(&self) -> ChipSnapshot {
+        self.snapshot_since(0)
+    }
+
+    /// Recomputes every pin level after a change; logs what moved, and reports the edges of
+    /// inputs whose level changed (except `quiet`, a line being requested). Outputs first:
+    /// wired inputs read them.
+    fn settle(&self, state: &mut ChipState, cause: Cause, quiet: Option<usize>) {
+        let count = state.lines.len();
+        let mut changed: Vec<(usize, Cause)> = Vec::new();
+        for pass_outputs in [true, false] {
+            for index in 0..count {
+                let is_output = matches!(
+                    state.lines[index].holder,
+                    Some(Holder {
+                        mode: Mode::Output { .. },
+                        ..
+                    })
+                );
+                if is_output != pass_outputs {
+                    continue;
+                }
+                let level = self.resolve(state, index);
+                if level == state.lines[index].level {
+                    continue;
+                }
+                state.lines[index].level = level;
+                // An input moved by the output it is wired to changed because of the wire.
+                let source_moved = state
+                    .wires
+                    .get(&(index as u32))
+                    .is_some_and(|&from| changed.iter().any(|&(i, _)| i == from as usize));
+                changed.push((index, if source_moved { Cause::Wire } else { cause }));
+            }
+        }
+        let now_ms = unix_ms();
+        for (index, cause) in changed {
+            let level = state.lines[index].level;
+            self.log(
+                state,
+                Transition {
+                    seq: 0,
+                    at_ms: now_ms,
+                    line: index as u32,
+                    level,
+                    cause,
+                },
+            );
+            if quiet != Some(index) {
+                self.input_changed(state, index);
+            }
+        }
+    }
+
+    /// The level a line shows: an output's driven level; for anything else, the output it is
+    /// wired to, the level driven from outside, or its pull (low when floating).
+    fn resolve(&self, state: &ChipState, index: usize) -> Level {
+        let line = &state.lines[index];
+        if let Some(Holder {
+            mode: Mode::Output { driven },
+            ..
+        }) = &line.holder
+        {
+            return *driven;
+        }
+        if let Some(&from) = state.wires.get(&(index as u32)) {
+            let source = &state.lines[from as usize];
+            if let Some(Holder {
+                mode: Mode::Output { driven },
+                ..
+            }) = &source.holder
+            {
+                return *driven;
+            }
+        }
+        if let Some(level) = line.external {
+            return level;
+        }
+        match line.holder.as_ref().and_then(|h| h.bias) {
+            Some(Bias::PullUp) => Level::High,
+            _ => Level::Low,
+        }
+    }
+
+    fn log(&self, state: &mut ChipState, mut transition: Transition) {
+        transition.seq = state.next_seq;
+        state.next_seq += 1;
+        if state.log.len() == LOG_CAPACITY {
+            state.log.pop_front();
+            state.dropped += 1;
+        }
+        state.log.push_back(transition);
+    }
+
+    /// An input's pin changed: report the edge now, or restart its debounce timer.
+    fn input_changed(&self, state: &mut ChipState, index: usize) {
+        let line = &mut state.lines[index];
+        let level = line.level;
+        let Some(holder) = line.holder.as_mut() else {
+            return;
+        };
+        let request = holder.request;
+        let active_low = holder.active_low;
+        let Mode::Input {
+            debounce,
+            debounced,
+            generation,
+            edges,
+            runtime,
+        } = &mut holder.mode
+        else {
+            return;
+        };
+        *generation += 1;
+        match (debounce, runtime) {
+            (Some(period), Some(runtime)) => {
+                let chip = Arc::downgrade(&self.shared);
+                let (period, generation) = (*period, *generation);
+                runtime.spawn(async move {
+                    tokio::time::sleep(period).await;
+                    debounce_expired(chip, index, request, generation);
+                });
+            }
+            _ => {
+                *debounced = level;
+                if let Some(edges) = edges {
+                    edges.send(Ok(EdgeEvent {
+                        active: level.logical(active_low),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Takes a line for a requester; returns the request id its handle keeps.
+    fn request(&self, options: &LineOptions, mode: Mode) -> Result<u64, GpioError> {
+        let line = options.line;
+        let mut state = self.state();
+        let index = self.check_line(&state, line)?;
+        if let Some(current) = &state.lines[index].holder {
+            return Err(GpioError::Busy {
+                chip: self.shared.label.clone(),
+                line,
+                holder: Some(current.consumer.clone()),
+            });
+        }
+        let request = state.next_request;
+        state.next_request += 1;
+        state.lines[index].holder = Some(Holder {
+            request,
+            consumer: options.consumer.clone(),
+            active_low: options.active_low,
+            bias: options.bias,
+            mode,
+        });
+        // An input starts out reporting what the line shows with its new bias: no edge.
+        let level = self.resolve(&state, index);
+        if let Some(Holder {
+            mode: Mode::Input { debounced, .. },
+            ..
+        }) = &mut state.lines[index].holder
+        {
+            *debounced = level;
+        }
+        self.settle(&mut state, Cause::Request, Some(index));
+        Ok(request)
+    }
+
+    fn release(&self, line: u32, request: u64) {
+        let mut state = self.state();
+        let Some(slot) = state.lines.get_mut(line as usize) else {
+            return;
+        };
+        if slot.holder.as_ref().is_some_and(|h| h.request == request) {
+            slot.holder = None;
+            self.settle(&mut state, Cause::Release, None);
+        }
+    }
+
+    /// Runs `f` on the holder of `line` if `request` still holds it.
+    fn with_holder<R>(
+        &self,
+        line: u32,
+        request: u64,
+        f: impl FnOnce(&mut ChipState, usize) -> R,
+    ) -> Result<R, GpioError> {
+        let mut state = self.state();
+        let index = line as usize;
+        if state
+            .lines
+            .get(index)
+            .and_then(|l| l.holder.as_ref())
+            .is_some_and(|h| h.request == request)
+        {
+            Ok(f(&mut state, index))
+        } else {
+            Err(GpioError::Io {
+                chip: self.shared.label.clone(),
+                detail: format!("line {line} was released"),
+            })
+        }
+    }
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, ChipState> {
+    // The state is plain data that is consistent after every statement that can panic.
+    shared.state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn line_snapshot(state: &ChipState, index: usize) -> LineSnapshot {
+    let line = &state.lines[index];
+    let holder = line.holder.as_ref();
+    LineSnapshot {
+        line: index as u32,
+        level: line.level,
+        direction: holder.map(|h| match h.mode {
+            Mode::Output { .. } => Direction::Out,
+            Mode::Input { .. } => Direction::In,
+        }),
+        active: holder.map(|h| seen_level(line, h).logical(h.active_low)),
+        active_low: holder.is_some_and(|h| h.active_low),
+        bias: holder.and_then(|h| h.bias),
+        consumer: holder.map(|h| h.consumer.clone()),
+        driven: line.external,
+        wired_from: state.wires.get(&(index as u32)).copied(),
+    }
+}
+
+/// The level a holder sees: debounced for a debounced input, the pin otherwise.
+fn seen_level(line: &LineState, holder: &Holder) -> Level {
+    match &holder.mode {
+        Mode::Input {
+            debounce: Some(_),
+            debounced,
+            ..
+        } => *debounced,
+        _ => line.level,
+    }
+}
+
+/// A debounce timer expired: report the edge if nothing changed since it was started.
+fn debounce_expired(chip: Weak<Shared>, index: usize, request: u64, generation: u64) {
+    let Some(shared) = chip.upgrade() else {
+        return;
+    };
+    let mut state = lock(&shared);
+    let Some(line) = state.lines.get_mut(index) else {
+        return;
+    };
+    let level = line.level;
+    let Some(holder) = line.holder.as_mut().filter(|h| h.request == request) else {
+        return;
+    };
+    let active_low = holder.active_low;
+    if let Mode::Input {
+        debounced,
+        generation: current,
+        edges,
+        ..
+    } = &mut holder.mode
+        && *current == generation
+        && *debounced != level
+    {
+        *debounced = level;
+        if let Some(edges) = edges {
+            edges.send(Ok(EdgeEvent {
+                active: level.logical(active_low),
+            }));
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl GpioChip for SimChip {
+    fn name(&self) -> &str {
+        &self.shared.label
+    }
+
+    fn request_output(&self, request: &OutputRequest) -> Result<Box<dyn OutputLine>, GpioError> {
+        let options = &request.options;
+        let id = self.request(
+            options,
+            Mode::Output {
+                driven: Level::of_logical(request.initial, options.active_low),
+            },
+        )?;
+        Ok(Box::new(SimOutput {
+            chip: self.clone(),
+            line: options.line,
+            request: id,
+            active_low: options.active_low,
+        }))
+    }
+
+    fn request_input(&self, request: &InputRequest) -> Result<Box<dyn InputLine>, GpioError> {
+        let options = &request.options;
+        let runtime = match request.debounce {
+            Some(_) => Some(Handle::try_current().map_err(|_| {
+                GpioError::Unsupported("debouncing a simulated line needs a tokio runtime".into())
+            })?),
+            None => None,
+        };
+        let (sender, stream) = if request.edges {
+            let (tx, rx) = EdgeStream::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let id = self.request(
+            options,
+            Mode::Input {
+                debounce: request.debounce,
+                debounced: Level::Low,
+                generation: 0,
+                edges: sender,
+                runtime,
+            },
+        )?;
+        Ok(Box::new(SimInput {
+            chip: self.clone(),
+            line: options.line,
+            request: id,
+            edges: stream,
+        }))
+    }
+}
+
+/// An output line of a [`SimChip`].
+#[derive(Debug)]
+struct SimOutput {
+    chip: SimChip,
+    line: u32,
+    request: u64,
+    active_low: bool,
+}
+
+impl OutputLine for SimOutput {
+    fn set(&mut self, active: bool) -> Result<(), GpioError> {
+        let level = Level::of_logical(active, self.active_low);
+        let chip = self.chip.clone();
+        self.chip
+            .with_holder(self.line, self.request, |state, index| {
+                if let Some(Holder {
+                    mode: Mode::Output { driven },
+                    ..
+                }) = &mut state.lines[index].holder
+                {
+                    *driven = level;
+                }
+                chip.settle(state, Cause::Write, None);
+            })
+    }
+
+    fn get(&self) -> Result<bool, GpioError> {
+        let active_low = self.active_low;
+        self.chip
+            .with_holder(self.line, self.request, |state, index| {
+                state.lines[index].level.logical(active_low)
+            })
+    }
+}
+
+impl Drop for SimOutput {
+    fn drop(&mut self) {
+        self.chip.release(self.line, self.request);
+    }
+}
+
+/// An input line of a [`SimChip`].
+#[derive(Debug)]
+struct SimInput {
+    chip: SimChip,
+    line: u32,
+    request: u64,
+    edges: Option<EdgeStream>,
+}
+
+impl InputLine for SimInput {
+    fn get(&self) -> Result<bool, GpioError> {
+        self.chip
+            .with_holder(self.line, self.request, |state, index| {
+                let line = &state.lines[index];
+                match &line.holder {
+                    Some(holder) => seen_level(line, holder).logical(holder.active_low),
+                    None => false,
+                }
+            })
+    }
+
+    fn edges(&mut self) -> Option<EdgeStream> {
+        self.edges.take()
+    }
+}
+
+impl Drop for SimInput {
+    fn drop(&mut self) {
+        self.chip.release(self.line, self.request);
+    }
+}
+
+/// The simulated chips of one mapper, by name, created on first use. Clones share them.
+#[derive(Debug, Clone, Default)]
+pub struct SimGpio {
+    chips: Arc<Mutex<BTreeMap<String, SimChip>>>,
+}
+
+impl SimGpio {
+    /// No chips yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The chip named `name`, created with [`SIM_LINES`] lines if it does not exist.
+    pub fn chip(&self, name: &str) -> SimChip {
+        let mut chips = self.chips.lock().unwrap_or_else(PoisonError::into_inner);
+        chips
+            .entry(name.to_owned())
+            .or_insert_with(|| SimChip::new(name))
+            .clone()
+    }
+
+    /// The chip named `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<SimChip> {
+        let chips = self.chips.lock().unwrap_or_else(PoisonError::into_inner);
+        chips.get(name).cloned()
+    }
+
+    /// Every chip, by name.
+    pub fn chips(&self) -> Vec<SimChip> {
+        let chips = self.chips.lock().unwrap_or_else(PoisonError::into_inner);
+        chips.values().cloned().collect()
+    }
+
+    /// Every chip as data.
+    pub fn snapshot(&self) -> Vec<ChipSnapshot> {
+        self.chips().iter().map(SimChip::snapshot).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(line: u32) -> LineOptions {
+        LineOptions {
+            line,
+            active_low: false,
+            bias: None,
+            consumer: format!("test:{line}"),
+        }
+    }
+
+    fn output(line: u32, initial: bool) -> OutputRequest {
+        OutputRequest {
+            options: options(line),
+            initial,
+        }
+    }
+
+    fn input(line: u32, debounce: Option<Duration>) -> InputRequest {
+        InputRequest {
+            options: options(line),
+            debounce,
+            edges: true,
+        }
+    }
+
+    fn causes(chip: &SimChip, line: u32) -> Vec<(Level, Cause)> {
+        chip.transitions()
+            .into_iter()
+            .filter(|t| t.line == line)
+            .map(|t| (t.level, t.cause))
+            .collect()
+    }
+
+    #[test]
+    fn outputs_drive_pins_and_log_only_real_transitions() {
+        let chip = SimChip::new("gpiochip0");
+        let mut red = chip.request_output(&output(17, false)).expect("free line");
+        assert_eq!(chip.level(17), Ok(Level::Low));
+        red.set(true).expect("set");
+        red.set(true).expect("set again");
+        assert_eq!(red.get(), Ok(true));
+        assert_eq!(chip.level(17), Ok(Level::High));
+        red.set(false).expect("set");
+        assert_eq!(
+            causes(&chip, 17),
+            vec![(Level::High, Cause::Write), (Level::Low, Cause::Write)],
+            "setting the same level twice is one transition"
+        );
+        let log = chip.transitions();
+        assert!(
+            log.windows(2)
+                .all(|w| w[0].seq < w[1].seq && w[0].at_ms <= w[1].at_ms)
+        );
+    }
+
+    #[test]
+    fn active_low_inverts_the_pin_not_the_logical_level() {
+        let chip = SimChip::new("gpiochip0");
+        let mut request = output(5, true);
+        request.options.active_low = true;
+        let mut lamp = chip.request_output(&request).expect("free line");
+        assert_eq!(
+            chip.level(5),
+            Ok(Level::Low),
+            "active and active-low: pin low"
+        );
+        assert_eq!(lamp.get(), Ok(true));
+        lamp.set(false).expect("set");
+        assert_eq!(chip.level(5), Ok(Level::High));
+        assert_eq!(causes(&chip, 5), vec![(Level::High, Cause::Write)]);
+    }
+
+    #[test]
+    fn a_held_line_is_busy_and_free_again_once_dropped() {
+        let chip = SimChip::new("gpiochip0");
+        let first = chip.request_output(&output(3, true)).expect("free line");
+        let busy = chip.request_input(&input(3, None)).err();
+        assert_eq!(
+            busy,
+            Some(GpioError::Busy {
+                chip: "sim:gpiochip0".into(),
+                line: 3,
+                holder: Some("test:3".into())
+            })
+        );
+        drop(first);
+        assert_eq!(
+            chip.level(3),
+            Ok(Level::Low),
+            "a released output goes back to its pull"
+        );
+        assert_eq!(
+            causes(&chip, 3),
+            vec![(Level::High, Cause::Request), (Level::Low, Cause::Release)]
+        );
+        assert!(chip.request_input(&input(3, None)).is_ok());
+    }
+
+    #[test]
+    fn lines_beyond_the_chip_are_refused() {
+        let chip = SimChip::with_lines("small", 4);
+        let err = chip.request_output(&output(4, false)).err();
+        assert_eq!(
+            err,
+            Some(GpioError::NoSuchLine {
+                chip: "sim:small".into(),
+                line: 4,
+                lines: Some(4)
+            })
+        );
+        assert!(chip.drive(9, Level::High).is_err());
+    }
+
+    #[test]
+    fn inputs_follow_bias_then_drive() {
+        let chip = SimChip::new("gpiochip0");
+        let mut request = input(8, None);
+        request.options.bias = Some(Bias::PullUp);
+        let button = chip.request_input(&request).expect("free line");
+        assert_eq!(button.get(), Ok(true), "pulled up and undriven");
+        chip.drive(8, Level::Low).expect("drive");
+        assert_eq!(button.get(), Ok(false));
+        chip.undrive(8).expect("undrive");
+        assert_eq!(button.get(), Ok(true));
+        assert_eq!(
+            causes(&chip, 8),
+            vec![
+                (Level::High, Cause::Request),
+                (Level::Low, Cause::Drive),
+                (Level::High, Cause::Drive)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wired_output_moves_the_input_and_fires_edges() {
+        let chip = SimChip::new("gpiochip0");
+        chip.wire(17, 27).expect("wire");
+        let mut out = chip.request_output(&output(17, false)).expect("free line");
+        let mut request = input(27, None);
+        request.options.active_low = true;
+        let mut sensed = chip.request_input(&request).expect("free line");
+        let mut edges = sensed.edges().expect("edges requested");
+        assert!(sensed.edges().is_none(), "the stream is handed out once");
+        assert_eq!(sensed.get(), Ok(true), "low pin on an active-low input");
+        out.set(true).expect("set");
+        assert_eq!(edges.next().await, Some(Ok(EdgeEvent { active: false })));
+        out.set(false).expect("set");
+        assert_eq!(edges.next().await, Some(Ok(EdgeEvent { active: true })));
+        assert_eq!(
+            causes(&chip, 27),
+            vec![(Level::High, Cause::Wire), (Level::Low, Cause::Wire)]
+        );
+        drop(sensed);
+        assert_eq!(
+            edges.next().await,
+            None,
+            "releasing the line ends the stream"
+        );
+    }
+
+    #[test]
+    fn wiring_mistakes_are_refused() {
+        let chip = SimChip::new("gpiochip0");
+        assert!(chip.wire(1, 1).is_err());
+        chip.wire(1, 2).expect("wire");
+        assert!(chip.wire(2, 3).is_err(), "a wired input cannot drive");
+        assert!(
+            chip.wire(4, 1).is_err(),
+            "a driving output cannot be wired as an input"
+        );
+        chip.unwire(2);
+        assert!(chip.wire(2, 3).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn debounce_reports_one_edge_after_the_line_settles() {
+        let chip = SimChip::new("gpiochip0");
+        let period = Duration::from_millis(10);
+        let mut button = chip
+            .request_input(&input(4, Some(period)))
+            .expect("free line");
+        let mut edges = button.edges().expect("edges");
+        // A bouncing press: three changes within the period, ending high.
+        for level in [Level::High, Level::Low, Level::High] {
+            chip.drive(4, level).expect("drive");
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        assert_eq!(button.get(), Ok(false), "not settled yet: the old level");
+        assert_eq!(edges.next().await, Some(Ok(EdgeEvent { active: true })));
+        assert_eq!(button.get(), Ok(true));
+        // A glitch shorter than the period that returns to the same level reports nothing.
+        chip.drive(4, Level::Low).expect("drive");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        chip.drive(4, Level::High).expect("drive");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        chip.drive(4, Level::Low).expect("drive");
+        assert_eq!(
+            edges.next().await,
+            Some(Ok(EdgeEvent { active: false })),
+            "the glitch was swallowed: the next edge is the release"
+        );
+        assert_eq!(
+            causes(&chip, 4).len(),
+            6,
+            "the log keeps every raw transition"
+        );
+    }
+
+    #[test]
+    fn debounce_without_a_runtime_is_refused_clearly() {
+        let chip = SimChip::new("gpiochip0");
+        let err = chip
+            .request_input(&input(4, Some(Duration::from_millis(5))))
+            .err();
+        assert!(matches!(err, Some(GpioError::Unsupported(m)) if m.contains("tokio runtime")));
+        assert!(
+            chip.request_input(&input(4, None)).is_ok(),
+            "nothing was held"
+        );
+    }
+
+    #[test]
+    fn a_stale_handle_does_not_release_the_next_holder() {
+        let chip = SimChip::new("gpiochip0");
+        let first = chip.request_output(&output(6, false)).expect("free line");
+        let request = chip.state().lines[6].holder.as_ref().map(|h| h.request);
+        drop(first);
+        let mut second = chip.request_output(&output(6, false)).expect("free again");
+        chip.release(6, request.unwrap_or_default());
+        assert!(second.set(true).is_ok(), "still held by the second request");
+    }
+
+    #[test]
+    fn snapshot_shows_requested_driven_and_wired_lines() {
+        let chip = SimChip::new("gpiochip0");
+        let mut red = chip.request_output(&output(17, false)).expect("free line");
+        red.set(true).expect("set");
+        chip.drive(22, Level::High).expect("drive");
+        chip.wire(17, 27).expect("wire");
+        let snapshot = chip.snapshot();
+        let lines: Vec<u32> = snapshot.lines.iter().map(|l| l.line).collect();
+        assert_eq!(lines, vec![17, 22, 27]);
+        let json = serde_json::to_value(&snapshot).expect("serialises");
+        assert_eq!(json["lines"][0]["level"], "high");
+        assert_eq!(json["lines"][0]["direction"], "out");
+        assert_eq!(json["lines"][0]["active"], true);
+        assert_eq!(json["lines"][0]["consumer"], "test:17");
+        assert_eq!(json["lines"][1]["driven"], "high");
+        assert_eq!(json["lines"][2]["wiredFrom"], 17);
+        assert_eq!(json["lines"][2]["level"], "high");
+        assert_eq!(json["transitions"][0]["cause"], "write");
+        let later = chip.snapshot_since(snapshot.transitions[0].seq);
+        assert_eq!(later.transitions.len(), snapshot.transitions.len() - 1);
+        let free = chip.line(40).expect("line exists");
+        assert_eq!(
+            (free.level, free.direction, free.consumer),
+            (Level::Low, None, None)
+        );
+    }
+
+    #[test]
+    fn the_log_is_bounded_and_counts_what_it_dropped() {
+        let chip = SimChip::new("gpiochip0");
+        let mut line = chip.request_output(&output(0, false)).expect("free line");
+        for i in 0..LOG_CAPACITY + 5 {
+            line.set(i % 2 == 0).expect("set");
+        }
+        let snapshot = chip.snapshot();
+        assert_eq!(snapshot.transitions.len(), LOG_CAPACITY);
+        assert_eq!(snapshot.dropped_transitions, 5);
+        assert_eq!(snapshot.transitions[0].seq, 6);
+    }
+
+    #[test]
+    fn sim_gpio_shares_chips_by_name() {
+        let gpio = SimGpio::new();
+        let a = gpio.chip("gpiochip0");
+        let _held = a.request_output(&output(1, true)).expect("free line");
+        assert_eq!(gpio.chip("gpiochip0").level(1), Ok(Level::High));
+        assert_eq!(gpio.chip("gpiochip1").level(1), Ok(Level::Low));
+        assert_eq!(gpio.snapshot().len(), 2);
+        assert!(gpio.get("gpiochip1").is_some());
+        assert!(gpio.get("gpiochip2").is_none(), "get creates nothing");
+    }
+}

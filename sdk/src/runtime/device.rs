@@ -1,0 +1,831 @@
+//! One task per device: it owns the driver session and runs the desired path (delta → write →
+//! read back → report) and the reported path (collect → pipeline → report and sinks).
+//!
+//! The task never restarts its session for a delta: a desired value is written in place. It
+//! reconnects only when the session fails (behind the circuit breaker) and stops when the device
+//! is removed, reconfigured or the mapper shuts down.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgetwin_core::model::Value;
+use edgetwin_core::pipeline::{self, Pipeline};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tracing::Instrument;
+
+use super::inbox::DeviceInbox;
+use super::state::DeviceState;
+use super::twin::{self, DeviceTopics, Reported};
+use super::{Context, unix_millis};
+use crate::breaker::{Backoff, CircuitBreaker};
+use crate::config::ResolvedDevice;
+use crate::driver::{
+    DeviceConfig, DeviceId, Driver, DriverError, Point, PointId, PushSender, Pushed, Session,
+};
+use crate::metrics::DeviceMetrics;
+use crate::sink::{Sample, SinkHandle};
+
+type Config<D> = DeviceConfig<<D as Driver>::ProtocolConfig, <D as Driver>::VisitorConfig>;
+
+/// The runtime's view of one property.
+struct Property {
+    name: String,
+    ty: edgetwin_core::model::PropertyType,
+    report_to_cloud: bool,
+    report_cycle: Duration,
+    pipeline: Option<Pipeline>,
+    sinks: Vec<SinkHandle>,
+    /// Latest value read, in device terms (before the pipeline).
+    raw: Option<Value>,
+    /// Latest value the pipeline let through, in twin terms.
+    current: Option<Value>,
+    /// What was last reported (wire form) and when.
+    reported: Option<String>,
+    reported_at: Option<Instant>,
+    /// The desired value (twin terms) this task knows of.
+    desired: Option<Value>,
+    /// The last value this session wrote successfully (device terms).
+    written: Option<Value>,
+    /// The last read error, to log a change of error once instead of every cycle.
+    last_error: Option<String>,
+}
+
+/// Points read together at one cycle.
+struct CollectGroup {
+    cycle: Duration,
+    points: Vec<PointId>,
+    due: Instant,
+}
+
+/// The device task.
+pub(crate) struct DeviceTask<D: Driver> {
+    driver: Arc<D>,
+    id: DeviceId,
+    /// The resolved spec, or why the device cannot be served.
+    spec: Result<Arc<ResolvedDevice>, String>,
+    topics: DeviceTopics,
+    ctx: Arc<Context>,
+    inbox: Arc<DeviceInbox>,
+    metrics: DeviceMetrics,
+}
+
+/// The state of a running device task.
+struct Running<D: Driver> {
+    spec: Arc<ResolvedDevice>,
+    config: Config<D>,
+    session: Option<D::Session>,
+    push_rx: Option<mpsc::Receiver<Pushed>>,
+    pushed: BTreeSet<PointId>,
+    /// Pushed points still to read once after the connect (a push only says what changes).
+    unread_pushed: Vec<PointId>,
+    breaker: CircuitBreaker,
+    properties: Vec<Property>,
+    groups: Vec<CollectGroup>,
+    report_tick: Duration,
+    next_report: Instant,
+    heartbeat_at: Option<Instant>,
+    state: DeviceState,
+    state_published: Option<DeviceState>,
+    state_heartbeat_at: Option<Instant>,
+    twin_received: bool,
+    twin_get_at: Instant,
+    twin_get_backoff: Backoff,
+    health_at: Instant,
+}
+
+impl<D: Driver> DeviceTask<D> {
+    /// A task for `spec`; nothing runs until [`DeviceTask::run`].
+    pub(crate) fn new(
+        driver: Arc<D>,
+        id: DeviceId,
+        spec: Result<Arc<ResolvedDevice>, String>,
+        topics: DeviceTopics,
+        ctx: Arc<Context>,
+        inbox: Arc<DeviceInbox>,
+    ) -> Self {
+        let metrics = ctx.metrics.device(&id.to_string());
+        Self {
+            driver,
+            id,
+            spec,
+            topics,
+            ctx,
+            inbox,
+            metrics,
+        }
+    }
+
+    /// Runs until the inbox says stop.
+    pub(crate) async fn run(self) {
+        let span = tracing::info_span!("device", device = %self.id);
+        async move {
+            let prepared = match &self.spec {
+                Ok(spec) => self.prepare(Arc::clone(spec)),
+                Err(reason) => Err(reason.clone()),
+            };
+            match prepared {
+                Ok(running) => self.serve(running).await,
+                Err(reason) => self.park_unhealthy(reason).await,
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Decodes the configuration and builds the per-property state.
+    fn prepare(&self, spec: Arc<ResolvedDevice>) -> Result<Running<D>, String> {
+        let config: Config<D> = spec.decode().map_err(|e| e.to_string())?;
+        self.driver.validate(&config).map_err(|e| e.to_string())?;
+        let options = &self.ctx.options;
+        let properties = spec
+            .properties
+            .iter()
+            .map(|p| Property {
+                name: p.name.clone(),
+                ty: p.ty,
+                report_to_cloud: p.report_to_cloud,
+                report_cycle: p.report_cycle.unwrap_or(options.default_report_cycle),
+                // Checked when the device was resolved; a failure here cannot happen, and
+                // would only mean no pipeline.
+                pipeline: p.pipeline.as_ref().and_then(|s| Pipeline::build(s).ok()),
+                sinks: p.sinks.iter().map(|s| self.ctx.sinks.handle(s)).collect(),
+                raw: None,
+                current: None,
+                reported: None,
+                reported_at: None,
+                desired: None,
+                written: None,
+                last_error: None,
+            })
+            .collect::<Vec<_>>();
+        let report_tick = properties
+            .iter()
+            .map(|p| p.report_cycle)
+            .min()
+            .unwrap_or(options.default_report_cycle)
+            .max(MIN_CYCLE);
+        let now = Instant::now();
+        Ok(Running {
+            spec,
+            config,
+            session: None,
+            push_rx: None,
+            pushed: BTreeSet::new(),
+            unread_pushed: Vec::new(),
+            breaker: CircuitBreaker::new(
+                options.breaker_threshold,
+                Backoff::new(options.backoff_initial, options.backoff_max),
+            ),
+            properties,
+            groups: Vec::new(),
+            report_tick,
+            next_report: now + report_tick,
+            heartbeat_at: options.heartbeat.map(|h| now + h),
+            state: DeviceState::Offline("connecting".into()),
+            state_published: None,
+            state_heartbeat_at: None,
+            twin_received: false,
+            twin_get_at: now,
+            twin_get_backoff: Backoff::new(TWIN_GET_RETRY, TWIN_GET_RETRY_MAX),
+            health_at: now + options.health_interval,
+        })
+    }
+
+    /// A device whose configuration is wrong: publish `unhealthy` with the reason, and keep
+    /// publishing it after reconnects, until stopped.
+    async fn park_unhealthy(&self, reason: String) {
+        tracing::error!(%reason, "device configuration is invalid; the device is not served");
+        let state = DeviceState::Unhealthy(reason);
+        self.publish_state(&state);
+        loop {
+            self.inbox.changed().await;
+            if self.inbox.stopping() {
+                return;
+            }
+            if self.inbox.take().resync {
+                self.publish_state(&state);
+            }
+        }
+    }
+
+    async fn serve(&self, mut run: Running<D>) {
+        loop {
+            if self.inbox.stopping() {
+                break;
+            }
+            let now = Instant::now();
+            let taken = self.inbox.take();
+            if taken.resync {
+                run.twin_received = false;
+                run.twin_get_at = now;
+                run.twin_get_backoff.reset();
+                run.state_published = None;
+                for prop in &mut run.properties {
+                    prop.reported = None;
+                }
+            }
+            if taken.twin_received {
+                run.twin_received = true;
+            }
+            let desired_changed = self.take_desired(&mut run, taken.desired);
+
+            let mut connected_now = false;
+            if run.session.is_none() && run.breaker.allows(now) {
+                match self.connect(&mut run).await {
+                    Connect::Connected => connected_now = true,
+                    Connect::Failed => {}
+                    Connect::ConfigError(reason) => {
+                        // The driver says the configuration is wrong: never retried.
+                        return self.park_unhealthy(reason).await;
+                    }
+                }
+            }
+            // Reading first after a (re)connect lets the read-back spare needless writes.
+            self.collect_due(&mut run).await;
+            if desired_changed || connected_now {
+                self.apply_desired(&mut run).await;
+            }
+            self.tick_pipelines(&mut run);
+            self.report_due(&mut run);
+            self.check_health(&mut run).await;
+            self.request_twin_if_due(&mut run);
+            self.sync_state(&mut run);
+
+            let wake = self.next_wake(&mut run);
+            let push_rx = run.push_rx.as_mut();
+            tokio::select! {
+                _ = self.inbox.changed() => {}
+                _ = sleep_until(wake) => {}
+                pushed = recv_pushed(push_rx) => match pushed {
+                    Some(Pushed::Value(point, value)) => {
+                        self.metrics.read(1, Duration::ZERO);
+                        self.on_value(&mut run, point, value);
+                    }
+                    Some(Pushed::Failed(err)) => self.lose_session(&mut run, err).await,
+                    None => {
+                        // The driver dropped its sender: the subscription is over; poll again.
+                        run.push_rx = None;
+                        run.pushed.clear();
+                        self.plan_groups(&mut run);
+                    }
+                },
+            }
+        }
+        self.finish(run).await;
+    }
+
+    /// Parses desired values into the properties; returns whether any changed.
+    fn take_desired(&self, run: &mut Running<D>, desired: BTreeMap<String, String>) -> bool {
+        let mut changed = false;
+        for (name, wire) in desired {
+            let Some(index) = run.properties.iter().position(|p| p.name == name) else {
+                tracing::debug!(property = %name, "desired value for a property this mapper does not serve");
+                continue;
+            };
+            let point = &run.config.points[index];
+            if !point.writable {
+                tracing::warn!(property = %name, "desired value for a ReadOnly property ignored");
+                continue;
+            }
+            match point.ty.parse(&wire) {
+                Ok(value) => {
+                    let prop = &mut run.properties[index];
+                    if prop.desired.as_ref() != Some(&value) {
+                        prop.desired = Some(value);
+                        changed = true;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(property = %name, error = %err, "desired value refused");
+                }
+            }
+        }
+        changed
+    }
+
+    /// Opens a session (on failure the state and the breaker are updated).
+    async fn connect(&self, run: &mut Running<D>) -> Connect {
+        let options = &self.ctx.options;
+        let result = match timeout(options.connect_timeout, self.driver.connect(&run.config)).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(DriverError::Timeout(options.connect_timeout)),
+        };
+        let mut session = match result {
+            Ok(session) => session,
+            Err(err @ DriverError::Config(_)) => return Connect::ConfigError(err.to_string()),
+            Err(err) => {
+                run.breaker.trip(Instant::now());
+                tracing::debug!(error = %err, "connect failed");
+                run.state = DeviceState::Offline(err.to_string());
+                return Connect::Failed;
+            }
+        };
+        self.metrics.connect();
+        run.breaker.record_success();
+        let (push, push_rx) = PushSender::channel();
+        let readable: Vec<&Point<D::VisitorConfig>> = run.config.points.iter().collect();
+        run.pushed.clear();
+        run.push_rx = None;
+        match session.subscribe(&readable, push).await {
+            Ok(ids) => {
+                if !ids.is_empty() {
+                    run.pushed = ids.into_iter().collect();
+                    run.push_rx = Some(push_rx);
+                }
+            }
+            Err(DriverError::Unsupported(_)) => {}
+            Err(err) => tracing::warn!(error = %err, "subscribe failed; polling every point"),
+        }
+        for prop in &mut run.properties {
+            prop.written = None;
+        }
+        run.unread_pushed = run.pushed.iter().copied().collect();
+        run.session = Some(session);
+        run.state = DeviceState::Online;
+        tracing::info!(pushed = run.pushed.len(), "device connected");
+        self.plan_groups(run);
+        Connect::Connected
+    }
+
+    /// Groups the polled points by collect cycle; every group is due now.
+    fn plan_groups(&self, run: &mut Running<D>) {
+        let default = self.ctx.options.default_collect_cycle;
+        let mut by_cycle: BTreeMap<Duration, Vec<PointId>> = BTreeMap::new();
+        for (index, prop) in run.spec.properties.iter().enumerate() {
+            let id = PointId(index);
+            if !run.pushed.contains(&id) {
+                let cycle = prop.collect_cycle.unwrap_or(default).max(MIN_CYCLE);
+                by_cycle.entry(cycle).or_default().push(id);
+            }
+        }
+        let now = Instant::now();
+        run.groups = by_cycle
+            .into_iter()
+            .map(|(cycle, points)| CollectGroup {
+                cycle,
+                points,
+                due: now,
+            })
+            .collect();
+    }
+
+    async fn collect_due(&self, run: &mut Running<D>) {
+        if !run.unread_pushed.is_empty() {
+            let initial = std::mem::take(&mut run.unread_pushed);
+            self.read(run, &initial, false).await;
+        }
+        let now = Instant::now();
+        for index in 0..run.groups.len() {
+            if run.session.is_none() {
+                return;
+            }
+            let group = &mut run.groups[index];
+            if group.due > now {
+                continue;
+            }
+            // Skip missed cycles instead of bursting to catch up.
+            while group.due <= now {
+                group.due += group.cycle;
+            }
+            let points = group.points.clone();
+            self.read(run, &points, false).await;
+        }
+    }
+
+    /// One batched read of `points`, fed to the properties; failures go to the breaker. A
+    /// `read_back` (after a write) is reported whatever the pipeline's filters say.
+    async fn read(&self, run: &mut Running<D>, ids: &[PointId], read_back: bool) {
+        let Some(session) = run.session.as_mut() else {
+            return;
+        };
+        let points: Vec<&Point<D::VisitorConfig>> =
+            ids.iter().map(|id| &run.config.points[id.0]).collect();
+        let started = Instant::now();
+        let read_timeout = self.ctx.options.read_timeout;
+        let span = tracing::debug_span!("read", points = points.len(), read_back);
+        let results = match timeout(read_timeout, session.read(&points))
+            .instrument(span)
+            .await
+        {
+            Ok(results) if results.len() == points.len() => results,
+            Ok(results) => {
+                let bug = DriverError::Rejected(format!(
+                    "the driver returned {} values for {} points",
+                    results.len(),
+                    points.len()
+                ));
+                vec![Err(bug); points.len()]
+            }
+            Err(_) => vec![Err(DriverError::Timeout(read_timeout)); points.len()],
+        };
+        let now_ms = unix_millis();
+        let mut ok = 0;
+        let mut transient = None;
+        for (id, result) in ids.iter().zip(results) {
+            match result {
+                Ok(value) => {
+                    ok += 1;
+                    run.properties[id.0].last_error = None;
+                    self.on_value_at(run, *id, value, now_ms, read_back);
+                }
+                Err(err) => {
+                    self.metrics.read_error(err.kind());
+                    let prop = &mut run.properties[id.0];
+                    let message = err.to_string();
+                    if prop.last_error.as_ref() != Some(&message) {
+                        tracing::warn!(property = %prop.name, error = %message, "read failed");
+                        prop.last_error = Some(message);
+                    }
+                    if err.is_transient() {
+                        let disconnected = matches!(err, DriverError::Disconnected(_));
+                        if disconnected || transient.is_none() {
+                            transient = Some(err);
+                        }
+                    }
+                }
+            }
+        }
+        self.metrics.read(ok, started.elapsed());
+        match transient {
+            Some(err @ DriverError::Disconnected(_)) => self.lose_session(run, err).await,
+            Some(err) if ok == 0 => {
+                if run.breaker.record_failure(Instant::now()) {
+                    self.lose_session(run, err).await;
+                }
+            }
+            _ => run.breaker.record_success(),
+        }
+    }
+
+    fn on_value(&self, run: &mut Running<D>, id: PointId, value: Value) {
+        self.on_value_at(run, id, value, unix_millis(), false);
+    }
+
+    /// A value read from (or pushed by) the device: through the pipeline to twin and sinks.
+    fn on_value_at(
+        &self,
+        run: &mut Running<D>,
+        id: PointId,
+        value: Value,
+        at_ms: i64,
+        forced: bool,
+    ) {
+        let Some(prop) = run.properties.get_mut(id.0) else {
+            return;
+        };
+        prop.raw = Some(value.clone());
+        let processed = match prop.pipeline.as_mut() {
+            None => Some(value),
+            Some(pipeline) => {
+                let sample = pipeline::Sample::new(value, at_ms.max(0) as u64);
+                let processed = if forced {
+                    pipeline.report_now(sample).map(Some)
+                } else {
+                    pipeline.on_read(sample)
+                };
+                match processed {
+                    Ok(out) => out,
+                    Err(err) => {
+                        tracing::warn!(property = %prop.name, error = %err, "pipeline refused a value");
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(value) = processed {
+            self.emit(prop, value, at_ms);
+        }
+    }
+
+    /// A value to report: kept for the twin, sent to every sink of the property.
+    fn emit(&self, prop: &mut Property, value: Value, at_ms: i64) {
+        for sink in &prop.sinks {
+            sink.push(Sample {
+                device: self.id.clone(),
+                property: prop.name.clone(),
+                ty: prop.ty,
+                value: value.clone(),
+                timestamp_ms: at_ms,
+            });
+        }
+        prop.current = Some(value);
+    }
+
+    /// Releases values that pipelines held (closed windows, rate-limited values).
+    fn tick_pipelines(&self, run: &mut Running<D>) {
+        let now_ms = unix_millis();
+        for prop in &mut run.properties {
+            let Some(pipeline) = prop.pipeline.as_mut() else {
+                continue;
+            };
+            if pipeline
+                .next_deadline()
+                .is_some_and(|due| due <= now_ms.max(0) as u64)
+            {
+                match pipeline.tick(now_ms.max(0) as u64) {
+                    Ok(Some(pipeline::Outcome::Report { value, .. })) => {
+                        self.emit(prop, value, now_ms);
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(property = %prop.name, error = %err, "pipeline tick failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes every desired value that differs from what this session last wrote and from the
+    /// last read-back, then reads the written points back and reports them at once.
+    async fn apply_desired(&self, run: &mut Running<D>) {
+        let mut written = Vec::new();
+        // A device may refuse a value only in its current state (an interlock refuses green ON
+        // while red is still ON): what it refused is tried again after each successful write,
+        // so the order of the properties in the spec does not matter.
+        let mut queue: VecDeque<usize> = (0..run.properties.len()).collect();
+        let mut refused = Vec::new();
+        while let Some(index) = queue.pop_front() {
+            let Some(session) = run.session.as_mut() else {
+                return;
+            };
+            let prop = &mut run.properties[index];
+            let Some(desired) = prop.desired.clone() else {
+                continue;
+            };
+            let device_value = match &prop.pipeline {
+                None => desired,
+                Some(pipeline) => match pipeline.on_write(desired) {
+                    Ok(value) => value,
+                    Err(err) => {
+                        tracing::warn!(property = %prop.name, error = %err, "desired value refused by the pipeline");
+                        prop.desired = None;
+                        continue;
+                    }
+                },
+            };
+            if prop.written.as_ref() == Some(&device_value)
+                || prop.raw.as_ref() == Some(&device_value)
+            {
+                continue;
+            }
+            let point = &run.config.points[index];
+            let started = Instant::now();
+            let write_timeout = self.ctx.options.write_timeout;
+            let span = tracing::info_span!("write", property = %prop.name, value = %device_value);
+            let result = match timeout(write_timeout, session.write(point, &device_value))
+                .instrument(span)
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(DriverError::Timeout(write_timeout)),
+            };
+            match result {
+                Ok(()) => {
+                    self.metrics.write(started.elapsed());
+                    tracing::debug!(property = %prop.name, value = %device_value, "written");
+                    prop.written = Some(device_value);
+                    written.push(PointId(index));
+                    queue.extend(refused.drain(..));
+                }
+                Err(err) => {
+                    self.metrics.write_error(err.kind());
+                    tracing::warn!(property = %prop.name, value = %device_value, error = %err, "write failed");
+                    if matches!(err, DriverError::Rejected(_)) {
+                        refused.push(index);
+                    }
+                    if err.is_transient() {
+                        // Retried after the reconnect: the new session has written nothing.
+                        if matches!(err, DriverError::Disconnected(_))
+                            || run.breaker.record_failure(Instant::now())
+                        {
+                            self.lose_session(run, err).await;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        if !written.is_empty() {
+            self.read(run, &written, true).await;
+            let names: BTreeSet<usize> = written.iter().map(|id| id.0).collect();
+            self.report(run, false, |index, _| names.contains(&index));
+        }
+    }
+
+    /// Publishes one `twin/update` with every property whose value changed and whose report
+    /// cycle has passed, or with all of them when the heartbeat is due.
+    fn report_due(&self, run: &mut Running<D>) {
+        let now = Instant::now();
+        if now < run.next_report {
+            return;
+        }
+        while run.next_report <= now {
+            run.next_report += run.report_tick;
+        }
+        let heartbeat = run.heartbeat_at.is_some_and(|at| now >= at);
+        if heartbeat && let Some(every) = self.ctx.options.heartbeat {
+            run.heartbeat_at = Some(now + every);
+        }
+        // Timers fire a little late or early: a property whose cycle ends within half a tick
+        // is due now, so a 100 ms property is reported at every 100 ms tick.
+        let horizon = now + run.report_tick / 2;
+        self.report(run, heartbeat, |_, prop| {
+            heartbeat
+                || prop
+                    .reported_at
+                    .is_none_or(|at| horizon >= at + prop.report_cycle)
+        });
+    }
+
+    /// Publishes one `twin/update` with the properties that pass `include` and whose value
+    /// changed since it was last reported (or, with `unchanged_too`, that have a value at all).
+    fn report(
+        &self,
+        run: &mut Running<D>,
+        unchanged_too: bool,
+        include: impl Fn(usize, &Property) -> bool,
+    ) {
+        let now = Instant::now();
+        let mut entries = Vec::new();
+        let mut included = Vec::new();
+        for (index, prop) in run.properties.iter().enumerate() {
+            let (true, Some(value)) = (prop.report_to_cloud, prop.current.as_ref()) else {
+                continue;
+            };
+            let wire = value.to_wire();
+            let changed = prop.reported.as_deref() != Some(wire.as_str());
+            if (changed || unchanged_too) && include(index, prop) {
+                entries.push(Reported {
+                    name: prop.name.clone(),
+                    value: wire,
+                    ty: prop.ty,
+                });
+                included.push(index);
+            }
+        }
+        if entries.is_empty() {
+            return;
+        }
+        let payload = twin::twin_update(&entries, unix_millis());
+        if self.ctx.bus.publish(
+            &self.topics.twin_update,
+            payload,
+            rumqttc::QoS::AtMostOnce,
+            false,
+        ) {
+            self.metrics.report();
+            for (index, entry) in included.into_iter().zip(entries) {
+                let prop = &mut run.properties[index];
+                prop.reported = Some(entry.value);
+                prop.reported_at = Some(now);
+            }
+        }
+    }
+
+    async fn check_health(&self, run: &mut Running<D>) {
+        let now = Instant::now();
+        if now < run.health_at {
+            return;
+        }
+        run.health_at = now + self.ctx.options.health_interval;
+        let Some(session) = run.session.as_mut() else {
+            return;
+        };
+        let result = match timeout(self.ctx.options.read_timeout, session.health()).await {
+            Ok(result) => result,
+            Err(_) => Err(DriverError::Timeout(self.ctx.options.read_timeout)),
+        };
+        match result {
+            Ok(()) => {
+                if matches!(run.state, DeviceState::Unhealthy(_)) {
+                    run.state = DeviceState::Online;
+                }
+            }
+            Err(err) if err.is_transient() => self.lose_session(run, err).await,
+            Err(err) => run.state = DeviceState::Unhealthy(err.to_string()),
+        }
+    }
+
+    fn request_twin_if_due(&self, run: &mut Running<D>) {
+        let now = Instant::now();
+        if run.twin_received || now < run.twin_get_at {
+            return;
+        }
+        run.twin_get_at = now + run.twin_get_backoff.next_delay();
+        self.ctx.bus.publish(
+            &self.topics.twin_get,
+            twin::twin_get(unix_millis()),
+            rumqttc::QoS::AtMostOnce,
+            false,
+        );
+    }
+
+    /// Publishes the state when it changed, after a resync, or when the state report cycle is
+    /// due.
+    fn sync_state(&self, run: &mut Running<D>) {
+        let now = Instant::now();
+        let due = run.state_heartbeat_at.is_some_and(|at| now >= at);
+        if run.state_published.as_ref() == Some(&run.state) && !due {
+            return;
+        }
+        if run.state_published.as_ref() != Some(&run.state) {
+            tracing::info!(state = %run.state, "device state");
+        }
+        if self.publish_state(&run.state) {
+            run.state_published = Some(run.state.clone());
+            run.state_heartbeat_at = run.spec.state_report_cycle.map(|c| now + c);
+        }
+    }
+
+    fn publish_state(&self, state: &DeviceState) -> bool {
+        self.metrics.state(state.name());
+        self.ctx.bus.publish(
+            &self.topics.state_update,
+            twin::state_update(state, unix_millis()),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+        )
+    }
+
+    /// Drops a failed session; the breaker decides when to reconnect.
+    async fn lose_session(&self, run: &mut Running<D>, err: DriverError) {
+        if let Some(session) = run.session.take() {
+            tracing::warn!(error = %err, "device session lost; reconnecting with backoff");
+            let _ = timeout(self.ctx.options.connect_timeout, session.disconnect()).await;
+        }
+        if run.breaker.allows(Instant::now()) {
+            run.breaker.trip(Instant::now());
+        }
+        run.push_rx = None;
+        run.pushed.clear();
+        run.state = DeviceState::Offline(err.to_string());
+    }
+
+    /// The earliest instant something is due.
+    fn next_wake(&self, run: &mut Running<D>) -> Instant {
+        let now = Instant::now();
+        let mut wake = run.next_report;
+        if run.session.is_some() {
+            for group in &run.groups {
+                wake = wake.min(group.due);
+            }
+            wake = wake.min(run.health_at);
+        } else if let Some(retry) = run.breaker.retry_at(now) {
+            wake = wake.min(retry);
+        } else {
+            wake = now;
+        }
+        if !run.twin_received {
+            wake = wake.min(run.twin_get_at);
+        }
+        if let Some(at) = run.state_heartbeat_at {
+            wake = wake.min(at);
+        }
+        let now_ms = unix_millis().max(0) as u64;
+        for prop in &run.properties {
+            if let Some(due) = prop.pipeline.as_ref().and_then(Pipeline::next_deadline) {
+                wake = wake.min(now + Duration::from_millis(due.saturating_sub(now_ms)));
+            }
+        }
+        wake
+    }
+
+    /// Stops: publishes `offline` when the mapper shuts down, closes the session.
+    async fn finish(&self, mut run: Running<D>) {
+        if self.ctx.shutting_down() {
+            self.publish_state(&DeviceState::Offline("mapper stopped".into()));
+        } else {
+            self.metrics.forget_state();
+        }
+        if let Some(session) = run.session.take() {
+            let _ = timeout(self.ctx.options.connect_timeout, session.disconnect()).await;
+        }
+        tracing::info!("device task stopped");
+    }
+}
+
+/// How a connection attempt ended.
+enum Connect {
+    Connected,
+    /// A transient failure: retried when the breaker allows.
+    Failed,
+    /// The driver refused the configuration.
+    ConfigError(String),
+}
+
+/// Shortest collect or report cycle the runtime runs (a guard against `collectCycle: 1`).
+const MIN_CYCLE: Duration = Duration::from_millis(1);
+/// First `twin/get` retry when no answer came.
+const TWIN_GET_RETRY: Duration = Duration::from_secs(2);
+/// Longest `twin/get` retry interval.
+const TWIN_GET_RETRY_MAX: Duration = Duration::from_secs(60);
+
+async fn recv_pushed(rx: Option<&mut mpsc::Receiver<Pushed>>) -> Option<Pushed> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
