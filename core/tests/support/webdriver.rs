@@ -224,7 +224,7 @@ impl Drop for Browser {
 }
 
 /// One HTTP/1.1 request with `Connection: close`; the answer body as JSON.
-fn request(
+pub fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -154,7 +154,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         dir.root().display(),
         cloud.registry_url(),
     );
-    if args.data_dir_hint_needed(&dir) {
+    if dir.root() != DataDir::default_location().as_path() {
         println!(
             "  (ctl needs --data-dir {} or EDGETWIN_DATA_DIR to find this demo)",
             dir.root().display()
@@ -162,7 +162,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
 
     let outcome = tokio::select! {
-        () = crate::signals::shutdown() => Ok(()),
+        () = crate::cloud::shutdown_signal() => Ok(()),
         status = mapper.wait() => Err(anyhow::anyhow!(
             "the GPIO mapper exited ({}); stopping",
             status.map_or_else(|e| e.to_string(), |s| s.to_string())
@@ -170,14 +170,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     stop_all(Some(mapper), agent, cloud).await;
     outcome
-}
-
-impl UpArgs {
-    /// Whether `ctl` would look elsewhere than this data directory by default.
-    fn data_dir_hint_needed(&self, dir: &DataDir) -> bool {
-        std::env::var_os("EDGETWIN_DATA_DIR").is_none()
-            && dir.root() != DataDir::default_location().as_path()
-    }
 }
 
 /// The mapper binary: the flag or environment, else next to this executable. A missing binary
