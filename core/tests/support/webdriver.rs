@@ -241,6 +241,7 @@ pub fn request(
     )?;
     let mut reader = BufReader::new(stream);
     let mut chunked = false;
+    let mut length: Option<usize> = None;
     let mut line = String::new();
     reader.read_line(&mut line)?; // status line; errors come as JSON bodies
     loop {
@@ -252,6 +253,9 @@ pub fn request(
         let lower = line.to_ascii_lowercase();
         if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
             chunked = true;
+        }
+        if let Some(value) = lower.strip_prefix("content-length:") {
+            length = value.trim().parse().ok();
         }
     }
     let mut raw = Vec::new();
@@ -269,6 +273,10 @@ pub fn request(
             line.clear();
             reader.read_line(&mut line)?;
         }
+    } else if let Some(length) = length {
+        // chromedriver keeps the connection open despite `Connection: close`.
+        raw.resize(length, 0);
+        reader.read_exact(&mut raw)?;
     } else {
         reader.read_to_end(&mut raw)?;
     }

@@ -143,7 +143,7 @@ fn a_device_view_pairs_desired_with_reported_and_leaves_configuration_out() {
     );
 
     let json = serde_json::to_string(&view).expect("serializes");
-    for secret in ["configData", "visitors", "gpiochip", "line"] {
+    for secret in ["configData", "visitors", "gpiochip", "\"line\""] {
         assert!(!json.contains(secret), "{secret} leaked into {json}");
     }
 }
