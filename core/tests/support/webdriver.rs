@@ -96,7 +96,7 @@ impl Browser {
                 "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
             }}})),
         );
-        browser.session = answer["sessionId"]
+        browser.session = answer["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session id in {answer}"))
             .to_owned();
