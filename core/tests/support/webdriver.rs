@@ -21,7 +21,7 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub const REQUIRE_ENV: &str = "EDGETWIN_REQUIRE_BROWSER";
 
 /// The key of an element reference in WebDriver answers.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4d6524f8a3a2";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// Whether Chromium and chromedriver are installed. When they are not: panics if
 /// [`REQUIRE_ENV`] is set (CI provisions them), else prints loudly why the test skips.
