@@ -4,6 +4,8 @@
 //!   under `target/`), then runs `cargo fmt --check`, clippy with `-D warnings` and the whole test
 //!   suite with nextest. This is the README's test command and what `.ci/run` calls.
 //! - `gen-crds`: regenerates `crds/*.yaml` from the Rust types.
+//! - `up`: builds `edgetwin` and `edgetwin-mapper-gpio` in release mode and runs
+//!   `edgetwin up` (the README's first command, as the cargo alias `cargo up`).
 //! - `bench TARGET [ARGS]`: runs a benchmark in release mode (`cloud`: connection scale of the
 //!   tunnel hub, see `core/benches/cloud.rs`); results go into `BENCHMARKS.md` by hand.
 
@@ -24,6 +26,7 @@ fn main() -> Result<()> {
         Some("test") => test(&root, &args[1..]),
         Some("gen-crds") => gen_crds(&root),
         Some("provision") => provision::all(&root),
+        Some("up") => up(&root, &args[1..]),
         Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
@@ -32,6 +35,7 @@ fn main() -> Result<()> {
                  test [NEXTEST ARGS]  provision peers, then fmt check, clippy -D warnings, all tests\n  \
                  provision            only install what the tests need (apt packages, Python venv)\n  \
                  gen-crds             regenerate crds/*.yaml from the Rust types\n  \
+                 up [ARGS]            build edgetwin and the GPIO mapper (release), run edgetwin up\n  \
                  bench cloud [ARGS]   tunnel hub connection-scale benchmark (--nodes N, --tls-nodes M, ...)
                  bench cloud-controller [ARGS]
                                       the real `edgetwin cloud` with the controller (--nodes N, --reports K)"
@@ -100,10 +104,14 @@ fn test(root: &Path, nextest_args: &[String]) -> Result<()> {
 /// Environment for the test processes. `EDGETWIN_KUBEEDGE_FIXTURES` is passed through when set;
 /// otherwise it defaults to `../shared/fixtures/kubeedge` next to the checkout when that exists.
 fn test_env(root: &Path) -> Result<Vec<(String, OsString)>> {
-    let mut env = vec![(
-        "EDGETWIN_PEERS_VENV".to_owned(),
-        root.join(provision::VENV_DIR).into_os_string(),
-    )];
+    let mut env = vec![
+        (
+            "EDGETWIN_PEERS_VENV".to_owned(),
+            root.join(provision::VENV_DIR).into_os_string(),
+        ),
+        // Provisioned above: a missing browser fails the browser tests instead of skipping them.
+        ("EDGETWIN_REQUIRE_BROWSER".to_owned(), "1".into()),
+    ];
     if std::env::var_os("EDGETWIN_KUBEEDGE_FIXTURES").is_none() {
         let sibling = root.join("../shared/fixtures/kubeedge");
         if sibling.is_dir() {
@@ -143,6 +151,49 @@ fn step(name: &str, mut cmd: Command) -> Result<()> {
         bail!("{name} failed ({status})");
     }
     Ok(())
+}
+
+/// Builds both binaries of the demo in one cargo invocation, then replaces this process's work
+/// with `edgetwin up ARGS`.
+fn up(root: &Path, args: &[String]) -> Result<()> {
+    step(
+        "build edgetwin and edgetwin-mapper-gpio (release)",
+        cargo(
+            &[],
+            &[
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "edgetwin-core",
+                "--bin",
+                "edgetwin",
+                "-p",
+                "edgetwin-mapper-gpio",
+                "--bin",
+                "edgetwin-mapper-gpio",
+            ],
+        ),
+    )?;
+    let exe = root.join("target/release/edgetwin");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
+    let exe = target_dir.map_or(exe, |dir| dir.join("release/edgetwin"));
+    let mut command = Command::new(&exe);
+    command.arg("up").args(args);
+    #[cfg(unix)]
+    {
+        // exec: Ctrl-C reaches edgetwin alone, and the prompt returns after its clean stop.
+        use std::os::unix::process::CommandExt;
+        let error = command.exec();
+        Err(error).with_context(|| format!("cannot start {}", exe.display()))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = command
+            .status()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
 }
 
 /// `cargo tree` of the edge-only feature set must not contain any kube crate.

@@ -7,7 +7,13 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// Debian packages the tests use, with the command that proves each is installed.
-const APT_PACKAGES: &[(&str, &str)] = &[("mosquitto", "mosquitto"), ("socat", "socat")];
+/// Chromium and its WebDriver drive the dashboard's browser test.
+const APT_PACKAGES: &[(&str, &str)] = &[
+    ("mosquitto", "mosquitto"),
+    ("socat", "socat"),
+    ("chromium", "chromium"),
+    ("chromium-driver", "chromedriver"),
+];
 
 /// Where the Python venv for test peers (pymodbus) lives, relative to the workspace root.
 pub const VENV_DIR: &str = "target/peers-venv";

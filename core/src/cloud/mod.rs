@@ -4,5 +4,6 @@
 
 pub mod config;
 pub mod controller;
+pub mod dashboard;
 pub mod registry;
 pub mod server;

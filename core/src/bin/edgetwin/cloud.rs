@@ -81,7 +81,7 @@ async fn serve(args: CloudArgs) -> anyhow::Result<()> {
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
 #[cfg(feature = "cloud")]
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -18,8 +18,9 @@ mod ctl;
 #[cfg(feature = "edge")]
 mod edge;
 mod logging;
-mod not_built;
 mod pipeline_cmd;
+#[cfg(feature = "cloud")]
+mod up;
 
 /// edgetwin: KubeEdge-compatible device twins for the edge.
 #[derive(Debug, Parser)]
@@ -61,6 +62,10 @@ enum Command {
     },
     /// Run the whole traffic-light demo on one machine: embedded broker, registry, cloud, edge and
     /// the GPIO mapper on a simulated chip.
+    #[cfg(feature = "cloud")]
+    Up(up::UpArgs),
+    /// Run the whole traffic-light demo on one machine (needs the `cloud` feature).
+    #[cfg(not(feature = "cloud"))]
     Up,
     /// Create something new from a template.
     New {
@@ -165,7 +170,13 @@ fn main() -> ExitCode {
         Command::Ctl(args) => ctl::run(args),
         Command::Crd { command } => crd_command(command),
         Command::Convert { file } => convert::run(&file),
-        Command::Up => not_built::exit("edgetwin up", 6),
+        #[cfg(feature = "cloud")]
+        Command::Up(args) => up::run(args),
+        #[cfg(not(feature = "cloud"))]
+        Command::Up => {
+            eprintln!("edgetwin up: this binary was built without the `cloud` feature");
+            ExitCode::from(2)
+        }
         Command::New {
             command:
                 NewCommand::Mapper {

@@ -1,7 +1,8 @@
 //! The embedded registry's HTTP JSON API (axum). See [`super::api`] for the paths.
 //!
-//! Every path except `/healthz` needs the bearer token — reads too: Device configuration holds
-//! addresses and sometimes credentials. The listener is meant for loopback; binding elsewhere
+//! Every API path needs the bearer token — reads too: Device configuration holds addresses and
+//! sometimes credentials. Open are `/healthz` and the [dashboard](crate::cloud::dashboard),
+//! whose event stream leaves configuration out. The listener is meant for loopback; binding elsewhere
 //! works but logs a warning, because the API is plain HTTP.
 
 use std::future::Future;
@@ -133,9 +134,14 @@ fn router(state: AppState) -> Router {
             get(events),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let dashboard = crate::cloud::dashboard::router(
+        std::sync::Arc::new(state.registry.clone()),
+        state.stopping.clone(),
+    );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(api)
+        .merge(dashboard)
         .fallback(|| async {
             failure(ApiStatus::failure(
                 404,

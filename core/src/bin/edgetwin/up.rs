@@ -1,0 +1,321 @@
+//! `edgetwin up`: the traffic-light demo on one machine, on embedded defaults only.
+//!
+//! In this process: the cloud ([`Cloud::start`]: embedded registry with its HTTP API and the
+//! dashboard, device controller, tunnel hub) and the edge agent (embedded MQTT broker, twin
+//! store), joined over a real WebSocket tunnel on loopback with a node token created for the
+//! run. As a child process: the GPIO mapper on its simulated chip, found next to this
+//! executable (or `--mapper`, `EDGETWIN_MAPPER_GPIO`), in its own process group and stopped by
+//! pid. The example's model and device are loaded on the first start only, so a second start in
+//! the same data directory resumes the stored state.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use edgetwin_core::cloud::config::{CloudConfig, RegistryConfig};
+use edgetwin_core::cloud::registry::Kind;
+use edgetwin_core::cloud::registry::embedded::client::RegistryClient;
+use edgetwin_core::cloud::registry::embedded::data_dir::DataDir;
+use edgetwin_core::cloud::server::{Cloud, CloudHandle};
+use edgetwin_core::edge::agent::{self, AgentHandle};
+use edgetwin_core::edge::config::{EdgeConfig, EmbeddedBrokerConfig};
+use edgetwin_core::model::Manifest;
+use edgetwin_core::tunnel::auth::TokenStore;
+use edgetwin_core::tunnel::node::NodeName;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The example, embedded so that `edgetwin up` needs no files: the same YAML the README applies.
+const MODEL_YAML: &str = include_str!("../../../../examples/traffic-light/model.yaml");
+const DEVICE_YAML: &str = include_str!("../../../../examples/traffic-light/device.yaml");
+
+/// The demo's edge node (the example Device's `spec.nodeName`).
+const NODE: &str = "edge-node1";
+/// The mapper binary's file name.
+const MAPPER_BIN: &str = "edgetwin-mapper-gpio";
+/// What the mapper prints once its simulated-pin view listens.
+const SIM_HTTP_LINE: &str = "sim-http listening on ";
+/// How long the mapper may take to start, and to stop after SIGTERM.
+const MAPPER_START: Duration = Duration::from_secs(15);
+const MAPPER_STOP: Duration = Duration::from_secs(5);
+
+/// `edgetwin up` flags.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// The data directory: registry, node token, edge store. `edgetwin ctl` looks in the same
+    /// place, so it finds the running demo without flags. Default: `$XDG_DATA_HOME/edgetwin`,
+    /// else `~/.local/share/edgetwin`.
+    #[arg(long, env = "EDGETWIN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Where the dashboard and the registry API listen (plain HTTP: keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The GPIO mapper binary (default: `edgetwin-mapper-gpio` next to this executable).
+    #[arg(long, env = "EDGETWIN_MAPPER_GPIO")]
+    mapper: Option<PathBuf>,
+    /// Where the mapper serves the simulated pins as JSON.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    sim_http: SocketAddr,
+    /// How often the cloud writes reported values into the registry (milliseconds); one
+    /// device on one machine can afford a short interval.
+    #[arg(long, default_value_t = 20)]
+    status_interval_ms: u64,
+}
+
+/// Runs the demo until SIGINT or SIGTERM.
+pub fn run(args: UpArgs) -> ExitCode {
+    crate::logging::init();
+    let result = tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(up(args)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("edgetwin up: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let mapper_bin = mapper_path(args.mapper.as_deref())?;
+    let dir = DataDir::new(args.data_dir.unwrap_or_else(DataDir::default_location));
+    dir.create()?;
+    let node = NodeName::new(NODE).context("the demo's node name")?;
+
+    // A fresh node token each start (it replaces the previous one): nothing secret to keep.
+    let mut cloud_config = CloudConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        insecure: true,
+        data_dir: dir.root().to_path_buf(),
+        registry: RegistryConfig::Embedded {
+            api_listen: args.listen,
+        },
+        status_interval_ms: args.status_interval_ms.max(1),
+        metrics_listen: None,
+        ..CloudConfig::default()
+    };
+    cloud_config.tls = None;
+    let node_token = TokenStore::open(&cloud_config.cloud_db())
+        .and_then(|tokens| tokens.create(&node))
+        .context("cannot create the edge node's tunnel token")?;
+
+    let cloud = Cloud::start(cloud_config)
+        .await
+        .with_context(|| format!("cannot start the cloud (is {} free?)", args.listen))?;
+    let api_token = dir.load_or_create_token()?;
+    let seeded = seed_example(cloud.registry_url(), &api_token).await;
+    if let Err(err) = seeded {
+        cloud.shutdown().await;
+        return Err(err);
+    }
+
+    let mut edge_config = EdgeConfig {
+        node_name: NODE.to_owned(),
+        data_dir: dir.root().join("edge"),
+        ..EdgeConfig::default()
+    };
+    edge_config.broker.embedded = Some(EmbeddedBrokerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+    });
+    edge_config.broker.external = None;
+    edge_config.cloud.url = Some(format!("ws://{}", cloud.tunnel_addr()));
+    edge_config.cloud.token = Some(node_token.expose().to_owned());
+    edge_config.cloud.insecure = true;
+    edge_config.http.listen = None;
+    let agent = match agent::start(edge_config, None).await {
+        Ok(agent) => agent,
+        Err(err) => {
+            cloud.shutdown().await;
+            return Err(err).context("cannot start the edge agent");
+        }
+    };
+    agent.connected().await;
+
+    let broker = agent.broker();
+    let broker = format!("{}:{}", broker.host, broker.port);
+    let (mut mapper, sim_url) = match start_mapper(&mapper_bin, &broker, args.sim_http).await {
+        Ok(started) => started,
+        Err(err) => {
+            stop_all(None, agent, cloud).await;
+            return Err(err);
+        }
+    };
+
+    println!(
+        "edgetwin up: the traffic light is running (data in {})\n  \
+         dashboard   {}/#token={api_token}\n  \
+         sim pins    {sim_url}/sim/gpiochip0\n  \
+         try         edgetwin ctl set traffic-light red=ON\n              \
+         edgetwin ctl get device traffic-light -o yaml\n  \
+         stop        Ctrl-C",
+        dir.root().display(),
+        cloud.registry_url(),
+    );
+    if dir.root() != DataDir::default_location().as_path() {
+        println!(
+            "  (ctl needs --data-dir {} or EDGETWIN_DATA_DIR to find this demo)",
+            dir.root().display()
+        );
+    }
+
+    let outcome = tokio::select! {
+        () = crate::cloud::shutdown_signal() => Ok(()),
+        status = mapper.wait() => Err(anyhow::anyhow!(
+            "the GPIO mapper exited ({}); stopping",
+            status.map_or_else(|e| e.to_string(), |s| s.to_string())
+        )),
+    };
+    stop_all(Some(mapper), agent, cloud).await;
+    outcome
+}
+
+/// The mapper binary: the flag or environment, else next to this executable. A missing binary
+/// is an error that says how to build it.
+fn mapper_path(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let path = match given {
+        Some(path) => path.to_path_buf(),
+        None => std::env::current_exe()
+            .context("cannot find this executable's directory")?
+            .with_file_name(MAPPER_BIN),
+    };
+    if !path.is_file() {
+        bail!(
+            "the GPIO mapper {} is missing: build it with \
+             `cargo build --release -p edgetwin-core -p edgetwin-mapper-gpio` \
+             (or run the demo with `cargo up`, which builds both), \
+             or point --mapper / EDGETWIN_MAPPER_GPIO at it",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Loads the example's DeviceModel and Device unless they exist (a second start keeps what is
+/// stored, desired values included).
+async fn seed_example(url: &str, token: &str) -> anyhow::Result<()> {
+    let client = RegistryClient::new(url, token).context("registry client")?;
+    for (yaml, source) in [
+        (MODEL_YAML, "examples/traffic-light/model.yaml"),
+        (DEVICE_YAML, "examples/traffic-light/device.yaml"),
+    ] {
+        for document in edgetwin_core::model::load::from_str(yaml, source)? {
+            let (kind, namespace, name) = match &document.manifest {
+                Manifest::Device(d) => (Kind::Device, d.namespace(), d.name()),
+                Manifest::DeviceModel(m) => (Kind::DeviceModel, m.namespace(), m.name()),
+            };
+            let (namespace, name) = (namespace.to_owned(), name.to_owned());
+            match client
+                .get::<serde_json::Value>(kind, &namespace, &name)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(kind = kind.as_str(), %name, "kept the stored object");
+                    continue;
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e).context("cannot read the registry"),
+            }
+            let applied = match &document.manifest {
+                Manifest::Device(d) => {
+                    client
+                        .apply::<_, serde_json::Value>(kind, &namespace, &name, d)
+                        .await
+                }
+                Manifest::DeviceModel(m) => {
+                    client
+                        .apply::<_, serde_json::Value>(kind, &namespace, &name, m)
+                        .await
+                }
+            };
+            applied.with_context(|| format!("cannot load {source}"))?;
+            tracing::info!(kind = kind.as_str(), %name, "loaded the example");
+        }
+    }
+    Ok(())
+}
+
+/// Starts the mapper on the simulated chip, in its own process group (Ctrl-C reaches
+/// `edgetwin up`, which stops the mapper itself), and waits for its simulated-pin URL.
+async fn start_mapper(
+    bin: &Path,
+    broker: &str,
+    sim_http: SocketAddr,
+) -> anyhow::Result<(Child, String)> {
+    let mut command = Command::new(bin);
+    command
+        .args(["--node", NODE, "--broker", broker, "--backend", "sim"])
+        .arg("--sim-http")
+        .arg(sim_http.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let stdout = child.stdout.take().context("the mapper's stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let url = tokio::time::timeout(MAPPER_START, async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(url) = line.strip_prefix(SIM_HTTP_LINE) {
+                return Ok(url.trim().to_owned());
+            }
+            println!("{line}");
+        }
+        Err(std::io::Error::other("the mapper exited before it served"))
+    })
+    .await;
+    let url = match url {
+        Ok(Ok(url)) => url,
+        Ok(Err(err)) => {
+            let _ = child.kill().await;
+            return Err(err).context("the GPIO mapper did not start");
+        }
+        Err(_) => {
+            let _ = child.kill().await;
+            bail!("the GPIO mapper did not start within {MAPPER_START:?}");
+        }
+    };
+    // The rest of the mapper's stdout goes to ours.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("{line}");
+        }
+    });
+    Ok((child, url))
+}
+
+/// Stops the mapper (SIGTERM by pid, then SIGKILL after [`MAPPER_STOP`]), then the edge, then
+/// the cloud (which writes its last status patches).
+async fn stop_all(mapper: Option<Child>, agent: AgentHandle, cloud: CloudHandle) {
+    if let Some(mut mapper) = mapper {
+        terminate(&mut mapper).await;
+    }
+    agent.shutdown().await;
+    cloud.shutdown().await;
+    println!("edgetwin up: stopped");
+}
+
+async fn terminate(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    if let Some(pid) = child.id() {
+        // No libc (unsafe is forbidden): the kill(1) command sends SIGTERM.
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    if tokio::time::timeout(MAPPER_STOP, child.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the GPIO mapper did not stop on SIGTERM; killing it");
+        let _ = child.kill().await;
+    }
+}
