@@ -390,3 +390,34 @@ fn cloud_without_registry_only_checks_its_configuration() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("`tls`"), "{}", stderr(&output));
 }
+
+#[test]
+#[cfg(feature = "kube")]
+fn cloud_with_the_kubernetes_registry_and_no_cluster_says_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("cloud.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\ninsecure: true\ndataDir: {}\nmetricsListen: null\nregistry:\n  kubernetes:\n    namespace: plant-a\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write config");
+    let output = edgetwin()
+        .args(["cloud", "-c"])
+        .arg(&config)
+        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("no Kubernetes cluster configuration found")
+            && message.contains("KUBECONFIG"),
+        "{message}"
+    );
+}

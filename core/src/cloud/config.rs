@@ -55,6 +55,80 @@ pub enum RegistryConfig {
         #[serde(rename = "apiListen")]
         api_listen: SocketAddr,
     },
+    /// Device and DeviceModel custom resources in a Kubernetes cluster (needs the `kube`
+    /// feature); the cluster is found the way kubectl finds it.
+    Kubernetes(KubernetesRegistryConfig),
+}
+
+/// The Kubernetes registry: which namespace to watch and the leader election.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct KubernetesRegistryConfig {
+    /// Watch Devices and DeviceModels in this namespace only; `None`: all namespaces.
+    pub namespace: Option<String>,
+    /// Leader election on a Lease, so that only one replica writes status; `None`: no election
+    /// (run a single replica).
+    pub leader_election: Option<LeaderElectionConfig>,
+}
+
+impl Default for KubernetesRegistryConfig {
+    fn default() -> Self {
+        KubernetesRegistryConfig {
+            namespace: None,
+            leader_election: Some(LeaderElectionConfig::default()),
+        }
+    }
+}
+
+impl KubernetesRegistryConfig {
+    /// Where the Lease lives: `leaseNamespace`, else the watched namespace, else `default`.
+    pub fn lease_namespace(&self) -> Option<&str> {
+        let election = self.leader_election.as_ref()?;
+        Some(
+            election
+                .lease_namespace
+                .as_deref()
+                .or(self.namespace.as_deref())
+                .unwrap_or("default"),
+        )
+    }
+}
+
+/// The Lease the replicas compete for, and its timing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LeaderElectionConfig {
+    /// Namespace of the Lease; `None`: the watched namespace, or `default` when watching all.
+    pub lease_namespace: Option<String>,
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// How long a holder keeps the Lease without renewing it (seconds).
+    pub lease_duration_secs: u64,
+    /// How often the leader renews and a standby retries (seconds); below the lease duration.
+    pub renew_interval_secs: u64,
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        LeaderElectionConfig {
+            lease_namespace: None,
+            lease_name: "edgetwin-cloud".to_owned(),
+            lease_duration_secs: 15,
+            renew_interval_secs: 5,
+        }
+    }
+}
+
+impl LeaderElectionConfig {
+    /// The lease duration.
+    pub fn lease_duration(&self) -> Duration {
+        Duration::from_secs(self.lease_duration_secs)
+    }
+
+    /// The renew interval.
+    pub fn renew_interval(&self) -> Duration {
+        Duration::from_secs(self.renew_interval_secs)
+    }
 }
 
 impl Default for CloudConfig {
@@ -107,6 +181,9 @@ impl CloudConfig {
         if self.reconcile_interval_secs == 0 {
             return Err(invalid("reconcileIntervalSecs", "must be at least 1"));
         }
+        if let RegistryConfig::Kubernetes(kubernetes) = &self.registry {
+            validate_kubernetes(kubernetes).map_err(|(field, reason)| invalid(field, &reason))?;
+        }
         Ok(())
     }
 
@@ -141,10 +218,21 @@ insecure: false
 # cloud.db (node tokens: `edgetwin cloud token create NODE --db DATA_DIR/cloud.db`, per-node
 # outboxes) and the embedded registry's files.
 dataDir: edgetwin-cloud
+# Where Devices and DeviceModels live: one of `embedded` or `kubernetes`.
 registry:
   embedded:
     # The HTTP API `edgetwin ctl` talks to (plain HTTP, token protected: keep it on loopback).
     apiListen: 127.0.0.1:7411
+  # Or custom resources in a Kubernetes cluster (needs the `kube` feature, in the default
+  # build). Install the CRDs first: `kubectl apply -f crds/`. The cluster is found as kubectl
+  # finds it: $KUBECONFIG, ~/.kube/config, or the pod's service account.
+  # kubernetes:
+  #   namespace: null            # watch this namespace only; null: all namespaces
+  #   leaderElection:            # null: no election (run a single replica)
+  #     leaseNamespace: null     # null: `namespace`, or `default` when watching all
+  #     leaseName: edgetwin-cloud
+  #     leaseDurationSecs: 15
+  #     renewIntervalSecs: 5
 # At most one status write per device per this interval.
 statusIntervalMs: 1000
 # Every node gets its complete device list again this often (drift repair).
@@ -154,6 +242,73 @@ metricsListen: 127.0.0.1:9464
 "#
         .to_owned()
     }
+}
+
+/// Checks the Kubernetes registry settings; the error is the field and why.
+fn validate_kubernetes(config: &KubernetesRegistryConfig) -> Result<(), (&'static str, String)> {
+    if let Some(namespace) = &config.namespace {
+        check_dns_label(namespace).map_err(|reason| ("registry.kubernetes.namespace", reason))?;
+    }
+    let Some(election) = &config.leader_election else {
+        return Ok(());
+    };
+    if let Some(namespace) = &election.lease_namespace {
+        check_dns_label(namespace)
+            .map_err(|reason| ("registry.kubernetes.leaderElection.leaseNamespace", reason))?;
+    }
+    check_dns_subdomain(&election.lease_name)
+        .map_err(|reason| ("registry.kubernetes.leaderElection.leaseName", reason))?;
+    if election.renew_interval_secs == 0 {
+        return Err((
+            "registry.kubernetes.leaderElection.renewIntervalSecs",
+            "must be at least 1".to_owned(),
+        ));
+    }
+    if election.lease_duration_secs <= election.renew_interval_secs {
+        return Err((
+            "registry.kubernetes.leaderElection.leaseDurationSecs",
+            format!(
+                "must be longer than renewIntervalSecs ({}), or the leader loses the lease between renewals",
+                election.renew_interval_secs
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A Kubernetes namespace name: an RFC 1123 label.
+fn check_dns_label(name: &str) -> Result<(), String> {
+    if name.len() > 63 {
+        return Err(format!("`{name}` is longer than 63 characters"));
+    }
+    check_dns_subdomain(name)?;
+    if name.contains('.') {
+        return Err(format!("`{name}` must not contain `.`"));
+    }
+    Ok(())
+}
+
+/// A Kubernetes object name: an RFC 1123 subdomain (lowercase letters, digits, `-` and `.`,
+/// starting and ending with a letter or digit).
+fn check_dns_subdomain(name: &str) -> Result<(), String> {
+    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if name.len() > 253 {
+        return Err(format!("`{name}` is longer than 253 characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| alphanumeric(c) || c == '-' || c == '.')
+        || !name.starts_with(alphanumeric)
+        || !name.ends_with(alphanumeric)
+    {
+        return Err(format!(
+            "`{name}` is not a valid name (lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -189,5 +344,126 @@ mod tests {
         let error =
             CloudConfig::from_yaml("insecure: true\nbogus: 1\n", "c.yaml").expect_err("unknown");
         assert!(error.to_string().contains("bogus"), "{error}");
+    }
+
+    /// The printed default with its commented `kubernetes` block switched on instead of
+    /// `embedded`.
+    fn default_yaml_with_kubernetes() -> String {
+        let text = CloudConfig::default_yaml().replace("insecure: false", "insecure: true");
+        let mut out = String::new();
+        let mut in_embedded = false;
+        for line in text.lines() {
+            if line == "  embedded:" {
+                in_embedded = true;
+                continue;
+            }
+            if in_embedded && line.starts_with("    ") {
+                continue;
+            }
+            in_embedded = false;
+            let line = match line.strip_prefix("  # ") {
+                Some(rest) if rest.starts_with("kubernetes:") || rest.starts_with("  ") => {
+                    format!("  {rest}")
+                }
+                _ => line.to_owned(),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn the_commented_kubernetes_option_parses_to_its_defaults() {
+        let text = default_yaml_with_kubernetes();
+        let parsed = CloudConfig::from_yaml(&text, "default").expect("parses");
+        assert_eq!(
+            parsed.registry,
+            RegistryConfig::Kubernetes(KubernetesRegistryConfig::default()),
+            "{text}"
+        );
+        assert_eq!(
+            KubernetesRegistryConfig::default().leader_election,
+            Some(LeaderElectionConfig::default())
+        );
+    }
+
+    #[test]
+    fn a_kubernetes_registry_with_a_namespace_and_no_election() {
+        let yaml = "insecure: true\nregistry:\n  kubernetes:\n    namespace: plant-a\n    leaderElection: null\n";
+        let parsed = CloudConfig::from_yaml(yaml, "c.yaml").expect("parses");
+        let expected = KubernetesRegistryConfig {
+            namespace: Some("plant-a".to_owned()),
+            leader_election: None,
+        };
+        assert_eq!(
+            parsed.registry,
+            RegistryConfig::Kubernetes(expected.clone())
+        );
+        assert_eq!(expected.lease_namespace(), None);
+        // Omitted keys take their defaults; `{}` is all defaults.
+        let parsed =
+            CloudConfig::from_yaml("insecure: true\nregistry:\n  kubernetes: {}\n", "c.yaml")
+                .expect("parses");
+        assert_eq!(
+            parsed.registry,
+            RegistryConfig::Kubernetes(KubernetesRegistryConfig::default())
+        );
+    }
+
+    #[test]
+    fn the_lease_lives_in_the_named_then_the_watched_then_the_default_namespace() {
+        let mut config = KubernetesRegistryConfig::default();
+        assert_eq!(config.lease_namespace(), Some("default"));
+        config.namespace = Some("plant-a".to_owned());
+        assert_eq!(config.lease_namespace(), Some("plant-a"));
+        if let Some(election) = config.leader_election.as_mut() {
+            election.lease_namespace = Some("edgetwin-system".to_owned());
+        }
+        assert_eq!(config.lease_namespace(), Some("edgetwin-system"));
+    }
+
+    #[test]
+    fn kubernetes_errors_name_the_field() {
+        let error_of = |registry: &str| {
+            let yaml = format!("insecure: true\nregistry:\n  kubernetes:\n{registry}");
+            CloudConfig::from_yaml(&yaml, "c.yaml")
+                .expect_err(registry)
+                .to_string()
+        };
+        assert_eq!(
+            error_of("    namespace: Plant_A\n"),
+            "c.yaml: `registry.kubernetes.namespace`: `Plant_A` is not a valid name (lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit)"
+        );
+        assert_eq!(
+            error_of("    namespace: \"\"\n"),
+            "c.yaml: `registry.kubernetes.namespace`: must not be empty"
+        );
+        let error = error_of("    namespace: a.b\n");
+        assert!(error.contains("must not contain `.`"), "{error}");
+        let error = error_of("    leaderElection:\n      leaseName: -lease\n");
+        assert!(
+            error.starts_with("c.yaml: `registry.kubernetes.leaderElection.leaseName`:"),
+            "{error}"
+        );
+        let error = error_of("    leaderElection:\n      leaseNamespace: UP\n");
+        assert!(
+            error.starts_with("c.yaml: `registry.kubernetes.leaderElection.leaseNamespace`:"),
+            "{error}"
+        );
+        let error = error_of("    leaderElection:\n      renewIntervalSecs: 0\n");
+        assert!(
+            error.contains("renewIntervalSecs`: must be at least 1"),
+            "{error}"
+        );
+        let error = error_of(
+            "    leaderElection:\n      leaseDurationSecs: 5\n      renewIntervalSecs: 5\n",
+        );
+        assert!(
+            error.contains("`registry.kubernetes.leaderElection.leaseDurationSecs`: must be longer than renewIntervalSecs (5)"),
+            "{error}"
+        );
+        let error = error_of("    namespaces: [a]\n");
+        assert!(error.contains("namespaces"), "{error}");
     }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
+use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +19,11 @@ use super::registry::Registry;
 use super::registry::embedded::EmbeddedRegistry;
 use super::registry::embedded::data_dir::DataDir;
 use super::registry::embedded::server::ApiServer;
+#[cfg(feature = "kube")]
+use super::{
+    config::KubernetesRegistryConfig,
+    registry::kubernetes::{KubeRegistry, KubeRegistryConfig, LeaseConfig, host_identity},
+};
 use crate::tunnel::auth::TokenStore;
 use crate::tunnel::server::{Hub, HubConfig, HubParts};
 use crate::tunnel::stats::StatsSnapshot;
@@ -60,6 +66,21 @@ pub enum CloudError {
     /// The hub.
     #[error(transparent)]
     Hub(#[from] crate::tunnel::server::HubError),
+    /// `registry: kubernetes` but no cluster configuration was found.
+    #[cfg(feature = "kube")]
+    #[error(
+        "registry `kubernetes`: no Kubernetes cluster configuration found ({0}); set KUBECONFIG or \
+         write ~/.kube/config (what kubectl uses), run inside a pod with a service account, or \
+         use the embedded registry (see --print-default-config)"
+    )]
+    NoCluster(#[source] kube::Error),
+    /// `registry: kubernetes` in a binary built without the Kubernetes backend.
+    #[cfg(not(feature = "kube"))]
+    #[error(
+        "registry `kubernetes`: this binary was built without the `kube` feature; rebuild it with \
+         `--features kube` (part of the default build) or use the embedded registry"
+    )]
+    KubeNotBuilt,
 }
 
 /// Starts clouds.
@@ -69,12 +90,13 @@ pub struct Cloud;
 pub struct CloudHandle {
     hub: Arc<Hub>,
     tunnel_addr: SocketAddr,
-    registry_url: String,
+    registry_url: Option<String>,
     metrics_addr: Option<SocketAddr>,
     data_dir: DataDir,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     controller_metrics: Arc<ControllerMetrics>,
+    registry_shutdown: Option<BoxFuture<'static, ()>>,
 }
 
 impl Cloud {
@@ -86,32 +108,16 @@ impl Cloud {
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
 
-        let RegistryConfig::Embedded { api_listen } = config.registry;
-        let token = dir.load_or_create_token()?;
-        let embedded = EmbeddedRegistry::open(&dir.registry_db())?;
-        let api = ApiServer::bind(api_listen, embedded.clone(), token)
-            .await
-            .map_err(|source| CloudError::Listen {
-                what: "registry API",
-                addr: api_listen,
-                source,
-            })?;
-        let registry_url = api.url().map_err(|source| CloudError::Listen {
-            what: "registry API",
-            addr: api_listen,
-            source,
-        })?;
-        dir.write_url(&registry_url)?;
-        let api_stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(error) = api
-                .run_until(async move { api_stop.cancelled().await })
-                .await
-            {
-                tracing::error!(%error, "the registry API failed");
+        let OpenedRegistry {
+            registry,
+            api_url: registry_url,
+            shutdown: registry_shutdown,
+        } = match &config.registry {
+            RegistryConfig::Embedded { api_listen } => {
+                open_embedded(*api_listen, &dir, &stop, &mut tasks).await?
             }
-        }));
-        let registry: Arc<dyn Registry> = Arc::new(embedded);
+            RegistryConfig::Kubernetes(kubernetes) => open_kubernetes(kubernetes).await?,
+        };
 
         let controller = Controller::new(
             registry,
@@ -176,7 +182,12 @@ impl Cloud {
             }
             None => None,
         };
-        tracing::info!(tunnel = %tunnel_addr, registry = %registry_url, data_dir = %dir.root().display(), "cloud started");
+        tracing::info!(
+            tunnel = %tunnel_addr,
+            registry = registry_url.as_deref().unwrap_or("kubernetes"),
+            data_dir = %dir.root().display(),
+            "cloud started"
+        );
         Ok(CloudHandle {
             hub,
             tunnel_addr,
@@ -186,8 +197,106 @@ impl Cloud {
             stop,
             tasks,
             controller_metrics,
+            registry_shutdown,
         })
     }
+}
+
+/// The registry [`Cloud::start`] opened.
+struct OpenedRegistry {
+    registry: Arc<dyn Registry>,
+    /// The embedded registry's API URL.
+    api_url: Option<String>,
+    /// Run once the controller has stopped (releases the Kubernetes Lease).
+    shutdown: Option<BoxFuture<'static, ()>>,
+}
+
+/// The embedded registry and its API server (a task stopped by `stop`).
+async fn open_embedded(
+    api_listen: SocketAddr,
+    dir: &DataDir,
+    stop: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<OpenedRegistry, CloudError> {
+    let token = dir.load_or_create_token()?;
+    let embedded = EmbeddedRegistry::open(&dir.registry_db())?;
+    let api = ApiServer::bind(api_listen, embedded.clone(), token)
+        .await
+        .map_err(|source| CloudError::Listen {
+            what: "registry API",
+            addr: api_listen,
+            source,
+        })?;
+    let url = api.url().map_err(|source| CloudError::Listen {
+        what: "registry API",
+        addr: api_listen,
+        source,
+    })?;
+    dir.write_url(&url)?;
+    let api_stop = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(error) = api
+            .run_until(async move { api_stop.cancelled().await })
+            .await
+        {
+            tracing::error!(%error, "the registry API failed");
+        }
+    }));
+    Ok(OpenedRegistry {
+        registry: Arc::new(embedded),
+        api_url: Some(url),
+        shutdown: None,
+    })
+}
+
+/// The Kubernetes registry on the cluster kubectl would use ($KUBECONFIG, `~/.kube/config`, or
+/// the pod's service account).
+#[cfg(feature = "kube")]
+async fn open_kubernetes(config: &KubernetesRegistryConfig) -> Result<OpenedRegistry, CloudError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(CloudError::NoCluster)?;
+    let registry = kubernetes_registry(client, config, host_identity());
+    tracing::info!(
+        namespace = config.namespace.as_deref().unwrap_or("(all)"),
+        lease = ?config.leader_election.as_ref().map(|e| &e.lease_name),
+        "watching Devices and DeviceModels in the cluster"
+    );
+    let stopping = registry.clone();
+    Ok(OpenedRegistry {
+        registry: Arc::new(registry),
+        api_url: None,
+        shutdown: Some(Box::pin(async move { stopping.shutdown().await })),
+    })
+}
+
+/// Without the `kube` feature there is no Kubernetes backend.
+#[cfg(not(feature = "kube"))]
+async fn open_kubernetes(
+    _config: &super::config::KubernetesRegistryConfig,
+) -> Result<OpenedRegistry, CloudError> {
+    Err(CloudError::KubeNotBuilt)
+}
+
+/// Starts the Kubernetes backend on `client` as `config` says, as replica `identity`.
+#[cfg(feature = "kube")]
+fn kubernetes_registry(
+    client: kube::Client,
+    config: &KubernetesRegistryConfig,
+    identity: String,
+) -> KubeRegistry {
+    let mut backend = KubeRegistryConfig::new(&identity);
+    backend.namespace = config.namespace.clone();
+    backend.lease = config
+        .leader_election
+        .as_ref()
+        .zip(config.lease_namespace())
+        .map(|(election, namespace)| LeaseConfig {
+            lease_duration: election.lease_duration(),
+            renew_interval: election.renew_interval(),
+            ..LeaseConfig::new(namespace, &election.lease_name, &identity)
+        });
+    KubeRegistry::start(client, backend)
 }
 
 impl CloudHandle {
@@ -196,9 +305,10 @@ impl CloudHandle {
         self.tunnel_addr
     }
 
-    /// The embedded registry's API URL (what `edgetwin ctl` talks to).
-    pub fn registry_url(&self) -> &str {
-        &self.registry_url
+    /// The embedded registry's API URL (what `edgetwin ctl` talks to); `None` with the
+    /// Kubernetes registry (use kubectl).
+    pub fn registry_url(&self) -> Option<&str> {
+        self.registry_url.as_deref()
     }
 
     /// Where `/healthz` and `/metrics` are served, if enabled.
@@ -216,13 +326,17 @@ impl CloudHandle {
         &self.controller_metrics
     }
 
-    /// Stops everything: the controller writes its pending status patches first.
+    /// Stops everything: the controller writes its pending status patches first, then the
+    /// registry stops (a leading Kubernetes replica releases its Lease).
     pub async fn shutdown(self) {
         self.stop.cancel();
         for task in self.tasks {
             if let Err(error) = task.await {
                 tracing::error!(%error, "a cloud task panicked");
             }
+        }
+        if let Some(registry_shutdown) = self.registry_shutdown {
+            registry_shutdown.await;
         }
         match Arc::try_unwrap(self.hub) {
             Ok(hub) => hub.shutdown().await,
@@ -308,4 +422,93 @@ async fn metrics(State((hub, controller)): State<(Arc<Hub>, Arc<ControllerMetric
         tunnel.retransmissions,
     );
     out
+}
+
+#[cfg(all(test, feature = "kube"))]
+mod tests {
+    use std::time::Duration;
+
+    use http::Method;
+    use serde_json::json;
+
+    use super::*;
+    use crate::cloud::config::LeaderElectionConfig;
+    use crate::cloud::registry::embedded::testkit;
+    use crate::cloud::registry::kubernetes::mock::mock_client;
+
+    const DEVICES: &str = "/apis/devices.kubeedge.io/v1beta1/namespaces/plant-a/devices";
+    const MODELS: &str = "/apis/devices.kubeedge.io/v1beta1/namespaces/plant-a/devicemodels";
+    const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/plant-a/leases";
+
+    /// The config's namespace scopes the watches and places the Lease; its timing and our
+    /// identity reach the Lease. (The backend's own behaviour is tested in its module.)
+    #[tokio::test]
+    async fn the_kubernetes_registry_is_built_as_the_config_says() {
+        let (client, mut api) = mock_client();
+        let config = KubernetesRegistryConfig {
+            namespace: Some("plant-a".to_owned()),
+            leader_election: Some(LeaderElectionConfig {
+                lease_duration_secs: 30,
+                ..LeaderElectionConfig::default()
+            }),
+        };
+        let registry = kubernetes_registry(client, &config, "cloud-0".to_owned());
+        let mut leader = registry.leader();
+        let mut device = serde_json::to_value(testkit::device()).expect("JSON");
+        device["metadata"]["namespace"] = json!("plant-a");
+        device["metadata"]["resourceVersion"] = json!("7");
+        let list = |kind: &str, items| {
+            json!({"apiVersion": "devices.kubeedge.io/v1beta1", "kind": kind,
+                   "metadata": {"resourceVersion": "7"}, "items": items})
+        };
+        let mut feeds = Vec::new();
+        let mut lease_created = false;
+        // Two lists, two watches, the Lease read and its creation, in any order.
+        for _ in 0..6 {
+            let exchange = api.next().await;
+            let path = exchange.path.clone();
+            match (&exchange.method, path.as_str()) {
+                (&Method::GET, p) if p == format!("{DEVICES}?&limit=500") => {
+                    exchange.reply(200, list("DeviceList", vec![device.clone()]));
+                }
+                (&Method::GET, p) if p == format!("{MODELS}?&limit=500") => {
+                    exchange.reply(200, list("DeviceModelList", vec![]));
+                }
+                (&Method::GET, p) if p.contains("watch=true") => {
+                    assert!(p.starts_with(DEVICES) || p.starts_with(MODELS), "{p}");
+                    feeds.push(exchange.stream());
+                }
+                (&Method::GET, p) if p == format!("{LEASES}/edgetwin-cloud") => {
+                    exchange.reply_status(404, "NotFound");
+                }
+                (&Method::POST, p) if p == format!("{LEASES}?") => {
+                    let body = exchange.body().clone();
+                    assert_eq!(body["metadata"]["name"], "edgetwin-cloud");
+                    assert_eq!(body["spec"]["holderIdentity"], "cloud-0");
+                    assert_eq!(body["spec"]["leaseDurationSeconds"], 30);
+                    exchange.reply(201, body);
+                    lease_created = true;
+                }
+                (method, other) => panic!("unexpected request {method} {other}"),
+            }
+        }
+        assert!(lease_created);
+        assert_eq!(feeds.len(), 2, "one watch per kind");
+        let devices = tokio::time::timeout(Duration::from_secs(10), registry.list_devices(None))
+            .await
+            .expect("synced in time")
+            .expect("listed");
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0].metadata.namespace.as_deref(), Some("plant-a"));
+        tokio::time::timeout(Duration::from_secs(10), leader.wait_for(|leads| *leads))
+            .await
+            .expect("leader in time")
+            .expect("published");
+        // Dropping the API server fails the Lease release; the registry shuts down regardless.
+        drop(api);
+        drop(feeds);
+        tokio::time::timeout(Duration::from_secs(10), registry.shutdown())
+            .await
+            .expect("stopped in time");
+    }
 }

@@ -19,18 +19,18 @@ use tower_test::mock::{self, Handle, SendResponse};
 type MockBody = UnsyncBoxBody<Bytes, Infallible>;
 
 /// The test's end of the mock API server.
-pub(super) struct MockApiServer {
+pub(crate) struct MockApiServer {
     handle: Handle<Request<Body>, Response<MockBody>>,
 }
 
 /// A kube `Client` whose requests go to the returned [`MockApiServer`].
-pub(super) fn mock_client() -> (Client, MockApiServer) {
+pub(crate) fn mock_client() -> (Client, MockApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<MockBody>>();
     (Client::new(service, "default"), MockApiServer { handle })
 }
 
 /// One request, waiting for its response.
-pub(super) struct Exchange {
+pub(crate) struct Exchange {
     pub method: Method,
     /// Path and query, e.g. `/apis/devices.kubeedge.io/v1beta1/devices?&limit=500`.
     pub path: String,
@@ -140,7 +140,7 @@ impl Exchange {
 }
 
 /// The test's end of a watch response.
-pub(super) struct WatchFeed {
+pub(crate) struct WatchFeed {
     tx: mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>,
 }
 

@@ -22,7 +22,7 @@
 
 pub mod lease;
 #[cfg(test)]
-mod mock;
+pub(crate) mod mock;
 #[cfg(test)]
 mod tests;
 
