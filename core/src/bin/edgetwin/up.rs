@@ -106,7 +106,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot start the cloud (is {} free?)", args.listen))?;
     let api_token = dir.load_or_create_token()?;
-    let seeded = seed_example(cloud.registry_url(), &api_token).await;
+    // `up` always runs the embedded registry (configured above), which has an HTTP API.
+    let Some(registry_url) = cloud.registry_url().map(str::to_owned) else {
+        cloud.shutdown().await;
+        anyhow::bail!("the embedded registry reported no API address");
+    };
+    let seeded = seed_example(&registry_url, &api_token).await;
     if let Err(err) = seeded {
         cloud.shutdown().await;
         return Err(err);
@@ -152,7 +157,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
          edgetwin ctl get device traffic-light -o yaml\n  \
          stop        Ctrl-C",
         dir.root().display(),
-        cloud.registry_url(),
+        registry_url,
     );
     if dir.root() != DataDir::default_location().as_path() {
         println!(
