@@ -304,13 +304,19 @@ fn broker_endpoint(config: &EdgeConfig) -> Result<Endpoint, AgentError> {
     }
 }
 
-/// The node's device list from a YAML file of Devices and DeviceModels.
+/// The node's device list from a YAML file of Devices and DeviceModels, or from every `.yaml` /
+/// `.yml` file directly in a directory (not its subdirectories).
 pub fn read_devices_file(path: &Path) -> Result<Membership, LoadError> {
     let mut membership = Membership {
         complete: true,
         ..Membership::default()
     };
-    for document in crate::model::load::from_file(path)? {
+    let documents = if path.is_dir() {
+        crate::model::load::from_dir(path)?
+    } else {
+        crate::model::load::from_file(path)?
+    };
+    for document in documents {
         match document.manifest {
             Manifest::Device(device) => membership.devices.push(device),
             Manifest::DeviceModel(model) => membership.models.push(model),
@@ -331,4 +337,30 @@ fn readiness(bus: &Bus, service: &ServiceHandle) -> Arc<dyn Readiness> {
             Connection::Down => Err("not connected to the MQTT broker".to_owned()),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_devices_file;
+
+    const MODEL: &str = "apiVersion: devices.kubeedge.io/v1beta1\nkind: DeviceModel\nmetadata:\n  name: lamp\n  namespace: default\nspec:\n  protocol: gpio\n  properties:\n    - name: on\n      type: BOOLEAN\n      accessMode: ReadWrite\n";
+    const DEVICE: &str = "apiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata:\n  name: lamp-1\n  namespace: default\nspec:\n  deviceModelRef:\n    name: lamp\n  nodeName: n1\n  protocol:\n    protocolName: gpio\n";
+
+    #[test]
+    fn a_devices_directory_reads_its_yaml_files_but_not_subdirectories() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("model.yaml"), MODEL).expect("write");
+        std::fs::write(dir.path().join("device.yml"), DEVICE).expect("write");
+        std::fs::write(dir.path().join("README.md"), "not yaml").expect("write");
+        std::fs::create_dir(dir.path().join("systemd")).expect("mkdir");
+        std::fs::write(dir.path().join("systemd/edge.yaml"), "nodeName: n1\n").expect("write");
+
+        let membership = read_devices_file(dir.path()).expect("the directory loads");
+        assert_eq!(membership.models.len(), 1);
+        assert_eq!(membership.devices.len(), 1);
+        assert!(membership.complete);
+
+        let single = read_devices_file(&dir.path().join("device.yml")).expect("a file loads");
+        assert_eq!((single.models.len(), single.devices.len()), (0, 1));
+    }
 }

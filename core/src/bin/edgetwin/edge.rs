@@ -13,8 +13,9 @@ pub struct EdgeArgs {
     /// The agent configuration (YAML). Without it the defaults apply (see --print-default-config).
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Device and DeviceModel YAML to serve without a cloud: the node's complete device list.
-    #[arg(long, value_name = "FILE")]
+    /// Device and DeviceModel YAML to serve without a cloud: the node's complete device list (a
+    /// file, or a directory whose .yaml files are read).
+    #[arg(long, value_name = "FILE|DIR")]
     devices: Option<PathBuf>,
     /// Print the default configuration (commented YAML) and exit.
     #[arg(long)]
