@@ -66,7 +66,7 @@ impl DeviceTwin {
             let Some(error) = msg.as_ref().and_then(|m| m.write_error.as_ref()) else {
                 continue;
             };
-            if !self.properties.get(name).is_some_and(|p| !p.deleted) {
+            if self.properties.get(name).is_none_or(|p| p.deleted) {
                 continue;
             }
             let sync = effects.sync.get_or_insert_with(|| DeviceTwinUpdate {
