@@ -1,6 +1,7 @@
 //! End to end with real processes on loopback: `edgetwin cloud` (embedded registry), two
 //! `edgetwin edge` nodes (each with its embedded broker), and a scripted MQTT mapper per node
-//! that answers every delta by reporting the desired value. `edgetwin ctl` drives the registry.
+//! that answers every delta by reporting the desired value (and refuses the value [`REFUSED`] with
+//! a `write_error`, as an interlock would). `edgetwin ctl` drives the registry.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,6 +13,10 @@ use std::time::{Duration, Instant};
 use edgetwin_core::testsupport::tcp_proxy::TcpProxy;
 use edgetwin_core::testsupport::{TestClient, free_port};
 use serde_json::{Value, json};
+
+/// The desired value the scripted mapper refuses, and why.
+const REFUSED: &str = "overload";
+const REFUSAL: &str = "interlock: the circuit would be overloaded";
 
 /// How long a test waits for a state it expects (generous: CI shares 2 cores).
 const WAIT: Duration = Duration::from_secs(30);
@@ -235,7 +240,8 @@ impl EdgeProc {
 /// What a scripted mapper wrote to its devices: (device id, property, value), in order.
 type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
 
-/// A mapper on `broker`: answers each delta by reporting the desired values as read back.
+/// A mapper on `broker`: answers each delta by reporting the desired values as read back, except
+/// [`REFUSED`], answered with a `write_error` and the value it holds.
 async fn mapper(broker: SocketAddr, name: &str) -> (Seen, tokio::task::JoinHandle<()>) {
     let mut client = TestClient::connect(broker, name)
         .await
@@ -266,9 +272,20 @@ async fn mapper(broker: SocketAddr, name: &str) -> (Seen, tokio::task::JoinHandl
             let mut twin = serde_json::Map::new();
             for (property, value) in values {
                 let value = value.as_str().unwrap_or_default().to_owned();
+                let key = (id.to_owned(), property.clone());
+                if value == REFUSED {
+                    let mut refusal = json!({
+                        "metadata": {"type": "string"},
+                        "write_error": {"value": value, "reason": REFUSAL},
+                    });
+                    if let Some(held) = written.get(&key) {
+                        refusal["actual"] = json!({"value": held});
+                    }
+                    twin.insert(property.clone(), refusal);
+                    continue;
+                }
                 // Like a real driver, write only a value the device does not hold yet: a delta
                 // repeated because a report crossed a newer desired value is not a new write.
-                let key = (id.to_owned(), property.clone());
                 if written.get(&key) != Some(&value) {
                     written.insert(key, value.clone());
                     record.lock().expect("lock").push((
@@ -347,6 +364,17 @@ fn twin_of(device: &Value, property: &str) -> (Option<String>, Option<String>) {
         twin["reported"]["value"].as_str().map(str::to_owned),
         twin["condition"]["type"].as_str().map(str::to_owned),
     )
+}
+
+/// The condition message of lamp-1's power, when its condition is Failed.
+fn power_failure(device: &Value) -> Option<String> {
+    let twin = device["status"]["twins"]
+        .as_array()?
+        .iter()
+        .find(|t| t["propertyName"] == "power")?;
+    (twin["condition"]["type"] == "Failed")
+        .then(|| twin["condition"]["message"].as_str().map(str::to_owned))
+        .flatten()
 }
 
 fn power(device: &Value) -> (Option<String>, Option<String>) {
@@ -525,6 +553,23 @@ async fn e2e_process_set_reaches_only_the_right_node_and_is_verified() {
         "n1 saw another node's device: {seen1:?}"
     );
     assert!(verified(&cloud, "lamp-2", "off"), "lamp-2 untouched");
+
+    // A value the device refuses shows as Failed with the device's reason; a later value the
+    // device takes is verified again.
+    let set = cloud.ctl(&["set", "device", "lamp-1", &format!("power={REFUSED}")]);
+    assert!(set.status.success(), "{}", stderr(&set));
+    let c = Arc::clone(&cloud);
+    blocking(move || {
+        wait_until("lamp-1 power is Failed with the reason", || {
+            power_failure(&c.device("lamp-1")).as_deref() == Some(REFUSAL)
+        })
+    })
+    .await;
+    assert_eq!(power(&cloud.device("lamp-1")).0.as_deref(), Some("on"));
+    let set = cloud.ctl(&["set", "device", "lamp-1", "power=off"]);
+    assert!(set.status.success(), "{}", stderr(&set));
+    let c = Arc::clone(&cloud);
+    blocking(move || wait_until("lamp-1 is verified off", || verified(&c, "lamp-1", "off"))).await;
     task1.abort();
     task2.abort();
     drop((edge1, edge2));

@@ -24,6 +24,7 @@ on_both_brokers!(
     a_full_outbox_refuses_new_properties_with_503_and_applies_nothing,
     deltas_follow_the_id_form_the_mapper_uses,
     only_a_changed_device_state_is_queued_for_the_cloud,
+    a_write_error_reaches_the_outbox_without_changing_the_twin,
 );
 
 async fn a_report_is_committed_before_its_result_and_followed_by_document_and_delta(
@@ -303,6 +304,52 @@ async fn reports_queue_coalesced_outbox_entries_for_the_cloud(kind: BrokerKind) 
         entries.len() as u64
     );
     assert!(service.outbox_peek(0, 100).await.expect("peeks").is_empty());
+}
+
+async fn a_write_error_reaches_the_outbox_without_changing_the_twin(kind: BrokerKind) {
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    let service = edge.agent.service();
+    let report = r#"{"event_id":"w1","twin":{"green":{"actual":{"value":"OFF"},"metadata":{"type":"string"}}}}"#;
+    let refusal = r#"{"event_id":"w2","twin":{"green":{"actual":{"value":"OFF"},"metadata":{"type":"string"},"write_error":{"value":"ON","reason":"red is ON"}}}}"#;
+    for payload in [report, refusal] {
+        let result = request(
+            &mut mapper,
+            &device_topic(LIGHT, "twin/update"),
+            payload,
+            &device_topic(LIGHT, "twin/update/result"),
+        )
+        .await;
+        assert!(result.get("code").is_none(), "{kind}: {result}");
+        if payload == report {
+            // The cloud took the report: only the refusal is left to send.
+            let entries = service.outbox_peek(0, 100).await.expect("peeks");
+            let last = entries.iter().map(|e| e.seq).max().expect("entries");
+            service.outbox_ack(last).await.expect("acks");
+        }
+    }
+    let entries = service.outbox_peek(0, 100).await.expect("peeks");
+    let green: Vec<_> = entries
+        .iter()
+        .filter(|e| e.property.as_deref() == Some("green"))
+        .collect();
+    assert_eq!(green.len(), 1, "{kind}: {entries:?}");
+    let payload: serde_json::Value = serde_json::from_str(&green[0].payload).expect("JSON");
+    assert_eq!(
+        payload["write_error"],
+        json!({"value": "ON", "reason": "red is ON"}),
+        "{kind}: {payload}"
+    );
+    // An event, not state: the twin the mapper gets back has no trace of it.
+    let twin = request(
+        &mut mapper,
+        &device_topic(LIGHT, "twin/get"),
+        r#"{"event_id":"g"}"#,
+        &device_topic(LIGHT, "twin/get/result"),
+    )
+    .await;
+    assert_eq!(twin["twin"]["green"]["actual"]["value"], "OFF", "{twin}");
+    assert!(twin["twin"]["green"].get("write_error").is_none(), "{twin}");
 }
 
 async fn a_restarted_agent_serves_every_twin_from_its_store(kind: BrokerKind) {

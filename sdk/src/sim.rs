@@ -74,6 +74,8 @@ struct SimDevice {
     reachable: bool,
     latency: Option<Duration>,
     failing_reads: u32,
+    /// Register → why writes to it are refused.
+    refused_writes: BTreeMap<String, String>,
     writes: Vec<WriteRecord>,
     connects: u32,
     open_sessions: u32,
@@ -158,6 +160,20 @@ impl SimDriver {
     /// Makes the next `count` reads of a device fail with an I/O error.
     pub fn fail_next_reads(&self, device: &str, count: u32) {
         self.with_device(device, |d| d.failing_reads = count);
+    }
+
+    /// Makes writes to `register` fail with [`DriverError::Rejected`]`(reason)` (as an interlock
+    /// or an out-of-range check would), or accepts them again with `None`.
+    pub fn refuse_writes(&self, device: &str, register: &str, reason: Option<&str>) {
+        self.with_device(device, |d| match reason {
+            Some(reason) => {
+                d.refused_writes
+                    .insert(register.to_owned(), reason.to_owned());
+            }
+            None => {
+                d.refused_writes.remove(register);
+            }
+        });
     }
 
     /// Every write the device received, in order.
@@ -357,6 +373,9 @@ impl Session for SimSession {
         self.driver.with_device(&self.device, |d| {
             self.check_alive(d)?;
             let register = point.visitor.register.clone();
+            if let Some(reason) = d.refused_writes.get(&register) {
+                return Err(DriverError::Rejected(reason.clone()));
+            }
             d.points.insert(register.clone(), value.clone());
             d.writes.push(WriteRecord {
                 register,

@@ -80,6 +80,42 @@ async fn desired_values_are_written_in_place_without_a_new_session() {
 }
 
 #[tokio::test]
+async fn a_refused_write_is_reported_as_a_write_error_with_the_last_read_value() {
+    let rig = Rig::start().await;
+    let mapper = rig.online_meter(|_| {}).await;
+    rig.sim
+        .refuse_writes("default/meter", "level", Some("level above the tank limit"));
+    rig.edge.set_desired("default/meter", "level", "50");
+    let device = rig
+        .edge
+        .wait_for("default/meter", WAIT, "a write error", |d| {
+            d.write_errors.contains_key("level")
+        })
+        .await
+        .expect("write error reported");
+    let error = &device.write_errors["level"];
+    assert_eq!(error.value, "50");
+    assert_eq!(error.reason, "level above the tank limit");
+    let refusal = device
+        .reports
+        .iter()
+        .rev()
+        .find(|r| r.values.contains_key("level"))
+        .expect("the refusal carries the last read value");
+    assert_eq!(refusal.values["level"], "0");
+    assert!(rig.sim.writes("default/meter").is_empty());
+
+    // Once the device accepts again, a new desired value is written and read back.
+    rig.sim.refuse_writes("default/meter", "level", None);
+    rig.edge.set_desired("default/meter", "level", "51");
+    rig.edge
+        .wait_reported("default/meter", "level", "51", WAIT)
+        .await
+        .expect("written");
+    mapper.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
 async fn desired_values_for_read_only_or_unknown_properties_and_bad_values_are_ignored() {
     let rig = Rig::start().await;
     let mapper = rig.online_meter(|_| {}).await;

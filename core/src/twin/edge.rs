@@ -48,7 +48,44 @@ impl DeviceTwin {
             let before = self.properties.insert(write.name.clone(), write.twin);
             out.changed(&write.name, before);
         }
-        out.finish(self)
+        let mut effects = out.finish(self);
+        self.forward_write_errors(ctx, properties, &mut effects);
+        effects
+    }
+
+    /// Puts each `write_error` of a mapper's update (a refused desired value, an edgetwin
+    /// extension) on the cloud-bound sync of its property. It is an event for the cloud, not
+    /// twin state: nothing stores it, and a property the twin does not hold is skipped.
+    fn forward_write_errors(
+        &self,
+        ctx: &TwinContext<'_>,
+        properties: &TwinMap,
+        effects: &mut Effects,
+    ) {
+        for (name, msg) in properties {
+            let Some(error) = msg.as_ref().and_then(|m| m.write_error.as_ref()) else {
+                continue;
+            };
+            if self.properties.get(name).is_none_or(|p| p.deleted) {
+                continue;
+            }
+            let sync = effects.sync.get_or_insert_with(|| DeviceTwinUpdate {
+                event_id: Some(ctx.event_id.to_owned()),
+                timestamp: Some(ctx.now_ms),
+                twin: TwinMap::new().into(),
+            });
+            if !matches!(sync.twin, crate::wire::payload::JsonField::Value(_)) {
+                sync.twin = TwinMap::new().into();
+            }
+            if let crate::wire::payload::JsonField::Value(twin) = &mut sync.twin {
+                let entry = twin
+                    .entry(name.clone())
+                    .or_insert_with(|| Some(MsgTwin::default()));
+                if let Some(entry) = entry {
+                    entry.write_error = Some(error.clone());
+                }
+            }
+        }
     }
 
     /// Answers a mapper's `…/twin/get`: every live property, without versions.

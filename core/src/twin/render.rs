@@ -72,6 +72,7 @@ impl PropertyTwin {
             metadata: Some(Metadata::of_type(type_name)),
             expected_version: version(Half::Desired),
             actual_version: version(Half::Reported),
+            write_error: None,
         }
     }
 }

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use super::inbox::DeviceInbox;
 use super::state::DeviceState;
-use super::twin::{self, DeviceTopics, Reported};
+use super::twin::{self, DeviceTopics, Refused, Reported};
 use super::{Context, unix_millis};
 use crate::breaker::{Backoff, CircuitBreaker};
 use crate::config::ResolvedDevice;
@@ -547,6 +547,9 @@ impl<D: Driver> DeviceTask<D> {
         // so the order of the properties in the spec does not matter.
         let mut queue: VecDeque<usize> = (0..run.properties.len()).collect();
         let mut refused = Vec::new();
+        // Property index → (desired value in wire form, reason) of the writes that failed for
+        // good in this pass; reported as `write_error` at the end.
+        let mut failed: BTreeMap<usize, (String, String)> = BTreeMap::new();
         while let Some(index) = queue.pop_front() {
             let Some(session) = run.session.as_mut() else {
                 return;
@@ -555,6 +558,7 @@ impl<D: Driver> DeviceTask<D> {
             let Some(desired) = prop.desired.clone() else {
                 continue;
             };
+            let desired_wire = desired.to_wire();
             let device_value = match &prop.pipeline {
                 None => desired,
                 Some(pipeline) => match pipeline.on_write(desired) {
@@ -562,6 +566,7 @@ impl<D: Driver> DeviceTask<D> {
                     Err(err) => {
                         tracing::warn!(property = %prop.name, error = %err, "desired value refused by the pipeline");
                         prop.desired = None;
+                        failed.insert(index, (desired_wire, err.to_string()));
                         continue;
                     }
                 },
@@ -588,6 +593,7 @@ impl<D: Driver> DeviceTask<D> {
                     tracing::debug!(property = %prop.name, value = %device_value, "written");
                     prop.written = Some(device_value);
                     written.push(PointId(index));
+                    failed.remove(&index);
                     queue.extend(refused.drain(..));
                 }
                 Err(err) => {
@@ -595,6 +601,9 @@ impl<D: Driver> DeviceTask<D> {
                     tracing::warn!(property = %prop.name, value = %device_value, error = %err, "write failed");
                     if matches!(err, DriverError::Rejected(_)) {
                         refused.push(index);
+                    }
+                    if let Some(reason) = refusal_reason(&err) {
+                        failed.insert(index, (desired_wire, reason));
                     }
                     if err.is_transient() {
                         // Retried after the reconnect: the new session has written nothing.
@@ -613,6 +622,34 @@ impl<D: Driver> DeviceTask<D> {
             let names: BTreeSet<usize> = written.iter().map(|id| id.0).collect();
             self.report(run, false, |index, _| names.contains(&index));
         }
+        self.report_refused(run, failed);
+    }
+
+    /// Publishes one `twin/update` with a `write_error` for each write that failed for good, so
+    /// the cloud shows the property as `Failed` (property index → (desired value, reason)).
+    fn report_refused(&self, run: &Running<D>, failed: BTreeMap<usize, (String, String)>) {
+        let refused: Vec<Refused> = failed
+            .into_iter()
+            .filter_map(|(index, (value, reason))| {
+                let prop = &run.properties[index];
+                prop.report_to_cloud.then(|| Refused {
+                    name: prop.name.clone(),
+                    ty: prop.ty,
+                    value,
+                    reason,
+                    actual: prop.current.as_ref().map(Value::to_wire),
+                })
+            })
+            .collect();
+        if refused.is_empty() {
+            return;
+        }
+        self.ctx.bus.publish(
+            &self.topics.twin_update,
+            twin::twin_write_errors(&refused, unix_millis()),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+        );
     }
 
     /// Publishes one `twin/update` with every property whose value changed and whose report
@@ -804,6 +841,16 @@ impl<D: Driver> DeviceTask<D> {
             let _ = timeout(self.ctx.options.connect_timeout, session.disconnect()).await;
         }
         tracing::info!("device task stopped");
+    }
+}
+
+/// Why a write failed for good, to report to the cloud; `None` for a transient failure (I/O,
+/// timeout, disconnect), which is retried after the reconnect and shows as the device state.
+fn refusal_reason(err: &DriverError) -> Option<String> {
+    match err {
+        DriverError::Rejected(reason) => Some(reason.clone()),
+        DriverError::Config(_) | DriverError::Unsupported(_) => Some(err.to_string()),
+        DriverError::Io(_) | DriverError::Timeout(_) | DriverError::Disconnected(_) => None,
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use edgetwin_core::model::PropertyType;
 use edgetwin_core::wire::payload::{
     BaseMessage, DeviceTwinDelta, DeviceTwinUpdate, DeviceUpdate, JsonField, Metadata, MsgTwin,
-    TwinMap, TwinReply, TwinValue,
+    TwinMap, TwinReply, TwinValue, WriteError,
 };
 use edgetwin_core::wire::topic::DeviceEvent;
 use edgetwin_core::wire::{self, Topic};
@@ -22,6 +22,22 @@ pub struct Reported {
     pub value: String,
     /// The property type (`metadata.type`).
     pub ty: PropertyType,
+}
+
+/// A desired value the device refused, reported in a `twin/update` as the edgetwin extension
+/// `write_error` (the cloud shows it as the property's `Failed` condition).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// The property.
+    pub name: String,
+    /// The property type (`metadata.type`).
+    pub ty: PropertyType,
+    /// The desired value that could not be written, in wire form.
+    pub value: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// The last value read from the device, in wire form, when one is known.
+    pub actual: Option<String>,
 }
 
 /// The topics of one device, formatted once.
@@ -78,6 +94,34 @@ pub fn twin_update(entries: &[Reported], now_ms: i64) -> Vec<u8> {
         twin: JsonField::Value(twin),
     };
     encoded(&update)
+}
+
+/// A `twin/update` reporting refused writes: each property carries `write_error` and, when
+/// known, its last read value as `actual`.
+pub fn twin_write_errors(refused: &[Refused], now_ms: i64) -> Vec<u8> {
+    let twin: TwinMap = refused
+        .iter()
+        .map(|entry| {
+            let property = MsgTwin {
+                actual: entry
+                    .actual
+                    .as_ref()
+                    .map(|value| TwinValue::at(value.clone(), now_ms)),
+                metadata: Some(Metadata::of_type(entry.ty.twin_type_name())),
+                write_error: Some(WriteError {
+                    value: entry.value.clone(),
+                    reason: entry.reason.clone(),
+                }),
+                ..MsgTwin::default()
+            };
+            (entry.name.clone(), Some(property))
+        })
+        .collect();
+    encoded(&DeviceTwinUpdate {
+        event_id: Some(String::new()),
+        timestamp: Some(now_ms),
+        twin: JsonField::Value(twin),
+    })
 }
 
 /// A `twin/get` request.
@@ -179,6 +223,33 @@ mod tests {
         assert_eq!(
             String::from_utf8(payload).expect("utf-8"),
             r#"{"event_id":"","timestamp":1700000000000,"twin":{"red":{"actual":{"value":"true","metadata":{"timestamp":1700000000000}},"metadata":{"type":"boolean"}},"temperature":{"actual":{"value":"21.5","metadata":{"timestamp":1700000000000}},"metadata":{"type":"float"}}}}"#
+        );
+    }
+
+    #[test]
+    fn a_refusal_carries_the_write_error_and_the_last_read_value_when_known() {
+        let payload = twin_write_errors(
+            &[
+                Refused {
+                    name: "green".into(),
+                    ty: PropertyType::Boolean,
+                    value: "true".into(),
+                    reason: "red is ON".into(),
+                    actual: Some("false".into()),
+                },
+                Refused {
+                    name: "speed".into(),
+                    ty: PropertyType::Int,
+                    value: "9000".into(),
+                    reason: "out of range".into(),
+                    actual: None,
+                },
+            ],
+            7,
+        );
+        assert_eq!(
+            String::from_utf8(payload).expect("utf-8"),
+            r#"{"event_id":"","timestamp":7,"twin":{"green":{"actual":{"value":"false","metadata":{"timestamp":7}},"metadata":{"type":"boolean"},"write_error":{"value":"true","reason":"red is ON"}},"speed":{"metadata":{"type":"int"},"write_error":{"value":"9000","reason":"out of range"}}}}"#
         );
     }
 

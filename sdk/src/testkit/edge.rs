@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use edgetwin_core::model::load::{self, Manifest};
 use edgetwin_core::wire::payload::{
     DeviceSpecMessage, DeviceTwinDelta, DeviceTwinResult, DeviceTwinUpdate, DeviceUpdate,
-    JsonField, Metadata, MsgTwin, TwinMap, TwinValue,
+    JsonField, Metadata, MsgTwin, TwinMap, TwinValue, WriteError,
 };
 use edgetwin_core::wire::topic::DeviceEvent;
 use edgetwin_core::wire::{self, Topic};
@@ -56,6 +56,8 @@ pub struct EdgeDevice {
     pub reports: Vec<TwinReport>,
     /// Every `state/update`, in order.
     pub states: Vec<StateReport>,
+    /// The latest `write_error` (refused desired value) reported per property.
+    pub write_errors: BTreeMap<String, WriteError>,
     /// How many `twin/get` requests arrived.
     pub twin_gets: u32,
 }
@@ -382,6 +384,11 @@ fn on_message(
                 })
                 .collect();
             device.reported.extend(values.clone());
+            for (name, twin) in update.twin.value().into_iter().flatten() {
+                if let Some(error) = twin.as_ref().and_then(|t| t.write_error.clone()) {
+                    device.write_errors.insert(name.clone(), error);
+                }
+            }
             device.reports.push(TwinReport {
                 at: SystemTime::now(),
                 values,

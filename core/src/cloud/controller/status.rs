@@ -11,6 +11,11 @@
 //! | no | yes | Applied |
 //! | no | no | Pending |
 //!
+//! A `write_error` from the edge (the device refused a value, an edgetwin extension of the twin)
+//! whose value is the current desired value makes the property Failed, with the device's reason
+//! as the message, until the device reports the desired value (Verified) or a new desired value
+//! arrives (Pending).
+//!
 //! The edge's twin engine syncs only what the edge *wrote* (and refusals), not the acceptance of
 //! a cloud value, so `observedDesired` (and with it Applied) is known only when the edge echoes
 //! the desired half; a read-back equal to the desired value is Verified either way.
@@ -37,6 +42,8 @@ struct PropertyView {
     reported: Option<String>,
     value_type: Option<PropertyType>,
     condition: Option<ConditionType>,
+    /// Why the device refused the current desired value, if it did.
+    refused: Option<String>,
 }
 
 impl PropertyView {
@@ -50,6 +57,8 @@ impl PropertyView {
         let holds = |v: &Option<String>| v.as_deref().is_some_and(|v| self.same(v, desired));
         Some(if holds(&self.reported) {
             ConditionType::Verified
+        } else if self.refused.is_some() {
+            ConditionType::Failed
         } else if holds(&self.observed) {
             ConditionType::Applied
         } else {
@@ -94,7 +103,9 @@ impl StatusTracker {
             }
         }
         for (name, value) in changed_desired(&old, &new) {
-            view.properties.entry(name).or_default().desired = Some(value);
+            let p = view.properties.entry(name).or_default();
+            p.desired = Some(value);
+            p.refused = None;
         }
         let twins: Vec<Twin> = view
             .properties
@@ -135,6 +146,13 @@ impl StatusTracker {
                 reported.metadata.insert("timestamp".into(), ts.to_string());
             }
             out.reported = Some(reported);
+        }
+        if let Some(error) = &twin.write_error
+            && p.desired
+                .as_deref()
+                .is_some_and(|d| p.same(d, &error.value))
+        {
+            p.refused = Some(error.reason.clone());
         }
         if let Some(changed) = transition(&content.property, p, view.generation, now) {
             out.condition = changed.condition;
@@ -185,6 +203,11 @@ fn seed(device: &Device) -> DeviceView {
             p.observed = twin.observed_desired.as_ref().map(|v| v.value.clone());
             p.reported = twin.reported.as_ref().map(|v| v.value.clone());
             p.condition = twin.condition.as_ref().map(|c| c.kind);
+            p.refused = twin
+                .condition
+                .as_ref()
+                .filter(|c| c.kind == ConditionType::Failed)
+                .map(|c| c.message.clone().unwrap_or_default());
         }
     }
     view
@@ -204,6 +227,9 @@ fn transition(
     p.condition = Some(kind);
     let mut condition = PropertyCondition::new(kind, now);
     condition.observed_generation = generation;
+    if kind == ConditionType::Failed {
+        condition.message = p.refused.clone();
+    }
     condition.reason = Some(
         match kind {
             ConditionType::Pending => "DesiredValueSent",
@@ -229,7 +255,7 @@ fn patch(twins: Vec<Twin>) -> Option<DeviceStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::payload::{MsgTwin, TwinValue};
+    use crate::wire::payload::{MsgTwin, TwinValue, WriteError};
 
     fn device(generation: i64, power: &str) -> Device {
         serde_json::from_value(serde_json::json!({
@@ -300,6 +326,56 @@ mod tests {
 
         let patch = tracker.observe_device(&device(2, "off"), now);
         assert_eq!(condition_of(&patch), Some(ConditionType::Pending));
+    }
+
+    fn refusal(value: &str, actual: &str, reason: &str) -> TwinContent {
+        let mut content = sync(None, Some(actual));
+        if let Some(twin) = content.twin.as_mut() {
+            twin.write_error = Some(WriteError {
+                value: value.into(),
+                reason: reason.into(),
+            });
+        }
+        content
+    }
+
+    #[test]
+    fn a_refusal_of_the_desired_value_fails_until_a_new_value_or_a_matching_report() {
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let mut tracker = StatusTracker::default();
+        tracker.observe_device(&device(1, "on"), now);
+
+        // A refusal of an older desired value says nothing about the current one.
+        let patch = tracker.edge_twin(&key(), &refusal("dim", "off", "no dimmer"), now);
+        assert_eq!(condition_of(&patch), None);
+
+        let patch = tracker.edge_twin(&key(), &refusal("on", "off", "red is ON"), now);
+        assert_eq!(condition_of(&patch), Some(ConditionType::Failed));
+        let condition = patch
+            .as_ref()
+            .and_then(|p| p.twins[0].condition.clone())
+            .expect("condition");
+        assert_eq!(condition.message.as_deref(), Some("red is ON"));
+        assert_eq!(condition.reason.as_deref(), Some("ActuationFailed"));
+        assert_eq!(condition.observed_generation, Some(1));
+        // Later reports of the old value keep it Failed.
+        let patch = tracker.edge_twin(&key(), &sync(None, Some("off")), now);
+        assert_eq!(condition_of(&patch), None);
+        assert_eq!(
+            tracker.condition(&key(), "power"),
+            Some(ConditionType::Failed)
+        );
+
+        // A new desired value is Pending again; its refusal fails it again; a report equal to
+        // the desired value verifies it.
+        let patch = tracker.observe_device(&device(2, "off"), now);
+        assert_eq!(condition_of(&patch), Some(ConditionType::Verified));
+        let patch = tracker.observe_device(&device(3, "on"), now);
+        assert_eq!(condition_of(&patch), Some(ConditionType::Pending));
+        let patch = tracker.edge_twin(&key(), &refusal("on", "off", "still red"), now);
+        assert_eq!(condition_of(&patch), Some(ConditionType::Failed));
+        let patch = tracker.edge_twin(&key(), &sync(None, Some("on")), now);
+        assert_eq!(condition_of(&patch), Some(ConditionType::Verified));
     }
 
     #[test]

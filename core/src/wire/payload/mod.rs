@@ -41,5 +41,5 @@ pub use spec::DeviceSpecMessage;
 pub use state::{DeviceMsg, DeviceStatus, DeviceUpdate};
 pub use twin::{
     DeviceTwinDelta, DeviceTwinDocument, DeviceTwinResult, DeviceTwinUpdate, MsgTwin, TwinDoc,
-    TwinMap, TwinValue, TwinVersion,
+    TwinMap, TwinValue, TwinVersion, WriteError,
 };

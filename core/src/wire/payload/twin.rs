@@ -64,6 +64,20 @@ pub struct MsgTwin {
     /// Version of the reported half.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actual_version: Option<TwinVersion>,
+    /// edgetwin extension (KubeEdge ignores it): the device refused to take a desired value.
+    /// An event, not twin state: the edge forwards it to the cloud and does not store it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_error: Option<WriteError>,
+}
+
+/// A desired value the device could not write, and why: the `write_error` of a [`MsgTwin`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WriteError {
+    /// The desired value that could not be written.
+    pub value: String,
+    /// Why the device refused it (the driver's message).
+    pub reason: String,
 }
 
 kubeedge_message! {
@@ -203,6 +217,29 @@ mod tests {
             encode_str(&update),
             r#"{"event_id":"u","twin":{"p":{"actual":{"value":"1"},"actual_version":{"cloud":1,"edge":2}}}}"#
         );
+    }
+
+    #[test]
+    fn a_write_error_round_trips_and_is_left_out_when_absent() {
+        let json = r#"{"event_id":"","twin":{"green":{"actual":{"value":"OFF"},"write_error":{"value":"ON","reason":"interlock: red is ON"}}}}"#;
+        let update: DeviceTwinUpdate = decode(json.as_bytes()).expect("decodes");
+        let green = update.twin.value().expect("twin")["green"]
+            .as_ref()
+            .expect("green");
+        assert_eq!(
+            green.write_error,
+            Some(WriteError {
+                value: "ON".into(),
+                reason: "interlock: red is ON".into(),
+            })
+        );
+        assert_eq!(encode_str(&update), json);
+
+        let plain = MsgTwin {
+            actual: Some(TwinValue::at("OFF", 1)),
+            ..MsgTwin::default()
+        };
+        assert!(!encode_str(&plain).contains("write_error"));
     }
 
     #[test]
