@@ -306,13 +306,23 @@ fn e2e_up_the_interlock_keeps_green_off_while_red_is_on() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(up.pin(22)["level"], "low", "the green pin never moved");
     assert_eq!(up.pin(17)["level"], "high", "red stays on");
-    let device = wait_for(&up, START, "green still reported OFF", |d| {
-        twin(d, "green")["reported"]["value"] == "OFF"
-    });
-    let condition = &twin(&device, "green")["condition"];
-    assert_ne!(
-        condition["type"], "Verified",
-        "green is not Verified: {condition}"
+    // The mapper's refusal travels up (twin/update `write_error` → edge outbox → tunnel →
+    // controller) and turns the condition Failed with the interlock's reason.
+    let device = wait_for(
+        &up,
+        START,
+        "green Failed with the interlock's reason",
+        |d| twin(d, "green")["condition"]["type"] == "Failed",
+    );
+    let green = twin(&device, "green");
+    assert_eq!(
+        green["reported"]["value"], "OFF",
+        "green stays reported OFF"
+    );
+    let message = green["condition"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("interlock") && message.contains("green"),
+        "the condition names the refusal: {green}"
     );
 
     // Red off, then green on: allowed.
