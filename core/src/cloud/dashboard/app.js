@@ -110,9 +110,13 @@ async function setDesired(ns, name, property, value) {
   throw new Error(`device ${name} kept changing; try again`);
 }
 
+// The last desired value this page set, until the device's condition settles it.
+let awaited = null;
+
 async function set(ns, name, property, value) {
   try {
     await setDesired(ns, name, property, value);
+    awaited = { key: key(ns, name), name, property, value };
     message(`${name}: desired ${property}=${value} sent; waiting for the device to report it…`);
   } catch (err) {
     message(`${name}: setting ${property}=${value} failed: ${err.message}`, "error");
@@ -266,7 +270,24 @@ function updateRow(row, property) {
   $(".since", row).textContent = condition ? formatTime(condition.lastTransitionTime) : "—";
 }
 
+// Replaces the "waiting" message once the awaited property is Verified or Failed.
+function settle(view) {
+  if (!awaited || awaited.key !== key(view.namespace, view.name)) return;
+  const property = view.properties.find((p) => p.name === awaited.property);
+  const condition = property && property.desired === awaited.value ? property.condition : null;
+  if (!condition) return;
+  const { name, property: prop, value } = awaited;
+  if (condition.type === "Verified") {
+    message(`${name}: ${prop}=${value} verified (the device reports it)`);
+    awaited = null;
+  } else if (condition.type === "Failed") {
+    message(`${name}: ${prop}=${value} failed: ${condition.message || condition.reason || "no reason given"}`, "error");
+    awaited = null;
+  }
+}
+
 function render(view) {
+  settle(view);
   const k = key(view.namespace, view.name);
   let card = cards.get(k);
   if (!card) {
