@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -67,31 +68,43 @@ spec:
     )
 }
 
-fn spawn(program: &Path, args: &[&str], data: &Path) -> Child {
+fn spawn(program: &Path, args: &[&str], log: &Path) -> Child {
+    let log = std::fs::File::create(log).expect("log file");
     Command::new(program)
         .args(args)
-        .env("EDGETWIN_DATA_DIR", data)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e}", program.display()))
 }
 
-async fn ctl(data: &Path, args: &[&str]) -> String {
+/// A loopback address with a port that was free a moment ago.
+fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr")
+}
+
+async fn edgetwin(args: &[&str]) -> String {
     let output = Command::new(workspace_bin("edgetwin"))
-        .arg("ctl")
         .args(args)
-        .env("EDGETWIN_DATA_DIR", data)
         .output()
         .await
-        .expect("edgetwin ctl runs");
+        .expect("edgetwin runs");
     assert!(
         output.status.success(),
-        "edgetwin ctl {args:?}: {}",
+        "edgetwin {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `edgetwin ctl` against the cloud's embedded registry in `cloud_dir`.
+async fn ctl(cloud_dir: &Path, args: &[&str]) -> String {
+    let dir = cloud_dir.to_str().expect("utf-8 path");
+    edgetwin(&[&["ctl", "--data-dir", dir], args].concat()).await
 }
 
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
@@ -106,8 +119,6 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 }
 
 #[tokio::test]
-#[ignore = "needs the cloud hub (`edgetwin cloud`) and the edge agent (`edgetwin edge`), which \
-            are not on main yet (branches agent/up); run with --run-ignored once they are"]
 async fn e2e_ctl_set_reaches_the_modbus_device_and_is_reported_back() {
     let Some(python) = pymodbus_python() else {
         return;
@@ -115,8 +126,9 @@ async fn e2e_ctl_set_reaches_the_modbus_device_and_is_reported_back() {
     let mut plc = Peer::pymodbus_tcp(&python, "1").await;
     plc.set(1, "holding", 1, &[215]).await;
     let data = tempfile::tempdir().expect("data dir");
+    let root = data.path();
     let node = "e2e-node";
-    let manifests = data.path().join("manifests");
+    let manifests = root.join("manifests");
     std::fs::create_dir(&manifests).expect("manifests dir");
     std::fs::write(manifests.join("model.yaml"), MODEL).expect("model");
     std::fs::write(
@@ -125,44 +137,97 @@ async fn e2e_ctl_set_reaches_the_modbus_device_and_is_reported_back() {
     )
     .expect("device");
 
-    let edgetwin = workspace_bin("edgetwin");
+    // The cloud: embedded registry, tunnel on a free port, a token for the node.
+    let cloud_dir = root.join("cloud");
+    std::fs::create_dir(&cloud_dir).expect("cloud dir");
+    let tunnel = free_addr();
+    let cloud_config = root.join("cloud.yaml");
+    std::fs::write(
+        &cloud_config,
+        format!(
+            "listen: {tunnel}\ninsecure: true\ndataDir: {}\nregistry:\n  embedded:\n    apiListen: 127.0.0.1:0\nstatusIntervalMs: 100\nmetricsListen: null\n",
+            cloud_dir.display()
+        ),
+    )
+    .expect("cloud config");
+    let db = cloud_dir.join("cloud.db");
+    let token = edgetwin(&[
+        "cloud",
+        "token",
+        "create",
+        node,
+        "--db",
+        db.to_str().expect("utf-8"),
+    ])
+    .await
+    .trim()
+    .to_owned();
+    let edgetwin_bin = workspace_bin("edgetwin");
+    let cloud_config = cloud_config.to_str().expect("utf-8");
     let _cloud = spawn(
-        &edgetwin,
-        &["cloud", "--registry-listen", "127.0.0.1:0"],
-        data.path(),
+        &edgetwin_bin,
+        &["cloud", "-c", cloud_config],
+        &root.join("cloud.log"),
     );
-    let _edge = spawn(&edgetwin, &["edge", "--node", node], data.path());
+    eventually("the cloud", async || {
+        cloud_dir.join("registry.url").exists() && std::net::TcpStream::connect(tunnel).is_ok()
+    })
+    .await;
+
+    // The edge: its own embedded broker, joined to the cloud over the tunnel.
+    let broker = free_addr();
+    let edge_config = root.join("edge.yaml");
+    std::fs::write(
+        &edge_config,
+        format!(
+            "nodeName: {node}\ndataDir: {}\nbroker:\n  embedded:\n    listen: {broker}\nhttp:\n  listen: null\ncloud:\n  url: ws://{tunnel}\n  token: {token}\n  insecure: true\n  reconnectMinMs: 50\n  reconnectMaxMs: 200\n",
+            root.join("edge").display()
+        ),
+    )
+    .expect("edge config");
+    let edge_config = edge_config.to_str().expect("utf-8");
+    let _edge = spawn(
+        &edgetwin_bin,
+        &["edge", "-c", edge_config],
+        &root.join("edge.log"),
+    );
+    eventually("the edge broker", async || {
+        std::net::TcpStream::connect(broker).is_ok()
+    })
+    .await;
+    let broker_arg = broker.to_string();
     let _mapper = spawn(
         Path::new(env!("CARGO_BIN_EXE_edgetwin-mapper-modbus")),
-        &["--node", node],
-        data.path(),
+        &["--node", node, "--broker", &broker_arg],
+        &root.join("mapper.log"),
     );
-    eventually("the registry", async || {
-        data.path().join("registry.url").exists()
-    })
+    ctl(
+        &cloud_dir,
+        &["apply", "-f", manifests.to_str().expect("utf-8")],
+    )
     .await;
-    ctl(data.path(), &["apply", "-f", &manifests.to_string_lossy()]).await;
 
     // The mapper reports what the device holds.
-    eventually("temperature reported", async || {
-        ctl(data.path(), &["get", "device", "boiler", "-o", "json"])
-            .await
-            .contains("\"21.5\"")
-    })
-    .await;
-    ctl(data.path(), &["set", "device", "boiler", "setpoint=42"]).await;
-    eventually("setpoint written to the PLC", async || {
-        plc.get(1, "holding", 0, 1).await == [42]
-    })
-    .await;
-    eventually("setpoint reported back", async || {
-        let json = ctl(data.path(), &["get", "device", "boiler", "-o", "json"]).await;
+    let reported = async |property: &str, value: &str| {
+        let json = ctl(&cloud_dir, &["get", "device", "boiler", "-o", "json"]).await;
         let device: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
         device["status"]["twins"]
             .as_array()
             .into_iter()
             .flatten()
-            .any(|twin| twin["propertyName"] == "setpoint" && twin["reported"]["value"] == "42")
+            .any(|twin| twin["propertyName"] == property && twin["reported"]["value"] == value)
+    };
+    eventually("temperature reported", async || {
+        reported("temperature", "21.5").await
+    })
+    .await;
+    ctl(&cloud_dir, &["set", "device", "boiler", "setpoint=42"]).await;
+    eventually("setpoint written to the PLC", async || {
+        plc.get(1, "holding", 0, 1).await == [42]
+    })
+    .await;
+    eventually("setpoint reported back", async || {
+        reported("setpoint", "42").await
     })
     .await;
 }
