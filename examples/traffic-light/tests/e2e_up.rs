@@ -3,7 +3,7 @@
 //! process, the simulated pin through the mapper's HTTP view, the interlock, the dashboard in
 //! headless Chromium, Ctrl-C (SIGINT) and a second start that resumes the stored state.
 //!
-//! The binaries are built (or found up to date) with one `cargo build` before the first test.
+//! The binaries come from the workspace build (see `binaries()`; built here only when missing).
 
 #[path = "../../../core/tests/support/webdriver.rs"]
 mod webdriver;
@@ -22,8 +22,13 @@ const START: Duration = Duration::from_secs(60);
 /// The bound for desired → reported + Verified, seen through `edgetwin ctl`.
 const VERIFIED_WITHIN: Duration = Duration::from_secs(1);
 
-/// The `edgetwin` and `edgetwin-mapper-gpio` binaries of this build's target directory, built
-/// once per test process.
+/// The `edgetwin` and `edgetwin-mapper-gpio` binaries of this build's target directory.
+///
+/// A workspace test run (`cargo xtask test`, `cargo nextest run --workspace`) has just built both
+/// (they belong to packages with integration tests), so they are used as they are: building them
+/// again here with this package's feature set would relink `target/*/edgetwin` under the feet of
+/// other tests running in parallel. Only when one is missing (this package tested alone) are they
+/// built, once per test process. After changing code, test with `--workspace` or build them first.
 fn binaries() -> &'static (PathBuf, PathBuf) {
     static BINARIES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     BINARIES.get_or_init(|| {
@@ -34,6 +39,10 @@ fn binaries() -> &'static (PathBuf, PathBuf) {
             .and_then(Path::parent)
             .expect("target profile dir")
             .to_path_buf();
+        let bins = (dir.join("edgetwin"), dir.join("edgetwin-mapper-gpio"));
+        if bins.0.is_file() && bins.1.is_file() {
+            return bins;
+        }
         let profile_release = dir.file_name().is_some_and(|n| n == "release");
         let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         build.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
@@ -54,7 +63,6 @@ fn binaries() -> &'static (PathBuf, PathBuf) {
         }
         let status = build.status().expect("cargo build starts");
         assert!(status.success(), "building the binaries failed: {status}");
-        let bins = (dir.join("edgetwin"), dir.join("edgetwin-mapper-gpio"));
         assert!(bins.0.is_file() && bins.1.is_file(), "{bins:?} missing");
         bins
     })
