@@ -6,11 +6,23 @@
 //! | cloud → edge | `node/{node}/membership` | `update` | [`MembershipContent`] |
 //! | edge → cloud | `node/{node}/device/{ns}/{name}/twin/edge_updated` | `update` | [`TwinContent`] |
 //! | edge → cloud | `node/{node}/device/{ns}/{name}/state` | `update` | KubeEdge's [`DeviceMsg`] |
+//! | edge → cloud | `node/{node}/twin/summary` | `update` | [`SummaryContent`] |
 //!
 //! Desired values travel inside the Devices of a membership update: the edge applies them as a
 //! versioned cloud update whose cloud revision is the Device's `metadata.generation` (see
-//! [`edge_view`]), so a resend of the same spec is a no-op at the edge and a newer spec always
-//! outranks an older one (the twin engine's version rules, `crate::twin`).
+//! [`edge_view`] and [`desired_cloud_version`]), so a resend of the same spec is a no-op at the
+//! edge and a newer spec always outranks an older one (the twin engine's version rules,
+//! `crate::twin`). When the edge accepts a desired value it echoes it (with its version) in a
+//! twin sync's `expected` half: that is the cloud's `observedDesired` and the Applied condition.
+//!
+//! **Version summary.** On every connection and every reconcile interval the edge sends one
+//! [`SummaryContent`]: per device a 16-hex-digit [`desired_digest`] of the spec generation it
+//! holds and the cloud version of each desired value it holds. The controller computes the same
+//! digest from the registry's Device ([`expected_digest`]) and resends only the devices whose
+//! digests differ (and removes the devices the node should not have), so an in-sync node costs
+//! one small message per interval and zero resends.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +87,18 @@ pub struct TwinContent {
     pub twin: Option<MsgTwin>,
 }
 
+/// The content of a version summary (edge → cloud): what the edge holds, compactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SummaryContent {
+    /// The sequence number of the last cloud message the edge had applied when it made the
+    /// summary (none: nothing applied since the agent started). The cloud does not resend a
+    /// device whose last update is newer: that update is still on its way.
+    pub applied: Option<u64>,
+    /// `{namespace}/{name}` of every device the edge serves → its [`desired_digest`].
+    pub devices: BTreeMap<String, String>,
+}
+
 /// A message from an edge, decoded.
 #[derive(Debug, Clone, PartialEq)]
 // A message is decoded and handled at once, never stored in bulk: boxing the twin buys nothing.
@@ -94,6 +118,8 @@ pub enum EdgeMessage {
         /// The new state.
         content: DeviceMsg,
     },
+    /// The edge's version summary (reconcile).
+    Summary(SummaryContent),
 }
 
 /// Why a message could not be read.
@@ -126,6 +152,75 @@ pub fn state_resource(node: &str, device: &DeviceRef) -> String {
     format!(
         "node/{node}/device/{}/{}/state",
         device.namespace, device.name
+    )
+}
+
+/// `node/{node}/twin/summary`.
+pub fn summary_resource(node: &str) -> String {
+    format!("node/{node}/twin/summary")
+}
+
+/// The key of a device in a [`SummaryContent`]: `{namespace}/{name}`.
+pub fn summary_key(device: &DeviceRef) -> String {
+    format!("{}/{}", device.namespace, device.name)
+}
+
+/// The device a [`SummaryContent`] key names, if it is well formed.
+pub fn parse_summary_key(key: &str) -> Option<DeviceRef> {
+    let (namespace, name) = key.split_once('/')?;
+    (!name.is_empty() && !name.contains('/')).then(|| DeviceRef {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    })
+}
+
+/// The cloud revision of a device's desired values: its `resourceVersion` when numeric (what
+/// KubeEdge uses), else its `generation`, else 1 (a local devices file has neither). The
+/// controller sends [`edge_view`]s, which have no `resourceVersion`: the generation then.
+pub fn desired_cloud_version(device: &Device) -> i64 {
+    device
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse::<i64>().ok())
+        .or(device.generation())
+        .filter(|v| *v > 0)
+        .unwrap_or(1)
+}
+
+/// The digest of a device's desired state: its spec `generation` and, per property that has a
+/// desired value, the cloud version of the value held. 64-bit FNV-1a over
+/// `g={generation};{name}={version};…` (names in order), as 16 hex digits: both ends compute it
+/// the same way, whatever their build.
+pub fn desired_digest<'a>(
+    generation: Option<i64>,
+    properties: impl IntoIterator<Item = (&'a str, u64)>,
+) -> String {
+    let properties: BTreeMap<&str, u64> = properties.into_iter().collect();
+    let mut text = format!("g={};", generation.unwrap_or(0));
+    for (name, version) in properties {
+        text.push_str(&format!("{name}={version};"));
+    }
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let hash = text.bytes().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    format!("{hash:016x}")
+}
+
+/// The digest an edge holding `device` (as the controller sends it) reports once it has applied
+/// it: every desired value at the device's [`desired_cloud_version`].
+pub fn expected_digest(device: &Device) -> String {
+    let version = u64::try_from(desired_cloud_version(&edge_view(device))).unwrap_or(0);
+    desired_digest(
+        device.generation(),
+        device
+            .spec
+            .properties
+            .iter()
+            .filter(|p| p.desired.is_some())
+            .map(|p| (p.name.as_str(), version)),
     )
 }
 
@@ -202,6 +297,9 @@ pub fn parse_edge_message(message: &Envelope) -> Result<EdgeMessage, LinkError> 
                 .map_err(|e| error(format!("state content: {e}")))?;
             Ok(EdgeMessage::State { device, content })
         }
+        ["node", _, "twin", "summary"] => serde_json::from_value(message.content.clone())
+            .map(EdgeMessage::Summary)
+            .map_err(|e| error(format!("summary content: {e}"))),
         _ => Err(error("unknown resource".into())),
     }
 }

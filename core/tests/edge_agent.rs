@@ -426,6 +426,12 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 
 async fn a_full_outbox_refuses_new_properties_with_503_and_applies_nothing(kind: BrokerKind) {
     let mut edge = Edge::start_with(kind, true, |config| config.store.outbox_capacity = 1).await;
+    // The cloud takes the echo of the devices file's desired values (the one entry there is
+    // room for): the outbox starts empty.
+    let service = edge.agent.service().clone();
+    let echo = service.outbox_peek(0, 10).await.expect("peeks");
+    assert_eq!(echo.len(), 1, "{kind}: {echo:?}");
+    service.outbox_ack(echo[0].seq).await.expect("acks");
     let mut mapper = edge.client().await;
     let update = device_topic(LIGHT, "twin/update");
     let reply = device_topic(LIGHT, "twin/update/result");
@@ -474,7 +480,6 @@ async fn a_full_outbox_refuses_new_properties_with_503_and_applies_nothing(kind:
     );
     assert_eq!(twin["twin"]["red"]["actual"]["value"], "OFF");
     // Once the cloud drains the outbox, the report goes through.
-    let service = edge.agent.service();
     let last = service
         .outbox_peek(0, 10)
         .await

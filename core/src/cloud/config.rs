@@ -26,8 +26,6 @@ pub struct CloudConfig {
     pub registry: RegistryConfig,
     /// Status writes are coalesced to at most one per device per this many milliseconds.
     pub status_interval_ms: u64,
-    /// Every node gets its complete membership again this often (seconds).
-    pub reconcile_interval_secs: u64,
     /// Health (`/healthz`) and Prometheus metrics (`/metrics`); keep it on loopback. `null`: off.
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -142,7 +140,6 @@ impl Default for CloudConfig {
                 api_listen: SocketAddr::from(([127, 0, 0, 1], 7411)),
             },
             status_interval_ms: 1000,
-            reconcile_interval_secs: 300,
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
         }
     }
@@ -178,9 +175,6 @@ impl CloudConfig {
         if self.status_interval_ms == 0 {
             return Err(invalid("statusIntervalMs", "must be at least 1"));
         }
-        if self.reconcile_interval_secs == 0 {
-            return Err(invalid("reconcileIntervalSecs", "must be at least 1"));
-        }
         if let RegistryConfig::Kubernetes(kubernetes) = &self.registry {
             validate_kubernetes(kubernetes).map_err(|(field, reason)| invalid(field, &reason))?;
         }
@@ -190,11 +184,6 @@ impl CloudConfig {
     /// The status coalescing interval.
     pub fn status_interval(&self) -> Duration {
         Duration::from_millis(self.status_interval_ms)
-    }
-
-    /// The reconcile interval.
-    pub fn reconcile_interval(&self) -> Duration {
-        Duration::from_secs(self.reconcile_interval_secs)
     }
 
     /// The cloud's own database: node tokens and per-node outboxes.
@@ -235,8 +224,6 @@ registry:
   #     renewIntervalSecs: 5
 # At most one status write per device per this interval.
 statusIntervalMs: 1000
-# Every node gets its complete device list again this often (drift repair).
-reconcileIntervalSecs: 300
 # /healthz and /metrics (Prometheus); null: off.
 metricsListen: 127.0.0.1:9464
 "#

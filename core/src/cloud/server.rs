@@ -123,7 +123,6 @@ impl Cloud {
             registry,
             ControllerConfig {
                 status_interval: config.status_interval(),
-                reconcile_interval: config.reconcile_interval(),
             },
         );
         let controller_metrics = controller.metrics();

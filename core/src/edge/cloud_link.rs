@@ -6,6 +6,9 @@
 //!   store) becomes one message whose sequence number is the entry's `seq` in a stream id kept in
 //!   the store's metadata (a new store gets a new stream). The cloud's acknowledgement removes the
 //!   entries. The agent has no append hook for the tunnel, so a short tick wakes the link.
+//! - Reconcile: when the link comes up and every `cloud.reconcileIntervalSecs` while it is up,
+//!   the link has the twin service queue the node's version summary (with the last cloud message
+//!   applied), which goes out like any other entry; the cloud resends what differs.
 //! - Inbound: a membership update is applied with `ServiceHandle::apply_membership`. The edge
 //!   remembers the resume point in memory only: applying a membership update again is a no-op
 //!   (compare before act, versioned desired values), and the cloud keeps every message until it
@@ -22,7 +25,9 @@ use crate::edge::config::CloudConfig;
 use crate::edge::service::{Membership, ServiceHandle};
 use crate::store::{DeviceKey, OutboxKind};
 use crate::tunnel::backoff::BackoffConfig;
-use crate::tunnel::client::{ClientConfigError, HubClient, HubClientConfig, HubClientHandle};
+use crate::tunnel::client::{
+    ClientConfigError, ClientState, HubClient, HubClientConfig, HubClientHandle, OutboxWaker,
+};
 use crate::tunnel::inbox::{ApplyError, Delivery, Inbox};
 use crate::tunnel::outbox::{Outbox, OutboxEntry, OutboxError};
 use crate::tunnel::tls::{ClientTlsFiles, TlsConfigError, client_config};
@@ -112,18 +117,20 @@ impl CloudLink {
             stream,
         });
         let inbox = Arc::new(AgentInbox {
-            service,
+            service: service.clone(),
             resume: Mutex::new(HashMap::new()),
         });
-        let client = HubClient::start(client_config, outbox, inbox)?;
-        let wake = client.waker();
-        let waker = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(WAKE_INTERVAL);
-            loop {
-                tick.tick().await;
-                wake.notify();
-            }
-        });
+        let client = HubClient::start(client_config, outbox, Arc::clone(&inbox) as Arc<_>)?;
+        let waker = tokio::spawn(wake_and_summarize(
+            client.waker(),
+            client.watch_state(),
+            Duration::from_secs(config.reconcile_interval_secs.max(1)),
+            Summaries {
+                service,
+                inbox,
+                node: node.clone(),
+            },
+        ));
         tracing::info!(%node, url, "connecting to the cloud");
         Ok(CloudLink { client, waker })
     }
@@ -137,6 +144,57 @@ impl CloudLink {
     pub async fn shutdown(self) {
         self.waker.abort();
         self.client.shutdown().await;
+    }
+}
+
+/// Wakes the link every [`WAKE_INTERVAL`], and queues the version summary when the link comes up
+/// and every `reconcile` while it is up.
+async fn wake_and_summarize(
+    wake: OutboxWaker,
+    mut state: tokio::sync::watch::Receiver<ClientState>,
+    reconcile: Duration,
+    summaries: Summaries,
+) {
+    let mut tick = tokio::time::interval(WAKE_INTERVAL);
+    let mut periodic = tokio::time::interval(reconcile);
+    periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    periodic.tick().await;
+    let mut connected = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = state.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = *state.borrow_and_update() == ClientState::Connected;
+                let came_up = now && !connected;
+                connected = now;
+                if !came_up {
+                    continue;
+                }
+                summaries.queue().await;
+                periodic.reset();
+            }
+            _ = periodic.tick(), if connected => summaries.queue().await,
+        }
+        wake.notify();
+    }
+}
+
+/// Queues the node's version summary.
+struct Summaries {
+    service: ServiceHandle,
+    inbox: Arc<AgentInbox>,
+    node: NodeName,
+}
+
+impl Summaries {
+    async fn queue(&self) {
+        let applied = self.inbox.resume().get(&self.node).map(|point| point.seq);
+        if let Err(error) = self.service.queue_summary(applied).await {
+            tracing::warn!(%error, "cannot queue the version summary; the next interval retries");
+        }
     }
 }
 
@@ -169,6 +227,10 @@ impl AgentOutbox {
             }
             OutboxKind::State => (
                 cloudlink::state_resource(self.node.as_str(), &device),
+                serde_json::from_str(&entry.payload).map_err(bad)?,
+            ),
+            OutboxKind::Summary => (
+                cloudlink::summary_resource(self.node.as_str()),
                 serde_json::from_str(&entry.payload).map_err(bad)?,
             ),
         };

@@ -118,6 +118,9 @@ pub struct CloudConfig {
     pub reconnect_min_ms: u64,
     /// Largest reconnect delay ceiling (ms).
     pub reconnect_max_ms: u64,
+    /// The edge sends the cloud its version summary on every connection and this often (s);
+    /// the cloud resends what differs.
+    pub reconcile_interval_secs: u64,
 }
 
 impl Default for CloudConfig {
@@ -132,6 +135,7 @@ impl Default for CloudConfig {
             insecure: false,
             reconnect_min_ms: 500,
             reconnect_max_ms: 30_000,
+            reconcile_interval_secs: 300,
         }
     }
 }
@@ -357,6 +361,9 @@ impl EdgeConfig {
                 "must be at least 1 and at most cloud.reconnectMaxMs",
             ));
         }
+        if self.cloud.reconcile_interval_secs == 0 {
+            return Err(invalid("cloud.reconcileIntervalSecs", "must be at least 1"));
+        }
         if self.broker.embedded.is_some() && self.broker.external.is_some() {
             return Err(invalid(
                 "broker",
@@ -508,6 +515,9 @@ cloud:
   insecure: false
   reconnectMinMs: 500
   reconnectMaxMs: 30000
+  # The node's version summary goes to the cloud on every connection and this often; the
+  # cloud resends what differs (repairs drift after crashes or restores).
+  reconcileIntervalSecs: 300
 
 store:
   # normal: a committed change survives the agent's death (crash, SIGKILL).

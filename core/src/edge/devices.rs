@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use crate::cloudlink::desired_cloud_version;
 use crate::model::{AccessMode, Device, DeviceModel};
 use crate::store::{DeviceKey, ObjectKey};
 use crate::twin::{DeviceSchema, DeviceTwin, PropertySchema};
@@ -214,23 +215,10 @@ pub fn schema_of(model: &DeviceModel) -> DeviceSchema {
         .collect()
 }
 
-/// The cloud revision of a device's desired values: its `resourceVersion` when numeric (what
-/// KubeEdge uses), else its `generation`, else 1 (a local devices file has neither).
-pub fn cloud_version(device: &Device) -> i64 {
-    device
-        .metadata
-        .resource_version
-        .as_deref()
-        .and_then(|v| v.parse::<i64>().ok())
-        .or(device.generation())
-        .filter(|v| *v > 0)
-        .unwrap_or(1)
-}
-
 /// The desired twins of a device as the cloud sends them: one entry per property that has a
-/// desired value, typed by the model (`string` without one), versioned `{cloud_version, 0}`.
+/// desired value, typed by the model (`string` without one), versioned `{desired_cloud_version, 0}`.
 pub fn desired_twins(device: &Device, model: Option<&DeviceModel>, now_ms: i64) -> TwinMap {
-    let version = cloud_version(device);
+    let version = desired_cloud_version(device);
     device
         .spec
         .properties
@@ -440,10 +428,10 @@ mod tests {
     #[test]
     fn the_cloud_version_prefers_resource_version_then_generation() {
         let mut device = lamp("plant");
-        assert_eq!(cloud_version(&device), 1);
+        assert_eq!(desired_cloud_version(&device), 1);
         device.metadata.generation = Some(4);
-        assert_eq!(cloud_version(&device), 4);
+        assert_eq!(desired_cloud_version(&device), 4);
         device.metadata.resource_version = Some("123456".into());
-        assert_eq!(cloud_version(&device), 123_456);
+        assert_eq!(desired_cloud_version(&device), 123_456);
     }
 }

@@ -26,6 +26,10 @@ pub enum OutboxKind {
     Twin,
     /// The device state (online, offline, …; KubeEdge's device state update).
     State,
+    /// The node's version summary for the cloud's reconcile: one entry at most, about no
+    /// device (its device key has an empty namespace and name), a newer one replacing an unsent
+    /// one.
+    Summary,
 }
 
 impl OutboxKind {
@@ -33,6 +37,7 @@ impl OutboxKind {
         match self {
             OutboxKind::Twin => "twin",
             OutboxKind::State => "state",
+            OutboxKind::Summary => "summary",
         }
     }
 
@@ -40,6 +45,7 @@ impl OutboxKind {
         match text {
             "twin" => Ok(OutboxKind::Twin),
             "state" => Ok(OutboxKind::State),
+            "summary" => Ok(OutboxKind::Summary),
             other => Err(StoreError::Corrupt {
                 what: "outbox.kind",
                 detail: format!("unknown kind {other:?}"),

@@ -8,8 +8,8 @@
 //! - Reported path: `Hub` → [`ControllerInbox::apply`] → [`status::StatusTracker`] (reported,
 //!   observedDesired, state, condition transitions) → [`coalesce::Coalescer`] → one
 //!   `Registry::patch_status` per device per flush interval.
-//! - Reconcile: a node's complete membership on connect (and every reconcile interval), see
-//!   [`reconcile`].
+//! - Reconcile: the edge's version summary (on connect and every reconcile interval) →
+//!   [`reconcile::plan`] → only the drifted devices are resent, see [`reconcile`].
 //!
 //! Conflict policy (the twin engine's, `crate::twin`): the cloud's desired value wins over a
 //! value written at the edge unless the device's policy says the edge wins; a newer spec
@@ -21,7 +21,7 @@ pub mod membership;
 pub mod reconcile;
 pub mod status;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -33,13 +33,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cloud::registry::{DeviceEvent, Registry, RegistryEvent};
 use crate::cloudlink::{
-    self, CLOUD_SOURCE, DeviceRef, EdgeMessage, MembershipContent, membership_resource,
+    self, CLOUD_SOURCE, DeviceRef, EdgeMessage, MembershipContent, SummaryContent,
+    membership_resource,
 };
 use crate::model::{Device, DeviceModel};
 use crate::tunnel::inbox::{ApplyError, Delivery, Inbox};
 use crate::tunnel::isolation;
 use crate::tunnel::server::Hub;
-use crate::tunnel::{NodeName, ResumePoint};
+use crate::tunnel::{NodeName, ResumePoint, Seq};
 use crate::wire::topic::DeviceId;
 
 use coalesce::Coalescer;
@@ -51,15 +52,12 @@ use status::StatusTracker;
 pub struct ControllerConfig {
     /// Status writes per device are coalesced to at most one per this interval.
     pub status_interval: Duration,
-    /// Every node gets its complete membership again this often (drift repair).
-    pub reconcile_interval: Duration,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
             status_interval: Duration::from_secs(1),
-            reconcile_interval: Duration::from_secs(300),
         }
     }
 }
@@ -81,6 +79,12 @@ pub struct ControllerMetrics {
     pub status_write_failures: AtomicU64,
     /// Sends to the hub that failed.
     pub send_failures: AtomicU64,
+    /// Version summaries received from nodes.
+    pub summaries_received: AtomicU64,
+    /// Devices resent because a node's summary showed them drifted or missing.
+    pub reconcile_resent: AtomicU64,
+    /// Devices a node's summary listed that the node must not have (removal sent).
+    pub reconcile_removed: AtomicU64,
 }
 
 impl ControllerMetrics {
@@ -93,7 +97,7 @@ impl ControllerMetrics {
 struct Shared {
     assignments: RwLock<Assignments>,
     inner: Mutex<Inner>,
-    connected: mpsc::UnboundedSender<NodeName>,
+    summaries: mpsc::UnboundedSender<(NodeName, SummaryContent)>,
     metrics: Arc<ControllerMetrics>,
 }
 
@@ -106,6 +110,9 @@ struct Inner {
     /// Last applied message per node link. In memory: the controller's effects (registry status)
     /// are idempotent, so after a restart the edge resending unacknowledged messages is harmless.
     resume: HashMap<NodeName, ResumePoint>,
+    /// Per node, the sequence number of the last message that carried each device (added,
+    /// changed or removed) to it: the reconcile does not resend what is still on its way.
+    sent: HashMap<NodeName, HashMap<DeviceRef, Seq>>,
 }
 
 impl Shared {
@@ -133,7 +140,7 @@ impl Shared {
 /// to the hub, then [`Controller::run`] with it.
 pub struct Controller {
     shared: Arc<Shared>,
-    connected: mpsc::UnboundedReceiver<NodeName>,
+    summaries: mpsc::UnboundedReceiver<(NodeName, SummaryContent)>,
     registry: Arc<dyn Registry>,
     config: ControllerConfig,
 }
@@ -159,8 +166,6 @@ impl Inbox for ControllerInbox {
         &'a self,
         node: &'a NodeName,
     ) -> BoxFuture<'a, Result<Option<ResumePoint>, ApplyError>> {
-        // The hub asks on every (re)connect of the node: the moment to reconcile it.
-        let _ = self.0.connected.send(node.clone());
         let point = self.0.lock().resume.get(node).copied();
         Box::pin(async move { Ok(point) })
     }
@@ -200,6 +205,11 @@ impl ControllerInbox {
                 let patch = StatusTracker::edge_state(&content);
                 inner.coalescer.add(device, &patch);
             }
+            EdgeMessage::Summary(content) => {
+                ControllerMetrics::bump(&metrics.summaries_received);
+                // The controller task reconciles (it owns the sends).
+                let _ = self.0.summaries.send((delivery.node.clone(), content));
+            }
         }
     }
 }
@@ -207,15 +217,15 @@ impl ControllerInbox {
 impl Controller {
     /// A controller over `registry`.
     pub fn new(registry: Arc<dyn Registry>, config: ControllerConfig) -> Controller {
-        let (connected, connected_rx) = mpsc::unbounded_channel();
+        let (summaries, summaries_rx) = mpsc::unbounded_channel();
         Controller {
             shared: Arc::new(Shared {
                 assignments: RwLock::new(Assignments::default()),
                 inner: Mutex::new(Inner::default()),
-                connected,
+                summaries,
                 metrics: Arc::new(ControllerMetrics::default()),
             }),
-            connected: connected_rx,
+            summaries: summaries_rx,
             registry,
             config,
         }
@@ -241,11 +251,9 @@ impl Controller {
         let mut watch = self.registry.watch();
         let mut flush = tokio::time::interval(self.config.status_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut reconcile = tokio::time::interval(self.config.reconcile_interval);
-        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        reconcile.tick().await;
         let mut synced = false;
-        let mut waiting: BTreeSet<NodeName> = BTreeSet::new();
+        // Summaries that arrived before the registry's initial sync: the latest per node.
+        let mut waiting: BTreeMap<NodeName, SummaryContent> = BTreeMap::new();
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
@@ -257,27 +265,21 @@ impl Controller {
                     if event == RegistryEvent::Synced {
                         synced = true;
                         tracing::info!(devices = self.shared.lock().devices.len(), "registry synced");
-                        for node in std::mem::take(&mut waiting) {
-                            self.send_complete(&hub, &node).await;
+                        for (node, summary) in std::mem::take(&mut waiting) {
+                            self.reconcile(&hub, &node, &summary).await;
                         }
                     } else {
                         self.registry_event(&hub, event, synced).await;
                     }
                 }
-                Some(node) = self.connected.recv() => {
+                Some((node, summary)) = self.summaries.recv() => {
                     if synced {
-                        self.send_complete(&hub, &node).await;
+                        self.reconcile(&hub, &node, &summary).await;
                     } else {
-                        waiting.insert(node);
+                        waiting.insert(node, summary);
                     }
                 }
                 _ = flush.tick() => self.flush().await,
-                _ = reconcile.tick(), if synced => {
-                    let nodes: Vec<String> = self.shared.assignments().nodes().cloned().collect();
-                    for node in nodes.iter().filter_map(|n| NodeName::new(n).ok()) {
-                        self.send_complete(&hub, &node).await;
-                    }
-                }
             }
         }
         self.flush().await;
@@ -348,7 +350,7 @@ impl Controller {
                 let devices = upserts
                     .iter()
                     .filter_map(|k| inner.devices.get(k).map(AsRef::as_ref));
-                reconcile::membership_content(devices, &inner.models, removed, false)
+                reconcile::membership_content(devices, &inner.models, removed)
             };
             match NodeName::new(&node) {
                 Ok(node) => self.send(hub, &node, &content).await,
@@ -359,16 +361,56 @@ impl Controller {
         }
     }
 
-    async fn send_complete(&self, hub: &Hub, node: &NodeName) {
-        let content = {
+    /// Resends to `node` what its version summary shows drifted, missing or extra.
+    async fn reconcile(&self, hub: &Hub, node: &NodeName, summary: &SummaryContent) {
+        let (plan, content) = {
             let assignments = self.shared.assignments();
-            let inner = self.shared.lock();
-            let devices = assignments
+            let mut inner = self.shared.lock();
+            let inner = &mut *inner;
+            let assigned: Vec<(&DeviceRef, String)> = assignments
                 .devices_of(node.as_str())
-                .filter_map(|k| inner.devices.get(k).map(AsRef::as_ref));
-            reconcile::membership_content(devices, &inner.models, Vec::new(), true)
+                .filter_map(|key| Some((key, cloudlink::expected_digest(inner.devices.get(key)?))))
+                .collect();
+            let sent = inner.sent.entry(node.clone()).or_default();
+            let plan = reconcile::plan(summary, assigned, sent);
+            // What the edge no longer holds and the node does not have needs no record.
+            sent.retain(|device, _| {
+                assignments.is_assigned(node.as_str(), device)
+                    || summary
+                        .devices
+                        .contains_key(&cloudlink::summary_key(device))
+            });
+            let devices = plan
+                .resend
+                .iter()
+                .filter_map(|key| inner.devices.get(key).map(AsRef::as_ref));
+            let content =
+                reconcile::membership_content(devices, &inner.models, plan.remove.clone());
+            (plan, content)
         };
-        tracing::info!(%node, devices = content.devices.len(), "sending the node its complete membership");
+        for key in &plan.malformed {
+            ControllerMetrics::bump(&self.shared.metrics.rejected);
+            tracing::warn!(%node, key, "version summary names no device ({{namespace}}/{{name}})");
+        }
+        tracing::debug!(
+            %node,
+            devices = summary.devices.len(),
+            resend = plan.resend.len(),
+            remove = plan.remove.len(),
+            in_flight = plan.in_flight,
+            "version summary compared"
+        );
+        if plan.resend.is_empty() && plan.remove.is_empty() {
+            return;
+        }
+        tracing::info!(%node, resend = plan.resend.len(), remove = plan.remove.len(), "node drifted; resending what differs");
+        let metrics = &self.shared.metrics;
+        metrics
+            .reconcile_resent
+            .fetch_add(plan.resend.len() as u64, Ordering::Relaxed);
+        metrics
+            .reconcile_removed
+            .fetch_add(plan.remove.len() as u64, Ordering::Relaxed);
         self.send(hub, node, &content).await;
     }
 
@@ -389,7 +431,15 @@ impl Controller {
             value,
         );
         match hub.send(node, message).await {
-            Ok(_) => ControllerMetrics::bump(&metrics.membership_sent),
+            Ok(seq) => {
+                ControllerMetrics::bump(&metrics.membership_sent);
+                let mut inner = self.shared.lock();
+                let sent = inner.sent.entry(node.clone()).or_default();
+                let carried = content.devices.iter().map(DeviceRef::of);
+                for device in carried.chain(content.removed.iter().cloned()) {
+                    sent.insert(device, seq);
+                }
+            }
             Err(error) => {
                 ControllerMetrics::bump(&metrics.send_failures);
                 tracing::warn!(%node, %error, "membership update not queued");

@@ -1,26 +1,37 @@
-//! What a node is sent (pure): the membership content for some of its devices, or all of them.
+//! What a node is sent (pure): the membership content for some of its devices, and the
+//! reconcile plan that a node's version summary leads to.
 //!
-//! **Reconcile.** When a node connects, and every reconcile interval, the controller sends the
-//! node its *complete* membership: every device assigned to it (spec with desired values, as
-//! [`edge_view`] gives it) and the models they use. The edge applies it with compare-before-act:
-//! an unchanged device costs nothing, a device the edge lacks is added, a desired value the edge
-//! missed (its cloud revision is older than the spec's `generation`) is applied, and a device
-//! the node no longer has is removed. This repairs any drift after crashes, restores or lost
-//! messages, without the cloud having to keep a per-node copy of the edge's twin versions.
+//! **Reconcile.** When its link comes up, and every reconcile interval, the edge sends its
+//! version summary (`cloudlink::SummaryContent`: per device a digest of the spec generation and
+//! the desired versions it holds). [`plan`] compares it with what the registry wants
+//! (`cloudlink::expected_digest`) and with the controller's record of what it sent:
+//!
+//! - a device of the node whose digest differs, or that the edge lacks, is resent (its spec
+//!   with desired values, as [`edge_view`] gives it, and its model); the edge applies it with
+//!   compare-before-act, so only the drifted desired values change;
+//! - a device the edge serves but the node should not have is removed;
+//! - unless the controller sent that device in a message the edge had not applied yet when it
+//!   made the summary (`applied`): that message is on its way and repairs it.
+//!
+//! A matching summary causes no message at all. Models are not in the digest: a model change
+//! reaches the nodes through their persistent outboxes (the controller resends a model's devices
+//! when it changes), and an edge restored with an older model gets the current one with the
+//! next resend of a device that uses it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::cloudlink::{DeviceRef, MembershipContent, edge_view};
+use crate::cloudlink::{
+    DeviceRef, MembershipContent, SummaryContent, edge_view, parse_summary_key,
+};
 use crate::model::{Device, DeviceModel};
+use crate::tunnel::Seq;
 
 /// The membership content listing `devices` (with the models they use) and `removed`.
-/// `complete`: the devices are the node's whole list.
 pub fn membership_content<'a>(
     devices: impl IntoIterator<Item = &'a Device>,
     models: &BTreeMap<DeviceRef, Arc<DeviceModel>>,
     removed: Vec<DeviceRef>,
-    complete: bool,
 ) -> MembershipContent {
     let devices: Vec<Device> = devices.into_iter().map(edge_view).collect();
     let used: BTreeSet<DeviceRef> = devices
@@ -41,8 +52,62 @@ pub fn membership_content<'a>(
         models,
         devices,
         removed,
-        complete,
+        complete: false,
     }
+}
+
+/// What a node's version summary calls for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Devices to send again (drifted or missing at the edge).
+    pub resend: Vec<DeviceRef>,
+    /// Devices the edge must drop (not the node's any more).
+    pub remove: Vec<DeviceRef>,
+    /// Devices that differ but whose update is still on its way.
+    pub in_flight: usize,
+    /// Summary keys that name no device (`{namespace}/{name}` expected).
+    pub malformed: Vec<String>,
+}
+
+/// Compares a node's `summary` with the devices `assigned` to it, each with the digest the
+/// registry's spec gives (`cloudlink::expected_digest`), and with `sent`: the sequence number of
+/// the last message that carried each device to this node.
+pub fn plan<'a>(
+    summary: &SummaryContent,
+    assigned: impl IntoIterator<Item = (&'a DeviceRef, String)>,
+    sent: &HashMap<DeviceRef, Seq>,
+) -> Plan {
+    let mut plan = Plan::default();
+    let on_its_way = |device: &DeviceRef| {
+        summary
+            .applied
+            .zip(sent.get(device))
+            .is_some_and(|(applied, sent)| *sent > applied)
+    };
+    let mut edge: BTreeMap<DeviceRef, &str> = BTreeMap::new();
+    for (key, digest) in &summary.devices {
+        match parse_summary_key(key) {
+            Some(device) => {
+                edge.insert(device, digest);
+            }
+            None => plan.malformed.push(key.clone()),
+        }
+    }
+    for (device, expected) in assigned {
+        match edge.remove(device) {
+            Some(digest) if digest == expected => {}
+            _ if on_its_way(device) => plan.in_flight += 1,
+            _ => plan.resend.push(device.clone()),
+        }
+    }
+    for device in edge.into_keys() {
+        if on_its_way(&device) {
+            plan.in_flight += 1;
+        } else {
+            plan.remove.push(device);
+        }
+    }
+    plan
 }
 
 #[cfg(test)]
@@ -83,12 +148,79 @@ mod tests {
                 )
             })
             .collect();
-        let content = membership_content([&device], &models, Vec::new(), true);
+        let content = membership_content([&device], &models, Vec::new());
         assert_eq!(content.models.len(), 1);
         assert_eq!(content.models[0].name(), "lamp");
-        assert!(content.complete);
+        assert!(!content.complete);
         device.status = None;
         device.metadata.resource_version = None;
         assert_eq!(content.devices, [device]);
+    }
+
+    fn device_ref(name: &str) -> DeviceRef {
+        DeviceRef {
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    fn summary(applied: Option<u64>, devices: &[(&str, &str)]) -> SummaryContent {
+        SummaryContent {
+            applied,
+            devices: devices
+                .iter()
+                .map(|(name, digest)| (format!("default/{name}"), (*digest).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_matching_summary_plans_nothing() {
+        let (a, b) = (device_ref("a"), device_ref("b"));
+        let assigned = [(&a, "d1".to_owned()), (&b, "d2".to_owned())];
+        let plan = plan(
+            &summary(Some(3), &[("a", "d1"), ("b", "d2")]),
+            assigned,
+            &HashMap::new(),
+        );
+        assert_eq!(plan, Plan::default());
+    }
+
+    #[test]
+    fn drifted_and_missing_devices_are_resent_and_strangers_removed() {
+        let (a, b, c) = (device_ref("a"), device_ref("b"), device_ref("c"));
+        let assigned = [(&a, "d1".to_owned()), (&b, "d2".to_owned())];
+        let mut summary = summary(None, &[("a", "old"), ("c", "d3")]);
+        summary.devices.insert("no-slash".into(), "x".into());
+        let plan = plan(
+            &summary,
+            assigned,
+            // Without `applied` nothing counts as on its way.
+            &HashMap::from([(a.clone(), 9), (c.clone(), 9)]),
+        );
+        assert_eq!(plan.resend, [a, b]);
+        assert_eq!(plan.remove, [c]);
+        assert_eq!(plan.in_flight, 0);
+        assert_eq!(plan.malformed, ["no-slash"]);
+    }
+
+    #[test]
+    fn updates_the_edge_had_not_applied_are_not_sent_again() {
+        let (a, b, c) = (device_ref("a"), device_ref("b"), device_ref("c"));
+        let assigned = [(&a, "new".to_owned()), (&b, "d2".to_owned())];
+        let sent = HashMap::from([(a.clone(), 7), (b.clone(), 5), (c.clone(), 8)]);
+        // a changed in message 7 and c was removed in message 8; the edge had applied through 6.
+        let plan = plan(
+            &summary(Some(6), &[("a", "old"), ("c", "d3")]),
+            assigned,
+            &sent,
+        );
+        assert_eq!(
+            plan.resend,
+            [b],
+            "b was applied (5 <= 6) and is still missing"
+        );
+        assert!(plan.remove.is_empty());
+        assert_eq!(plan.in_flight, 2);
     }
 }

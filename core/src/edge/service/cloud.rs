@@ -3,12 +3,14 @@
 
 use std::collections::BTreeSet;
 
+use crate::cloudlink::{DeviceRef, SummaryContent, desired_digest, summary_key};
 use crate::edge::devices::{DeviceEntry, desired_twins, device_key, membership_device, model_key};
 use crate::model::{Device, DeviceModel};
-use crate::store::{Batch, DeviceKey, ObjectKey};
+use crate::store::{Batch, DeviceKey, NewEntry, ObjectKey, OutboxKind, StoreError};
 use crate::twin::{DeviceTwin, TwinContext};
 use crate::wire::payload::{DeviceTwinUpdate, JsonField};
 
+use super::outbound;
 use super::publish::Publications;
 use super::{
     CloudUpdateOutcome, Membership, MembershipOutcome, ServiceError, State, context, persist,
@@ -151,6 +153,7 @@ impl State {
         let mut scope = batch.scope()?;
         scope.put_device(&entry.key, &entry.device)?;
         persist(&mut scope, &entry, &effects, now_ms)?;
+        outbound::queue_accepted(&mut scope, &entry, &effects, now_ms)?;
         scope.commit()?;
         for rejection in &effects.rejections {
             tracing::warn!(device = %entry.key, property = %rejection.property, reason = ?rejection.reason, "desired value of a new device refused");
@@ -197,6 +200,7 @@ impl State {
             scope.put_device(key, &entry.device)?;
         }
         persist(&mut scope, entry, &effects, now_ms)?;
+        outbound::queue_accepted(&mut scope, entry, &effects, now_ms)?;
         scope.commit()?;
         out.effects(&self.options.node, entry, &effects);
         if spec_changed {
@@ -256,6 +260,7 @@ impl State {
         let effects = entry.twin.cloud_update(&ctx, update);
         let mut scope = batch.scope()?;
         persist(&mut scope, entry, &effects, now_ms)?;
+        outbound::queue_accepted(&mut scope, entry, &effects, now_ms)?;
         scope.commit()?;
         for rejection in &effects.rejections {
             tracing::info!(device = %key, property = %rejection.property, reason = ?rejection.reason, "cloud update refused");
@@ -267,6 +272,48 @@ impl State {
         })
     }
 
+    /// Queues the node's version summary (see `cloudlink::SummaryContent`) in `batch`.
+    pub(super) fn queue_summary(
+        &self,
+        batch: &mut Batch<'_>,
+        applied: Option<u64>,
+        now_ms: i64,
+    ) -> Result<(), ServiceError> {
+        let content = SummaryContent {
+            applied,
+            devices: self
+                .devices
+                .iter()
+                .map(|entry| {
+                    let device = DeviceRef {
+                        namespace: entry.key.namespace.clone(),
+                        name: entry.key.name.clone(),
+                    };
+                    (summary_key(&device), digest(entry))
+                })
+                .collect(),
+        };
+        let payload = serde_json::to_string(&content).map_err(|source| StoreError::Encode {
+            what: "version summary",
+            source,
+        })?;
+        let mut scope = batch.scope()?;
+        scope.queue(NewEntry {
+            kind: OutboxKind::Summary,
+            device: &ObjectKey::new("", ""),
+            property: None,
+            payload: &payload,
+            now_ms,
+        })?;
+        scope.commit()?;
+        tracing::debug!(
+            devices = content.devices.len(),
+            ?applied,
+            "version summary queued"
+        );
+        Ok(())
+    }
+
     fn model_of(&self, device: &Device) -> Option<DeviceModel> {
         let key = model_key(device)?;
         let model = self.models.get(&key).cloned();
@@ -275,4 +322,25 @@ impl State {
         }
         model
     }
+}
+
+/// The digest of what the edge holds of a device: the generation of its stored spec and the
+/// cloud version of each desired value the spec lists (0 when the twin lacks the property).
+fn digest(entry: &DeviceEntry) -> String {
+    desired_digest(
+        entry.device.generation(),
+        entry
+            .device
+            .spec
+            .properties
+            .iter()
+            .filter(|p| p.desired.is_some())
+            .map(|p| {
+                let version = entry
+                    .twin
+                    .property(&p.name)
+                    .map_or(0, |twin| twin.desired_version.cloud);
+                (p.name.as_str(), version)
+            }),
+    )
 }

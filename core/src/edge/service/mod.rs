@@ -28,18 +28,22 @@
 //!   `seq` (so a sender can have several pages in flight); [`ServiceHandle::outbox_ack`] removes
 //!   every entry with `seq <=` the acknowledged one. An entry is at most one per (kind, device,
 //!   property): a newer change replaces it and moves it to the tail with a new `seq`, so an ack
-//!   never removes content the cloud has not been sent. [`OutboxKind::Twin`] payloads are the
-//!   property's KubeEdge `MsgTwin` JSON (value, versions, metadata) as `twin/edge_updated` carries
-//!   it; [`OutboxKind::State`] payloads are a KubeEdge device state message (`DeviceMsg`).
+//!   never removes content the cloud has not been sent. `OutboxKind::Twin` payloads are the
+//!   property's KubeEdge `MsgTwin` JSON as `twin/edge_updated` carries it, with every half the
+//!   property holds (values, versions, metadata; see `outbound`), also when the edge accepted a
+//!   desired value from the cloud; `OutboxKind::State` payloads are a KubeEdge device state
+//!   message (`DeviceMsg`).
 //!   Entries survive restarts (they are written in the transaction of the change).
-//! - [`ServiceHandle::version_summary`] gives every property's desired and reported versions for
-//!   the cloud's reconcile after a reconnection.
+//! - [`ServiceHandle::version_summary`] gives every property's desired and reported versions;
+//!   [`ServiceHandle::queue_summary`] queues their digest for the cloud's reconcile (an
+//!   `OutboxKind::Summary` entry holding a `cloudlink::SummaryContent`).
 //!
 //! Every call is answered after its transaction is committed; [`ServiceError::Stopped`] means the
 //! agent is shutting down.
 
 mod cloud;
 mod mqtt;
+mod outbound;
 pub mod publish;
 
 use std::collections::BTreeMap;
@@ -54,9 +58,7 @@ use crate::edge::bus::{AckToken, Bus, BusEvent};
 use crate::edge::devices::{DeviceEntry, Devices, model_key};
 use crate::edge::metrics::Metrics;
 use crate::model::{Device, DeviceModel};
-use crate::store::{
-    Batch, DeviceKey, NewEntry, ObjectKey, OutboxEntry, OutboxKind, Scope, Store, StoreError,
-};
+use crate::store::{Batch, DeviceKey, ObjectKey, OutboxEntry, Scope, Store, StoreError};
 use crate::twin::{
     DeviceSchema, DeviceTwin, Effects, PropertySummary, PropertyTwin, Rejection, TwinContext,
 };
@@ -141,6 +143,7 @@ enum Command {
     OutboxPeek(u64, usize, Reply<Vec<OutboxEntry>>),
     OutboxAck(u64, Reply<u64>),
     Summary(Reply<VersionSummary>),
+    QueueSummary(Option<u64>, Reply<()>),
     Twin(DeviceKey, Reply<Option<DeviceTwin>>),
     DeviceState(DeviceKey, Reply<Option<(Option<String>, Option<String>)>>),
     Shutdown(oneshot::Sender<()>),
@@ -199,6 +202,13 @@ impl ServiceHandle {
     /// The versions of every property of every device.
     pub async fn version_summary(&self) -> Result<VersionSummary, ServiceError> {
         self.call(Command::Summary).await
+    }
+
+    /// Queues the node's version summary for the cloud (replacing an unsent one). `applied`: the
+    /// last cloud message the edge has applied (see `cloudlink::SummaryContent::applied`).
+    pub async fn queue_summary(&self, applied: Option<u64>) -> Result<(), ServiceError> {
+        self.call(|reply| Command::QueueSummary(applied, reply))
+            .await
     }
 
     /// A device's twin, if the device is on this node.
@@ -427,6 +437,14 @@ impl TwinService {
                     .collect();
                 let _ = reply.send(Ok(summary));
             }
+            Command::QueueSummary(applied, reply) => {
+                let result = self
+                    .cloud_change(bus, |state, batch, now_ms, _| {
+                        state.queue_summary(batch, applied, now_ms)
+                    })
+                    .await;
+                let _ = reply.send(result);
+            }
             Command::Twin(key, reply) => {
                 let twin = self.state.devices.get(&key).map(|entry| entry.twin.clone());
                 let _ = reply.send(Ok(twin));
@@ -593,21 +611,7 @@ fn persist(
             }
         }
     }
-    let sync = effects.sync.as_ref().and_then(|sync| sync.twin.value());
-    for (property, twin) in sync.into_iter().flatten() {
-        let payload = serde_json::to_string(twin).map_err(|source| StoreError::Encode {
-            what: "outbox twin",
-            source,
-        })?;
-        scope.queue(NewEntry {
-            kind: OutboxKind::Twin,
-            device: &entry.key,
-            property: Some(property),
-            payload: &payload,
-            now_ms,
-        })?;
-    }
-    Ok(())
+    outbound::queue_sync(scope, entry, effects, now_ms)
 }
 
 /// The engine's context for one operation on a device whose model gives `schema`.
