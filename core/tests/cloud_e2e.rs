@@ -105,6 +105,7 @@ struct CloudProc {
     proc: Proc,
     dir: PathBuf,
     tunnel: SocketAddr,
+    metrics: SocketAddr,
     config: PathBuf,
 }
 
@@ -115,11 +116,14 @@ impl CloudProc {
         let tunnel: SocketAddr = format!("127.0.0.1:{}", free_port().expect("port"))
             .parse()
             .expect("addr");
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port().expect("port"))
+            .parse()
+            .expect("addr");
         let config = root.join("cloud.yaml");
         std::fs::write(
             &config,
             format!(
-                "listen: {tunnel}\ninsecure: true\ndataDir: {}\nregistry:\n  embedded:\n    apiListen: 127.0.0.1:0\nstatusIntervalMs: 200\nmetricsListen: null\n",
+                "listen: {tunnel}\ninsecure: true\ndataDir: {}\nregistry:\n  embedded:\n    apiListen: 127.0.0.1:0\nstatusIntervalMs: 200\nmetricsListen: {metrics}\n",
                 dir.display()
             ),
         )
@@ -128,6 +132,7 @@ impl CloudProc {
             proc: Proc(edgetwin().arg("--version").spawn().expect("version")),
             dir,
             tunnel,
+            metrics,
             config,
         };
         cloud.restart(root);
@@ -186,6 +191,31 @@ impl CloudProc {
         assert!(applied.status.success(), "{}", stderr(&applied));
     }
 
+    /// The `/metrics` samples (`name{labels}` → value); empty when the endpoint does not answer.
+    fn metrics(&self) -> BTreeMap<String, u64> {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(self.metrics) else {
+            return BTreeMap::new();
+        };
+        let mut response = String::new();
+        let asked = stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .and_then(|()| stream.read_to_string(&mut response));
+        if asked.is_err() {
+            return BTreeMap::new();
+        }
+        response
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.rsplit_once(' '))
+            .filter_map(|(name, value)| Some((name.to_owned(), value.parse().ok()?)))
+            .collect()
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        self.metrics().get(name).copied().unwrap_or_default()
+    }
+
     fn device(&self, name: &str) -> Value {
         let output = self.ctl(&["get", "device", name, "-o", "json"]);
         if !output.status.success() {
@@ -212,7 +242,7 @@ impl EdgeProc {
         std::fs::write(
             &config,
             format!(
-                "nodeName: {node}\ndataDir: {}\nbroker:\n  embedded:\n    listen: {broker}\nhttp:\n  listen: null\ncloud:\n  url: ws://{cloud}\n  token: {token}\n  insecure: true\n  reconnectMinMs: 50\n  reconnectMaxMs: 200\n",
+                "nodeName: {node}\ndataDir: {}\nbroker:\n  embedded:\n    listen: {broker}\nhttp:\n  listen: null\ncloud:\n  url: ws://{cloud}\n  token: {token}\n  insecure: true\n  reconnectMinMs: 50\n  reconnectMaxMs: 200\n  reconcileIntervalSecs: 1\n",
                 root.join(node).display()
             ),
         )
@@ -662,5 +692,119 @@ async fn e2e_process_sigkill_cloud_then_edge_mid_traffic_converges() {
     node.converged("off", floor).await;
     assert_eq!(applied(&seen, "default/lamp-1", "off"), 1, "{seen:?}");
     sensor_task.abort();
+    mapper_task.abort();
+}
+
+/// The condition type and observedDesired of lamp-1's power.
+fn power_condition(device: &Value) -> (Option<String>, Option<String>) {
+    let twin = device["status"]["twins"]
+        .as_array()
+        .and_then(|twins| twins.iter().find(|t| t["propertyName"] == "power"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    (
+        twin["condition"]["type"].as_str().map(str::to_owned),
+        twin["observedDesired"]["value"].as_str().map(str::to_owned),
+    )
+}
+
+/// Waits until the cloud has handled `more` version summaries after now.
+async fn summaries_after(cloud: &Arc<CloudProc>, more: u64) {
+    let c = Arc::clone(cloud);
+    blocking(move || {
+        let start = c.metric("edgetwin_cloud_summaries_received_total");
+        wait_until("the cloud receives version summaries", || {
+            c.metric("edgetwin_cloud_summaries_received_total") >= start + more
+        });
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_process_applied_then_a_tampered_edge_store_is_repaired_by_the_version_summary() {
+    let (mut node, proxy) = OneNode::start(true).await;
+    let proxy = proxy.expect("proxy");
+    let cloud = Arc::clone(&node.cloud);
+
+    // Without a mapper to write it, a desired value the edge accepted is Applied (the edge's
+    // echo is the observedDesired), and `ctl describe` says so.
+    node.mapper.abort();
+    set_power(&cloud, "dim");
+    let c = Arc::clone(&cloud);
+    blocking(move || {
+        wait_until("lamp-1 power is Applied with observedDesired dim", || {
+            power_condition(&c.device("lamp-1")) == (Some("Applied".into()), Some("dim".into()))
+        })
+    })
+    .await;
+    let described = cloud.ctl(&["describe", "device", "lamp-1"]);
+    assert!(described.status.success(), "{}", stderr(&described));
+    let text = stdout(&described);
+    assert!(text.contains("Applied since"), "{text}");
+    assert!(text.contains("AcceptedByEdge"), "{text}");
+
+    // Summaries of a node in step cause no resend. (One more summary first, so that every
+    // summary made before the edge applied `dim` has been handled.)
+    summaries_after(&cloud, 1).await;
+    let resent = cloud.metric("edgetwin_cloud_reconcile_resent_total");
+    summaries_after(&cloud, 2).await;
+    assert_eq!(
+        cloud.metric("edgetwin_cloud_reconcile_resent_total"),
+        resent,
+        "a matching summary resends nothing"
+    );
+    // Everything the cloud sent was acknowledged: n1's outbox is empty, and says so.
+    let c = Arc::clone(&cloud);
+    blocking(move || {
+        wait_until("n1's outbox depth is 0", || {
+            c.metrics().get(r#"edgetwin_cloud_outbox_depth{node="n1"}"#) == Some(&0)
+        })
+    })
+    .await;
+    assert!(
+        cloud
+            .metrics()
+            .contains_key("edgetwin_cloud_outbox_depth_all_nodes"),
+        "{:?}",
+        cloud.metrics()
+    );
+
+    // The edge dies; its store is put back to an older state of lamp-1's power (desired `off`
+    // at the first spec generation), as a restored backup would have it.
+    node.edge.proc.kill();
+    proxy.cut();
+    let db = node.root.path().join("n1").join("edge.db");
+    {
+        use edgetwin_core::store::{ObjectKey, Store, StoreOptions};
+        use edgetwin_core::twin::{PropertyTwin, TwinHalf, TwinVersion};
+        let mut store = Store::open(&db, StoreOptions::default()).expect("edge store opens");
+        let key = ObjectKey::new("default", "lamp-1");
+        let mut twin: PropertyTwin = store
+            .twin(&key, "power")
+            .expect("reads")
+            .expect("power is stored");
+        assert_eq!(twin.desired.as_ref().map(|d| d.value.as_str()), Some("dim"));
+        twin.desired = Some(TwinHalf {
+            value: "off".into(),
+            timestamp_ms: 1,
+        });
+        twin.desired_version = TwinVersion::new(1, 0);
+        store
+            .write(|scope| scope.put_twin(&key, "power", &twin))
+            .expect("writes");
+    }
+    node.edge.restart();
+    let (seen, mapper_task) = mapper(node.edge.broker, "mapper-n1-restored").await;
+    proxy.heal();
+
+    // The summary on reconnect shows the drift; the cloud resends lamp-1 and the edge has the
+    // cloud's desired value again: the mapper writes it and the read-back verifies it.
+    let c = Arc::clone(&cloud);
+    blocking(move || wait_until("lamp-1 is verified dim", || verified(&c, "lamp-1", "dim"))).await;
+    assert_eq!(applied(&seen, "default/lamp-1", "dim"), 1, "{seen:?}");
+    assert!(
+        cloud.metric("edgetwin_cloud_reconcile_resent_total") > resent,
+        "the repair was a reconcile resend"
+    );
     mapper_task.abort();
 }

@@ -420,7 +420,49 @@ async fn metrics(State((hub, controller)): State<(Arc<Hub>, Arc<ControllerMetric
         "Messages sent again after a timeout.",
         tunnel.retransmissions,
     );
+    metric(
+        "edgetwin_cloud_summaries_received_total",
+        "counter",
+        "Version summaries received from nodes (reconcile).",
+        c(&controller.summaries_received),
+    );
+    metric(
+        "edgetwin_cloud_reconcile_resent_total",
+        "counter",
+        "Devices resent because a node's summary showed them drifted or missing.",
+        c(&controller.reconcile_resent),
+    );
+    metric(
+        "edgetwin_cloud_reconcile_removed_total",
+        "counter",
+        "Devices a node's summary listed that it must not have (removal sent).",
+        c(&controller.reconcile_removed),
+    );
+    match hub.outbox_depths().await {
+        Ok(depths) => render_outbox_depths(&mut out, &depths),
+        Err(error) => tracing::warn!(%error, "cannot read the outbox depths for /metrics"),
+    }
     out
+}
+
+/// The per-node and total outbox depth gauges. Node names are Kubernetes node names (lowercase
+/// letters, digits, `-` and `.`), so they need no escaping in a label.
+fn render_outbox_depths(out: &mut String, depths: &[(String, usize)]) {
+    out.push_str(
+        "# HELP edgetwin_cloud_outbox_depth Messages queued for a node and not yet acknowledged.\n\
+         # TYPE edgetwin_cloud_outbox_depth gauge\n",
+    );
+    for (node, depth) in depths {
+        out.push_str(&format!(
+            "edgetwin_cloud_outbox_depth{{node=\"{node}\"}} {depth}\n"
+        ));
+    }
+    let total: usize = depths.iter().map(|(_, depth)| depth).sum();
+    out.push_str(&format!(
+        "# HELP edgetwin_cloud_outbox_depth_all_nodes Messages queued for all nodes.\n\
+         # TYPE edgetwin_cloud_outbox_depth_all_nodes gauge\n\
+         edgetwin_cloud_outbox_depth_all_nodes {total}\n"
+    ));
 }
 
 #[cfg(all(test, feature = "kube"))]
@@ -434,6 +476,25 @@ mod tests {
     use crate::cloud::config::LeaderElectionConfig;
     use crate::cloud::registry::embedded::testkit;
     use crate::cloud::registry::kubernetes::mock::mock_client;
+
+    #[test]
+    fn outbox_depths_are_rendered_per_node_and_in_all() {
+        let mut out = String::new();
+        render_outbox_depths(&mut out, &[("n1".into(), 3), ("n2".into(), 0)]);
+        let samples: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                r#"edgetwin_cloud_outbox_depth{node="n1"} 3"#,
+                r#"edgetwin_cloud_outbox_depth{node="n2"} 0"#,
+                "edgetwin_cloud_outbox_depth_all_nodes 3",
+            ]
+        );
+        assert!(
+            out.contains("# TYPE edgetwin_cloud_outbox_depth gauge\n"),
+            "{out}"
+        );
+    }
 
     const DEVICES: &str = "/apis/devices.kubeedge.io/v1beta1/namespaces/plant-a/devices";
     const MODELS: &str = "/apis/devices.kubeedge.io/v1beta1/namespaces/plant-a/devicemodels";

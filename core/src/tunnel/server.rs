@@ -242,6 +242,11 @@ impl Hub {
         })
     }
 
+    /// Every node's outbox length (messages not yet acknowledged), in node order.
+    pub async fn outbox_depths(&self) -> Result<Vec<(String, usize)>, OutboxError> {
+        self.shared.parts.store.depths().await
+    }
+
     /// The hub's counters.
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()

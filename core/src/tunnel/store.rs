@@ -205,6 +205,11 @@ impl HubStore {
         let node = node.clone();
         self.call(move |conn, _| depth(conn, &node)).await
     }
+
+    /// Every node's queue length, in node order (nodes that never had a stream are absent).
+    pub async fn depths(&self) -> Result<Vec<(String, usize)>, OutboxError> {
+        self.call(|conn, _| depths(conn)).await
+    }
 }
 
 /// One node's queue in a [`HubStore`].
@@ -408,6 +413,18 @@ fn ack(conn: &Connection, node: &NodeName, through: Seq) -> Result<(), OutboxErr
     Ok(())
 }
 
+fn depths(conn: &Connection) -> Result<Vec<(String, usize)>, OutboxError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT node, depth FROM tunnel_streams ORDER BY node")
+        .map_err(storage)?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as usize))
+        })
+        .map_err(storage)?;
+    rows.collect::<Result<_, _>>().map_err(storage)
+}
+
 fn depth(conn: &Connection, node: &NodeName) -> Result<usize, OutboxError> {
     let depth: Option<i64> = conn
         .prepare_cached("SELECT depth FROM tunnel_streams WHERE node = ?1")
@@ -458,6 +475,10 @@ mod tests {
             .collect();
         assert_eq!(ids, ["a2", "a3"]);
         assert_eq!(store.depth(&node("a")).await.expect("depth"), 2);
+        assert_eq!(
+            store.depths().await.expect("depths"),
+            [("a".to_owned(), 2), ("b".to_owned(), 1)]
+        );
         a.ack_through(3).await.expect("ack");
         assert_eq!(
             a.append(message("a4")).await.expect("append"),
