@@ -381,4 +381,68 @@ mod tests {
         );
         assert_eq!(parse_membership(&message).expect("parse"), content);
     }
+
+    #[test]
+    fn summaries_round_trip_and_keys_name_devices() {
+        let content = SummaryContent {
+            applied: Some(7),
+            devices: BTreeMap::from([(summary_key(&device_ref()), "00ff".to_owned())]),
+        };
+        let message = envelope(
+            "m5".into(),
+            1,
+            EDGE_SOURCE,
+            summary_resource("n1"),
+            serde_json::to_value(&content).expect("encode"),
+        );
+        assert_eq!(
+            parse_edge_message(&message).expect("parse"),
+            EdgeMessage::Summary(content)
+        );
+        assert_eq!(parse_summary_key("default/lamp"), Some(device_ref()));
+        for bad in ["lamp", "default/", "a/b/c"] {
+            assert_eq!(parse_summary_key(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_digest_is_fixed_and_covers_generation_names_and_versions() {
+        // A fixed value (64-bit FNV-1a of `g=0;`, checked independently): edges and clouds of
+        // different builds must agree.
+        assert_eq!(desired_digest(None, []), "0d0c3f712bbe39c8");
+        let base = desired_digest(Some(2), [("power", 2), ("mode", 2)]);
+        assert_eq!(
+            base,
+            desired_digest(Some(2), [("mode", 2), ("power", 2)]),
+            "order-free"
+        );
+        for other in [
+            desired_digest(Some(3), [("power", 2), ("mode", 2)]),
+            desired_digest(Some(2), [("power", 1), ("mode", 2)]),
+            desired_digest(Some(2), [("power", 2)]),
+            desired_digest(Some(2), [("power", 2), ("mood", 2)]),
+        ] {
+            assert_ne!(base, other);
+        }
+    }
+
+    #[test]
+    fn the_expected_digest_is_what_an_edge_holding_the_spec_reports() {
+        let device: Device = serde_json::from_value(serde_json::json!({
+            "apiVersion": "devices.kubeedge.io/v1beta1",
+            "kind": "Device",
+            "metadata": {"name": "lamp", "namespace": "default", "generation": 4, "resourceVersion": "99"},
+            "spec": {"properties": [
+                {"name": "power", "desired": {"value": "on"}},
+                {"name": "temp"}
+            ]}
+        }))
+        .expect("device");
+        // The edge gets the edge view (no resourceVersion): values at the generation.
+        assert_eq!(desired_cloud_version(&edge_view(&device)), 4);
+        assert_eq!(
+            expected_digest(&device),
+            desired_digest(Some(4), [("power", 4)])
+        );
+    }
 }
