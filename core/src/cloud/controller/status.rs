@@ -16,9 +16,11 @@
 //! as the message, until the device reports the desired value (Verified) or a new desired value
 //! arrives (Pending).
 //!
-//! The edge's twin engine syncs only what the edge *wrote* (and refusals), not the acceptance of
-//! a cloud value, so `observedDesired` (and with it Applied) is known only when the edge echoes
-//! the desired half; a read-back equal to the desired value is Verified either way.
+//! The edge's twin engine syncs only what the edge *wrote* (and refusals); the agent adds an echo
+//! of each desired value it accepts from the cloud (the whole property, see
+//! `edge::service::outbound`), whose desired half is `observedDesired`. The echo is best effort,
+//! so a property may go from Pending straight to Verified: a read-back equal to the desired value
+//! is Verified either way.
 //!
 //! Values compare by type (`1.0` equals `1` for a float). A condition is written only when its
 //! type changes; its `lastTransitionTime` is the time of that change.
