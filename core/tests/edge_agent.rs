@@ -25,6 +25,7 @@ on_both_brokers!(
     deltas_follow_the_id_form_the_mapper_uses,
     only_a_changed_device_state_is_queued_for_the_cloud,
     a_write_error_reaches_the_outbox_without_changing_the_twin,
+    accepted_desired_values_are_echoed_and_the_version_summary_is_queued,
 );
 
 async fn a_report_is_committed_before_its_result_and_followed_by_document_and_delta(
@@ -543,4 +544,57 @@ async fn only_a_changed_device_state_is_queued_for_the_cloud(kind: BrokerKind) {
         "{kind}: an unchanged state is not queued again"
     );
     assert!(state_seqs[2] > state_seqs[1], "{kind}: a changed state is");
+}
+
+async fn accepted_desired_values_are_echoed_and_the_version_summary_is_queued(kind: BrokerKind) {
+    let edge = Edge::start(kind).await;
+    let service = edge.agent.service().clone();
+    // The devices file's desired values were accepted: each is echoed with its cloud version
+    // (the cloud's observedDesired, the Applied condition).
+    let entries = service.outbox_peek(0, 100).await.expect("peeks");
+    let echoes: Vec<_> = entries
+        .iter()
+        .filter(|e| e.kind == OutboxKind::Twin)
+        .collect();
+    let names: Vec<_> = echoes
+        .iter()
+        .filter_map(|e| e.property.as_deref())
+        .collect();
+    assert_eq!(names, ["green", "red", "yellow"], "{kind}: {entries:?}");
+    for echo in &echoes {
+        let payload: serde_json::Value = serde_json::from_str(&echo.payload).expect("JSON");
+        assert_eq!(payload["expected"]["value"], "OFF", "{kind}: {payload}");
+        // The file's Device has a numeric resourceVersion: that is its cloud revision.
+        assert_eq!(
+            payload["expected_version"]["cloud"], 123_456,
+            "{kind}: {payload}"
+        );
+    }
+
+    // A newer summary replaces an unsent one; its digest covers the spec's generation and the
+    // version of each desired value held.
+    service.queue_summary(Some(4)).await.expect("queues");
+    service.queue_summary(Some(5)).await.expect("queues");
+    let entries = service.outbox_peek(0, 100).await.expect("peeks");
+    let summaries: Vec<_> = entries
+        .iter()
+        .filter(|e| e.kind == OutboxKind::Summary)
+        .collect();
+    assert_eq!(summaries.len(), 1, "{kind}: {entries:?}");
+    let content: edgetwin_core::cloudlink::SummaryContent =
+        serde_json::from_str(&summaries[0].payload).expect("a summary");
+    assert_eq!(content.applied, Some(5));
+    let membership =
+        edgetwin_core::edge::agent::read_devices_file(&fixture("edge-traffic-light.yaml"))
+            .expect("loads");
+    let device = &membership.devices[0];
+    let expected = edgetwin_core::cloudlink::desired_digest(
+        device.generation(),
+        ["green", "red", "yellow"].map(|name| (name, 123_456)),
+    );
+    assert_eq!(
+        content.devices,
+        std::collections::BTreeMap::from([(LIGHT.to_owned(), expected)]),
+        "{kind}"
+    );
 }

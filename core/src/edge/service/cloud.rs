@@ -298,19 +298,31 @@ impl State {
             source,
         })?;
         let mut scope = batch.scope()?;
-        scope.queue(NewEntry {
+        let queued = scope.queue(NewEntry {
             kind: OutboxKind::Summary,
             device: &ObjectKey::new("", ""),
             property: None,
             payload: &payload,
             now_ms,
-        })?;
-        scope.commit()?;
-        tracing::debug!(
-            devices = content.devices.len(),
-            ?applied,
-            "version summary queued"
-        );
+        });
+        match queued {
+            Ok(_) => {
+                scope.commit()?;
+                tracing::debug!(
+                    devices = content.devices.len(),
+                    ?applied,
+                    "version summary queued"
+                );
+            }
+            // Nothing was written; the summary is a repair aid, the next interval tries again.
+            Err(StoreError::OutboxFull { capacity }) => {
+                tracing::warn!(
+                    capacity,
+                    "the cloud outbox is full: version summary left out"
+                );
+            }
+            Err(error) => return Err(error.into()),
+        }
         Ok(())
     }
 
