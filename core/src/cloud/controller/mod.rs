@@ -329,7 +329,8 @@ impl Controller {
             }
             RegistryEvent::Synced => Vec::new(),
         };
-        // Before the initial sync the nodes get their complete lists instead.
+        // Before the initial sync nothing is sent: the summaries the nodes sent meanwhile are
+        // reconciled once it is done.
         if synced {
             self.send_updates(hub, updates).await;
         }
