@@ -11,6 +11,9 @@
 //!
 //! Plus the store alone: commits per second at both `synchronous` levels with and without
 //! batching, which is what the choice of `synchronous` rests on.
+//!
+//! `EDGETWIN_BENCH_STAGES` runs only some stages, e.g. `c` or `store,a` (default: all of
+//! `store,a,b,c,d`); `EDGETWIN_BENCH_BROKER` only one broker (`embedded`, `mosquitto`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,15 +58,20 @@ fn main() {
     let devices = work.path().join("devices.yaml");
     std::fs::write(&devices, devices_yaml()).expect("devices file");
 
-    println!("## store alone: commits per second ({STORE_COMMITS} twin writes + outbox entries)\n");
-    println!("| synchronous | batch of 1 | batch of 64 |\n|---|---|---|");
-    for sync in [Synchronous::Normal, Synchronous::Full] {
-        let one = store_rate(work.path(), sync, 1);
-        let many = store_rate(work.path(), sync, 64);
-        println!("| {sync:?} | {one:.0} writes/s | {many:.0} writes/s |");
+    if stage("store") {
+        println!(
+            "## store alone: commits per second ({STORE_COMMITS} twin writes + outbox entries)\n"
+        );
+        println!("| synchronous | batch of 1 | batch of 64 |\n|---|---|---|");
+        for sync in [Synchronous::Normal, Synchronous::Full] {
+            let one = store_rate(work.path(), sync, 1);
+            let many = store_rate(work.path(), sync, 64);
+            println!("| {sync:?} | {one:.0} writes/s | {many:.0} writes/s |");
+        }
     }
 
     runtime.block_on(async {
+        if stage("a") {
         println!(
             "\n## (a) reported updates absorbed, published → update/result ({} messages)\n",
             throughput_messages()
@@ -82,7 +90,9 @@ fn main() {
             }
             println!("| {kind} | {} |", cells.join(" | "));
         }
+        }
 
+        if stage("b") {
         println!("\n## (b) latency, {LATENCY_SAMPLES} sequential round trips\n");
         println!("| broker | raw round trip p50 / p99 | twin/update → update/result p50 / p99 |");
         println!("|---|---|---|");
@@ -100,14 +110,27 @@ fn main() {
                 micros(agent.1)
             );
         }
-
-        println!("\n## (c) RSS of `edgetwin edge`, {DEVICES} devices × {PROPERTIES} properties, each reported once\n");
-        println!("| broker | VmRSS | VmHWM |\n|---|---|---|");
-        for kind in brokers() {
-            let (rss, hwm) = process_rss(kind, work.path(), &devices).await;
-            println!("| {kind} | {:.1} MiB | {:.1} MiB |", mib(rss), mib(hwm));
         }
 
+        if stage("c") {
+        println!("\n## (c) RSS of `edgetwin edge`, {DEVICES} devices × {PROPERTIES} properties, each reported once\n");
+        println!("| broker | VmRSS | VmHWM | RssAnon | RssFile | RssShmem | threads |");
+        println!("|---|---|---|---|---|---|---|");
+        for kind in brokers() {
+            let memory = process_rss(kind, work.path(), &devices).await;
+            println!(
+                "| {kind} | {:.2} MiB | {:.2} MiB | {:.2} MiB | {:.2} MiB | {:.2} MiB | {} |",
+                mib(memory.rss),
+                mib(memory.hwm),
+                mib(memory.anon),
+                mib(memory.file),
+                mib(memory.shmem),
+                memory.threads
+            );
+        }
+        }
+
+        if stage("d") {
         let kind = brokers()[0];
         println!("\n## (d) cold start: spawn → first twin/get/result served from the store ({DEVICES} devices, {kind})\n");
         let starts = cold_starts(kind, work.path(), &devices, 7).await;
@@ -118,7 +141,14 @@ fn main() {
             micros(starts[starts.len() - 1]),
             starts.len()
         );
+        }
     });
+}
+
+/// Whether `EDGETWIN_BENCH_STAGES` (comma-separated; unset: all) asks for `name`.
+fn stage(name: &str) -> bool {
+    std::env::var("EDGETWIN_BENCH_STAGES")
+        .map_or(true, |stages| stages.split(',').any(|s| s.trim() == name))
 }
 
 /// The brokers to measure: both, or the one named by `EDGETWIN_BENCH_BROKER` (`embedded`,
@@ -515,7 +545,17 @@ async fn served(
     }
 }
 
-async fn process_rss(kind: BrokerKind, work: &Path, devices: &Path) -> (u64, u64) {
+/// Memory of a process, from `/proc/PID/status` (bytes).
+struct Memory {
+    rss: u64,
+    hwm: u64,
+    anon: u64,
+    file: u64,
+    shmem: u64,
+    threads: u64,
+}
+
+async fn process_rss(kind: BrokerKind, work: &Path, devices: &Path) -> Memory {
     let mosquitto = (kind == BrokerKind::Mosquitto).then(|| broker_for(kind));
     let port = mosquitto
         .as_ref()
@@ -532,14 +572,22 @@ async fn process_rss(kind: BrokerKind, work: &Path, devices: &Path) -> (u64, u64
     tokio::time::sleep(Duration::from_millis(500)).await;
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", child.id())).expect("proc status");
-    let field = |name: &str| -> u64 {
+    let number = |name: &str| -> u64 {
         status
             .lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+            .unwrap_or(0)
     };
-    let result = (field("VmRSS:"), field("VmHWM:"));
+    let kib = |name: &str| number(name) * 1024;
+    let result = Memory {
+        rss: kib("VmRSS:"),
+        hwm: kib("VmHWM:"),
+        anon: kib("RssAnon:"),
+        file: kib("RssFile:"),
+        shmem: kib("RssShmem:"),
+        threads: number("Threads:"),
+    };
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
     result
