@@ -114,14 +114,25 @@ pub fn usage<D: Driver>(bin: &str) -> String {
         .replace("{bin}", bin)
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): `level` and `target=level`
+/// directives, e.g. `warn,edgetwin_sdk=debug`. (`tracing_subscriber`'s `Targets` rather than
+/// `EnvFilter`, whose regex engine would make every mapper binary larger, and binary size is most
+/// of a mapper's resident memory.)
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let default = || Targets::new().with_default(LevelFilter::INFO);
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) => directives.parse::<Targets>().unwrap_or_else(|error| {
+            eprintln!("RUST_LOG={directives:?} not understood ({error}): logging at info");
+            default()
+        }),
+        Err(_) => default(),
+    };
     // A second call (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .try_init();
 }
 
