@@ -6,7 +6,7 @@ mod support;
 
 use edgetwin_core::edge::service::{Membership, MembershipOutcome};
 use edgetwin_core::store::OutboxKind;
-use edgetwin_core::testsupport::BrokerKind;
+use edgetwin_core::testsupport::{BrokerKind, TestClient};
 use edgetwin_core::twin::PropertyTwin;
 use serde_json::json;
 use support::*;
@@ -26,7 +26,104 @@ on_both_brokers!(
     only_a_changed_device_state_is_queued_for_the_cloud,
     a_write_error_reaches_the_outbox_without_changing_the_twin,
     accepted_desired_values_are_echoed_and_the_version_summary_is_queued,
+    a_node_with_a_hundred_devices_serves_a_burst_of_reports_right_after_start,
 );
+
+/// Regression test for a deadlock with the embedded rumqttd: the agent answers a burst of
+/// reports with three QoS 1 publishes each while it holds the broker's publishes unacknowledged
+/// until their commit. When the broker's window towards the agent was full, rumqttd held back the
+/// PUBACKs (and PINGRESPs) it owed the agent, the agent's own window filled up behind them, and
+/// its acknowledgements queued behind its publishes: nothing moved until the keep-alive expired.
+async fn a_node_with_a_hundred_devices_serves_a_burst_of_reports_right_after_start(
+    kind: BrokerKind,
+) {
+    const DEVICES: usize = 100;
+    const PROPERTIES: usize = 10;
+    const BURST: usize = 600;
+    let files = tempfile::tempdir().expect("temp dir");
+    let devices_file = files.path().join("devices.yaml");
+    let mut yaml = String::from(
+        "apiVersion: devices.kubeedge.io/v1beta1\nkind: DeviceModel\nmetadata:\n  name: sensor\n  namespace: default\nspec:\n  properties:\n",
+    );
+    for p in 0..PROPERTIES {
+        yaml.push_str(&format!("    - name: p{p}\n      type: INT\n"));
+    }
+    for d in 0..DEVICES {
+        yaml.push_str(&format!(
+            "---\napiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata:\n  name: dev-{d}\n  namespace: default\nspec:\n  deviceModelRef:\n    name: sensor\n  nodeName: {NODE}\n  properties:\n"
+        ));
+        for p in 0..PROPERTIES {
+            yaml.push_str(&format!(
+                "    - name: p{p}\n      desired:\n        value: \"0\"\n"
+            ));
+        }
+    }
+    std::fs::write(&devices_file, yaml).expect("devices file");
+
+    let edge = Edge::start_with_devices(kind, devices_file).await;
+    assert_eq!(
+        edge.agent.devices_outcome().map(|o| o.added.len()),
+        Some(DEVICES),
+        "{kind}"
+    );
+    let mut mapper = TestClient::connect(edge.broker_addr(), "burst")
+        .await
+        .expect("connects");
+    mapper
+        .subscribe("$hw/events/device/+/+/twin/+/result")
+        .await
+        .expect("subscribes");
+    let last = format!("default/dev-{}", DEVICES - 1);
+    let got = request(
+        &mut mapper,
+        &device_topic(&last, "twin/get"),
+        r#"{"event_id":"g1"}"#,
+        &device_topic(&last, "twin/get/result"),
+    )
+    .await;
+    assert_eq!(got["twin"]["p9"]["expected"]["value"], "0", "{kind}: {got}");
+
+    // Many reports outstanding at once, as a fleet of mappers sends them.
+    for n in 0..BURST {
+        let device = format!("default/dev-{}", n % DEVICES);
+        let property = (n / DEVICES) % PROPERTIES;
+        let report = format!(
+            r#"{{"event_id":"u{n}","twin":{{"p{property}":{{"actual":{{"value":"{n}"}}}}}}}}"#
+        );
+        mapper
+            .publish_nowait(
+                &device_topic(&device, "twin/update"),
+                rumqttc::QoS::AtLeastOnce,
+                report,
+            )
+            .await
+            .expect("publishes");
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < BURST {
+        let result = mapper.recv().await.unwrap_or_else(|error| {
+            panic!(
+                "{kind}: {} of {BURST} reports answered: {error}",
+                answered.len()
+            )
+        });
+        let result = result.json();
+        assert_eq!(result["code"], serde_json::Value::Null, "{kind}: {result}");
+        answered.insert(result["event_id"].as_str().unwrap_or_default().to_owned());
+    }
+    let stored: PropertyTwin = edge
+        .store()
+        .twin(
+            &edgetwin_core::store::DeviceKey::new("default", "dev-99"),
+            "p5",
+        )
+        .expect("reads")
+        .expect("p5 is stored");
+    assert_eq!(
+        stored.reported.map(|half| half.value).as_deref(),
+        Some("599")
+    );
+}
 
 async fn a_report_is_committed_before_its_result_and_followed_by_document_and_delta(
     kind: BrokerKind,

@@ -70,7 +70,18 @@ impl Edge {
             BrokerKind::Embedded => None,
             BrokerKind::Mosquitto => Some(TestBroker::start(kind).expect("mosquitto starts")),
         };
-        Edge::launch(kind, dir, mosquitto, devices, tweak, 0).await
+        let devices_file = devices.then(|| fixture("edge-traffic-light.yaml"));
+        Edge::launch(kind, dir, mosquitto, devices_file, tweak, 0).await
+    }
+
+    /// An agent whose devices come from `devices_file` (which must outlive the start).
+    pub async fn start_with_devices(kind: BrokerKind, devices_file: PathBuf) -> Edge {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mosquitto = match kind {
+            BrokerKind::Embedded => None,
+            BrokerKind::Mosquitto => Some(TestBroker::start(kind).expect("mosquitto starts")),
+        };
+        Edge::launch(kind, dir, mosquitto, Some(devices_file), |_| {}, 0).await
     }
 
     /// Stops the agent and starts it again on the same data dir and broker with the default
@@ -81,7 +92,7 @@ impl Edge {
             self.kind,
             self.dir,
             self.mosquitto,
-            false,
+            None,
             |_| {},
             self.clients,
         )
@@ -92,13 +103,12 @@ impl Edge {
         kind: BrokerKind,
         dir: tempfile::TempDir,
         mosquitto: Option<TestBroker>,
-        devices: bool,
+        devices_file: Option<PathBuf>,
         tweak: impl FnOnce(&mut EdgeConfig),
         clients: usize,
     ) -> Edge {
         let mut config = config(kind, dir.path().to_owned(), mosquitto.as_ref());
         tweak(&mut config);
-        let devices_file = devices.then(|| fixture("edge-traffic-light.yaml"));
         let agent = agent::start(config, devices_file.as_deref())
             .await
             .expect("agent starts");

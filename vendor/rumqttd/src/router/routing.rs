@@ -885,6 +885,18 @@ impl Router {
         // Prepare AcksRequest in tracker if router is operating in a
         // single node mode or force ack request for subscriptions
         if force_ack {
+            // EDGETWIN PATCH: hand the acks (PUBACK, SUBACK, PINGRESP, ...) to the connection
+            // now. Upstream only sends them when the connection is next scheduled, and a
+            // connection paused because its outgoing inflight window is full is not rescheduled
+            // by `FreshData`: a client that holds the broker's publishes unacknowledged while its
+            // own publishes wait for their PUBACKs (rumqttc's inflight limit; our agent acks
+            // only after its commit) then never gets those PUBACKs, nor a PINGRESP: a deadlock
+            // until the keep-alive expires.
+            if let (Some(ackslog), Some(outgoing)) =
+                (self.ackslog.get_mut(id), self.obufs.get_mut(id))
+            {
+                ack_device_data(ackslog, outgoing);
+            }
             self.scheduler.reschedule(id, ScheduleReason::FreshData);
         }
 
