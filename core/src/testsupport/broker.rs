@@ -248,6 +248,7 @@ fn mosquitto_conf(
          log_type error\nlog_type warning\nlog_type notice\n\
          max_queued_messages 100000\n\
          max_packet_size {MAX_PACKET_BYTES}\n\
+         set_tcp_nodelay true\n\
          listener {port} {ip}\n",
         log = log.display(),
         port = addr.port(),

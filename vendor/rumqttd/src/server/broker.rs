@@ -408,6 +408,12 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                     continue;
                 }
             };
+            // EDGETWIN PATCH: the broker writes small packets (PUBACK, forwarded requests and
+            // answers) that the peer answers one by one; with Nagle's algorithm each waited for
+            // the peer's delayed ACK (up to 40 ms on Linux).
+            if let Err(e) = stream.set_nodelay(true) {
+                warn!(error=?e, "Unable to set TCP_NODELAY.");
+            }
 
             let (network, tenant_id) = match self.tls_accept(stream).await {
                 Ok(o) => o,
