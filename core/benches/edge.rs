@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use edgetwin_core::edge::agent;
 use edgetwin_core::edge::config::{EdgeConfig, EmbeddedBrokerConfig, ExternalBrokerConfig};
 use edgetwin_core::store::{DeviceKey, NewEntry, OutboxKind, Store, StoreOptions, Synchronous};
-use edgetwin_core::testsupport::{BrokerKind, TestBroker, free_port};
+use edgetwin_core::testsupport::{BrokerKind, TestBroker, free_port, sensor_fleet_yaml};
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
@@ -162,23 +162,7 @@ fn brokers() -> Vec<BrokerKind> {
 }
 
 fn devices_yaml() -> String {
-    let mut yaml = String::from(
-        "apiVersion: devices.kubeedge.io/v1beta1\nkind: DeviceModel\nmetadata:\n  name: sensor\n  namespace: default\nspec:\n  properties:\n",
-    );
-    for p in 0..PROPERTIES {
-        yaml.push_str(&format!("    - name: p{p}\n      type: INT\n"));
-    }
-    for d in 0..DEVICES {
-        yaml.push_str(&format!(
-            "---\napiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata:\n  name: dev-{d}\n  namespace: default\nspec:\n  deviceModelRef:\n    name: sensor\n  nodeName: {NODE}\n  properties:\n"
-        ));
-        for p in 0..PROPERTIES {
-            yaml.push_str(&format!(
-                "    - name: p{p}\n      desired:\n        value: \"0\"\n"
-            ));
-        }
-    }
-    yaml
+    sensor_fleet_yaml(NODE, DEVICES, PROPERTIES)
 }
 
 /// A report that changes one property (unique value `n`).

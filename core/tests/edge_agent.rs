@@ -6,7 +6,7 @@ mod support;
 
 use edgetwin_core::edge::service::{Membership, MembershipOutcome};
 use edgetwin_core::store::OutboxKind;
-use edgetwin_core::testsupport::{BrokerKind, TestClient};
+use edgetwin_core::testsupport::{BrokerKind, TestClient, sensor_fleet_yaml};
 use edgetwin_core::twin::PropertyTwin;
 use serde_json::json;
 use support::*;
@@ -42,23 +42,8 @@ async fn a_node_with_a_hundred_devices_serves_a_burst_of_reports_right_after_sta
     const BURST: usize = 600;
     let files = tempfile::tempdir().expect("temp dir");
     let devices_file = files.path().join("devices.yaml");
-    let mut yaml = String::from(
-        "apiVersion: devices.kubeedge.io/v1beta1\nkind: DeviceModel\nmetadata:\n  name: sensor\n  namespace: default\nspec:\n  properties:\n",
-    );
-    for p in 0..PROPERTIES {
-        yaml.push_str(&format!("    - name: p{p}\n      type: INT\n"));
-    }
-    for d in 0..DEVICES {
-        yaml.push_str(&format!(
-            "---\napiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata:\n  name: dev-{d}\n  namespace: default\nspec:\n  deviceModelRef:\n    name: sensor\n  nodeName: {NODE}\n  properties:\n"
-        ));
-        for p in 0..PROPERTIES {
-            yaml.push_str(&format!(
-                "    - name: p{p}\n      desired:\n        value: \"0\"\n"
-            ));
-        }
-    }
-    std::fs::write(&devices_file, yaml).expect("devices file");
+    std::fs::write(&devices_file, sensor_fleet_yaml(NODE, DEVICES, PROPERTIES))
+        .expect("devices file");
 
     let edge = Edge::start_with_devices(kind, devices_file).await;
     assert_eq!(
