@@ -31,6 +31,11 @@ use tokio::task::JoinHandle;
 
 /// Capacity of rumqttc's request channel (publishes and acks waiting for the event loop).
 const REQUEST_CAPACITY: usize = 1024;
+/// Our QoS 1 publishes awaiting the broker's PUBACK. A batch of N requests publishes about 3N
+/// messages before its N acks (which queue behind them), and the broker sends no more requests
+/// until it has those acks: with rumqttd's window of 100 towards us, a batch publishes ~300, so a
+/// window of 100 on our side stalled the stream until 200 PUBACKs came back.
+const OUTGOING_INFLIGHT: u16 = 500;
 
 /// Where the broker is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -371,7 +376,7 @@ fn mqtt_options(options: &BusOptions) -> Result<MqttOptions, BusError> {
         .set_clean_session(false)
         .set_manual_acks(true)
         .set_max_packet_size(options.max_packet_bytes, options.max_packet_bytes)
-        .set_inflight(100);
+        .set_inflight(OUTGOING_INFLIGHT);
     if let Some((user, password)) = &options.credentials {
         mqtt.set_credentials(user, password);
     }
