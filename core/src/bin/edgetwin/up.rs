@@ -153,6 +153,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         "edgetwin up: the traffic light is running (data in {})\n  \
          dashboard   {}/#token={api_token}\n  \
          sim pins    {sim_url}/sim/gpiochip0\n  \
+         broker      mqtt://{broker}\n  \
          try         edgetwin ctl set traffic-light red=ON\n              \
          edgetwin ctl get device traffic-light -o yaml\n  \
          stop        Ctrl-C",
