@@ -196,7 +196,12 @@ struct Request {
 /// The chip of an event-stream target (`/sim/{chip}/events`).
 fn events_chip(target: &str) -> Option<&str> {
     let path = target.split_once('?').map_or(target, |(path, _)| path);
-    match path.trim_matches('/').split('/').collect::<Vec<_>>().as_slice() {
+    match path
+        .trim_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["sim", chip, "events"] => Some(chip),
         _ => None,
     }
@@ -438,7 +443,11 @@ mod tests {
         let mut reader = tokio::io::BufReader::new(stream);
         let mut head = String::new();
         while !head.ends_with("\r\n\r\n") {
-            assert_ne!(reader.read_line(&mut head).await.expect("head"), 0, "{head}");
+            assert_ne!(
+                reader.read_line(&mut head).await.expect("head"),
+                0,
+                "{head}"
+            );
         }
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(head.contains("application/x-ndjson"), "{head}");

@@ -889,7 +889,10 @@ mod tests {
         };
         assert_eq!(
             seen(&mut before),
-            vec![(17, Level::High, Cause::Write), (17, Level::Low, Cause::Write)]
+            vec![
+                (17, Level::High, Cause::Write),
+                (17, Level::Low, Cause::Write)
+            ]
         );
         assert_eq!(
             seen(&mut after),
