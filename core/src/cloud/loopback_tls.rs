@@ -124,7 +124,11 @@ mod tests {
         let ca = fs::read(&made.ca).expect("ca");
         let again = LoopbackTls::load_or_create(&tls_dir).expect("reused");
         assert_eq!(made, again);
-        assert_eq!(fs::read(&again.ca).expect("ca"), ca, "the same CA on a second start");
+        assert_eq!(
+            fs::read(&again.ca).expect("ca"),
+            ca,
+            "the same CA on a second start"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

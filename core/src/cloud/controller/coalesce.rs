@@ -25,9 +25,9 @@ pub struct Coalescer {
 /// Whether `patch` settles a desired change: some property turns Verified or Failed.
 pub fn settles_desired(patch: &DeviceStatus) -> bool {
     patch.twins.iter().any(|twin| {
-        twin.condition.as_ref().is_some_and(|c| {
-            matches!(c.kind, ConditionType::Verified | ConditionType::Failed)
-        })
+        twin.condition
+            .as_ref()
+            .is_some_and(|c| matches!(c.kind, ConditionType::Verified | ConditionType::Failed))
     })
 }
 
@@ -160,7 +160,10 @@ mod tests {
         assert!(!coalescer.add(key("a"), &reported("temp", "20")));
         assert!(!coalescer.add(key("a"), &settled("red", "OFF", ConditionType::Pending)));
         assert!(!coalescer.add(key("b"), &reported("temp", "1")));
-        assert!(coalescer.drain_due().is_empty(), "telemetry and Pending wait");
+        assert!(
+            coalescer.drain_due().is_empty(),
+            "telemetry and Pending wait"
+        );
         assert!(coalescer.add(key("a"), &settled("red", "ON", ConditionType::Verified)));
         let due = coalescer.drain_due();
         assert_eq!(due.len(), 1, "only the settled device is written now");
@@ -172,10 +175,16 @@ mod tests {
         assert!(coalescer.drain_due().is_empty());
         assert!(coalescer.add(key("b"), &settled("red", "ON", ConditionType::Failed)));
         coalescer.forget(&key("b"));
-        assert!(coalescer.drain_due().is_empty(), "a deleted device is not written");
+        assert!(
+            coalescer.drain_due().is_empty(),
+            "a deleted device is not written"
+        );
         assert!(coalescer.add(key("c"), &settled("red", "ON", ConditionType::Verified)));
         assert_eq!(coalescer.drain().len(), 1);
-        assert!(coalescer.drain_due().is_empty(), "an interval flush took it");
+        assert!(
+            coalescer.drain_due().is_empty(),
+            "an interval flush took it"
+        );
     }
 
     #[test]
