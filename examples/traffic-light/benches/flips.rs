@@ -21,7 +21,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use edgetwin_core::cloud::registry::Kind;
@@ -100,19 +100,8 @@ impl Args {
 fn release_binaries() -> BenchResult<(PathBuf, PathBuf)> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "edgetwin-core",
-            "--bin",
-            "edgetwin",
-            "-p",
-            "edgetwin-mapper-gpio",
-            "--bin",
-            "edgetwin-mapper-gpio",
-        ])
+        .args(edgetwin_example_traffic_light::BUILD_BINARIES)
+        .arg("--release")
         .status()?;
     if !status.success() {
         return Err(format!("building the release binaries failed: {status}").into());
@@ -137,15 +126,8 @@ struct Up {
 
 impl Up {
     fn start(edgetwin: &Path, mapper: &Path, data_dir: &Path) -> BenchResult<Up> {
-        let mut child = Command::new(edgetwin)
-            .args(["up", "--listen", "127.0.0.1:0", "--mapper"])
-            .arg(mapper)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()?;
+        let mut child =
+            edgetwin_example_traffic_light::up_command(edgetwin, mapper, data_dir).spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (lines, banner) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
