@@ -103,7 +103,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         },
         status_interval_ms: args.status_interval_ms.max(1),
         metrics_listen: None,
-        ..CloudConfig::default()
     };
     let node_token = TokenStore::open(&cloud_config.cloud_db())
         .and_then(|tokens| tokens.create(&node))
