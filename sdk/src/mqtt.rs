@@ -123,7 +123,9 @@ impl Bus {
         options.set_clean_session(true);
         // Spec messages carry a Device and its DeviceModel: allow large ones in.
         options.set_max_packet_size(1024 * 1024, 256 * 1024);
-        let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        // Reports and deltas are small and latency-bound: no Nagle delay.
+        eventloop.network_options.set_tcp_nodelay(true);
         let subscriptions = Arc::new(Mutex::new(BTreeSet::new()));
         let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
         let bus = Bus {

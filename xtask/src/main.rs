@@ -7,7 +7,9 @@
 //! - `up`: builds `edgetwin` and `edgetwin-mapper-gpio` in release mode and runs
 //!   `edgetwin up` (the README's first command, as the cargo alias `cargo up`).
 //! - `bench TARGET [ARGS]`: runs a benchmark in release mode (`cloud`: connection scale of the
-//!   tunnel hub, see `core/benches/cloud.rs`); results go into `BENCHMARKS.md` by hand.
+//!   tunnel hub, see `core/benches/cloud.rs`; `traffic-light`: desired set → lamp → status
+//!   latency of `edgetwin up`, see `examples/traffic-light/benches/flips.rs`); results go into
+//!   `BENCHMARKS.md` by hand.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -38,7 +40,9 @@ fn main() -> Result<()> {
                  up [ARGS]            build edgetwin and the GPIO mapper (release), run edgetwin up\n  \
                  bench cloud [ARGS]   tunnel hub connection-scale benchmark (--nodes N, --tls-nodes M, ...)
                  bench cloud-controller [ARGS]
-                                      the real `edgetwin cloud` with the controller (--nodes N, --reports K)"
+                                      the real `edgetwin cloud` with the controller (--nodes N, --reports K)
+                 bench traffic-light [ARGS]
+                                      edgetwin up: desired set → pin → status latency (--flips N, --samples N)"
             );
             std::process::exit(2);
         }
@@ -209,22 +213,20 @@ fn check_edge_has_no_kube() -> Command {
 
 /// Benchmarks, each a `harness = false` bench target run with `cargo bench` (release profile).
 fn bench(args: &[String]) -> Result<()> {
-    let (package, target) = match args.first().map(String::as_str) {
-        Some("cloud") => ("edgetwin-core", "cloud"),
-        Some("cloud-controller") => ("edgetwin-core", "cloud_controller"),
-        Some(other) => bail!("unknown benchmark {other:?}; available: cloud, cloud-controller"),
-        None => bail!("usage: cargo xtask bench cloud|cloud-controller [ARGS]"),
+    let (package, features, target) = match args.first().map(String::as_str) {
+        Some("cloud") => ("edgetwin-core", Some("test-support"), "cloud"),
+        Some("cloud-controller") => ("edgetwin-core", Some("test-support"), "cloud_controller"),
+        Some("traffic-light") => ("edgetwin-example-traffic-light", None, "flips"),
+        Some(other) => {
+            bail!("unknown benchmark {other:?}; available: cloud, cloud-controller, traffic-light")
+        }
+        None => bail!("usage: cargo xtask bench cloud|cloud-controller|traffic-light [ARGS]"),
     };
-    let mut cargo_args = vec![
-        "bench",
-        "-p",
-        package,
-        "--features",
-        "test-support",
-        "--bench",
-        target,
-        "--",
-    ];
+    let mut cargo_args = vec!["bench", "-p", package];
+    if let Some(features) = features {
+        cargo_args.extend(["--features", features]);
+    }
+    cargo_args.extend(["--bench", target, "--"]);
     cargo_args.extend(args[1..].iter().map(String::as_str));
     step(&format!("bench {target}"), cargo(&[], &cargo_args))
 }

@@ -5,5 +5,6 @@
 pub mod config;
 pub mod controller;
 pub mod dashboard;
+pub mod loopback_tls;
 pub mod registry;
 pub mod server;

@@ -5,7 +5,8 @@
 //! - Outbound: each outbox entry (one per device property or device state, coalesced by the
 //!   store) becomes one message whose sequence number is the entry's `seq` in a stream id kept in
 //!   the store's metadata (a new store gets a new stream). The cloud's acknowledgement removes the
-//!   entries. The agent has no append hook for the tunnel, so a short tick wakes the link.
+//!   entries. The twin service announces each commit that queued entries
+//!   (`ServiceHandle::outbox_appended`); that wakes the link at once, with no polling.
 //! - Reconcile: when the link comes up and every `cloud.reconcileIntervalSecs` while it is up,
 //!   the link has the twin service queue the node's version summary (with the last cloud message
 //!   applied), which goes out like any other entry; the cloud resends what differs.
@@ -33,9 +34,6 @@ use crate::tunnel::outbox::{Outbox, OutboxEntry, OutboxError};
 use crate::tunnel::tls::{ClientTlsFiles, TlsConfigError, client_config};
 use crate::tunnel::{NodeName, ResumePoint, Seq, StreamId};
 
-/// How often the link looks for new outbox entries when nothing woke it.
-const WAKE_INTERVAL: Duration = Duration::from_millis(50);
-
 /// Why the cloud link did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum CloudLinkError {
@@ -58,7 +56,7 @@ pub enum CloudLinkError {
     Client(#[from] ClientConfigError),
 }
 
-/// The running link: the tunnel client and the task that wakes it.
+/// The running link: the tunnel client and the task that wakes it when the outbox grows.
 pub struct CloudLink {
     client: HubClientHandle,
     waker: tokio::task::JoinHandle<()>,
@@ -111,6 +109,7 @@ impl CloudLink {
             initial: Duration::from_millis(config.reconnect_min_ms),
             max: Duration::from_millis(config.reconnect_max_ms),
         };
+        let appended = service.outbox_appended();
         let outbox = Arc::new(AgentOutbox {
             service: service.clone(),
             node: node.clone(),
@@ -123,6 +122,7 @@ impl CloudLink {
         let client = HubClient::start(client_config, outbox, Arc::clone(&inbox) as Arc<_>)?;
         let waker = tokio::spawn(wake_and_summarize(
             client.waker(),
+            appended,
             client.watch_state(),
             Duration::from_secs(config.reconcile_interval_secs.max(1)),
             Summaries {
@@ -147,22 +147,27 @@ impl CloudLink {
     }
 }
 
-/// Wakes the link every [`WAKE_INTERVAL`], and queues the version summary when the link comes up
+/// Wakes the link when the twin service committed outbox entries, and queues the version summary when the link comes up
 /// and every `reconcile` while it is up.
 async fn wake_and_summarize(
     wake: OutboxWaker,
+    mut appended: tokio::sync::watch::Receiver<u64>,
     mut state: tokio::sync::watch::Receiver<ClientState>,
     reconcile: Duration,
     summaries: Summaries,
 ) {
-    let mut tick = tokio::time::interval(WAKE_INTERVAL);
     let mut periodic = tokio::time::interval(reconcile);
     periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     periodic.tick().await;
     let mut connected = false;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            // The twin service committed outbox entries; ends with the service.
+            changed = appended.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
             changed = state.changed() => {
                 if changed.is_err() {
                     return;

@@ -14,6 +14,41 @@ pub const MODEL_YAML: &str = include_str!("../model.yaml");
 /// `device.yaml`: the `traffic-light` Device on node `edge-node1`, BCM pins 17, 27 and 22.
 pub const DEVICE_YAML: &str = include_str!("../device.yaml");
 
+/// `cargo build` arguments (from the workspace root) for the two binaries `edgetwin up` runs:
+/// `edgetwin` and the GPIO mapper. The tests and the benchmark build them with these when needed.
+pub const BUILD_BINARIES: [&str; 10] = [
+    "build",
+    "--quiet",
+    "-p",
+    "edgetwin-core",
+    "--bin",
+    "edgetwin",
+    "-p",
+    "edgetwin-mapper-gpio",
+    "--bin",
+    "edgetwin-mapper-gpio",
+];
+
+/// `edgetwin up` on free ports in `data_dir` with `mapper`, logging warnings only, its stdout
+/// piped (the banner names the dashboard, the simulated pins and the broker): how the tests and
+/// the benchmark start the demo.
+pub fn up_command(
+    edgetwin: &std::path::Path,
+    mapper: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(edgetwin);
+    command
+        .args(["up", "--listen", "127.0.0.1:0", "--mapper"])
+        .arg(mapper)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    command
+}
+
 /// The example's objects, model first, loaded and checked by the same loader as
 /// `edgetwin ctl apply` (errors name the file, line and field).
 pub fn manifests() -> Result<Vec<Document>, LoadError> {

@@ -11,7 +11,7 @@ mod webdriver;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -46,18 +46,7 @@ fn binaries() -> &'static (PathBuf, PathBuf) {
         let profile_release = dir.file_name().is_some_and(|n| n == "release");
         let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         build.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-        build.args([
-            "build",
-            "--quiet",
-            "-p",
-            "edgetwin-core",
-            "--bin",
-            "edgetwin",
-            "-p",
-            "edgetwin-mapper-gpio",
-            "--bin",
-            "edgetwin-mapper-gpio",
-        ]);
+        build.args(edgetwin_example_traffic_light::BUILD_BINARIES);
         if profile_release {
             build.arg("--release");
         }
@@ -80,14 +69,7 @@ struct Up {
 impl Up {
     fn start(data_dir: &Path) -> Self {
         let (edgetwin, mapper) = binaries();
-        let mut child = Command::new(edgetwin)
-            .args(["up", "--listen", "127.0.0.1:0", "--mapper"])
-            .arg(mapper)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+        let mut child = edgetwin_example_traffic_light::up_command(edgetwin, mapper, data_dir)
             .spawn()
             .expect("edgetwin up starts");
         let stdout = child.stdout.take().expect("stdout");

@@ -5,13 +5,16 @@
 //! |---|---|
 //! | `GET /sim` | `{"chips": [chip…]}`, every chip with its lines and transition log |
 //! | `GET /sim/{chip}?since=SEQ` | one chip; only the transitions after `SEQ` |
+//! | `GET /sim/{chip}/events` | a stream: every later transition of the chip as one JSON line (`{"seq":…,"line":17,"level":"high",…}`), written as it happens, until the client closes |
 //! | `GET /sim/{chip}/{line}` | one line: `{"line":17,"level":"high","direction":"out","active":true,…}` |
 //! | `PUT /sim/{chip}/{line}` with body `high`, `low` or `float` | drives the line from outside (like a button or a sensor) and answers with the line |
 //!
 //! Chips are named as in the device configuration (`gpiochip0`). Every answer carries
 //! `Access-Control-Allow-Origin: *`, so a page on another port can read it. It is meant for
 //! loopback: anyone who reaches it can move the simulated inputs. HTTP/1.1, one request per
-//! connection, no framework (the mapper stays small).
+//! connection, no framework (the mapper stays small). The event stream is what a latency
+//! measurement or a live view should use: the transition is written the moment the pin moves
+//! (`TCP_NODELAY`), where polling would add up to its period.
 
 use std::time::Duration;
 
@@ -20,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::chip::sim::{Level, SimGpio};
+use tokio::sync::broadcast;
 
 /// Longest request head or body read.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -127,7 +131,7 @@ fn query_since(query: &str) -> Result<u64, String> {
     Ok(0)
 }
 
-/// Serves [`handle`] on `listener` until the task is dropped or aborted.
+/// Serves [`handle`] (and the event streams) on `listener` until the task is dropped or aborted.
 pub async fn serve(listener: TcpListener, sim: SimGpio) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -138,67 +142,116 @@ pub async fn serve(listener: TcpListener, sim: SimGpio) {
                 continue;
             }
         };
+        let _ = stream.set_nodelay(true);
         let sim = sim.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(stream, &sim)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::debug!(%peer, error = %err, "sim HTTP request failed"),
-                Err(_) => tracing::debug!(%peer, "sim HTTP request timed out"),
+            match connection(stream, &sim).await {
+                Ok(()) => {}
+                Err(err) => tracing::debug!(%peer, error = %err, "sim HTTP request failed"),
             }
         });
     }
 }
 
-/// Reads one request, answers it, closes the connection.
-async fn exchange(mut stream: TcpStream, sim: &SimGpio) -> std::io::Result<()> {
+/// One request: read within [`EXCHANGE_TIMEOUT`]; an event stream then runs until the client
+/// leaves, any other answer is written within the timeout.
+async fn connection(mut stream: TcpStream, sim: &SimGpio) -> std::io::Result<()> {
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out");
+    let request = tokio::time::timeout(EXCHANGE_TIMEOUT, read_request(&mut stream))
+        .await
+        .map_err(|_| timed_out())??;
+    if let Some(request) = &request
+        && request.method == "GET"
+        && let Some(chip) = events_chip(&request.target)
+    {
+        let Some(chip) = sim.get(chip) else {
+            let response = Response::error(404, &format!("no simulated chip {chip:?}"));
+            return write_response(&mut stream, &response).await;
+        };
+        // Subscribed before the head goes out: a client that has the head sees every later
+        // transition.
+        return stream_events(stream, chip.subscribe()).await;
+    }
+    let response = match &request {
+        None => Response::error(400, "incomplete or oversized request head"),
+        // A browser's CORS preflight before a PUT.
+        Some(request) if request.method == "OPTIONS" => Response {
+            status: 204,
+            body: String::new(),
+        },
+        Some(request) => handle(sim, &request.method, &request.target, &request.body),
+    };
+    tokio::time::timeout(EXCHANGE_TIMEOUT, write_response(&mut stream, &response))
+        .await
+        .map_err(|_| timed_out())?
+}
+
+/// A parsed request.
+struct Request {
+    method: String,
+    target: String,
+    body: Vec<u8>,
+}
+
+/// The chip of an event-stream target (`/sim/{chip}/events`).
+fn events_chip(target: &str) -> Option<&str> {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    match path
+        .trim_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["sim", chip, "events"] => Some(chip),
+        _ => None,
+    }
+}
+
+/// Reads one request head and body; `None` for an incomplete or oversized head.
+async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Request>> {
     let mut request = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let head_end = loop {
         if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            break Some(end + 4);
+            break end + 4;
         }
         if request.len() >= MAX_REQUEST {
-            break None;
+            return Ok(None);
         }
         let n = stream.read(&mut buf).await?;
         if n == 0 {
-            break None;
+            return Ok(None);
         }
         request.extend_from_slice(&buf[..n]);
     };
-    let response = match head_end {
-        None => Response::error(400, "incomplete or oversized request head"),
-        Some(head_end) => {
-            let head = String::from_utf8_lossy(&request[..head_end]).into_owned();
-            let mut words = head.split_whitespace();
-            let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-            let length = head
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-                .unwrap_or(0)
-                .min(MAX_REQUEST);
-            while request.len() < head_end + length {
-                let n = stream.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                request.extend_from_slice(&buf[..n]);
-            }
-            let body_end = request.len().min(head_end + length);
-            if method == "OPTIONS" {
-                // A browser's CORS preflight before a PUT.
-                Response {
-                    status: 204,
-                    body: String::new(),
-                }
-            } else {
-                handle(sim, method, target, &request[head_end..body_end])
-            }
+    let head = String::from_utf8_lossy(&request[..head_end]).into_owned();
+    let mut words = head.split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let length = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_REQUEST);
+    while request.len() < head_end + length {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
         }
-    };
-    let reason = match response.status {
+        request.extend_from_slice(&buf[..n]);
+    }
+    let body_end = request.len().min(head_end + length);
+    Ok(Some(Request {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        body: request[head_end..body_end].to_vec(),
+    }))
+}
+
+/// The response head every answer shares, with its status line and framing.
+fn head(status: u16, framing: &str) -> String {
+    let reason = match status {
         200 => "OK",
         204 => "No Content",
         400 => "Bad Request",
@@ -206,17 +259,56 @@ async fn exchange(mut stream: TcpStream, sim: &SimGpio) -> std::io::Result<()> {
         405 => "Method Not Allowed",
         _ => "Internal Server Error",
     };
-    let head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+    format!(
+        "HTTP/1.1 {status} {reason}\r\n{framing}\
          Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: GET, PUT, POST, OPTIONS\r\n\
          Access-Control-Allow-Headers: Content-Type\r\nCache-Control: no-store\r\n\
-         Connection: close\r\n\r\n",
-        response.status,
+         Connection: close\r\n\r\n"
+    )
+}
+
+/// Writes one answer and closes the connection.
+async fn write_response(stream: &mut TcpStream, response: &Response) -> std::io::Result<()> {
+    let framing = format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n",
         response.body.len()
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(response.body.as_bytes()).await?;
+    let mut bytes = head(response.status, &framing).into_bytes();
+    bytes.extend_from_slice(response.body.as_bytes());
+    stream.write_all(&bytes).await?;
     stream.shutdown().await
+}
+
+/// Writes every transition from `transitions` as one JSON line until the client leaves (the
+/// body ends with the connection). A client too slow to keep up gets an `{"missed": N}` line.
+async fn stream_events(
+    mut stream: TcpStream,
+    mut transitions: broadcast::Receiver<crate::chip::sim::Transition>,
+) -> std::io::Result<()> {
+    stream
+        .write_all(head(200, "Content-Type: application/x-ndjson\r\n").as_bytes())
+        .await?;
+    let (mut reader, mut writer) = stream.split();
+    let mut ignored = [0u8; 256];
+    loop {
+        let line = tokio::select! {
+            // The client sends nothing more; end of input or an error means it left.
+            read = reader.read(&mut ignored) => match read {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(_) => continue,
+            },
+            received = transitions.recv() => match received {
+                Ok(transition) => serde_json::to_string(&transition)
+                    .unwrap_or_else(|err| serde_json::json!({ "error": err.to_string() }).to_string()),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    serde_json::json!({ "missed": missed }).to_string()
+                }
+                // The chip is gone (the mapper stops).
+                Err(broadcast::error::RecvError::Closed) => return writer.shutdown().await,
+            },
+        };
+        writer.write_all(format!("{line}\n").as_bytes()).await?;
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +422,47 @@ mod tests {
         let mut answer = String::new();
         stream.read_to_string(&mut answer).await.expect("read");
         answer
+    }
+
+    #[tokio::test]
+    async fn streams_each_transition_as_a_json_line() {
+        use tokio::io::AsyncBufReadExt;
+
+        let (sim, mut lamp) = sim_with_a_lamp();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(serve(listener, sim.clone()));
+        let missing = request(addr, "GET /sim/nochip/events HTTP/1.1\r\n\r\n").await;
+        assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET /sim/gpiochip0/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send");
+        let mut reader = tokio::io::BufReader::new(stream);
+        let mut head = String::new();
+        while !head.ends_with("\r\n\r\n") {
+            assert_ne!(
+                reader.read_line(&mut head).await.expect("head"),
+                0,
+                "{head}"
+            );
+        }
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("application/x-ndjson"), "{head}");
+        // The head is out, so the stream is subscribed: what happens now is streamed.
+        lamp.set(false).expect("set");
+        lamp.set(true).expect("set");
+        for expected in ["low", "high"] {
+            let mut line = String::new();
+            reader.read_line(&mut line).await.expect("event");
+            let event: Json = serde_json::from_str(&line).expect("one JSON object per line");
+            assert_eq!(event["line"], 17, "{line}");
+            assert_eq!(event["level"], expected, "{line}");
+            assert_eq!(event["cause"], "write", "{line}");
+        }
+        server.abort();
     }
 
     #[tokio::test]

@@ -2,8 +2,9 @@
 //!
 //! In this process: the cloud ([`Cloud::start`]: embedded registry with its HTTP API and the
 //! dashboard, device controller, tunnel hub) and the edge agent (embedded MQTT broker, twin
-//! store), joined over a real WebSocket tunnel on loopback with a node token created for the
-//! run. As a child process: the GPIO mapper on its simulated chip, found next to this
+//! store), joined over a real WebSocket tunnel on loopback, over TLS (a local CA and server
+//! certificate made at the first start in `{data dir}/tls`, see
+//! [`edgetwin_core::cloud::loopback_tls`]), with a node token created for the run. As a child process: the GPIO mapper on its simulated chip, found next to this
 //! executable (or `--mapper`, `EDGETWIN_MAPPER_GPIO`), in its own process group and stopped by
 //! pid. The example's model and device are loaded on the first start only, so a second start in
 //! the same data directory resumes the stored state.
@@ -14,7 +15,8 @@ use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use edgetwin_core::cloud::config::{CloudConfig, RegistryConfig};
+use edgetwin_core::cloud::config::{CloudConfig, CloudTlsConfig, RegistryConfig};
+use edgetwin_core::cloud::loopback_tls::LoopbackTls;
 use edgetwin_core::cloud::registry::Kind;
 use edgetwin_core::cloud::registry::embedded::client::RegistryClient;
 use edgetwin_core::cloud::registry::embedded::data_dir::DataDir;
@@ -44,7 +46,7 @@ const MAPPER_STOP: Duration = Duration::from_secs(5);
 /// `edgetwin up` flags.
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
-    /// The data directory: registry, node token, edge store. `edgetwin ctl` looks in the same
+    /// The data directory: registry, node token, edge store, loopback TLS files. `edgetwin ctl` looks in the same
     /// place, so it finds the running demo without flags. Default: `$XDG_DATA_HOME/edgetwin`,
     /// else `~/.local/share/edgetwin`.
     #[arg(long, env = "EDGETWIN_DATA_DIR")]
@@ -85,19 +87,23 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     dir.create()?;
     let node = NodeName::new(NODE).context("the demo's node name")?;
 
+    let tls = LoopbackTls::load_or_create(&dir.root().join("tls"))?;
     // A fresh node token each start (it replaces the previous one): nothing secret to keep.
-    let mut cloud_config = CloudConfig {
+    let cloud_config = CloudConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        insecure: true,
+        tls: Some(CloudTlsConfig {
+            cert_file: tls.cert.clone(),
+            key_file: tls.key.clone(),
+            client_ca_file: None,
+        }),
+        insecure: false,
         data_dir: dir.root().to_path_buf(),
         registry: RegistryConfig::Embedded {
             api_listen: args.listen,
         },
         status_interval_ms: args.status_interval_ms.max(1),
         metrics_listen: None,
-        ..CloudConfig::default()
     };
-    cloud_config.tls = None;
     let node_token = TokenStore::open(&cloud_config.cloud_db())
         .and_then(|tokens| tokens.create(&node))
         .context("cannot create the edge node's tunnel token")?;
@@ -126,9 +132,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
     });
     edge_config.broker.external = None;
-    edge_config.cloud.url = Some(format!("ws://{}", cloud.tunnel_addr()));
+    // The certificate names 127.0.0.1, where the hub listens.
+    edge_config.cloud.url = Some(format!("wss://{}", cloud.tunnel_addr()));
     edge_config.cloud.token = Some(node_token.expose().to_owned());
-    edge_config.cloud.insecure = true;
+    edge_config.cloud.ca_file = Some(tls.ca.clone());
+    edge_config.cloud.insecure = false;
     edge_config.http.listen = None;
     let agent = match agent::start(edge_config, None).await {
         Ok(agent) => agent,
@@ -153,6 +161,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         "edgetwin up: the traffic light is running (data in {})\n  \
          dashboard   {}/#token={api_token}\n  \
          sim pins    {sim_url}/sim/gpiochip0\n  \
+         broker      mqtt://{broker}\n  \
          try         edgetwin ctl set traffic-light red=ON\n              \
          edgetwin ctl get device traffic-light -o yaml\n  \
          stop        Ctrl-C",

@@ -7,7 +7,8 @@
 //!   desired values also set each property's condition to Pending ([`status`]).
 //! - Reported path: `Hub` → [`ControllerInbox::apply`] → [`status::StatusTracker`] (reported,
 //!   observedDesired, state, condition transitions) → [`coalesce::Coalescer`] → one
-//!   `Registry::patch_status` per device per flush interval.
+//!   `Registry::patch_status` per device per flush interval, except that a patch settling a
+//!   desired change (Verified, Failed) is written at once.
 //! - Reconcile: the edge's version summary (on connect and every reconcile interval) →
 //!   [`reconcile::plan`] → only the drifted devices are resent, see [`reconcile`].
 //!
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::cloud::registry::{DeviceEvent, Registry, RegistryEvent};
@@ -98,6 +99,8 @@ struct Shared {
     assignments: RwLock<Assignments>,
     inner: Mutex<Inner>,
     summaries: mpsc::UnboundedSender<(NodeName, SummaryContent)>,
+    /// Notified when a status patch is due (see [`coalesce`]).
+    status_due: Notify,
     metrics: Arc<ControllerMetrics>,
 }
 
@@ -193,23 +196,28 @@ impl ControllerInbox {
         };
         let now = jiff::Timestamp::now();
         let mut inner = self.0.lock();
-        match message {
+        let due = match message {
             EdgeMessage::Twin { device, content } => {
                 ControllerMetrics::bump(&metrics.twin_received);
-                if let Some(patch) = inner.tracker.edge_twin(&device, &content, now) {
-                    inner.coalescer.add(device, &patch);
-                }
+                inner
+                    .tracker
+                    .edge_twin(&device, &content, now)
+                    .is_some_and(|patch| inner.coalescer.add(device, &patch))
             }
             EdgeMessage::State { device, content } => {
                 ControllerMetrics::bump(&metrics.state_received);
                 let patch = StatusTracker::edge_state(&content);
-                inner.coalescer.add(device, &patch);
+                inner.coalescer.add(device, &patch)
             }
             EdgeMessage::Summary(content) => {
                 ControllerMetrics::bump(&metrics.summaries_received);
                 // The controller task reconciles (it owns the sends).
                 let _ = self.0.summaries.send((delivery.node.clone(), content));
+                false
             }
+        };
+        if due {
+            self.0.status_due.notify_one();
         }
     }
 }
@@ -223,6 +231,7 @@ impl Controller {
                 assignments: RwLock::new(Assignments::default()),
                 inner: Mutex::new(Inner::default()),
                 summaries,
+                status_due: Notify::new(),
                 metrics: Arc::new(ControllerMetrics::default()),
             }),
             summaries: summaries_rx,
@@ -279,6 +288,10 @@ impl Controller {
                         waiting.insert(node, summary);
                     }
                 }
+                () = self.shared.status_due.notified() => {
+                    let due = self.shared.lock().coalescer.drain_due();
+                    self.write_status(due).await;
+                }
                 _ = flush.tick() => self.flush().await,
             }
         }
@@ -292,8 +305,11 @@ impl Controller {
                 let key = DeviceRef::of(&device);
                 let updates = self.shared.assignments_mut().apply(&device);
                 let mut inner = self.shared.lock();
-                if let Some(patch) = inner.tracker.observe_device(&device, now) {
-                    inner.coalescer.add(key.clone(), &patch);
+                if let Some(patch) = inner.tracker.observe_device(&device, now)
+                    && inner.coalescer.add(key.clone(), &patch)
+                {
+                    // A desired value the device already reports: Verified at once.
+                    self.shared.status_due.notify_one();
                 }
                 inner.devices.insert(key, device);
                 updates
@@ -451,6 +467,11 @@ impl Controller {
     /// Writes every pending status patch: one write per device.
     async fn flush(&self) {
         let pending = self.shared.lock().coalescer.drain();
+        self.write_status(pending).await;
+    }
+
+    /// Writes status patches, one per device; a failed write is retried at the next flush.
+    async fn write_status(&self, pending: Vec<(DeviceRef, crate::model::DeviceStatus)>) {
         let metrics = &self.shared.metrics;
         for (key, patch) in pending {
             let failed = patch

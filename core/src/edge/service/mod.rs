@@ -51,7 +51,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rumqttc::QoS;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::edge::bus::{AckToken, Bus, BusEvent};
@@ -153,6 +153,7 @@ enum Command {
 #[derive(Clone, Debug)]
 pub struct ServiceHandle {
     commands: mpsc::Sender<Command>,
+    outbox_last_seq: watch::Receiver<u64>,
 }
 
 impl ServiceHandle {
@@ -192,6 +193,12 @@ impl ServiceHandle {
     ) -> Result<Vec<OutboxEntry>, ServiceError> {
         self.call(|reply| Command::OutboxPeek(after, limit, reply))
             .await
+    }
+
+    /// The highest outbox sequence number committed so far; it changes right after each commit
+    /// that queued something, so a sender waits on it instead of polling the outbox.
+    pub fn outbox_appended(&self) -> watch::Receiver<u64> {
+        self.outbox_last_seq.clone()
     }
 
     /// Removes the outbox entries up to `up_to` (the cloud acknowledged them).
@@ -250,6 +257,8 @@ struct State {
 pub struct TwinService {
     store: Store,
     state: State,
+    /// The outbox's last sequence number after the latest commit.
+    outbox_last_seq: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for TwinService {
@@ -271,7 +280,12 @@ impl TwinService {
         let state = State::load(&store, options, metrics)?;
         state.metrics.set_devices(state.devices.len());
         state.metrics.set_outbox_entries(store.outbox_len()?);
-        Ok(TwinService { store, state })
+        let outbox_last_seq = watch::Sender::new(store.outbox_last_seq()?);
+        Ok(TwinService {
+            store,
+            state,
+            outbox_last_seq,
+        })
     }
 
     /// The number of devices loaded.
@@ -286,10 +300,12 @@ impl TwinService {
         events: mpsc::UnboundedReceiver<BusEvent>,
     ) -> (ServiceHandle, JoinHandle<()>) {
         let (commands_tx, commands) = mpsc::channel(64);
+        let outbox_last_seq = self.outbox_last_seq.subscribe();
         let task = tokio::spawn(self.run(bus, events, commands));
         (
             ServiceHandle {
                 commands: commands_tx,
+                outbox_last_seq,
             },
             task,
         )
@@ -377,6 +393,7 @@ impl TwinService {
                 self.state
                     .metrics
                     .batch_committed(messages, started.elapsed());
+                self.announce_outbox();
                 publications.messages
             }
             Err(error) => {
@@ -487,6 +504,7 @@ impl TwinService {
             });
         match &result {
             Ok(_) => {
+                self.announce_outbox();
                 publish(
                     bus,
                     &self.state.metrics,
@@ -515,6 +533,20 @@ impl TwinService {
         ) {
             Ok(state) => self.state = state,
             Err(error) => tracing::error!(%error, "cannot reload the state from the store"),
+        }
+    }
+
+    /// Tells the outbox's readers (the cloud link) about entries queued by the last commit.
+    fn announce_outbox(&self) {
+        match self.store.outbox_last_seq() {
+            Ok(seq) => {
+                self.outbox_last_seq.send_if_modified(|last| {
+                    let appended = seq > *last;
+                    *last = seq;
+                    appended
+                });
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the outbox's last sequence number"),
         }
     }
 

@@ -10,7 +10,8 @@
 //! - [`SimChip::drive`] sets the level an undriven line sees (a button, a sensor);
 //! - [`SimChip::wire`] connects an output to an input, so driving the output moves the input
 //!   and fires its edge events;
-//! - [`SimChip::snapshot`] gives the whole chip as serialisable data.
+//! - [`SimChip::snapshot`] gives the whole chip as serialisable data;
+//! - [`SimChip::subscribe`] streams each transition as it happens (no polling).
 //!
 //! Debounce follows the kernel (and so gpiocdev): each change of an input restarts a timer of
 //! the debounce period; when it expires with the level still different from the last reported
@@ -23,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::runtime::Handle;
+use tokio::sync::broadcast;
 
 use super::{
     Bias, EdgeEvent, EdgeSender, EdgeStream, GpioChip, GpioError, InputLine, InputRequest,
@@ -34,6 +36,10 @@ pub const SIM_LINES: u32 = 64;
 
 /// How many transitions a chip keeps; older ones are dropped (and counted).
 pub const LOG_CAPACITY: usize = 10_000;
+
+/// How many transitions a slow [`SimChip::subscribe`] receiver may lag behind before it misses
+/// some (it is told how many).
+pub const SUBSCRIBER_CAPACITY: usize = 1024;
 
 /// The physical level of a pin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -190,6 +196,8 @@ struct Shared {
     chip: String,
     label: String,
     state: Mutex<ChipState>,
+    /// Every logged transition, as it is logged.
+    transitions: broadcast::Sender<Transition>,
 }
 
 /// A simulated chip. Clones share the chip: the driver requests lines on one, a test or the
@@ -219,6 +227,7 @@ impl SimChip {
             shared: Arc::new(Shared {
                 label: format!("sim:{name}"),
                 chip: name,
+                transitions: broadcast::channel(SUBSCRIBER_CAPACITY).0,
                 state: Mutex::new(ChipState {
                     lines,
                     wires: BTreeMap::new(),
@@ -313,6 +322,11 @@ impl SimChip {
     /// The transition log, oldest first.
     pub fn transitions(&self) -> Vec<Transition> {
         self.state().log.iter().cloned().collect()
+    }
+
+    /// Every transition logged from now on, as it is logged (in `seq` order).
+    pub fn subscribe(&self) -> broadcast::Receiver<Transition> {
+        self.shared.transitions.subscribe()
     }
 
     /// The chip name (without the `sim:` prefix).
@@ -446,6 +460,8 @@ impl SimChip {
             state.log.pop_front();
             state.dropped += 1;
         }
+        // No receiver is not an error: nobody is watching.
+        let _ = self.shared.transitions.send(transition.clone());
         state.log.push_back(transition);
     }
 
@@ -855,6 +871,33 @@ mod tests {
         assert!(
             log.windows(2)
                 .all(|w| w[0].seq < w[1].seq && w[0].at_ms <= w[1].at_ms)
+        );
+    }
+
+    #[test]
+    fn subscribers_get_each_transition_as_it_is_logged() {
+        let chip = SimChip::new("gpiochip0");
+        let mut before = chip.subscribe();
+        let mut red = chip.request_output(&output(17, false)).expect("free line");
+        red.set(true).expect("set");
+        let mut after = chip.subscribe();
+        red.set(false).expect("set");
+        let seen = |rx: &mut broadcast::Receiver<Transition>| {
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .map(|t| (t.line, t.level, t.cause))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            seen(&mut before),
+            vec![
+                (17, Level::High, Cause::Write),
+                (17, Level::Low, Cause::Write)
+            ]
+        );
+        assert_eq!(
+            seen(&mut after),
+            vec![(17, Level::Low, Cause::Write)],
+            "a subscriber sees only what comes after it subscribed"
         );
     }
 

@@ -322,6 +322,8 @@ impl RegistryClient {
                 url: self.url.clone(),
                 source,
             })?;
+        // One small request per connection: send it at once.
+        let _ = stream.set_nodelay(true);
         let http = |source| ClientError::Http {
             url: self.url.clone(),
             source,

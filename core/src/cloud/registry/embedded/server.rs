@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -104,7 +105,13 @@ impl ApiServer {
         let stop = self.stop;
         let addr = self.listener.local_addr()?;
         tracing::info!(%addr, "registry API listening");
-        axum::serve(self.listener, self.app)
+        // Small JSON answers and watch events: send each at once (no Nagle delay).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY on a registry API connection");
+            }
+        });
+        axum::serve(listener, self.app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 stop.send_replace(true);
