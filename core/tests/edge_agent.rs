@@ -169,13 +169,7 @@ async fn twin_get_answers_the_whole_twin_in_the_form_it_was_asked(kind: BrokerKi
     let mut edge = Edge::start(kind).await;
     let mut mapper = edge.client().await;
     for id in [LIGHT, LIGHT_NAME] {
-        let result = request(
-            &mut mapper,
-            &device_topic(id, "twin/get"),
-            r#"{"event_id":"g"}"#,
-            &device_topic(id, "twin/get/result"),
-        )
-        .await;
+        let result = twin_get(&mut mapper, id).await;
         assert_eq!(result["event_id"], "g");
         let twin = result["twin"].as_object().expect("a twin map");
         assert_eq!(
@@ -281,13 +275,7 @@ async fn membership_changes_are_announced_and_specs_are_retained(kind: BrokerKin
         cleared.payload.is_empty(),
         "{kind}: an empty retained payload removes the spec"
     );
-    let gone = request(
-        &mut late,
-        &device_topic(LIGHT, "twin/get"),
-        r#"{"event_id":"g"}"#,
-        &device_topic(LIGHT, "twin/get/result"),
-    )
-    .await;
+    let gone = twin_get(&mut late, LIGHT).await;
     assert_eq!(gone["code"], 404, "{kind}: {gone}");
 
     let membership =
@@ -331,13 +319,7 @@ async fn cloud_updated_over_mqtt_changes_nothing(kind: BrokerKind) {
         .await
         .expect("publishes");
     // Messages from one client are handled in order: the get sees the state after the forgery.
-    let twin = request(
-        &mut intruder,
-        &device_topic(LIGHT, "twin/get"),
-        r#"{"event_id":"g"}"#,
-        &device_topic(LIGHT, "twin/get/result"),
-    )
-    .await;
+    let twin = twin_get(&mut intruder, LIGHT).await;
     assert_eq!(
         twin["twin"]["red"]["expected"]["value"], "OFF",
         "{kind}: {twin}"
@@ -424,13 +406,7 @@ async fn a_write_error_reaches_the_outbox_without_changing_the_twin(kind: Broker
         "{kind}: {payload}"
     );
     // An event, not state: the twin the mapper gets back has no trace of it.
-    let twin = request(
-        &mut mapper,
-        &device_topic(LIGHT, "twin/get"),
-        r#"{"event_id":"g"}"#,
-        &device_topic(LIGHT, "twin/get/result"),
-    )
-    .await;
+    let twin = twin_get(&mut mapper, LIGHT).await;
     assert_eq!(twin["twin"]["green"]["actual"]["value"], "OFF", "{twin}");
     assert!(twin["twin"]["green"].get("write_error").is_none(), "{twin}");
 }
@@ -448,13 +424,7 @@ async fn a_restarted_agent_serves_every_twin_from_its_store(kind: BrokerKind) {
     drop(mapper);
     let mut edge = edge.restart().await;
     let mut mapper = edge.client().await;
-    let twin = request(
-        &mut mapper,
-        &device_topic(LIGHT, "twin/get"),
-        r#"{"event_id":"g"}"#,
-        &device_topic(LIGHT, "twin/get/result"),
-    )
-    .await;
+    let twin = twin_get(&mut mapper, LIGHT).await;
     assert_eq!(
         twin["twin"]["green"]["actual"]["value"], "ON",
         "{kind}: {twin}"
@@ -468,13 +438,7 @@ async fn a_restarted_agent_serves_every_twin_from_its_store(kind: BrokerKind) {
 async fn metrics_and_health_are_served_on_loopback(kind: BrokerKind) {
     let mut edge = Edge::start(kind).await;
     let mut mapper = edge.client().await;
-    request(
-        &mut mapper,
-        &device_topic(LIGHT, "twin/get"),
-        r#"{"event_id":"g"}"#,
-        &device_topic(LIGHT, "twin/get/result"),
-    )
-    .await;
+    twin_get(&mut mapper, LIGHT).await;
     let addr = edge.agent.http_addr().expect("http is on");
     assert!(addr.ip().is_loopback());
     let ready = http_get(addr, "/readyz").await;
@@ -550,13 +514,7 @@ async fn a_full_outbox_refuses_new_properties_with_503_and_applies_nothing(kind:
             .is_some_and(|r| r.contains("outbox is full")),
         "{refused}"
     );
-    let twin = request(
-        &mut mapper,
-        &device_topic(LIGHT, "twin/get"),
-        r#"{"event_id":"g"}"#,
-        &device_topic(LIGHT, "twin/get/result"),
-    )
-    .await;
+    let twin = twin_get(&mut mapper, LIGHT).await;
     assert!(
         twin["twin"]["green"].get("actual").is_none(),
         "{kind}: not applied: {twin}"

@@ -181,6 +181,17 @@ pub async fn request(client: &mut TestClient, topic: &str, payload: &str, reply:
     client.recv_on(reply).await.expect("an answer").json()
 }
 
+/// Asks the agent for `device`'s whole twin (`twin/get`, event id `g`) and returns the answer.
+pub async fn twin_get(client: &mut TestClient, device: &str) -> Value {
+    request(
+        client,
+        &device_topic(device, "twin/get"),
+        r#"{"event_id":"g"}"#,
+        &device_topic(device, "twin/get/result"),
+    )
+    .await
+}
+
 /// `value` without the keys that change per run (`event_id`, `timestamp`) at any depth.
 pub fn without_volatile(value: &Value) -> Value {
     match value {
