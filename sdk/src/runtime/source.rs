@@ -76,8 +76,18 @@ pub fn pair_with_models(manifests: Vec<Manifest>) -> Vec<DeviceWithModel> {
 }
 
 /// Decodes a spec topic payload.
+///
+/// Our edge agent writes these messages from Devices it has already validated, so a failure here
+/// is a version mismatch, not a user's typo: the message names the field, not its full path.
+/// That is deliberate. Decoding through a parsed [`Value`] reuses the model's deserialisation
+/// code that the device profile source needs anyway, while [`wire::decode`] (Go key matching and
+/// path tracking) would add a second copy of all of it to every mapper binary — several hundred
+/// KiB of code, and code pages are most of a mapper's resident memory.
 pub fn decode_spec_message(payload: &[u8]) -> Result<DeviceWithModel, String> {
-    let message: DeviceSpecMessage = wire::decode(payload).map_err(|e| e.to_string())?;
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("not a JSON spec message: {e}"))?;
+    let message: DeviceSpecMessage =
+        serde_json::from_value(value).map_err(|e| format!("not a spec message: {e}"))?;
     Ok((message.device, message.model))
 }
 
@@ -341,6 +351,31 @@ mod tests {
         let resolved = crate::config::resolve(device, Some(model)).expect("resolves");
         assert!(!resolved.properties[0].writable);
         assert!(resolved.properties[1].writable);
+    }
+
+    #[test]
+    fn spec_messages_decode_what_the_agent_encodes_and_name_a_bad_field() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("deviceProfile.json");
+        std::fs::write(&path, PROFILE).expect("written");
+        let (device, model) = load_device_profile(&path)
+            .expect("reads")
+            .pop()
+            .expect("one device");
+        let message = DeviceSpecMessage {
+            device: device.clone(),
+            model: model.clone(),
+        };
+        let payload = wire::encode(&message).expect("encodes");
+        assert_eq!(
+            decode_spec_message(&payload).expect("decodes"),
+            (device, model)
+        );
+
+        let err = decode_spec_message(br#"{"model": null}"#).expect_err("no device");
+        assert_eq!(err, "not a spec message: missing field `device`");
+        let err = decode_spec_message(b"{").expect_err("not JSON");
+        assert!(err.starts_with("not a JSON spec message: EOF"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A mapper for the simulated `sim` protocol: the same binary a real protocol gets, with the
 //! simulated driver. Used by the benchmark and handy for demos.
 //!
-//! `cargo run -p edgetwin-sdk --features sim --example sim_mapper -- --node NODE`
+//! `cargo run -p edgetwin-sdk --features sim --bin sim_mapper -- --node NODE`
 //!
 //! With `EDGETWIN_SIM_WRITE_LOG=FILE`, the simulated devices' write log is written to FILE at
 //! exit, one write per line: `device<TAB>register<TAB>value<TAB>unix nanoseconds`.
