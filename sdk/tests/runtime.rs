@@ -430,6 +430,7 @@ async fn a_selector_splits_devices_between_mapper_instances() {
     second.shutdown().await.expect("clean shutdown");
 }
 
+#[cfg(feature = "yaml")]
 #[tokio::test]
 async fn devices_come_from_a_yaml_directory() {
     let rig = Rig::start().await;
@@ -494,6 +495,7 @@ async fn devices_come_from_a_kubeedge_device_profile() {
     mapper.shutdown().await.expect("clean shutdown");
 }
 
+#[cfg(feature = "yaml")]
 #[tokio::test]
 async fn a_broken_yaml_directory_stops_the_mapper_with_the_file_and_line() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -513,6 +515,27 @@ async fn a_broken_yaml_directory_stops_the_mapper_with_the_file_and_line() {
         .expect_err("bad YAML");
     let message = err.to_string();
     assert!(message.contains("bad.yaml"), "{message}");
+}
+
+#[cfg(not(feature = "yaml"))]
+#[tokio::test]
+async fn without_the_yaml_feature_a_device_directory_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let err = edgetwin_sdk::Mapper::builder()
+        .driver(edgetwin_sdk::testkit::SimDriver::new())
+        .node(NODE)
+        .devices_dir(dir.path())
+        .build()
+        .expect("valid settings")
+        .run_until(std::future::pending())
+        .await
+        .expect_err("no YAML support");
+    let message = err.to_string();
+    assert!(
+        message.contains(&dir.path().display().to_string())
+            && message.contains("built without YAML support"),
+        "{message}"
+    );
 }
 
 /// Reads HTTP requests from one connection at a time and returns their bodies.

@@ -1,10 +1,14 @@
 //! Device sources besides the spec topic: a directory of YAML and KubeEdge's v1alpha2
 //! `deviceProfile.json`; and the decoding of spec topic messages.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+#[cfg(feature = "yaml")]
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use edgetwin_core::model::load::{self, LoadError, Manifest};
+use edgetwin_core::model::load::LoadError;
+#[cfg(feature = "yaml")]
+use edgetwin_core::model::load::{self, Manifest};
 use edgetwin_core::model::{Device, DeviceModel};
 use edgetwin_core::wire;
 use edgetwin_core::wire::payload::DeviceSpecMessage;
@@ -36,10 +40,20 @@ pub enum SourceError {
         /// What is wrong, with the field.
         message: String,
     },
+    /// A directory of YAML was asked for, but this mapper was built without the `yaml` feature.
+    #[error(
+        "cannot read the devices in {dir}: this mapper was built without YAML support (feature \
+         `yaml` of edgetwin-sdk); serve it from the edge agent's spec topic or a deviceProfile.json"
+    )]
+    YamlNotBuilt {
+        /// The directory.
+        dir: PathBuf,
+    },
 }
 
 /// Every Device in a directory of YAML, each with its DeviceModel (same namespace) when the
 /// directory has it.
+#[cfg(feature = "yaml")]
 pub fn load_directory(dir: &Path) -> Result<Vec<DeviceWithModel>, SourceError> {
     let documents = load::from_dir(dir)?;
     Ok(pair_with_models(
@@ -47,7 +61,16 @@ pub fn load_directory(dir: &Path) -> Result<Vec<DeviceWithModel>, SourceError> {
     ))
 }
 
+/// Without the `yaml` feature: always [`SourceError::YamlNotBuilt`].
+#[cfg(not(feature = "yaml"))]
+pub fn load_directory(dir: &Path) -> Result<Vec<DeviceWithModel>, SourceError> {
+    Err(SourceError::YamlNotBuilt {
+        dir: dir.to_owned(),
+    })
+}
+
 /// Pairs each Device of `manifests` with its DeviceModel.
+#[cfg(feature = "yaml")]
 pub fn pair_with_models(manifests: Vec<Manifest>) -> Vec<DeviceWithModel> {
     let mut models = HashMap::new();
     let mut devices = Vec::new();
@@ -423,6 +446,7 @@ mod tests {
         assert_eq!(loaded, 4, "every fixture profile was read");
     }
 
+    #[cfg(feature = "yaml")]
     #[test]
     fn devices_are_paired_with_their_model_by_namespace() {
         let dir = tempfile::tempdir().expect("temp dir");
