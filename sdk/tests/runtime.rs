@@ -504,33 +504,29 @@ async fn a_broken_yaml_directory_stops_the_mapper_with_the_file_and_line() {
         "apiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nspec: [\n",
     )
     .expect("written");
-    let err = edgetwin_sdk::Mapper::builder()
+    let message = start_failure_with_devices_dir(dir.path()).await;
+    assert!(message.contains("bad.yaml"), "{message}");
+}
+
+/// Why a mapper with devices from `dir` stopped at start.
+async fn start_failure_with_devices_dir(dir: &std::path::Path) -> String {
+    edgetwin_sdk::Mapper::builder()
         .driver(edgetwin_sdk::testkit::SimDriver::new())
         .node(NODE)
-        .devices_dir(dir.path())
+        .devices_dir(dir)
         .build()
         .expect("valid settings")
         .run_until(std::future::pending())
         .await
-        .expect_err("bad YAML");
-    let message = err.to_string();
-    assert!(message.contains("bad.yaml"), "{message}");
+        .expect_err("the directory cannot be served")
+        .to_string()
 }
 
 #[cfg(not(feature = "yaml"))]
 #[tokio::test]
 async fn without_the_yaml_feature_a_device_directory_is_refused_clearly() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let err = edgetwin_sdk::Mapper::builder()
-        .driver(edgetwin_sdk::testkit::SimDriver::new())
-        .node(NODE)
-        .devices_dir(dir.path())
-        .build()
-        .expect("valid settings")
-        .run_until(std::future::pending())
-        .await
-        .expect_err("no YAML support");
-    let message = err.to_string();
+    let message = start_failure_with_devices_dir(dir.path()).await;
     assert!(
         message.contains(&dir.path().display().to_string())
             && message.contains("built without YAML support"),
