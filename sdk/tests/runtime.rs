@@ -534,6 +534,62 @@ async fn without_the_yaml_feature_a_device_directory_is_refused_clearly() {
     );
 }
 
+/// The simulated driver with a bug: its first connect panics.
+struct PanicsOnce {
+    sim: edgetwin_sdk::testkit::SimDriver,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+type SimConfig = edgetwin_sdk::DeviceConfig<
+    <edgetwin_sdk::testkit::SimDriver as edgetwin_sdk::Driver>::ProtocolConfig,
+    <edgetwin_sdk::testkit::SimDriver as edgetwin_sdk::Driver>::VisitorConfig,
+>;
+
+impl edgetwin_sdk::Driver for PanicsOnce {
+    const PROTOCOL: &'static str = "sim";
+    type ProtocolConfig =
+        <edgetwin_sdk::testkit::SimDriver as edgetwin_sdk::Driver>::ProtocolConfig;
+    type VisitorConfig = <edgetwin_sdk::testkit::SimDriver as edgetwin_sdk::Driver>::VisitorConfig;
+    type Session = <edgetwin_sdk::testkit::SimDriver as edgetwin_sdk::Driver>::Session;
+
+    async fn connect(
+        &self,
+        device: &SimConfig,
+    ) -> Result<Self::Session, edgetwin_sdk::DriverError> {
+        if !self
+            .panicked
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("driver bug on the first connect");
+        }
+        edgetwin_sdk::Driver::connect(&self.sim, device).await
+    }
+}
+
+#[tokio::test]
+async fn a_device_whose_driver_panics_is_restarted_in_its_task() {
+    let rig = Rig::start().await;
+    rig.publish(&format!("{MODEL}{}", meter("a", "", "")));
+    let driver = PanicsOnce {
+        sim: rig.sim.clone(),
+        panicked: Default::default(),
+    };
+    let mapper = rig.mapper_with(driver, |_| {});
+    // The first connect panicked in the device's task; the task restarts the device (after 1 s)
+    // and the second connect succeeds.
+    rig.edge
+        .wait_state("default/a", "online", WAIT)
+        .await
+        .expect("online after the restart");
+    rig.edge
+        .wait_for("default/a", WAIT, "a reported value", |d| {
+            !d.reported.is_empty()
+        })
+        .await
+        .expect("values reported after the restart");
+    mapper.shutdown().await.expect("clean shutdown");
+}
+
 /// Reads HTTP requests from one connection at a time and returns their bodies.
 async fn collect_posts(
     listener: tokio::net::TcpListener,
