@@ -12,13 +12,14 @@
 //! the floor that MQTT itself costs; the bench prints the mapper's figures as ratios of it.
 //!
 //! ```sh
-//! cargo build --release -p edgetwin-sdk --features sim --example sim_mapper
+//! cargo build --release -p edgetwin-mapper-sim
 //! cargo bench -p edgetwin-sdk --bench mapper            # BENCH_DEVICES=100 BENCH_SECONDS=30
 //! ```
 //!
-//! The mapper is the `sim_mapper` example, a mapper binary like any other (the SDK's command line
-//! and runtime) over the simulated driver; on SIGTERM it writes the driver's write log
-//! (wall-clock stamps) to a file, which gives the delta → write latencies.
+//! The mapper is `edgetwin-mapper-sim` (mappers/sim), a mapper binary like any other (the SDK's
+//! command line and runtime) over the simulated driver, built without the SDK's dev-dependencies;
+//! on SIGTERM it writes the driver's write log (wall-clock stamps) to a file, which gives the
+//! delta → write latencies.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -58,8 +59,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// The mapper binary: `EDGETWIN_BENCH_MAPPER`, or the `sim_mapper` example next to this bench
-/// (`target/release/examples/sim_mapper`).
+/// The mapper binary: `EDGETWIN_BENCH_MAPPER`, or `edgetwin-mapper-sim` next to this bench
+/// (`target/release/edgetwin-mapper-sim`).
 fn mapper_binary() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("EDGETWIN_BENCH_MAPPER") {
         return Ok(PathBuf::from(path));
@@ -69,14 +70,14 @@ fn mapper_binary() -> Result<PathBuf, String> {
         .parent()
         .and_then(Path::parent)
         .ok_or("the bench is not in target/release/deps")?;
-    let example = release.join("examples").join("sim_mapper");
-    if example.is_file() {
-        Ok(example)
+    let binary = release.join("edgetwin-mapper-sim");
+    if binary.is_file() {
+        Ok(binary)
     } else {
         Err(format!(
             "{} not found: build it first with \
-             `cargo build --release -p edgetwin-sdk --features sim --example sim_mapper`",
-            example.display()
+             `cargo build --release -p edgetwin-mapper-sim`",
+            binary.display()
         ))
     }
 }

@@ -430,6 +430,7 @@ async fn a_selector_splits_devices_between_mapper_instances() {
     second.shutdown().await.expect("clean shutdown");
 }
 
+#[cfg(feature = "yaml")]
 #[tokio::test]
 async fn devices_come_from_a_yaml_directory() {
     let rig = Rig::start().await;
@@ -494,6 +495,7 @@ async fn devices_come_from_a_kubeedge_device_profile() {
     mapper.shutdown().await.expect("clean shutdown");
 }
 
+#[cfg(feature = "yaml")]
 #[tokio::test]
 async fn a_broken_yaml_directory_stops_the_mapper_with_the_file_and_line() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -502,17 +504,90 @@ async fn a_broken_yaml_directory_stops_the_mapper_with_the_file_and_line() {
         "apiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nspec: [\n",
     )
     .expect("written");
-    let err = edgetwin_sdk::Mapper::builder()
+    let message = start_failure_with_devices_dir(dir.path()).await;
+    assert!(message.contains("bad.yaml"), "{message}");
+}
+
+/// Why a mapper with devices from `dir` stopped at start.
+async fn start_failure_with_devices_dir(dir: &std::path::Path) -> String {
+    edgetwin_sdk::Mapper::builder()
         .driver(edgetwin_sdk::testkit::SimDriver::new())
         .node(NODE)
-        .devices_dir(dir.path())
+        .devices_dir(dir)
         .build()
         .expect("valid settings")
         .run_until(std::future::pending())
         .await
-        .expect_err("bad YAML");
-    let message = err.to_string();
-    assert!(message.contains("bad.yaml"), "{message}");
+        .expect_err("the directory cannot be served")
+        .to_string()
+}
+
+#[cfg(not(feature = "yaml"))]
+#[tokio::test]
+async fn without_the_yaml_feature_a_device_directory_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let message = start_failure_with_devices_dir(dir.path()).await;
+    assert!(
+        message.contains(&dir.path().display().to_string())
+            && message.contains("built without YAML support"),
+        "{message}"
+    );
+}
+
+/// The simulated driver with a bug: its first connect panics.
+struct PanicsOnce {
+    sim: edgetwin_sdk::testkit::SimDriver,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+type SimConfig = edgetwin_sdk::DeviceConfig<
+    <edgetwin_sdk::testkit::SimDriver as edgetwin_sdk::Driver>::ProtocolConfig,
+    <edgetwin_sdk::testkit::SimDriver as edgetwin_sdk::Driver>::VisitorConfig,
+>;
+
+impl edgetwin_sdk::Driver for PanicsOnce {
+    const PROTOCOL: &'static str = "sim";
+    type ProtocolConfig =
+        <edgetwin_sdk::testkit::SimDriver as edgetwin_sdk::Driver>::ProtocolConfig;
+    type VisitorConfig = <edgetwin_sdk::testkit::SimDriver as edgetwin_sdk::Driver>::VisitorConfig;
+    type Session = <edgetwin_sdk::testkit::SimDriver as edgetwin_sdk::Driver>::Session;
+
+    async fn connect(
+        &self,
+        device: &SimConfig,
+    ) -> Result<Self::Session, edgetwin_sdk::DriverError> {
+        if !self
+            .panicked
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("driver bug on the first connect");
+        }
+        edgetwin_sdk::Driver::connect(&self.sim, device).await
+    }
+}
+
+#[tokio::test]
+async fn a_device_whose_driver_panics_is_restarted_in_its_task() {
+    let rig = Rig::start().await;
+    rig.publish(&format!("{MODEL}{}", meter("a", "", "")));
+    let driver = PanicsOnce {
+        sim: rig.sim.clone(),
+        panicked: Default::default(),
+    };
+    let mapper = rig.mapper_with(driver, |_| {});
+    // The first connect panicked in the device's task; the task restarts the device (after 1 s)
+    // and the second connect succeeds.
+    rig.edge
+        .wait_state("default/a", "online", WAIT)
+        .await
+        .expect("online after the restart");
+    rig.edge
+        .wait_for("default/a", WAIT, "a reported value", |d| {
+            !d.reported.is_empty()
+        })
+        .await
+        .expect("values reported after the restart");
+    mapper.shutdown().await.expect("clean shutdown");
 }
 
 /// Reads HTTP requests from one connection at a time and returns their bodies.

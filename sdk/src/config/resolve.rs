@@ -108,7 +108,8 @@ pub fn resolve(
             .and_then(|p| p.config_data.as_ref()),
     ));
 
-    let mut properties = Vec::new();
+    // Exact capacities: a resolved device lives as long as it is served.
+    let mut properties = Vec::with_capacity(device.spec.properties.len());
     for prop in &device.spec.properties {
         let Some(model_prop) = model.spec.properties.iter().find(|m| m.name == prop.name) else {
             return Err(fail(
@@ -162,6 +163,7 @@ pub fn resolve(
             });
         }
     }
+    properties.shrink_to_fit();
 
     Ok(ResolvedDevice {
         id,
@@ -188,25 +190,22 @@ impl ResolvedDevice {
             property: None,
             field: "protocol.configData",
         })?;
-        let points = self
-            .properties
-            .iter()
-            .enumerate()
-            .map(|(index, prop)| {
-                let visitor = prop.visitor_config.decode(&ConfigSite {
-                    device: self.id.clone(),
-                    property: Some(prop.name.clone()),
-                    field: "visitors.configData",
-                })?;
-                Ok(Point {
-                    id: PointId(index),
-                    property: prop.name.clone(),
-                    ty: prop.ty,
-                    writable: prop.writable,
-                    visitor,
-                })
-            })
-            .collect::<Result<_, ConfigError>>()?;
+        // Collected into an exact capacity (collecting `Result`s cannot know the length).
+        let mut points = Vec::with_capacity(self.properties.len());
+        for (index, prop) in self.properties.iter().enumerate() {
+            let visitor = prop.visitor_config.decode(&ConfigSite {
+                device: self.id.clone(),
+                property: Some(prop.name.clone()),
+                field: "visitors.configData",
+            })?;
+            points.push(Point {
+                id: PointId(index),
+                property: prop.name.clone(),
+                ty: prop.ty,
+                writable: prop.writable,
+                visitor,
+            });
+        }
         Ok(DeviceConfig {
             id: self.id.clone(),
             protocol,

@@ -35,21 +35,29 @@ struct Property {
     ty: edgetwin_core::model::PropertyType,
     report_to_cloud: bool,
     report_cycle: Duration,
-    pipeline: Option<Pipeline>,
-    sinks: Vec<SinkHandle>,
+    /// Boxed: most properties have none, and a device's properties live as long as it is served.
+    pipeline: Option<Box<Pipeline>>,
+    sinks: Box<[SinkHandle]>,
     /// Latest value read, in device terms (before the pipeline).
     raw: Option<Value>,
     /// Latest value the pipeline let through, in twin terms.
     current: Option<Value>,
-    /// What was last reported (wire form) and when.
-    reported: Option<String>,
+    /// What was last reported and when.
+    reported: Option<Value>,
     reported_at: Option<Instant>,
+    /// The desired path; `None` for a ReadOnly property (boxed: most properties are).
+    write: Option<Box<WriteState>>,
+    /// The last read error, to log a change of error once instead of every cycle.
+    last_error: Option<Box<str>>,
+}
+
+/// What the desired path of a writable property remembers.
+#[derive(Default)]
+struct WriteState {
     /// The desired value (twin terms) this task knows of.
     desired: Option<Value>,
     /// The last value this session wrote successfully (device terms).
     written: Option<Value>,
-    /// The last read error, to log a change of error once instead of every cycle.
-    last_error: Option<String>,
 }
 
 /// Points read together at one cycle.
@@ -65,7 +73,7 @@ pub(crate) struct DeviceTask<D: Driver> {
     id: DeviceId,
     /// The resolved spec, or why the device cannot be served.
     spec: Result<Arc<ResolvedDevice>, String>,
-    topics: DeviceTopics,
+    topics: Arc<DeviceTopics>,
     ctx: Arc<Context>,
     inbox: Arc<DeviceInbox>,
     metrics: DeviceMetrics,
@@ -101,7 +109,7 @@ impl<D: Driver> DeviceTask<D> {
         driver: Arc<D>,
         id: DeviceId,
         spec: Result<Arc<ResolvedDevice>, String>,
-        topics: DeviceTopics,
+        topics: Arc<DeviceTopics>,
         ctx: Arc<Context>,
         inbox: Arc<DeviceInbox>,
     ) -> Self {
@@ -127,15 +135,16 @@ impl<D: Driver> DeviceTask<D> {
             };
             match prepared {
                 Ok(running) => self.serve(running).await,
-                Err(reason) => self.park_unhealthy(reason).await,
+                Err(reason) => Box::pin(self.park_unhealthy(reason)).await,
             }
         }
         .instrument(span)
         .await;
     }
 
-    /// Decodes the configuration and builds the per-property state.
-    fn prepare(&self, spec: Arc<ResolvedDevice>) -> Result<Running<D>, String> {
+    /// Decodes the configuration and builds the per-property state (boxed: the task's future
+    /// then holds a pointer, not the state, at each of its await points).
+    fn prepare(&self, spec: Arc<ResolvedDevice>) -> Result<Box<Running<D>>, String> {
         let config: Config<D> = spec.decode().map_err(|e| e.to_string())?;
         self.driver.validate(&config).map_err(|e| e.to_string())?;
         let options = &self.ctx.options;
@@ -149,14 +158,17 @@ impl<D: Driver> DeviceTask<D> {
                 report_cycle: p.report_cycle.unwrap_or(options.default_report_cycle),
                 // Checked when the device was resolved; a failure here cannot happen, and
                 // would only mean no pipeline.
-                pipeline: p.pipeline.as_ref().and_then(|s| Pipeline::build(s).ok()),
+                pipeline: p
+                    .pipeline
+                    .as_ref()
+                    .and_then(|s| Pipeline::build(s).ok())
+                    .map(Box::new),
                 sinks: p.sinks.iter().map(|s| self.ctx.sinks.handle(s)).collect(),
                 raw: None,
                 current: None,
                 reported: None,
                 reported_at: None,
-                desired: None,
-                written: None,
+                write: p.writable.then(Box::default),
                 last_error: None,
             })
             .collect::<Vec<_>>();
@@ -167,7 +179,7 @@ impl<D: Driver> DeviceTask<D> {
             .unwrap_or(options.default_report_cycle)
             .max(MIN_CYCLE);
         let now = Instant::now();
-        Ok(Running {
+        Ok(Box::new(Running {
             spec,
             config,
             session: None,
@@ -190,7 +202,7 @@ impl<D: Driver> DeviceTask<D> {
             twin_get_at: now,
             twin_get_backoff: Backoff::new(TWIN_GET_RETRY, TWIN_GET_RETRY_MAX),
             health_at: now + options.health_interval,
-        })
+        }))
     }
 
     /// A device whose configuration is wrong: publish `unhealthy` with the reason, and keep
@@ -210,7 +222,10 @@ impl<D: Driver> DeviceTask<D> {
         }
     }
 
-    async fn serve(&self, mut run: Running<D>) {
+    /// The device's loop. Only the wait at its end is awaited in place; every other await
+    /// (connect, read, write, health check) is boxed, so the future that stays resident between
+    /// cycles is as small as that wait, not as large as the largest driver call.
+    async fn serve(&self, mut run: Box<Running<D>>) {
         loop {
             if self.inbox.stopping() {
                 break;
@@ -233,23 +248,25 @@ impl<D: Driver> DeviceTask<D> {
 
             let mut connected_now = false;
             if run.session.is_none() && run.breaker.allows(now) {
-                match self.connect(&mut run).await {
+                match Box::pin(self.connect(&mut run)).await {
                     Connect::Connected => connected_now = true,
                     Connect::Failed => {}
                     Connect::ConfigError(reason) => {
                         // The driver says the configuration is wrong: never retried.
-                        return self.park_unhealthy(reason).await;
+                        return Box::pin(self.park_unhealthy(reason)).await;
                     }
                 }
             }
             // Reading first after a (re)connect lets the read-back spare needless writes.
             self.collect_due(&mut run).await;
             if desired_changed || connected_now {
-                self.apply_desired(&mut run).await;
+                Box::pin(self.apply_desired(&mut run)).await;
             }
             self.tick_pipelines(&mut run);
             self.report_due(&mut run);
-            self.check_health(&mut run).await;
+            if Instant::now() >= run.health_at {
+                Box::pin(self.check_health(&mut run)).await;
+            }
             self.request_twin_if_due(&mut run);
             self.sync_state(&mut run);
 
@@ -263,7 +280,7 @@ impl<D: Driver> DeviceTask<D> {
                         self.metrics.read(1, Duration::ZERO);
                         self.on_value(&mut run, point, value);
                     }
-                    Some(Pushed::Failed(err)) => self.lose_session(&mut run, err).await,
+                    Some(Pushed::Failed(err)) => Box::pin(self.lose_session(&mut run, err)).await,
                     None => {
                         // The driver dropped its sender: the subscription is over; poll again.
                         run.push_rx = None;
@@ -273,7 +290,7 @@ impl<D: Driver> DeviceTask<D> {
                 },
             }
         }
-        self.finish(run).await;
+        Box::pin(self.finish(run)).await;
     }
 
     /// Parses desired values into the properties; returns whether any changed.
@@ -284,16 +301,15 @@ impl<D: Driver> DeviceTask<D> {
                 tracing::debug!(property = %name, "desired value for a property this mapper does not serve");
                 continue;
             };
-            let point = &run.config.points[index];
-            if !point.writable {
+            let ty = run.config.points[index].ty;
+            let Some(write) = run.properties[index].write.as_mut() else {
                 tracing::warn!(property = %name, "desired value for a ReadOnly property ignored");
                 continue;
-            }
-            match point.ty.parse(&wire) {
+            };
+            match ty.parse(&wire) {
                 Ok(value) => {
-                    let prop = &mut run.properties[index];
-                    if prop.desired.as_ref() != Some(&value) {
-                        prop.desired = Some(value);
+                    if write.desired.as_ref() != Some(&value) {
+                        write.desired = Some(value);
                         changed = true;
                     }
                 }
@@ -340,7 +356,9 @@ impl<D: Driver> DeviceTask<D> {
             Err(err) => tracing::warn!(error = %err, "subscribe failed; polling every point"),
         }
         for prop in &mut run.properties {
-            prop.written = None;
+            if let Some(write) = prop.write.as_mut() {
+                write.written = None;
+            }
         }
         run.unread_pushed = run.pushed.iter().copied().collect();
         run.session = Some(session);
@@ -375,7 +393,7 @@ impl<D: Driver> DeviceTask<D> {
     async fn collect_due(&self, run: &mut Running<D>) {
         if !run.unread_pushed.is_empty() {
             let initial = std::mem::take(&mut run.unread_pushed);
-            self.read(run, &initial, false).await;
+            Box::pin(self.read(run, &initial, false)).await;
         }
         let now = Instant::now();
         for index in 0..run.groups.len() {
@@ -391,7 +409,7 @@ impl<D: Driver> DeviceTask<D> {
                 group.due += group.cycle;
             }
             let points = group.points.clone();
-            self.read(run, &points, false).await;
+            Box::pin(self.read(run, &points, false)).await;
         }
     }
 
@@ -435,9 +453,9 @@ impl<D: Driver> DeviceTask<D> {
                     self.metrics.read_error(err.kind());
                     let prop = &mut run.properties[id.0];
                     let message = err.to_string();
-                    if prop.last_error.as_ref() != Some(&message) {
+                    if prop.last_error.as_deref() != Some(message.as_str()) {
                         tracing::warn!(property = %prop.name, error = %message, "read failed");
-                        prop.last_error = Some(message);
+                        prop.last_error = Some(message.into_boxed_str());
                     }
                     if err.is_transient() {
                         let disconnected = matches!(err, DriverError::Disconnected(_));
@@ -555,7 +573,10 @@ impl<D: Driver> DeviceTask<D> {
                 return;
             };
             let prop = &mut run.properties[index];
-            let Some(desired) = prop.desired.clone() else {
+            let Some(write) = prop.write.as_mut() else {
+                continue;
+            };
+            let Some(desired) = write.desired.clone() else {
                 continue;
             };
             let desired_wire = desired.to_wire();
@@ -565,13 +586,13 @@ impl<D: Driver> DeviceTask<D> {
                     Ok(value) => value,
                     Err(err) => {
                         tracing::warn!(property = %prop.name, error = %err, "desired value refused by the pipeline");
-                        prop.desired = None;
+                        write.desired = None;
                         failed.insert(index, (desired_wire, err.to_string()));
                         continue;
                     }
                 },
             };
-            if prop.written.as_ref() == Some(&device_value)
+            if write.written.as_ref() == Some(&device_value)
                 || prop.raw.as_ref() == Some(&device_value)
             {
                 continue;
@@ -591,7 +612,7 @@ impl<D: Driver> DeviceTask<D> {
                 Ok(()) => {
                     self.metrics.write(started.elapsed());
                     tracing::debug!(property = %prop.name, value = %device_value, "written");
-                    prop.written = Some(device_value);
+                    write.written = Some(device_value);
                     written.push(PointId(index));
                     failed.remove(&index);
                     queue.extend(refused.drain(..));
@@ -692,12 +713,11 @@ impl<D: Driver> DeviceTask<D> {
             let (true, Some(value)) = (prop.report_to_cloud, prop.current.as_ref()) else {
                 continue;
             };
-            let wire = value.to_wire();
-            let changed = prop.reported.as_deref() != Some(wire.as_str());
+            let changed = !prop.reported.as_ref().is_some_and(|r| same_wire(r, value));
             if (changed || unchanged_too) && include(index, prop) {
                 entries.push(Reported {
                     name: prop.name.clone(),
-                    value: wire,
+                    value: value.to_wire(),
                     ty: prop.ty,
                 });
                 included.push(index);
@@ -714,9 +734,9 @@ impl<D: Driver> DeviceTask<D> {
             false,
         ) {
             self.metrics.report();
-            for (index, entry) in included.into_iter().zip(entries) {
+            for index in included {
                 let prop = &mut run.properties[index];
-                prop.reported = Some(entry.value);
+                prop.reported.clone_from(&prop.current);
                 prop.reported_at = Some(now);
             }
         }
@@ -823,7 +843,7 @@ impl<D: Driver> DeviceTask<D> {
         }
         let now_ms = unix_millis().max(0) as u64;
         for prop in &run.properties {
-            if let Some(due) = prop.pipeline.as_ref().and_then(Pipeline::next_deadline) {
+            if let Some(due) = prop.pipeline.as_deref().and_then(Pipeline::next_deadline) {
                 wake = wake.min(now + Duration::from_millis(due.saturating_sub(now_ms)));
             }
         }
@@ -831,7 +851,7 @@ impl<D: Driver> DeviceTask<D> {
     }
 
     /// Stops: publishes `offline` when the mapper shuts down, closes the session.
-    async fn finish(&self, mut run: Running<D>) {
+    async fn finish(&self, mut run: Box<Running<D>>) {
         if self.ctx.shutting_down() {
             self.publish_state(&DeviceState::Offline("mapper stopped".into()));
         } else {
@@ -851,6 +871,15 @@ fn refusal_reason(err: &DriverError) -> Option<String> {
         DriverError::Rejected(reason) => Some(reason.clone()),
         DriverError::Config(_) | DriverError::Unsupported(_) => Some(err.to_string()),
         DriverError::Io(_) | DriverError::Timeout(_) | DriverError::Disconnected(_) => None,
+    }
+}
+
+/// Whether two values have the same wire form, without formatting them: floats by their bits
+/// (`-0` and `0` differ on the wire, and a NaN equals itself there).
+fn same_wire(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
+        _ => a == b,
     }
 }
 

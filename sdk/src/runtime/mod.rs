@@ -7,6 +7,7 @@
 mod device;
 mod inbox;
 mod options;
+mod panic_guard;
 mod source;
 mod state;
 mod supervisor;

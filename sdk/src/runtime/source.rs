@@ -1,10 +1,14 @@
 //! Device sources besides the spec topic: a directory of YAML and KubeEdge's v1alpha2
 //! `deviceProfile.json`; and the decoding of spec topic messages.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+#[cfg(feature = "yaml")]
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use edgetwin_core::model::load::{self, LoadError, Manifest};
+use edgetwin_core::model::load::LoadError;
+#[cfg(feature = "yaml")]
+use edgetwin_core::model::load::{self, Manifest};
 use edgetwin_core::model::{Device, DeviceModel};
 use edgetwin_core::wire;
 use edgetwin_core::wire::payload::DeviceSpecMessage;
@@ -36,10 +40,20 @@ pub enum SourceError {
         /// What is wrong, with the field.
         message: String,
     },
+    /// A directory of YAML was asked for, but this mapper was built without the `yaml` feature.
+    #[error(
+        "cannot read the devices in {dir}: this mapper was built without YAML support (feature \
+         `yaml` of edgetwin-sdk); serve it from the edge agent's spec topic or a deviceProfile.json"
+    )]
+    YamlNotBuilt {
+        /// The directory.
+        dir: PathBuf,
+    },
 }
 
 /// Every Device in a directory of YAML, each with its DeviceModel (same namespace) when the
 /// directory has it.
+#[cfg(feature = "yaml")]
 pub fn load_directory(dir: &Path) -> Result<Vec<DeviceWithModel>, SourceError> {
     let documents = load::from_dir(dir)?;
     Ok(pair_with_models(
@@ -47,7 +61,16 @@ pub fn load_directory(dir: &Path) -> Result<Vec<DeviceWithModel>, SourceError> {
     ))
 }
 
+/// Without the `yaml` feature: always [`SourceError::YamlNotBuilt`].
+#[cfg(not(feature = "yaml"))]
+pub fn load_directory(dir: &Path) -> Result<Vec<DeviceWithModel>, SourceError> {
+    Err(SourceError::YamlNotBuilt {
+        dir: dir.to_owned(),
+    })
+}
+
 /// Pairs each Device of `manifests` with its DeviceModel.
+#[cfg(feature = "yaml")]
 pub fn pair_with_models(manifests: Vec<Manifest>) -> Vec<DeviceWithModel> {
     let mut models = HashMap::new();
     let mut devices = Vec::new();
@@ -76,8 +99,18 @@ pub fn pair_with_models(manifests: Vec<Manifest>) -> Vec<DeviceWithModel> {
 }
 
 /// Decodes a spec topic payload.
+///
+/// Our edge agent writes these messages from Devices it has already validated, so a failure here
+/// is a version mismatch, not a user's typo: the message names the field, not its full path.
+/// That is deliberate. Decoding through a parsed [`Value`] reuses the model's deserialisation
+/// code that the device profile source needs anyway, while [`wire::decode`] (Go key matching and
+/// path tracking) would add a second copy of all of it to every mapper binary — several hundred
+/// KiB of code, and code pages are most of a mapper's resident memory.
 pub fn decode_spec_message(payload: &[u8]) -> Result<DeviceWithModel, String> {
-    let message: DeviceSpecMessage = wire::decode(payload).map_err(|e| e.to_string())?;
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("not a JSON spec message: {e}"))?;
+    let message: DeviceSpecMessage =
+        serde_json::from_value(value).map_err(|e| format!("not a spec message: {e}"))?;
     Ok((message.device, message.model))
 }
 
@@ -344,6 +377,31 @@ mod tests {
     }
 
     #[test]
+    fn spec_messages_decode_what_the_agent_encodes_and_name_a_bad_field() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("deviceProfile.json");
+        std::fs::write(&path, PROFILE).expect("written");
+        let (device, model) = load_device_profile(&path)
+            .expect("reads")
+            .pop()
+            .expect("one device");
+        let message = DeviceSpecMessage {
+            device: device.clone(),
+            model: model.clone(),
+        };
+        let payload = wire::encode(&message).expect("encodes");
+        assert_eq!(
+            decode_spec_message(&payload).expect("decodes"),
+            (device, model)
+        );
+
+        let err = decode_spec_message(br#"{"model": null}"#).expect_err("no device");
+        assert_eq!(err, "not a spec message: missing field `device`");
+        let err = decode_spec_message(b"{").expect_err("not JSON");
+        assert!(err.starts_with("not a JSON spec message: EOF"), "{err}");
+    }
+
+    #[test]
     fn profile_errors_name_the_file_and_the_field() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("deviceProfile.json");
@@ -388,6 +446,7 @@ mod tests {
         assert_eq!(loaded, 4, "every fixture profile was read");
     }
 
+    #[cfg(feature = "yaml")]
     #[test]
     fn devices_are_paired_with_their_model_by_namespace() {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use super::device::DeviceTask;
 use super::inbox::DeviceInbox;
 use super::options::{DeviceSource, Options};
+use super::panic_guard::catch_panic;
 use super::source::{decode_spec_message, load_device_profile, load_directory};
 use super::twin::{self, DeviceTopics};
 use super::{Context, MapperError};
@@ -28,7 +29,7 @@ use crate::sink::Sinks;
 /// A device being served.
 struct Served {
     spec: Result<Arc<ResolvedDevice>, String>,
-    topics: DeviceTopics,
+    topics: Arc<DeviceTopics>,
     inbox: Arc<DeviceInbox>,
     task: JoinHandle<()>,
 }
@@ -167,7 +168,7 @@ impl<D: Driver> Supervisor<D> {
                 return;
             }
         };
-        let topics = DeviceTopics::new(&topic_id);
+        let topics = Arc::new(DeviceTopics::new(&topic_id));
         let inbox = Arc::new(DeviceInbox::default());
         for (topic, route) in [
             (&topics.delta, Route::Delta),
@@ -179,7 +180,7 @@ impl<D: Driver> Supervisor<D> {
         let task = self.spawn_device(
             id.clone(),
             spec.clone(),
-            topics.clone(),
+            Arc::clone(&topics),
             Arc::clone(&inbox),
             previous,
         );
@@ -196,12 +197,13 @@ impl<D: Driver> Supervisor<D> {
     }
 
     /// Starts a device task once the previous task of the same device (if any) has ended, and
-    /// restarts it if it panics (a driver bug must not take the device down for good).
+    /// restarts the device in it if it panics (a driver bug must not take the device down for
+    /// good). One tokio task per device: the panic is caught in the task, not by a second one.
     fn spawn_device(
         &self,
         id: DeviceId,
         spec: Result<Arc<ResolvedDevice>, String>,
-        topics: DeviceTopics,
+        topics: Arc<DeviceTopics>,
         inbox: Arc<DeviceInbox>,
         previous: Option<JoinHandle<()>>,
     ) -> JoinHandle<()> {
@@ -216,12 +218,12 @@ impl<D: Driver> Supervisor<D> {
                     Arc::clone(&driver),
                     id.clone(),
                     spec.clone(),
-                    topics.clone(),
+                    Arc::clone(&topics),
                     Arc::clone(&ctx),
                     Arc::clone(&inbox),
                 );
-                match tokio::spawn(task.run()).await {
-                    Err(join) if join.is_panic() && !inbox.stopping() => {
+                match catch_panic(task.run()).await {
+                    Err(_panic) if !inbox.stopping() => {
                         tracing::error!(device = %id, "device task panicked; restarting in 1 s");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         inbox.resync();

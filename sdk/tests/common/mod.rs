@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use edgetwin_sdk::runtime::Options;
 use edgetwin_sdk::testkit::{SimDriver, TestBroker, TestEdge};
-use edgetwin_sdk::{Mapper, MapperHandle};
+use edgetwin_sdk::{Driver, Mapper, MapperHandle};
 
 /// The node of every runtime test.
 pub const NODE: &str = "edge-1";
@@ -35,8 +35,17 @@ impl Rig {
 
     /// Starts a mapper over the rig's driver with fast settings, changed by `tweak`.
     pub fn mapper(&self, tweak: impl FnOnce(&mut Options)) -> MapperHandle {
+        self.mapper_with(self.sim.clone(), tweak)
+    }
+
+    /// Starts a mapper over `driver` with fast settings, changed by `tweak`.
+    pub fn mapper_with<D: Driver>(
+        &self,
+        driver: D,
+        tweak: impl FnOnce(&mut Options),
+    ) -> MapperHandle {
         Mapper::builder()
-            .driver(self.sim.clone())
+            .driver(driver)
             .node(NODE)
             .broker(self.broker.addr().to_string())
             .options(|o| {

@@ -1,7 +1,7 @@
 //! A mapper for the simulated `sim` protocol: the same binary a real protocol gets, with the
 //! simulated driver. Used by the benchmark and handy for demos.
 //!
-//! `cargo run -p edgetwin-sdk --features sim --example sim_mapper -- --node NODE`
+//! `cargo run -p edgetwin-mapper-sim -- --node NODE`
 //!
 //! With `EDGETWIN_SIM_WRITE_LOG=FILE`, the simulated devices' write log is written to FILE at
 //! exit, one write per line: `device<TAB>register<TAB>value<TAB>unix nanoseconds`.
@@ -31,7 +31,10 @@ fn main() -> ExitCode {
         }
     }
     if let Err(err) = std::fs::write(&path, log) {
-        eprintln!("sim_mapper: cannot write {}: {err}", path.to_string_lossy());
+        eprintln!(
+            "edgetwin-mapper-sim: cannot write {}: {err}",
+            path.to_string_lossy()
+        );
         return ExitCode::FAILURE;
     }
     status
