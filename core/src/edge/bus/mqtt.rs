@@ -357,6 +357,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_burst_beyond_the_inflight_window_arrives_whole_and_in_order_on_both_brokers() {
+        // The vendored rumqttc writes queued requests in bulk, stopping at the inflight window
+        // (500): 1500 QoS 1 publishes handed over at once cross it three times.
+        const COUNT: usize = 1500;
+        for kind in BrokerKind::ALL {
+            let broker = TestBroker::start(kind).unwrap();
+            let (bus, mut events, _task) = Bus::start(options(&broker, "agent", &[])).unwrap();
+            connected(&mut events).await;
+            let mut peer = TestClient::connect(broker.addr(), "peer").await.unwrap();
+            peer.subscribe("out/#").await.unwrap();
+            let burst = (0..COUNT)
+                .map(|i| Message {
+                    topic: "out/burst".into(),
+                    payload: i.to_string().into_bytes(),
+                    qos: QoS::AtLeastOnce,
+                    retain: false,
+                })
+                .collect();
+            bus.publish_all(burst).await.unwrap();
+            for i in 0..COUNT {
+                let message = peer.recv_on("out/burst").await.unwrap();
+                assert_eq!(&message.payload[..], i.to_string().as_bytes(), "{kind}");
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn dollar_topics_are_routed_but_not_to_leading_wildcards_on_both_brokers() {
         // KubeEdge's topics start with `$hw`; the embedded rumqttd is patched to carry them.
         for kind in BrokerKind::ALL {
