@@ -17,6 +17,10 @@
 //! - **The session is clean**: the broker lives in the agent's process, so a session could
 //!   outlive neither. The router drops a link if a network client connects with the same client
 //!   id; the task then reconnects with backoff, like the MQTT transport after a lost connection.
+//!   Answers published while the link is down fail with [`BusError::NotConnected`] (logged by
+//!   the service); their requests were already taken from the broker, so those mappers get no
+//!   answer — the price of the QoS 0 subscription, paid only when another client takes the
+//!   agent's client id.
 
 use std::sync::Arc;
 
