@@ -182,10 +182,11 @@ impl LinkTask {
         let links = self.links.clone();
         let client_id = self.options.client_id.clone();
         // The router answers the connect over a blocking channel.
-        let (mut tx, rx) = tokio::task::spawn_blocking(move || links.connect(&client_id))
-            .await
-            .map_err(|error| error.to_string())?
-            .map_err(|error| error.to_string())?;
+        let (mut tx, rx) = tokio::task::spawn_blocking(move || {
+            links.connect(&client_id).map_err(|error| error.to_string())
+        })
+        .await
+        .map_err(|error| error.to_string())??;
         let filters = self
             .options
             .subscriptions
