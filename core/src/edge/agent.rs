@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::bus::{Bus, BusError, Connection, Endpoint};
+use super::bus::{Bus, BusError, BusEvents, Connection, Endpoint};
 use super::cloud_link::CloudLink;
 use super::config::{BrokerMode, ConfigError, EdgeConfig};
 use super::http::{self, Readiness};
@@ -142,9 +142,7 @@ pub async fn start(
     let service = TwinService::load(store, options, metrics.clone())?;
     let membership = devices_file.map(read_devices_file).transpose()?;
 
-    let endpoint = broker_endpoint(&config)?;
-    let (bus, events, bus_task) =
-        Bus::start(config.bus_options(endpoint.clone(), subscriptions(&node)))?;
+    let (bus, events, bus_task, endpoint) = start_bus(&config, &node)?;
     let (service, service_task) = service.spawn(bus.clone(), events);
     let devices_outcome = match membership {
         Some(membership) => Some(service.apply_membership(membership).await?),
@@ -278,8 +276,12 @@ fn claim_data_dir(store: &mut Store, config: &EdgeConfig) -> Result<(), AgentErr
     }
 }
 
-/// Starts the embedded broker when configured; the endpoint the bus connects to.
-fn broker_endpoint(config: &EdgeConfig) -> Result<Endpoint, AgentError> {
+/// Starts the embedded broker when configured, and the bus to the broker: a local link to the
+/// embedded one, an MQTT client to an external one. Also returns where the broker listens.
+fn start_bus(
+    config: &EdgeConfig,
+    node: &TopicLevel,
+) -> Result<(Bus, BusEvents, JoinHandle<()>, Endpoint), AgentError> {
     let mode = config
         .broker_mode()
         .map_err(|reason| ConfigError::Invalid {
@@ -288,16 +290,23 @@ fn broker_endpoint(config: &EdgeConfig) -> Result<Endpoint, AgentError> {
             reason,
         })?;
     match mode {
-        BrokerMode::External(endpoint) => Ok(endpoint),
+        BrokerMode::External(endpoint) => {
+            let (bus, events, task) =
+                Bus::start(config.bus_options(endpoint.clone(), subscriptions(node)))?;
+            Ok((bus, events, task, endpoint))
+        }
         #[cfg(feature = "embedded-broker")]
         BrokerMode::Embedded(listen) => {
             let broker =
                 super::broker::EmbeddedBroker::start(listen, config.broker.max_packet_bytes)?;
-            Ok(Endpoint {
+            let endpoint = Endpoint {
                 host: broker.addr().ip().to_string(),
                 port: broker.addr().port(),
                 tls: None,
-            })
+            };
+            let options = config.bus_options(endpoint.clone(), subscriptions(node));
+            let (bus, events, task) = Bus::start_embedded(&broker, options);
+            Ok((bus, events, task, endpoint))
         }
         #[cfg(not(feature = "embedded-broker"))]
         BrokerMode::Embedded(_) => Err(AgentError::NoEmbeddedBroker),

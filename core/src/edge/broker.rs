@@ -2,8 +2,9 @@
 //!
 //! rumqttd runs its router and its listener on threads of its own (each with a small
 //! current-thread tokio runtime). rumqttd 0.20 has no way to stop a running broker, so the broker
-//! lives until the process exits; [`EmbeddedBroker`] is a handle that only carries the address.
-//! The agent starts at most one.
+//! lives until the process exits; [`EmbeddedBroker`] is a handle that carries its address and opens
+//! local links to it.
+//! The agent starts at most one, and talks to it through a local link (see `edge::bus`), not TCP.
 //!
 //! Memory: rumqttd keeps recent publishes per subscription filter in an in-memory commit log of
 //! `segment_bytes × SEGMENT_COUNT`; we keep segments small (the agent consumes its filters
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use rumqttd::{Broker, Config, ConnectionSettings, LocalLinks, RouterConfig, ServerSettings};
 
 /// Segments kept in memory per subscription filter (besides the active one).
 const SEGMENT_COUNT: usize = 2;
@@ -47,9 +48,18 @@ pub enum BrokerError {
 }
 
 /// A running embedded broker.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EmbeddedBroker {
     addr: SocketAddr,
+    links: LocalLinks,
+}
+
+impl std::fmt::Debug for EmbeddedBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBroker")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EmbeddedBroker {
@@ -61,6 +71,7 @@ impl EmbeddedBroker {
     ) -> Result<EmbeddedBroker, BrokerError> {
         let addr = reserve(listen)?;
         let mut broker = Broker::new(config(addr, max_packet_bytes));
+        let links = broker.local_links();
         std::thread::Builder::new()
             .name("embedded-broker".into())
             .spawn(move || {
@@ -71,12 +82,17 @@ impl EmbeddedBroker {
             .map_err(BrokerError::Thread)?;
         wait_until_listening(addr, READY_TIMEOUT)?;
         tracing::info!(%addr, "embedded broker listening");
-        Ok(EmbeddedBroker { addr })
+        Ok(EmbeddedBroker { addr, links })
     }
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Opens in-process connections to the broker's router (the agent's bus uses one).
+    pub fn local_links(&self) -> LocalLinks {
+        self.links.clone()
     }
 }
 

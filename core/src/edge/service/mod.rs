@@ -54,7 +54,7 @@ use rumqttc::QoS;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::edge::bus::{AckToken, Bus, BusEvent};
+use crate::edge::bus::{AckToken, Bus, BusEvent, BusEvents, Message};
 use crate::edge::devices::{DeviceEntry, Devices, model_key};
 use crate::edge::metrics::Metrics;
 use crate::model::{Device, DeviceModel};
@@ -294,11 +294,7 @@ impl TwinService {
     }
 
     /// Starts the service task on the bus.
-    pub fn spawn(
-        self,
-        bus: Bus,
-        events: mpsc::UnboundedReceiver<BusEvent>,
-    ) -> (ServiceHandle, JoinHandle<()>) {
+    pub fn spawn(self, bus: Bus, events: BusEvents) -> (ServiceHandle, JoinHandle<()>) {
         let (commands_tx, commands) = mpsc::channel(64);
         let outbox_last_seq = self.outbox_last_seq.subscribe();
         let task = tokio::spawn(self.run(bus, events, commands));
@@ -311,12 +307,7 @@ impl TwinService {
         )
     }
 
-    async fn run(
-        mut self,
-        bus: Bus,
-        mut events: mpsc::UnboundedReceiver<BusEvent>,
-        mut commands: mpsc::Receiver<Command>,
-    ) {
+    async fn run(mut self, bus: Bus, mut events: BusEvents, mut commands: mpsc::Receiver<Command>) {
         let batch_max = self.state.options.batch_max.max(1);
         let mut connected_before = false;
         loop {
@@ -335,8 +326,8 @@ impl TwinService {
                     let mut batch = vec![event];
                     while batch.len() < batch_max {
                         match events.try_recv() {
-                            Ok(event) => batch.push(event),
-                            Err(_) => break,
+                            Some(event) => batch.push(event),
+                            None => break,
                         }
                     }
                     self.process(batch, &bus, &mut connected_before).await;
@@ -603,19 +594,27 @@ impl State {
 /// Publishes `messages` in order. A free function: `&TwinService` is not `Send` (it holds the
 /// sqlite connection), so no reference to it may live across an await.
 async fn publish(bus: &Bus, metrics: &Metrics, qos: QoS, messages: Vec<publish::Outgoing>) {
-    for message in messages {
-        let qos = if message.retain {
-            QoS::AtLeastOnce
-        } else {
-            qos
-        };
-        match bus
-            .publish(&message.topic, message.payload, qos, message.retain)
-            .await
-        {
-            Ok(()) => metrics.message_out(message.kind),
-            Err(error) => tracing::warn!(topic = %message.topic, %error, "publish failed"),
-        }
+    if messages.is_empty() {
+        return;
+    }
+    let kinds: Vec<&'static str> = messages.iter().map(|message| message.kind).collect();
+    let messages = messages
+        .into_iter()
+        .map(|message| Message {
+            // Retained messages (specs) are for mappers that connect later: never at QoS 0.
+            qos: if message.retain {
+                QoS::AtLeastOnce
+            } else {
+                qos
+            },
+            topic: message.topic,
+            payload: message.payload,
+            retain: message.retain,
+        })
+        .collect();
+    match bus.publish_all(messages).await {
+        Ok(()) => kinds.into_iter().for_each(|kind| metrics.message_out(kind)),
+        Err(error) => tracing::warn!(%error, count = kinds.len(), "publish failed"),
     }
 }
 

@@ -211,6 +211,23 @@ impl LinkTx {
         Ok(())
     }
 
+    /// edgetwin patch: queues `packets` for the router under one lock and wakes it once, waiting
+    /// for room in the router's channel without blocking the thread (`send` blocks it).
+    pub async fn send_all(
+        &mut self,
+        packets: impl IntoIterator<Item = Packet>,
+    ) -> Result<usize, LinkError> {
+        let len = {
+            let mut buffer = self.recv_buffer.lock();
+            buffer.extend(packets);
+            buffer.len()
+        };
+        self.router_tx
+            .send_async((self.connection_id, Event::DeviceData))
+            .await?;
+        Ok(len)
+    }
+
     /// Sends a MQTT Publish to the router
     pub fn publish<S, V>(&mut self, topic: S, payload: V) -> Result<usize, LinkError>
     where

@@ -71,6 +71,25 @@ pub enum Error {
     Config(String),
 }
 
+/// edgetwin patch: opens local links to a running router (see [`Broker::local_links`]).
+#[derive(Clone)]
+pub struct LocalLinks {
+    router_tx: Sender<(ConnectionId, Event)>,
+}
+
+impl LocalLinks {
+    /// Connects `client_id` like a network client would: a clean session whose publishes to
+    /// topics nobody subscribes to are accepted (dynamic filters, as the network servers
+    /// configure them), instead of disconnecting the link. Blocks until the router answers.
+    pub fn connect(&self, client_id: &str) -> Result<(LinkTx, LinkRx), local::LinkError> {
+        let (link_tx, link_rx, _ack) = LinkBuilder::new(client_id, self.router_tx.clone())
+            .clean_session(true)
+            .dynamic_filters(true)
+            .build()?;
+        Ok((link_tx, link_rx))
+    }
+}
+
 pub struct Broker {
     config: Arc<Config>,
     router_tx: Sender<(ConnectionId, Event)>,
@@ -152,6 +171,14 @@ impl Broker {
     pub fn alerts(&self) -> Result<alerts::AlertsLink, alerts::LinkError> {
         let link = alerts::AlertsLink::new(self.router_tx.clone())?;
         Ok(link)
+    }
+
+    /// edgetwin patch: a handle that opens local links (in-process connections to the router)
+    /// for as long as the router runs, also after `start` has taken the broker into its thread.
+    pub fn local_links(&self) -> LocalLinks {
+        LocalLinks {
+            router_tx: self.router_tx.clone(),
+        }
     }
 
     pub fn link(&self, client_id: &str) -> Result<(LinkTx, LinkRx), local::LinkError> {
