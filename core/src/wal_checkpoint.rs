@@ -14,7 +14,7 @@
 //! Should the thread fall behind or be gone, the writer checkpoints itself once the log reaches
 //! [`Thresholds::backstop`] pages.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -178,7 +178,7 @@ impl Drop for BackgroundCheckpoint {
 }
 
 /// The thread: one `PASSIVE` checkpoint per request until stopped.
-fn run(conn: Connection, path: &PathBuf, signal: &Signal) {
+fn run(conn: Connection, path: &Path, signal: &Signal) {
     while signal.next_request() {
         let started = Instant::now();
         match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {

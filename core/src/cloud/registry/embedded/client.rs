@@ -102,9 +102,12 @@ pub struct RegistryClient {
     url: String,
     authority: String,
     token: String,
-    /// The connection of the last finished request and when it finished, for the next one.
-    idle: Arc<Mutex<Option<(SendRequest<Full<Bytes>>, Instant)>>>,
+    /// The connection of the last finished request, for the next one.
+    idle: Arc<Mutex<Option<IdleConnection>>>,
 }
+
+/// A connection between requests, and since when.
+type IdleConnection = (SendRequest<Full<Bytes>>, Instant);
 
 /// A response read to its end.
 struct Answer {
