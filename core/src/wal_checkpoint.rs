@@ -200,15 +200,37 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn open(path: &Path) -> Connection {
-        let conn = Connection::open(path).expect("open");
-        conn.pragma_update(None, "journal_mode", "WAL")
+    /// A file in a temporary directory with a table, in WAL mode, with `thresholds` installed
+    /// (the default ones for `None`).
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        writer: Connection,
+        checkpoint: Option<BackgroundCheckpoint>,
+    }
+
+    fn fixture(thresholds: Option<Thresholds>) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite");
+        let mut writer = Connection::open(&path).expect("open");
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
             .expect("wal");
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        writer
+            .pragma_update(None, "synchronous", "NORMAL")
             .expect("normal");
-        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        writer
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
             .expect("schema");
-        conn
+        let checkpoint =
+            BackgroundCheckpoint::install_with(&mut writer, &path, thresholds.unwrap_or_default());
+        assert!(checkpoint.is_some(), "the checkpoint thread starts");
+        Fixture {
+            _dir: dir,
+            path,
+            writer,
+            checkpoint,
+        }
     }
 
     /// One commit of one page-sized row.
@@ -235,28 +257,24 @@ mod tests {
 
     #[test]
     fn the_thread_copies_the_log_into_the_database_and_the_writer_does_not() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("db.sqlite");
-        let mut writer = open(&path);
-        let thresholds = Thresholds {
+        let mut f = fixture(Some(Thresholds {
             request: 20,
             backstop: 1_000_000,
-        };
-        let checkpoint =
-            BackgroundCheckpoint::install_with(&mut writer, &path, thresholds).expect("started");
-        let before = file_len(&path);
+        }));
+        let before = file_len(&f.path);
         for id in 0..40 {
-            write_page(&writer, id);
+            write_page(&f.writer, id);
         }
         // The rows reach the database file only through a checkpoint; the writer's hook never
         // runs one below the backstop, so this is the thread's.
         assert!(
-            eventually(|| file_len(&path) >= before + 30 * 4000),
+            eventually(|| file_len(&f.path) >= before + 30 * 4000),
             "database file still {} bytes",
-            file_len(&path)
+            file_len(&f.path)
         );
-        drop(checkpoint);
-        let rows: i64 = writer
+        f.checkpoint = None;
+        let rows: i64 = f
+            .writer
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .expect("count");
         assert_eq!(rows, 40);
@@ -264,40 +282,38 @@ mod tests {
 
     #[test]
     fn without_requests_nothing_is_checkpointed_before_the_backstop_which_the_writer_runs() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("db.sqlite");
-        let mut writer = open(&path);
-        let thresholds = Thresholds {
+        let f = fixture(Some(Thresholds {
             request: 1_000_000,
             backstop: 200,
-        };
-        let checkpoint =
-            BackgroundCheckpoint::install_with(&mut writer, &path, thresholds).expect("started");
-        let before = file_len(&path);
+        }));
+        let before = file_len(&f.path);
         for id in 0..20 {
-            write_page(&writer, id);
+            write_page(&f.writer, id);
         }
         // sqlite's own automatic checkpoint is replaced: the log grows (40–60 pages), the file
         // does not.
-        assert_eq!(file_len(&path), before);
+        assert_eq!(file_len(&f.path), before);
         // A commit of a row adds two or three log pages: 200 rows pass the backstop.
         for id in 20..200 {
-            write_page(&writer, id);
+            write_page(&f.writer, id);
         }
         // Past the backstop the commit itself checkpointed (synchronously: no waiting needed).
-        assert!(file_len(&path) >= before + 60 * 4000, "{}", file_len(&path));
-        drop(checkpoint);
+        assert!(
+            file_len(&f.path) >= before + 60 * 4000,
+            "{}",
+            file_len(&f.path)
+        );
     }
 
     #[test]
     fn dropping_stops_the_thread_and_the_file_stays_usable() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("db.sqlite");
-        let mut writer = open(&path);
-        let checkpoint = BackgroundCheckpoint::install(&mut writer, &path).expect("started");
-        write_page(&writer, 1);
-        drop(checkpoint);
-        write_page(&writer, 2);
+        let mut f = fixture(None);
+        write_page(&f.writer, 1);
+        f.checkpoint = None;
+        write_page(&f.writer, 2);
+        let Fixture {
+            _dir, path, writer, ..
+        } = f;
         drop(writer);
         let reopened = Connection::open(&path).expect("reopen");
         let rows: i64 = reopened
