@@ -25,3 +25,5 @@ pub mod store;
 pub mod testsupport;
 #[cfg(feature = "edge")]
 pub mod tunnel;
+#[cfg(feature = "edge")]
+mod wal_checkpoint;

@@ -11,7 +11,9 @@
 //!
 //! **Durability** is sqlite's: in WAL mode a committed transaction survives the death of the
 //! process with either `synchronous` level; `FULL` also survives power loss at the cost of an
-//! fsync per commit (see [`Synchronous`] and BENCHMARKS.md for the measured difference).
+//! fsync per commit (see [`Synchronous`] and BENCHMARKS.md for the measured difference). WAL
+//! checkpoints (copying the log into the database file, with its syncs) run on a thread of their
+//! own (`crate::wal_checkpoint`), not inside the commit of a batch.
 
 pub mod outbox;
 mod schema;
@@ -22,6 +24,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Savepoint, Transaction, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::wal_checkpoint::BackgroundCheckpoint;
 
 pub use outbox::{NewEntry, OutboxEntry, OutboxKind, Queued};
 pub use schema::LATEST as SCHEMA_VERSION;
@@ -174,6 +178,8 @@ pub struct StoredTwin<T> {
 
 /// The edge store: one sqlite connection, owned by one task.
 pub struct Store {
+    /// Declared before `conn`: stopped first (see [`BackgroundCheckpoint`]).
+    _checkpoint: Option<BackgroundCheckpoint>,
     conn: Connection,
     options: StoreOptions,
     path: Option<PathBuf>,
@@ -208,6 +214,7 @@ impl Store {
         )?;
         conn.busy_timeout(Duration::from_secs(5))?;
         Ok(Store {
+            _checkpoint: None,
             conn,
             options: StoreOptions::default(),
             path: Some(path.to_owned()),
@@ -226,12 +233,19 @@ impl Store {
     ) -> Result<Store, StoreError> {
         conn.busy_timeout(Duration::from_secs(5))?;
         // `journal_mode` answers with the mode in force (in-memory databases stay "memory").
-        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(32);
         schema::migrate(&mut conn)?;
+        let checkpoint = match &path {
+            Some(path) if mode.eq_ignore_ascii_case("wal") => {
+                BackgroundCheckpoint::install(&mut conn, path)
+            }
+            _ => None,
+        };
         Ok(Store {
+            _checkpoint: checkpoint,
             conn,
             options,
             path,

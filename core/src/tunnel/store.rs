@@ -6,7 +6,7 @@
 //! resolves only after its transaction committed, so an appended message is durable when
 //! `append` returns (WAL with `synchronous=NORMAL`: it survives a crash of the process; a power
 //! loss may lose the last transactions — the device controller's periodic reconcile repairs
-//! that).
+//! that). WAL checkpoints run on a thread of their own, not inside an append's commit.
 //!
 //! Tables: `tunnel_streams(node, stream_id, last_seq, depth)` keeps each node's stream id, its
 //! last sequence number (so numbers never go back, even when the queue runs empty) and the queue
@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::node::NodeName;
 use super::outbox::{Outbox, OutboxEntry, OutboxError};
 use super::session::{Seq, StreamId};
+use crate::wal_checkpoint::BackgroundCheckpoint;
 use crate::wire::Envelope;
 
 /// At most this many requests share one transaction.
@@ -124,7 +125,7 @@ impl HubStore {
             path: path.to_owned(),
             source,
         };
-        let conn = super::sqlite::open(
+        let mut conn = super::sqlite::open(
             path,
             "CREATE TABLE IF NOT EXISTS tunnel_streams (
                  node TEXT PRIMARY KEY,
@@ -144,6 +145,7 @@ impl HubStore {
             .map_err(error)?;
         let (jobs, receiver) = mpsc::channel(4 * MAX_BATCH);
         let worker = Worker {
+            _checkpoint: BackgroundCheckpoint::install(&mut conn, path),
             conn,
             options,
             path: path.to_owned(),
@@ -266,6 +268,8 @@ impl Outbox for NodeOutbox {
 
 /// The store's thread: owns the connection, serves batches of requests.
 struct Worker {
+    /// Declared before `conn`: stopped first (see [`BackgroundCheckpoint`]).
+    _checkpoint: Option<BackgroundCheckpoint>,
     conn: Connection,
     options: HubStoreOptions,
     path: PathBuf,

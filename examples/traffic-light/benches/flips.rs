@@ -115,7 +115,7 @@ fn release_binaries() -> BenchResult<(PathBuf, PathBuf)> {
     Ok((dir.join("edgetwin"), dir.join("edgetwin-mapper-gpio")))
 }
 
-/// A running `edgetwin up`, killed by pid when dropped.
+/// A running `edgetwin up`, stopped by pid when dropped (SIGTERM, so that it stops its mapper).
 struct Up {
     child: Child,
     registry: String,
@@ -176,8 +176,7 @@ impl Up {
 
 impl Drop for Up {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        edgetwin_example_traffic_light::stop_up(&mut self.child);
     }
 }
 

@@ -49,6 +49,28 @@ pub fn up_command(
     command
 }
 
+/// Stops an `edgetwin up` started with [`up_command`]: SIGTERM first, so that it stops its
+/// mapper (which runs in its own process group and would outlive a SIGKILL), then SIGKILL when it
+/// has not exited within 15 s. Nothing to do when it has exited already.
+pub fn stop_up(child: &mut std::process::Child) {
+    use std::time::{Duration, Instant};
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// The example's objects, model first, loaded and checked by the same loader as
 /// `edgetwin ctl apply` (errors name the file, line and field).
 pub fn manifests() -> Result<Vec<Document>, LoadError> {

@@ -15,6 +15,7 @@ use std::process::{Child, ChildStdout, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use edgetwin_example_traffic_light::stop_up;
 use serde_json::Value;
 
 /// How long `edgetwin up` may take to print its banner (a loaded CI machine, first start).
@@ -137,23 +138,9 @@ impl Up {
 }
 
 impl Drop for Up {
-    /// After a failed assertion: SIGTERM first, so that `edgetwin up` stops its mapper (which
-    /// runs in its own process group), then SIGKILL if it hangs.
+    /// After a failed assertion: stopped as the lib's [`stop_up`] does.
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        stop_up(&mut self.child);
     }
 }
 

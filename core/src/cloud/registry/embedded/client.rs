@@ -1,12 +1,15 @@
-//! A small HTTP/1.1 client for the embedded registry's API (hyper, one connection per request:
-//! the server is on loopback and `edgetwin ctl` makes a handful of calls).
+//! A small HTTP/1.1 client for the embedded registry's API (hyper). One kept-alive connection
+//! is reused from request to request (`edgetwin ctl set` reads and writes on one connection);
+//! a watch has a connection of its own.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -22,6 +25,9 @@ use crate::cloud::registry::object_set::Kind;
 
 /// How long connecting may take before the client gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// An idle connection older than this is not reused: well before the server's idle timeout
+/// (30 s, hyper's default), so the server does not close it while a request is on its way.
+const MAX_IDLE: Duration = Duration::from_secs(5);
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -90,12 +96,24 @@ pub struct Written<T> {
     pub warnings: Vec<String>,
 }
 
-/// A client for one registry API server.
+/// A client for one registry API server. Clones share the idle connection.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
     url: String,
     authority: String,
     token: String,
+    /// The connection of the last finished request, for the next one.
+    idle: Arc<Mutex<Option<IdleConnection>>>,
+}
+
+/// A connection between requests, and since when.
+type IdleConnection = (SendRequest<Full<Bytes>>, Instant);
+
+/// A response read to its end.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
 }
 
 impl RegistryClient {
@@ -128,6 +146,7 @@ impl RegistryClient {
             url: format!("http://{authority}"),
             authority,
             token: token.to_owned(),
+            idle: Arc::default(),
         })
     }
 
@@ -143,10 +162,10 @@ impl RegistryClient {
         namespace: &str,
         name: &str,
     ) -> Result<T, ClientError> {
-        let response = self
-            .send(Method::GET, &api::object_path(kind, namespace, name), None)
+        let answer = self
+            .exchange(Method::GET, &api::object_path(kind, namespace, name), None)
             .await?;
-        decode(response).await
+        decode(answer)
     }
 
     /// Lists the objects of a kind in one namespace, or in all with `None`.
@@ -155,10 +174,10 @@ impl RegistryClient {
         kind: Kind,
         namespace: Option<&str>,
     ) -> Result<ObjectList<T>, ClientError> {
-        let response = self
-            .send(Method::GET, &api::collection_path(kind, namespace), None)
+        let answer = self
+            .exchange(Method::GET, &api::collection_path(kind, namespace), None)
             .await?;
-        decode(response).await
+        decode(answer)
     }
 
     /// Creates an object, or replaces its spec, labels and annotations (`PUT`).
@@ -170,14 +189,14 @@ impl RegistryClient {
         object: &T,
     ) -> Result<Written<R>, ClientError> {
         let body = encode(object)?;
-        let response = self
-            .send(
+        let answer = self
+            .exchange(
                 Method::PUT,
                 &api::object_path(kind, namespace, name),
                 Some(("application/json", body)),
             )
             .await?;
-        written(response).await
+        written(answer)
     }
 
     /// Applies a JSON merge patch to an object.
@@ -210,10 +229,10 @@ impl RegistryClient {
         patch: &Value,
     ) -> Result<Written<R>, ClientError> {
         let body = encode(patch)?;
-        let response = self
-            .send(Method::PATCH, path, Some((MERGE_PATCH, body)))
+        let answer = self
+            .exchange(Method::PATCH, path, Some((MERGE_PATCH, body)))
             .await?;
-        written(response).await
+        written(answer)
     }
 
     /// Deletes an object; returns its last state.
@@ -223,14 +242,14 @@ impl RegistryClient {
         namespace: &str,
         name: &str,
     ) -> Result<R, ClientError> {
-        let response = self
-            .send(
+        let answer = self
+            .exchange(
                 Method::DELETE,
                 &api::object_path(kind, namespace, name),
                 None,
             )
             .await?;
-        decode(response).await
+        decode(answer)
     }
 
     /// The events of a Device.
@@ -240,7 +259,7 @@ impl RegistryClient {
         name: &str,
     ) -> Result<EventList, ClientError> {
         let path = format!("{}/events", api::object_path(Kind::Device, namespace, name));
-        decode(self.send(Method::GET, &path, None).await?).await
+        decode(self.exchange(Method::GET, &path, None).await?)
     }
 
     /// Watches a kind in one namespace or all: every existing object as `ADDED`, then changes
@@ -256,7 +275,14 @@ impl RegistryClient {
         if let Some(rv) = resource_version {
             path.push_str(&format!("&resourceVersion={rv}"));
         }
-        let response = self.send(Method::GET, &path, None).await?;
+        // A watch's body never ends: its connection is its own, never returned for reuse.
+        let request = self.request(Method::GET, &path, None)?;
+        let response = self
+            .connect()
+            .await?
+            .send_request(request)
+            .await
+            .map_err(|source| self.http_error(source))?;
         let response = fail_on_error(response).await?;
         let url = self.url.clone();
         let body = response.into_body();
@@ -302,13 +328,74 @@ impl RegistryClient {
         Ok(lines.boxed())
     }
 
-    /// Sends one request on a fresh connection.
-    async fn send(
+    /// Sends one request and reads the whole response, on the idle connection when there is
+    /// one that is still open, else on a new one (which is then kept for the next request).
+    async fn exchange(
         &self,
         method: Method,
         path: &str,
         body: Option<(&str, Vec<u8>)>,
-    ) -> Result<Response<Incoming>, ClientError> {
+    ) -> Result<Answer, ClientError> {
+        let mut request = self.request(method, path, body)?;
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .filter(|(_, since)| since.elapsed() < MAX_IDLE);
+        let open = match idle {
+            Some((mut sender, _)) => sender.ready().await.is_ok().then_some(sender),
+            None => None,
+        };
+        let (mut sender, response) = match open {
+            Some(mut sender) => {
+                match sender.try_send_request(request).await {
+                    Ok(response) => (sender, response),
+                    // The server closed the idle connection before the request went out (it
+                    // was not sent, so even a write may be retried): a new connection.
+                    Err(mut error) if error.message().is_some() => {
+                        request = error.take_message().ok_or_else(|| {
+                            ClientError::Decode("the unsent request was lost".into())
+                        })?;
+                        self.send_on_new_connection(request).await?
+                    }
+                    Err(error) => return Err(self.http_error(error.into_error())),
+                }
+            }
+            None => self.send_on_new_connection(request).await?,
+        };
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| ClientError::Decode(format!("cannot read the response: {e}")))?
+            .to_bytes();
+        // Read to its end: the connection can carry the next request.
+        if sender.ready().await.is_ok() {
+            *self.idle.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((sender, Instant::now()));
+        }
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    async fn send_on_new_connection(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(SendRequest<Full<Bytes>>, Response<Incoming>), ClientError> {
+        let mut sender = self.connect().await?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|source| self.http_error(source))?;
+        Ok((sender, response))
+    }
+
+    /// Opens a connection; its driver runs as a task until the connection closes.
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
         let connect = TcpStream::connect(&self.authority);
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
@@ -322,20 +409,25 @@ impl RegistryClient {
                 url: self.url.clone(),
                 source,
             })?;
-        // One small request per connection: send it at once.
+        // Small requests: send each at once.
         let _ = stream.set_nodelay(true);
-        let http = |source| ClientError::Http {
-            url: self.url.clone(),
-            source,
-        };
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(http)?;
+            .map_err(|source| self.http_error(source))?;
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(error = %err, "registry connection ended with an error");
             }
         });
+        Ok(sender)
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -349,10 +441,16 @@ impl RegistryClient {
             }
             None => Full::new(Bytes::new()),
         };
-        let request = request
+        request
             .body(body)
-            .map_err(|e| ClientError::Decode(format!("cannot build the request: {e}")))?;
-        sender.send_request(request).await.map_err(http)
+            .map_err(|e| ClientError::Decode(format!("cannot build the request: {e}")))
+    }
+
+    fn http_error(&self, source: hyper::Error) -> ClientError {
+        ClientError::Http {
+            url: self.url.clone(),
+            source,
+        }
     }
 }
 
@@ -360,24 +458,18 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ClientError> {
     serde_json::to_vec(value).map_err(|e| ClientError::Decode(format!("cannot encode: {e}")))
 }
 
-async fn body_bytes(
-    response: Response<Incoming>,
-) -> Result<(StatusCode, HeaderMap, Bytes), ClientError> {
-    let (parts, body) = response.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map_err(|e| ClientError::Decode(format!("cannot read the response: {e}")))?
-        .to_bytes();
-    Ok((parts.status, parts.headers, bytes))
-}
-
 /// Turns an error response into [`ClientError::Api`]; passes a success through.
 async fn fail_on_error(response: Response<Incoming>) -> Result<Response<Incoming>, ClientError> {
     if response.status().is_success() {
         return Ok(response);
     }
-    let (status, _, bytes) = body_bytes(response).await?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Decode(format!("cannot read the response: {e}")))?
+        .to_bytes();
     Err(api_error(status, &bytes))
 }
 
@@ -392,19 +484,21 @@ fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
     }
 }
 
-async fn decode<T: DeserializeOwned>(response: Response<Incoming>) -> Result<T, ClientError> {
-    Ok(written(response).await?.object)
+fn decode<T: DeserializeOwned>(answer: Answer) -> Result<T, ClientError> {
+    Ok(written(answer)?.object)
 }
 
-async fn written<T: DeserializeOwned>(
-    response: Response<Incoming>,
-) -> Result<Written<T>, ClientError> {
-    let (status, headers, bytes) = body_bytes(response).await?;
+fn written<T: DeserializeOwned>(answer: Answer) -> Result<Written<T>, ClientError> {
+    let Answer {
+        status,
+        headers,
+        body,
+    } = answer;
     if !status.is_success() {
-        return Err(api_error(status, &bytes));
+        return Err(api_error(status, &body));
     }
-    let object = serde_json::from_slice(&bytes)
-        .map_err(|e| ClientError::Decode(format!("{e} in {}", String::from_utf8_lossy(&bytes))))?;
+    let object = serde_json::from_slice(&body)
+        .map_err(|e| ClientError::Decode(format!("{e} in {}", String::from_utf8_lossy(&body))))?;
     let result = headers
         .get(APPLY_RESULT_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -446,6 +540,73 @@ fn warning_text(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    /// A minimal HTTP/1.1 server answering every request `200 {}`; counts its connections and,
+    /// with `close_after_answer`, closes each connection after its first answer without saying
+    /// so (as a server's idle timeout does).
+    async fn counting_server(close_after_answer: bool) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    loop {
+                        // GET requests: the head ends with an empty line, no body.
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            match stream.read_line(&mut line).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) if line == "\r\n" => break,
+                                Ok(_) => {}
+                            }
+                        }
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                        if stream.write_all(answer.as_bytes()).await.is_err() || close_after_answer
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, connections)
+    }
+
+    #[tokio::test]
+    async fn requests_one_after_another_share_one_connection() {
+        let (url, connections) = counting_server(false).await;
+        let client = RegistryClient::new(&url, "t").expect("client");
+        for _ in 0..3 {
+            let _: Value = client.get(Kind::Device, "default", "d").await.expect("get");
+        }
+        // A clone shares the idle connection.
+        let _: Value = client
+            .clone()
+            .get(Kind::Device, "default", "d")
+            .await
+            .expect("get");
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_replaced() {
+        let (url, connections) = counting_server(true).await;
+        let client = RegistryClient::new(&url, "t").expect("client");
+        for _ in 0..3 {
+            let _: Value = client.get(Kind::Device, "default", "d").await.expect("get");
+            // Let the close arrive before the next request, and also not: both must work.
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 3);
+    }
 
     #[test]
     fn urls_must_be_plain_http_host_and_port() {

@@ -10,7 +10,8 @@
 //! - `events`: recent events per Device, repeated ones counted (`count`, `lastTimestamp`).
 //!
 //! WAL mode with `synchronous = NORMAL`: a crash of the process loses nothing; a power cut may
-//! lose the last commits but never corrupts the file.
+//! lose the last commits but never corrupts the file. Checkpoints run on a thread of their own
+//! ([`BackgroundCheckpoint`]), not inside the commit of an API request.
 
 use std::path::Path;
 
@@ -26,6 +27,7 @@ use crate::cloud::registry::DeviceEvent;
 use crate::cloud::registry::object_set::{Kind, Object};
 use crate::model::meta::DEFAULT_NAMESPACE;
 use crate::model::{Device, DeviceModel, ObjectMeta, Time};
+use crate::wal_checkpoint::BackgroundCheckpoint;
 
 /// The schema version this code writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -178,6 +180,9 @@ impl<T> Outcome<T> {
 
 /// The sqlite file.
 pub(crate) struct Store {
+    /// Declared before `conn`: stopped first, so the writer's close is the last one and
+    /// checkpoints what is left.
+    _checkpoint: Option<BackgroundCheckpoint>,
     conn: Connection,
     retained_changes: u64,
 }
@@ -185,7 +190,7 @@ pub(crate) struct Store {
 impl Store {
     /// Opens (creating when missing) the registry file at `path`.
     pub fn open(path: &Path, retained_changes: u64) -> Result<Self, Error> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -216,6 +221,7 @@ impl Store {
         )?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(Self {
+            _checkpoint: BackgroundCheckpoint::install(&mut conn, path),
             conn,
             retained_changes: retained_changes.max(1),
         })
