@@ -551,11 +551,17 @@ fn encode(what: &'static str, value: &impl Serialize) -> Result<String, StoreErr
     serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
 }
 
+/// Decodes through a `serde_json::Value`: the model's types are then deserialized by the same
+/// code as the cloud link's (`serde_json::from_value`), not by a second copy for the text reader
+/// (the edge binary's code pages are most of its resident memory, see docs/architecture.md).
 fn decode<T: DeserializeOwned>(what: &'static str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt {
         what,
         detail: e.to_string(),
-    })
+    };
+    serde_json::from_str(text)
+        .and_then(serde_json::from_value)
+        .map_err(corrupt)
 }
 
 #[cfg(test)]
