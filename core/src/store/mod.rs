@@ -23,6 +23,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Savepoint, Transaction,
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// sqlite's page cache per connection, KiB (`PRAGMA cache_size = -N`).
+const CACHE_KIB: i64 = 256;
+
 pub use outbox::{NewEntry, OutboxEntry, OutboxKind, Queued};
 pub use schema::LATEST as SCHEMA_VERSION;
 
@@ -229,6 +232,10 @@ impl Store {
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // sqlite's default page cache (2000 KiB) would hold the whole database of a small node in
+        // the agent's heap; the pages a commit touches (the twins' and outbox's B-tree paths) fit
+        // in far less, and the rest is read from the OS page cache (docs/architecture.md, "Memory").
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         conn.set_prepared_statement_cache_capacity(32);
         schema::migrate(&mut conn)?;
         Ok(Store {
