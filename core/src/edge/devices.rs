@@ -6,6 +6,7 @@
 //! message mappers built on the edgetwin SDK read.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -37,6 +38,25 @@ impl IdForm {
     }
 }
 
+/// A DeviceModel and the property checks derived from it, held once and shared by every device
+/// of the model (a node typically has many devices of few models).
+#[derive(Debug, PartialEq)]
+pub struct ModelEntry {
+    /// The DeviceModel.
+    pub model: DeviceModel,
+    /// Its property checks.
+    pub schema: DeviceSchema,
+}
+
+impl ModelEntry {
+    /// The model with its checks, ready to share.
+    pub fn new(mut model: DeviceModel) -> Arc<ModelEntry> {
+        model.spec.properties.shrink_to_fit();
+        let schema = schema_of(&model);
+        Arc::new(ModelEntry { model, schema })
+    }
+}
+
 /// One device served by this node.
 #[derive(Debug, Clone)]
 pub struct DeviceEntry {
@@ -44,10 +64,9 @@ pub struct DeviceEntry {
     pub key: DeviceKey,
     /// The Device as the cloud (or the local devices file) gave it.
     pub device: Device,
-    /// Its DeviceModel, when known.
-    pub model: Option<DeviceModel>,
-    /// Property checks from the model (`None` without a model: types come from the twin).
-    pub schema: Option<DeviceSchema>,
+    /// Its DeviceModel and the property checks from it, when the model is known (without one,
+    /// types come from the twin).
+    pub model: Option<Arc<ModelEntry>>,
     /// The twin (engine state).
     pub twin: DeviceTwin,
     /// The last state the mapper reported.
@@ -63,16 +82,20 @@ pub struct DeviceEntry {
 impl DeviceEntry {
     /// A device with an empty twin. Fails when its namespace or name cannot be a topic level
     /// (never for valid Kubernetes names).
-    pub fn new(device: Device, model: Option<DeviceModel>) -> Result<DeviceEntry, LevelError> {
+    pub fn new(
+        mut device: Device,
+        model: Option<Arc<ModelEntry>>,
+    ) -> Result<DeviceEntry, LevelError> {
         let key = device_key(&device);
         let namespaced_id = DeviceId::namespaced(&key.namespace, &key.name)?;
         let named_id = DeviceId::named(&key.name)?;
-        let schema = model.as_ref().map(schema_of);
+        // Held for the device's lifetime: no spare capacity left over from parsing.
+        device.spec.properties.shrink_to_fit();
+        device.spec.methods.shrink_to_fit();
         Ok(DeviceEntry {
             key,
             device,
             model,
-            schema,
             twin: DeviceTwin::default(),
             state: None,
             last_online: None,
@@ -90,10 +113,14 @@ impl DeviceEntry {
         }
     }
 
-    /// Sets the model (and the schema derived from it).
-    pub fn set_model(&mut self, model: Option<DeviceModel>) {
-        self.schema = model.as_ref().map(schema_of);
-        self.model = model;
+    /// Its DeviceModel, when known.
+    pub fn model(&self) -> Option<&DeviceModel> {
+        self.model.as_deref().map(|entry| &entry.model)
+    }
+
+    /// Property checks from the model (`None` without a model: types come from the twin).
+    pub fn schema(&self) -> Option<&DeviceSchema> {
+        self.model.as_deref().map(|entry| &entry.schema)
     }
 }
 
@@ -385,10 +412,11 @@ mod tests {
     #[test]
     fn a_name_that_cannot_be_a_topic_level_is_refused() {
         assert!(DeviceEntry::new(lamp("a+b"), None).is_err());
-        let entry = DeviceEntry::new(lamp("plant"), Some(light_model())).unwrap();
+        let entry = DeviceEntry::new(lamp("plant"), Some(ModelEntry::new(light_model()))).unwrap();
         assert_eq!(entry.id(IdForm::Named).to_string(), "lamp");
         assert_eq!(entry.id(IdForm::Namespaced).to_string(), "plant/lamp");
-        assert!(entry.schema.is_some());
+        assert_eq!(entry.model(), Some(&light_model()));
+        assert_eq!(entry.schema(), Some(&schema_of(&light_model())));
     }
 
     #[test]

@@ -27,6 +27,9 @@ use serde::de::DeserializeOwned;
 
 use crate::wal_checkpoint::BackgroundCheckpoint;
 
+/// sqlite's page cache per connection, KiB (`PRAGMA cache_size = -N`).
+const CACHE_KIB: i64 = 256;
+
 pub use outbox::{NewEntry, OutboxEntry, OutboxKind, Queued};
 pub use schema::LATEST as SCHEMA_VERSION;
 
@@ -236,6 +239,10 @@ impl Store {
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // sqlite's default page cache (2000 KiB) would hold the whole database of a small node in
+        // the agent's heap; the pages a commit touches (the twins' and outbox's B-tree paths) fit
+        // in far less, and the rest is read from the OS page cache (docs/architecture.md, "Memory").
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         conn.set_prepared_statement_cache_capacity(32);
         schema::migrate(&mut conn)?;
         let checkpoint = match &path {
@@ -565,11 +572,17 @@ fn encode(what: &'static str, value: &impl Serialize) -> Result<String, StoreErr
     serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
 }
 
+/// Decodes through a `serde_json::Value`: the model's types are then deserialized by the same
+/// code as the cloud link's (`serde_json::from_value`), not by a second copy for the text reader
+/// (the edge binary's code pages are most of its resident memory, see docs/architecture.md).
 fn decode<T: DeserializeOwned>(what: &'static str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt {
         what,
         detail: e.to_string(),
-    })
+    };
+    serde_json::from_str(text)
+        .and_then(serde_json::from_value)
+        .map_err(corrupt)
 }
 
 #[cfg(test)]

@@ -57,9 +57,9 @@ pub fn run(args: EdgeArgs) -> anyhow::Result<ExitCode> {
     config.cloud.insecure |= args.insecure;
     config.validate("configuration")?;
     crate::logging::init();
-    // Two workers: the service task and the bus event loop run side by side.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the agent's work is one service task and one bus event loop, and each worker
+    // thread would cost its own stack and malloc arena (see docs/architecture.md, "Memory").
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

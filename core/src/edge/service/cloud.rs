@@ -2,10 +2,13 @@
 //! versioned twin updates. A local devices file goes through the same path as the cloud would.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::cloudlink::{DeviceRef, SummaryContent, desired_digest, summary_key};
-use crate::edge::devices::{DeviceEntry, desired_twins, device_key, membership_device, model_key};
-use crate::model::{Device, DeviceModel};
+use crate::edge::devices::{
+    DeviceEntry, ModelEntry, desired_twins, device_key, membership_device, model_key,
+};
+use crate::model::Device;
 use crate::store::{Batch, DeviceKey, NewEntry, ObjectKey, OutboxKind, StoreError};
 use crate::twin::{DeviceTwin, TwinContext};
 use crate::wire::payload::{DeviceTwinUpdate, JsonField};
@@ -34,12 +37,12 @@ impl State {
             .collect();
         for model in membership.models {
             let key = ObjectKey::new(model.namespace(), model.name());
-            if self.models.get(&key) != Some(&model) {
+            if self.models.get(&key).map(|m| &m.model) != Some(&model) {
                 let mut scope = batch.scope()?;
                 scope.put_model(&key, &model)?;
                 scope.commit()?;
                 changed_models.insert(key.clone());
-                self.models.insert(key, model);
+                self.models.insert(key, ModelEntry::new(model));
             }
         }
         let mut listed = BTreeSet::new();
@@ -80,8 +83,7 @@ impl State {
             .collect();
         for key in refreshed {
             if let Some(entry) = self.devices.get_mut(&key) {
-                let model = model_key(&entry.device).and_then(|k| self.models.get(&k).cloned());
-                entry.set_model(model);
+                entry.model = model_key(&entry.device).and_then(|k| self.models.get(&k).cloned());
                 out.spec(&self.options.node, entry);
                 outcome.updated.push(key);
             }
@@ -134,7 +136,7 @@ impl State {
         out: &mut Publications,
     ) -> Result<Result<(), String>, ServiceError> {
         let model = self.model_of(&device);
-        let announced = membership_device(&device, model.as_ref(), now_ms);
+        let announced = membership_device(&device, model.as_deref().map(|m| &m.model), now_ms);
         let mut entry = match DeviceEntry::new(device, model) {
             Ok(entry) => entry,
             Err(error) => return Ok(Err(error.to_string())),
@@ -142,7 +144,7 @@ impl State {
         let event_id = uuid::Uuid::new_v4().to_string();
         let (twin, effects) = {
             let ctx = context(
-                entry.schema.as_ref(),
+                entry.model.as_deref().map(|m| &m.schema),
                 now_ms,
                 &event_id,
                 self.options.max_value_bytes,
@@ -183,13 +185,17 @@ impl State {
         let update = DeviceTwinUpdate {
             event_id: Some(String::new()),
             timestamp: Some(now_ms),
-            twin: JsonField::Value(desired_twins(&device, model.as_ref(), now_ms)),
+            twin: JsonField::Value(desired_twins(
+                &device,
+                model.as_deref().map(|m| &m.model),
+                now_ms,
+            )),
         };
         entry.device = device;
-        entry.set_model(model);
+        entry.model = model;
         let event_id = uuid::Uuid::new_v4().to_string();
         let ctx = context(
-            entry.schema.as_ref(),
+            entry.model.as_deref().map(|m| &m.schema),
             now_ms,
             &event_id,
             self.options.max_value_bytes,
@@ -252,7 +258,7 @@ impl State {
                 .entered();
         let event_id = uuid::Uuid::new_v4().to_string();
         let ctx = context(
-            entry.schema.as_ref(),
+            entry.model.as_deref().map(|m| &m.schema),
             now_ms,
             &event_id,
             self.options.max_value_bytes,
@@ -326,7 +332,7 @@ impl State {
         Ok(())
     }
 
-    fn model_of(&self, device: &Device) -> Option<DeviceModel> {
+    fn model_of(&self, device: &Device) -> Option<Arc<ModelEntry>> {
         let key = model_key(device)?;
         let model = self.models.get(&key).cloned();
         if model.is_none() {

@@ -55,7 +55,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::edge::bus::{AckToken, Bus, BusEvent, BusEvents, Message};
-use crate::edge::devices::{DeviceEntry, Devices, model_key};
+use crate::edge::devices::{DeviceEntry, Devices, ModelEntry, model_key};
 use crate::edge::metrics::Metrics;
 use crate::model::{Device, DeviceModel};
 use crate::store::{Batch, DeviceKey, ObjectKey, OutboxEntry, Scope, Store, StoreError};
@@ -250,7 +250,8 @@ struct State {
     options: ServiceOptions,
     metrics: Arc<Metrics>,
     devices: Devices,
-    models: BTreeMap<ObjectKey, DeviceModel>,
+    /// Each model once, shared by its devices.
+    models: BTreeMap<ObjectKey, Arc<ModelEntry>>,
 }
 
 /// The twin service, loaded from the store and ready to run.
@@ -555,10 +556,13 @@ impl State {
         options: ServiceOptions,
         metrics: Arc<Metrics>,
     ) -> Result<State, ServiceError> {
-        let models: BTreeMap<ObjectKey, DeviceModel> = store
+        let models: BTreeMap<ObjectKey, Arc<ModelEntry>> = store
             .models::<DeviceModel>()?
             .into_iter()
-            .map(|model| (ObjectKey::new(model.namespace(), model.name()), model))
+            .map(|model| {
+                let key = ObjectKey::new(model.namespace(), model.name());
+                (key, ModelEntry::new(model))
+            })
             .collect();
         let mut devices = Devices::default();
         for stored in store.devices::<Device>()? {

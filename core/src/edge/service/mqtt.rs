@@ -193,7 +193,7 @@ impl State {
         entry.id_form = IdForm::of(id);
         let event_id = uuid::Uuid::new_v4().to_string();
         let ctx = context(
-            entry.schema.as_ref(),
+            entry.model.as_deref().map(|m| &m.schema),
             now_ms,
             &event_id,
             self.options.max_value_bytes,

@@ -113,7 +113,7 @@ impl Publications {
     pub fn spec(&mut self, node: &TopicLevel, entry: &DeviceEntry) {
         let message = SpecMessage {
             device: &entry.device,
-            model: entry.model.as_ref(),
+            model: entry.model(),
         };
         let Some(topic) = spec_topic(node, &entry.key) else {
             return;
