@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use edgetwin_core::edge::service::{Membership, MembershipOutcome};
 use edgetwin_core::store::OutboxKind;
 use edgetwin_core::testsupport::{BrokerKind, TestClient, sensor_fleet_yaml};
@@ -443,17 +445,30 @@ async fn metrics_and_health_are_served_on_loopback(kind: BrokerKind) {
     assert!(addr.ip().is_loopback());
     let ready = http_get(addr, "/readyz").await;
     assert!(ready.starts_with("HTTP/1.1 200"), "{kind}: {ready}");
-    let metrics = http_get(addr, "/metrics").await;
-    for line in [
+    let expected = [
         "edgetwin_messages_in_total{kind=\"twin_get\"} 1",
         "edgetwin_messages_out_total{kind=\"get_result\"} 1",
         "edgetwin_devices 1",
         "edgetwin_broker_connected 1",
-    ] {
+    ];
+    // The agent counts a message out once the bus took it, which can be just after the mapper
+    // already received it: poll until the counters catch up (or give up after 5 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = http_get(addr, "/metrics").await;
+        let missing: Vec<&str> = expected
+            .iter()
+            .copied()
+            .filter(|line| !metrics.contains(line))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
         assert!(
-            metrics.contains(line),
-            "{kind}: missing {line} in\n{metrics}"
+            tokio::time::Instant::now() < deadline,
+            "{kind}: missing {missing:?} in\n{metrics}"
         );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -116,8 +116,9 @@ pub struct DeviceProperty {
     /// Whether the value is reported to the cloud.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report_to_cloud: Option<bool>,
-    /// Where the mapper pushes the value besides the twin. Boxed: it is large (about 500 bytes)
-    /// and rarely set, and every device holds one `DeviceProperty` per property.
+    /// Where the mapper pushes the value besides the twin.
+    // Boxed: it is large (about 500 bytes) and rarely set, and every device holds one
+    // `DeviceProperty` per property.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push_method: Option<Box<PushMethod>>,
     /// edgetwin extension: the data pipeline applied to every sample of this property before it
