@@ -241,7 +241,10 @@ impl<D: Driver> DeviceTask<D> {
                     prop.reported = None;
                 }
             }
-            if taken.twin_received {
+            // A twin taken together with a resync answered a request sent before the reconnect:
+            // ask again, or a broker restart right after that answer would leave the device
+            // without a twin/get on the new connection.
+            if taken.twin_received && !taken.resync {
                 run.twin_received = true;
             }
             let desired_changed = self.take_desired(&mut run, taken.desired);
