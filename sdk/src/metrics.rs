@@ -9,7 +9,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Labels of per-device series.
@@ -47,8 +47,9 @@ pub struct SinkLabels {
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
-    // 100 µs … ~3 s.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+    // 100 µs … ~3 s, doubling. (Not `exponential_buckets`, whose `powf` is the only use of libm
+    // in a mapper binary: linking libm costs 0.5 MiB of resident memory.)
+    Histogram::new(std::iter::successors(Some(0.0001_f64), |b| Some(b * 2.0)).take(16))
 }
 
 /// All series of one mapper. Cheap to clone (every series is reference counted).
