@@ -47,9 +47,15 @@ pub struct SinkLabels {
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
-    // 100 µs … ~3 s, doubling. (Not `exponential_buckets`, whose `powf` is the only use of libm
-    // in a mapper binary: linking libm costs 0.5 MiB of resident memory.)
-    Histogram::new(std::iter::successors(Some(0.0001_f64), |b| Some(b * 2.0)).take(16))
+    // 100 µs … 1.6 s, doubling: `exponential_buckets(0.0001, 2.0, 15)` without its `powf`, the
+    // only use of libm in a mapper binary (linking libm costs 0.5 MiB of resident memory). 15
+    // bounds and +Inf fill the 16 slots that the histogram's bucket vector grows to exactly (one
+    // more would double it to 32 slots: 256 bytes more per histogram, two per device).
+    let mut bounds = [0.0001_f64; 15];
+    for i in 1..bounds.len() {
+        bounds[i] = bounds[i - 1] * 2.0;
+    }
+    Histogram::new(bounds)
 }
 
 /// All series of one mapper. Cheap to clone (every series is reference counted).
