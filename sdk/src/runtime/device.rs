@@ -494,7 +494,8 @@ impl<D: Driver> DeviceTask<D> {
         at_ms: i64,
         forced: bool,
     ) {
-        let (Some(prop), Some(spec)) = (run.properties.get_mut(id.0), run.spec.properties.get(id.0))
+        let (Some(prop), Some(spec)) =
+            (run.properties.get_mut(id.0), run.spec.properties.get(id.0))
         else {
             return;
         };
