@@ -9,7 +9,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Labels of per-device series.
@@ -47,8 +47,15 @@ pub struct SinkLabels {
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
-    // 100 µs … ~3 s.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+    // 100 µs … 1.6 s, doubling: `exponential_buckets(0.0001, 2.0, 15)` without its `powf`, the
+    // only use of libm in a mapper binary (linking libm costs 0.5 MiB of resident memory). 15
+    // bounds and +Inf fill the 16 slots that the histogram's bucket vector grows to exactly (one
+    // more would double it to 32 slots: 256 bytes more per histogram, two per device).
+    let mut bounds = [0.0001_f64; 15];
+    for i in 1..bounds.len() {
+        bounds[i] = bounds[i - 1] * 2.0;
+    }
+    Histogram::new(bounds)
 }
 
 /// All series of one mapper. Cheap to clone (every series is reference counted).

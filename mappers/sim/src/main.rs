@@ -3,6 +3,10 @@
 //!
 //! `cargo run -p edgetwin-mapper-sim -- --node NODE`
 //!
+//! Devices come from the edge agent's spec topic (or `--device-profile FILE`). Built without YAML
+//! by default, as a mapper next to the agent is; for `--devices DIR` build it with
+//! `--features yaml`.
+//!
 //! With `EDGETWIN_SIM_WRITE_LOG=FILE`, the simulated devices' write log is written to FILE at
 //! exit, one write per line: `device<TAB>register<TAB>value<TAB>unix nanoseconds`.
 

@@ -29,9 +29,9 @@ use crate::sink::{Sample, SinkHandle};
 
 type Config<D> = DeviceConfig<<D as Driver>::ProtocolConfig, <D as Driver>::VisitorConfig>;
 
-/// The runtime's view of one property.
+/// The runtime's view of one property: `Running::properties[i]` is `spec.properties[i]`, whose
+/// name it does not copy (a device's properties live as long as it is served).
 struct Property {
-    name: String,
     ty: edgetwin_core::model::PropertyType,
     report_to_cloud: bool,
     report_cycle: Duration,
@@ -152,7 +152,6 @@ impl<D: Driver> DeviceTask<D> {
             .properties
             .iter()
             .map(|p| Property {
-                name: p.name.clone(),
                 ty: p.ty,
                 report_to_cloud: p.report_to_cloud,
                 report_cycle: p.report_cycle.unwrap_or(options.default_report_cycle),
@@ -300,7 +299,7 @@ impl<D: Driver> DeviceTask<D> {
     fn take_desired(&self, run: &mut Running<D>, desired: BTreeMap<String, String>) -> bool {
         let mut changed = false;
         for (name, wire) in desired {
-            let Some(index) = run.properties.iter().position(|p| p.name == name) else {
+            let Some(index) = run.spec.properties.iter().position(|p| p.name == name) else {
                 tracing::debug!(property = %name, "desired value for a property this mapper does not serve");
                 continue;
             };
@@ -457,7 +456,8 @@ impl<D: Driver> DeviceTask<D> {
                     let prop = &mut run.properties[id.0];
                     let message = err.to_string();
                     if prop.last_error.as_deref() != Some(message.as_str()) {
-                        tracing::warn!(property = %prop.name, error = %message, "read failed");
+                        let name = &run.spec.properties[id.0].name;
+                        tracing::warn!(property = %name, error = %message, "read failed");
                         prop.last_error = Some(message.into_boxed_str());
                     }
                     if err.is_transient() {
@@ -494,7 +494,9 @@ impl<D: Driver> DeviceTask<D> {
         at_ms: i64,
         forced: bool,
     ) {
-        let Some(prop) = run.properties.get_mut(id.0) else {
+        let (Some(prop), Some(spec)) =
+            (run.properties.get_mut(id.0), run.spec.properties.get(id.0))
+        else {
             return;
         };
         prop.raw = Some(value.clone());
@@ -510,23 +512,23 @@ impl<D: Driver> DeviceTask<D> {
                 match processed {
                     Ok(out) => out,
                     Err(err) => {
-                        tracing::warn!(property = %prop.name, error = %err, "pipeline refused a value");
+                        tracing::warn!(property = %spec.name, error = %err, "pipeline refused a value");
                         None
                     }
                 }
             }
         };
         if let Some(value) = processed {
-            self.emit(prop, value, at_ms);
+            self.emit(prop, &spec.name, value, at_ms);
         }
     }
 
     /// A value to report: kept for the twin, sent to every sink of the property.
-    fn emit(&self, prop: &mut Property, value: Value, at_ms: i64) {
+    fn emit(&self, prop: &mut Property, name: &str, value: Value, at_ms: i64) {
         for sink in &prop.sinks {
             sink.push(Sample {
                 device: self.id.clone(),
-                property: prop.name.clone(),
+                property: name.to_owned(),
                 ty: prop.ty,
                 value: value.clone(),
                 timestamp_ms: at_ms,
@@ -538,7 +540,7 @@ impl<D: Driver> DeviceTask<D> {
     /// Releases values that pipelines held (closed windows, rate-limited values).
     fn tick_pipelines(&self, run: &mut Running<D>) {
         let now_ms = unix_millis();
-        for prop in &mut run.properties {
+        for (prop, spec) in run.properties.iter_mut().zip(&run.spec.properties) {
             let Some(pipeline) = prop.pipeline.as_mut() else {
                 continue;
             };
@@ -548,11 +550,11 @@ impl<D: Driver> DeviceTask<D> {
             {
                 match pipeline.tick(now_ms.max(0) as u64) {
                     Ok(Some(pipeline::Outcome::Report { value, .. })) => {
-                        self.emit(prop, value, now_ms);
+                        self.emit(prop, &spec.name, value, now_ms);
                     }
                     Ok(_) => {}
                     Err(err) => {
-                        tracing::warn!(property = %prop.name, error = %err, "pipeline tick failed");
+                        tracing::warn!(property = %spec.name, error = %err, "pipeline tick failed");
                     }
                 }
             }
@@ -576,6 +578,7 @@ impl<D: Driver> DeviceTask<D> {
                 return;
             };
             let prop = &mut run.properties[index];
+            let name = &run.spec.properties[index].name;
             let Some(write) = prop.write.as_mut() else {
                 continue;
             };
@@ -588,7 +591,7 @@ impl<D: Driver> DeviceTask<D> {
                 Some(pipeline) => match pipeline.on_write(desired) {
                     Ok(value) => value,
                     Err(err) => {
-                        tracing::warn!(property = %prop.name, error = %err, "desired value refused by the pipeline");
+                        tracing::warn!(property = %name, error = %err, "desired value refused by the pipeline");
                         write.desired = None;
                         failed.insert(index, (desired_wire, err.to_string()));
                         continue;
@@ -603,7 +606,7 @@ impl<D: Driver> DeviceTask<D> {
             let point = &run.config.points[index];
             let started = Instant::now();
             let write_timeout = self.ctx.options.write_timeout;
-            let span = tracing::info_span!("write", property = %prop.name, value = %device_value);
+            let span = tracing::info_span!("write", property = %name, value = %device_value);
             let result = match timeout(write_timeout, session.write(point, &device_value))
                 .instrument(span)
                 .await
@@ -614,7 +617,7 @@ impl<D: Driver> DeviceTask<D> {
             match result {
                 Ok(()) => {
                     self.metrics.write(started.elapsed());
-                    tracing::debug!(property = %prop.name, value = %device_value, "written");
+                    tracing::debug!(property = %name, value = %device_value, "written");
                     write.written = Some(device_value);
                     written.push(PointId(index));
                     failed.remove(&index);
@@ -622,7 +625,7 @@ impl<D: Driver> DeviceTask<D> {
                 }
                 Err(err) => {
                     self.metrics.write_error(err.kind());
-                    tracing::warn!(property = %prop.name, value = %device_value, error = %err, "write failed");
+                    tracing::warn!(property = %name, value = %device_value, error = %err, "write failed");
                     if matches!(err, DriverError::Rejected(_)) {
                         refused.push(index);
                     }
@@ -657,7 +660,7 @@ impl<D: Driver> DeviceTask<D> {
             .filter_map(|(index, (value, reason))| {
                 let prop = &run.properties[index];
                 prop.report_to_cloud.then(|| Refused {
-                    name: prop.name.clone(),
+                    name: run.spec.properties[index].name.clone(),
                     ty: prop.ty,
                     value,
                     reason,
@@ -719,7 +722,7 @@ impl<D: Driver> DeviceTask<D> {
             let changed = !prop.reported.as_ref().is_some_and(|r| same_wire(r, value));
             if (changed || unchanged_too) && include(index, prop) {
                 entries.push(Reported {
-                    name: prop.name.clone(),
+                    name: run.spec.properties[index].name.clone(),
                     value: value.to_wire(),
                     ty: prop.ty,
                 });
