@@ -18,7 +18,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Why an inbound message was refused (the `reason` label of `edgetwin_rejects_total`).
@@ -98,6 +98,12 @@ impl Default for Metrics {
     }
 }
 
+/// `count` histogram bounds from `first`, each twice the one before. (Not prometheus-client's
+/// `exponential_buckets`, whose `powf` would be the edge binary's only use of libm.)
+fn doubling_buckets(first: f64, count: usize) -> impl Iterator<Item = f64> {
+    std::iter::successors(Some(first), |bound| Some(bound * 2.0)).take(count)
+}
+
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Metrics {
@@ -106,8 +112,8 @@ impl Metrics {
         let messages_out = Family::<KindLabel, Counter>::default();
         let rejects = Family::<ReasonLabel, Counter>::default();
         // 50 µs … ~3 s.
-        let store_commit = Histogram::new(exponential_buckets(0.000_05, 2.0, 17));
-        let batch_messages = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let store_commit = Histogram::new(doubling_buckets(0.000_05, 17));
+        let batch_messages = Histogram::new(doubling_buckets(1.0, 12));
         let outbox_entries = Gauge::default();
         let devices = Gauge::default();
         let broker_connected = Gauge::default();
@@ -235,6 +241,20 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doubling_buckets_are_the_exponential_ones_without_powf() {
+        let doubled: Vec<f64> = doubling_buckets(0.000_05, 17).collect();
+        let exponential: Vec<f64> =
+            prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 17).collect();
+        assert_eq!(doubled.len(), exponential.len());
+        for (ours, theirs) in doubled.iter().zip(&exponential) {
+            assert!(
+                (ours - theirs).abs() <= theirs * 1e-12,
+                "{ours} vs {theirs}"
+            );
+        }
+    }
 
     #[test]
     fn renders_counters_with_labels_gauges_and_histograms() {
