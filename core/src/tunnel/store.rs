@@ -279,6 +279,7 @@ impl Worker {
     fn run(mut self, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = jobs.blocking_recv() {
+            crate::hops::mark("hub.store.woken");
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match jobs.try_recv() {
@@ -287,6 +288,7 @@ impl Worker {
                 }
             }
             let commit = self.serve(&mut batch);
+            crate::hops::mark("hub.store.served");
             for job in batch.drain(..) {
                 job.finish(commit.clone());
             }
