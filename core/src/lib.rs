@@ -6,6 +6,7 @@
 //! behind `kube`, so that edge binaries never link kube-rs.
 
 pub mod cloudlink;
+pub mod hops;
 pub mod model;
 pub mod pipeline;
 #[cfg(feature = "cli")]

@@ -201,6 +201,7 @@ impl HubClient {
             stop: stop.clone(),
             stats: Arc::clone(&stats),
             max_message_bytes: config.max_message_bytes,
+            side: "edge",
         };
         let task = tokio::spawn(reconnect_loop(config, endpoint, parts, state_tx));
         Ok(HubClientHandle {

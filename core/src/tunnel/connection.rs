@@ -85,6 +85,8 @@ pub(crate) struct LinkParts {
     pub stats: Arc<TunnelStats>,
     /// The largest WebSocket message the peer accepts (the same setting on both sides).
     pub max_message_bytes: usize,
+    /// Which end this is, `"hub"` or `"edge"`: the scope of its [`crate::hops`] marks.
+    pub side: &'static str,
 }
 
 type Sink = SplitSink<Socket, Message>;
@@ -186,6 +188,7 @@ impl<'a> Link<'a> {
                     self.on_applied(seq, result);
                 }
                 Event::Flushed(Ok(())) => {
+                    crate::hops::mark_in(parts.side, "link.flushed");
                     self.unflushed = false;
                     self.session.on_transmitted(Instant::now());
                 }
@@ -202,7 +205,10 @@ impl<'a> Link<'a> {
                         }
                     }
                 }
-                Event::Wake => self.outbox_dirty = true,
+                Event::Wake => {
+                    crate::hops::mark_in(parts.side, "link.woken");
+                    self.outbox_dirty = true;
+                }
                 Event::Timer => {}
             }
         }
@@ -256,6 +262,7 @@ impl<'a> Link<'a> {
             .peek_after(self.session.send_after(), capacity)
             .await
             .map_err(|error| LinkEnd::Storage(format!("reading the outbox: {error}")))?;
+        crate::hops::mark_in(self.parts.side, "link.outbox.read");
         self.outbox_dirty = entries.len() == capacity;
         for entry in entries {
             if !self.session.may_send(entry.seq) {
@@ -289,6 +296,7 @@ impl<'a> Link<'a> {
                 continue;
             }
             self.session.on_sent(seq, now);
+            crate::hops::mark_in(self.parts.side, "link.msg.queued");
             self.push_text(text);
             self.parts.stats.bump(Counter::MessagesSent);
         }
@@ -311,6 +319,7 @@ impl<'a> Link<'a> {
     fn on_applied(&mut self, seq: Seq, result: Result<(), ApplyError>) {
         match result {
             Ok(()) => {
+                crate::hops::mark_in(self.parts.side, "link.msg.applied");
                 self.parts.stats.bump(Counter::MessagesApplied);
                 self.session.on_applied(seq, Instant::now());
             }
@@ -353,7 +362,10 @@ impl<'a> Link<'a> {
                     .on_message(seq, prev, now)
                     .map_err(|v| self.violation(v))?;
                 match inbound {
-                    Inbound::Accept => self.apply_queue.push_back((seq, message)),
+                    Inbound::Accept => {
+                        crate::hops::mark_in(self.parts.side, "link.msg.received");
+                        self.apply_queue.push_back((seq, message));
+                    }
                     Inbound::Duplicate => self.parts.stats.bump(Counter::DuplicatesDropped),
                     Inbound::Gap => self.parts.stats.bump(Counter::GapsDropped),
                     Inbound::Overflow => self.parts.stats.bump(Counter::WindowOverflows),

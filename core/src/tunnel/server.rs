@@ -558,6 +558,7 @@ async fn run_link(shared: &Arc<Shared>, socket: Socket, admitted: Admitted, peer
         stop: stop.clone(),
         stats: Arc::clone(&shared.stats),
         max_message_bytes: shared.config.max_message_bytes,
+        side: "hub",
     };
     tracing::info!(%node, %peer, method, "tunnel node authenticated");
     let end = connection::run(socket, &parts, || {

@@ -11,8 +11,16 @@
 //! Tables: `tunnel_streams(node, stream_id, last_seq, depth)` keeps each node's stream id, its
 //! last sequence number (so numbers never go back, even when the queue runs empty) and the queue
 //! length; `tunnel_outbox(node, seq, message)` holds the messages as JSON.
+//!
+//! A node with a link also keeps its latest committed messages in memory ([`Recent`]): the store's
+//! thread adds each append there right after its commit, before the append returns, so the link
+//! sends a message it is woken for without a second round trip to this thread to read it back.
+//! The table stays the source of truth: what memory does not hold (after a restart, behind a
+//! gap, older than [`RECENT_CAPACITY`]) is read from it.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use futures::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -26,6 +34,9 @@ use crate::wire::Envelope;
 
 /// At most this many requests share one transaction.
 const MAX_BATCH: usize = 1024;
+
+/// At most this many committed messages per linked node are kept in memory.
+const RECENT_CAPACITY: usize = 256;
 
 /// Options of the cloud's outbox store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +75,7 @@ pub enum HubStoreError {
 #[derive(Clone)]
 pub struct HubStore {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    recent: Arc<RecentByNode>,
 }
 
 impl std::fmt::Debug for HubStore {
@@ -81,10 +93,14 @@ trait Job: Send {
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
+/// What a [`Call`] does with its value once its transaction committed, before it replies.
+type OnCommit<T> = Box<dyn FnOnce(&T) + Send>;
+
 /// A [`Job`] that computes a value and replies with it after the commit.
 struct Call<T, F> {
     op: Option<F>,
     result: Option<Result<T, OutboxError>>,
+    on_commit: Option<OnCommit<T>>,
     reply: oneshot::Sender<Result<T, OutboxError>>,
 }
 
@@ -108,7 +124,12 @@ where
 
     fn finish(self: Box<Self>, commit: Result<(), String>) {
         let result = match (commit, self.result) {
-            (Ok(()), Some(result)) => result,
+            (Ok(()), Some(result)) => {
+                if let (Ok(value), Some(on_commit)) = (&result, self.on_commit) {
+                    on_commit(value);
+                }
+                result
+            }
             (Err(error), _) => Err(OutboxError::Storage(error)),
             (Ok(()), None) => Err(OutboxError::Storage("request was not run".into())),
         };
@@ -154,10 +175,23 @@ impl HubStore {
             .name("hub-store".into())
             .spawn(move || worker.run(receiver))
             .map_err(HubStoreError::Thread)?;
-        Ok(HubStore { jobs })
+        Ok(HubStore {
+            jobs,
+            recent: Arc::default(),
+        })
     }
 
     async fn call<T, F>(&self, op: F) -> Result<T, OutboxError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &HubStoreOptions) -> Result<T, OutboxError> + Send + 'static,
+    {
+        self.call_then(op, None).await
+    }
+
+    /// Like [`call`](Self::call); `on_commit` runs on the store's thread once the transaction
+    /// committed, before the reply.
+    async fn call_then<T, F>(&self, op: F, on_commit: Option<OnCommit<T>>) -> Result<T, OutboxError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &HubStoreOptions) -> Result<T, OutboxError> + Send + 'static,
@@ -167,6 +201,7 @@ impl HubStore {
         let job = Box::new(Call {
             op: Some(op),
             result: None,
+            on_commit,
             reply,
         });
         self.jobs.send(job).await.map_err(|_| stopped())?;
@@ -181,6 +216,7 @@ impl HubStore {
             store: self.clone(),
             node: node.clone(),
             stream,
+            recent: self.recent.attach(node),
         })
     }
 
@@ -197,9 +233,18 @@ impl HubStore {
         node: &NodeName,
         message: String,
     ) -> Result<Seq, OutboxError> {
+        let message: Arc<str> = message.into();
+        let committed = Arc::clone(&message);
+        let recent = Arc::clone(&self.recent);
+        let owned = node.clone();
+        let on_commit: OnCommit<Seq> =
+            Box::new(move |seq| recent.appended(&owned, *seq, committed));
         let node = node.clone();
-        self.call(move |conn, options| append(conn, &node, &message, options.max_queue_len))
-            .await
+        self.call_then(
+            move |conn, options| append(conn, &node, &message, options.max_queue_len),
+            Some(on_commit),
+        )
+        .await
     }
 
     /// How many messages wait in `node`'s queue.
@@ -214,12 +259,99 @@ impl HubStore {
     }
 }
 
+/// The messages of the nodes whose outboxes are open (held by a link), by node. An entry whose
+/// outboxes are all gone is dropped at that node's next append.
+#[derive(Default)]
+struct RecentByNode(Mutex<HashMap<NodeName, Weak<Mutex<Recent>>>>);
+
+impl RecentByNode {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeName, Weak<Mutex<Recent>>>> {
+        // Critical sections only insert, remove or upgrade: a poisoned map is still consistent.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `node`'s messages in memory: the ones an open outbox of the node already holds, or new.
+    fn attach(&self, node: &NodeName) -> Arc<Mutex<Recent>> {
+        let mut nodes = self.lock();
+        if let Some(recent) = nodes.get(node).and_then(Weak::upgrade) {
+            return recent;
+        }
+        let recent = Arc::new(Mutex::new(Recent::default()));
+        nodes.insert(node.clone(), Arc::downgrade(&recent));
+        recent
+    }
+
+    /// `message` was committed as `seq` of `node`'s queue (called on the store's thread, in
+    /// commit order).
+    fn appended(&self, node: &NodeName, seq: Seq, message: Arc<str>) {
+        let mut nodes = self.lock();
+        match nodes.get(node).map(Weak::upgrade) {
+            Some(Some(recent)) => {
+                drop(nodes);
+                lock_recent(&recent).push(seq, message);
+            }
+            Some(None) => {
+                nodes.remove(node);
+            }
+            None => {}
+        }
+    }
+}
+
+fn lock_recent(recent: &Mutex<Recent>) -> std::sync::MutexGuard<'_, Recent> {
+    // Every change leaves the entries contiguous: a poisoned one is still consistent.
+    recent.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The latest committed, unacknowledged messages of one node, contiguous in `seq`.
+#[derive(Debug, Default)]
+struct Recent {
+    entries: VecDeque<(Seq, Arc<str>)>,
+}
+
+impl Recent {
+    fn push(&mut self, seq: Seq, message: Arc<str>) {
+        if self.entries.back().is_some_and(|(last, _)| last + 1 != seq) {
+            // Not contiguous (not expected): start over; the table has the rest.
+            self.entries.clear();
+        }
+        self.entries.push_back((seq, message));
+        if self.entries.len() > RECENT_CAPACITY {
+            self.entries.pop_front();
+        }
+    }
+
+    fn ack_through(&mut self, through: Seq) {
+        while self.entries.front().is_some_and(|(seq, _)| *seq <= through) {
+            self.entries.pop_front();
+        }
+    }
+
+    /// Up to `limit` entries after `after` when memory holds every committed entry after it;
+    /// `None` when only the table can tell.
+    fn after(&self, after: Seq, limit: usize) -> Option<Vec<(Seq, Arc<str>)>> {
+        let (first, _) = self.entries.front()?;
+        if after.checked_add(1)? < *first {
+            return None;
+        }
+        Some(
+            self.entries
+                .iter()
+                .filter(|(seq, _)| *seq > after)
+                .take(limit)
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
 /// One node's queue in a [`HubStore`].
 #[derive(Debug, Clone)]
 pub struct NodeOutbox {
     store: HubStore,
     node: NodeName,
     stream: StreamId,
+    recent: Arc<Mutex<Recent>>,
 }
 
 impl Outbox for NodeOutbox {
@@ -237,11 +369,20 @@ impl Outbox for NodeOutbox {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, OutboxError>> {
         Box::pin(async move {
-            let node = self.node.clone();
-            let rows = self
-                .store
-                .call(move |conn, _| peek(conn, &node, after, limit))
-                .await?;
+            let in_memory = lock_recent(&self.recent).after(after, limit);
+            let rows = match in_memory {
+                Some(rows) => rows,
+                None => {
+                    let node = self.node.clone();
+                    let rows = self
+                        .store
+                        .call(move |conn, _| peek(conn, &node, after, limit))
+                        .await?;
+                    rows.into_iter()
+                        .map(|(seq, text)| (seq, Arc::from(text)))
+                        .collect()
+                }
+            };
             rows.into_iter()
                 .map(|(seq, text)| {
                     let message = serde_json::from_str(&text).map_err(|error| {
@@ -261,7 +402,9 @@ impl Outbox for NodeOutbox {
             let node = self.node.clone();
             self.store
                 .call(move |conn, _| ack(conn, &node, through))
-                .await
+                .await?;
+            lock_recent(&self.recent).ack_through(through);
+            Ok(())
         })
     }
 }
@@ -279,6 +422,7 @@ impl Worker {
     fn run(mut self, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = jobs.blocking_recv() {
+            crate::hops::mark("hub.store.woken");
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match jobs.try_recv() {
@@ -287,6 +431,7 @@ impl Worker {
                 }
             }
             let commit = self.serve(&mut batch);
+            crate::hops::mark("hub.store.served");
             for job in batch.drain(..) {
                 job.finish(commit.clone());
             }
@@ -440,6 +585,100 @@ fn depth(conn: &Connection, node: &NodeName) -> Result<usize, OutboxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn text(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    fn seqs(rows: Option<Vec<(Seq, Arc<str>)>>) -> Option<Vec<Seq>> {
+        rows.map(|rows| rows.into_iter().map(|(seq, _)| seq).collect())
+    }
+
+    #[test]
+    fn memory_answers_only_when_it_holds_everything_after_the_point() {
+        let mut recent = Recent::default();
+        assert_eq!(seqs(recent.after(0, 10)), None, "empty: ask the table");
+        for seq in 5..=7 {
+            recent.push(seq, text("m"));
+        }
+        assert_eq!(
+            seqs(recent.after(3, 10)),
+            None,
+            "seq 4 is only in the table"
+        );
+        assert_eq!(seqs(recent.after(4, 10)), Some(vec![5, 6, 7]));
+        assert_eq!(seqs(recent.after(5, 1)), Some(vec![6]));
+        assert_eq!(
+            seqs(recent.after(7, 10)),
+            Some(vec![]),
+            "nothing newer is committed"
+        );
+        recent.ack_through(6);
+        assert_eq!(
+            seqs(recent.after(5, 10)),
+            None,
+            "acknowledged entries leave memory"
+        );
+        assert_eq!(seqs(recent.after(6, 10)), Some(vec![7]));
+        recent.push(9, text("gap"));
+        assert_eq!(seqs(recent.after(6, 10)), None, "a gap starts over");
+        assert_eq!(seqs(recent.after(8, 10)), Some(vec![9]));
+    }
+
+    #[test]
+    fn memory_keeps_a_bounded_tail() {
+        let mut recent = Recent::default();
+        let last = RECENT_CAPACITY as Seq + 10;
+        for seq in 1..=last {
+            recent.push(seq, text("m"));
+        }
+        assert_eq!(recent.entries.len(), RECENT_CAPACITY);
+        assert_eq!(seqs(recent.after(0, 1)), None);
+        assert_eq!(seqs(recent.after(last - 1, 10)), Some(vec![last]));
+    }
+
+    #[tokio::test]
+    async fn an_open_outbox_reads_appends_from_memory_and_older_ones_from_the_table() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("hub.db");
+        let store = HubStore::open(&path, HubStoreOptions::default()).expect("open");
+        let n = node("edge-1");
+        // Appended before any outbox of the node is open: in the table only.
+        store.append(&n, &message("before")).await.expect("append");
+        let outbox = store.outbox(&n).await.expect("outbox");
+        for id in ["a", "b"] {
+            outbox.append(message(id)).await.expect("append");
+        }
+        assert_eq!(
+            seqs(lock_recent(&outbox.recent).after(1, 10)),
+            Some(vec![2, 3])
+        );
+        let ids = |entries: Vec<OutboxEntry>| -> Vec<String> {
+            entries
+                .into_iter()
+                .map(|e| e.message.header.msg_id)
+                .collect()
+        };
+        let all = outbox.peek_after(0, 10).await.expect("peek");
+        assert_eq!(ids(all), ["before", "a", "b"]);
+        let newest = outbox.peek_after(1, 10).await.expect("peek");
+        assert_eq!(ids(newest), ["a", "b"]);
+        outbox.ack_through(2).await.expect("ack");
+        assert_eq!(
+            seqs(lock_recent(&outbox.recent).after(2, 10)),
+            Some(vec![3])
+        );
+        // A second outbox of the same node (a newer link) shares the memory.
+        let second = store.outbox(&n).await.expect("outbox");
+        assert!(Arc::ptr_eq(&outbox.recent, &second.recent));
+        drop((outbox, second));
+        // With no outbox open, appends are not kept in memory.
+        store.append(&n, &message("c")).await.expect("append");
+        let reopened = store.outbox(&n).await.expect("outbox");
+        assert_eq!(seqs(lock_recent(&reopened.recent).after(3, 10)), None);
+        let rest = reopened.peek_after(2, 10).await.expect("peek");
+        assert_eq!(ids(rest), ["b", "c"]);
+    }
 
     fn node(name: &str) -> NodeName {
         NodeName::new(name).expect("node")

@@ -18,6 +18,13 @@
 //! Flips alternate red ON and OFF (yellow and green stay OFF: the interlock allows it). The
 //! baseline is publish → receive of a QoS 1 message between two clients of the demo's embedded
 //! broker.
+//!
+//! With `EDGETWIN_TRACE_HOPS=<file>` in the environment, the bench, `edgetwin up` and the mapper
+//! write a timestamp for each hop of a flip to that file (see `edgetwin_core::hops`), and the
+//! bench prints a per-hop table after its summary.
+
+#[path = "flips/hop_table.rs"]
+mod hop_table;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -27,6 +34,7 @@ use std::time::{Duration, Instant};
 use edgetwin_core::cloud::registry::Kind;
 use edgetwin_core::cloud::registry::embedded::client::RegistryClient;
 use edgetwin_core::ctl::Ctl;
+use edgetwin_core::hops;
 use futures::StreamExt;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
@@ -48,6 +56,11 @@ type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn main() -> BenchResult<()> {
     let args = Args::parse(std::env::args().skip(1))?;
+    let hop_trace = std::env::var_os(hops::TRACE_HOPS_ENV).map(PathBuf::from);
+    if let Some(path) = &hop_trace {
+        // A fresh trace: the marks of this run only.
+        std::fs::File::create(path)?;
+    }
     let (edgetwin, mapper) = release_binaries()?;
     let data = tempfile::tempdir()?;
     let up = Up::start(&edgetwin, &mapper, data.path())?;
@@ -61,6 +74,10 @@ fn main() -> BenchResult<()> {
     drop(up);
     let report = outcome?;
     report.print(&args, &load_before, &load_after);
+    if let Some(path) = hop_trace {
+        let trace = std::fs::read_to_string(&path)?;
+        println!("\n{}", hop_table::HopTable::of(&trace).render());
+    }
     Ok(())
 }
 
@@ -204,9 +221,13 @@ async fn measure(up: &Up, args: &Args) -> BenchResult<Report> {
         let level = if value == "ON" { "high" } else { "low" };
         // Nothing seen so far can be about this flip (repeats of the previous value only).
         while pins.try_recv().is_ok() || statuses.try_recv().is_ok() {}
+        if flip >= WARM_UP {
+            hops::mark(hop_table::FLIP_START);
+        }
         let started = Instant::now();
         set(&ctl, value).await?;
         let set_returned = Instant::now();
+        hops::mark("bench.set.returned");
         let pin = wait_for(&mut pins, level, "the pin").await?;
         let status = wait_for(&mut statuses, value, "the registry status").await?;
         if flip >= WARM_UP {
@@ -274,9 +295,11 @@ async fn pin_stream(sim: &str) -> BenchResult<mpsc::UnboundedReceiver<Seen>> {
             };
             if event["line"].as_u64() == Some(RED_LINE)
                 && let Some(level) = event["level"].as_str()
-                && tx.send((at, level.to_owned())).is_err()
             {
-                return;
+                hops::mark("bench.pin.seen");
+                if tx.send((at, level.to_owned())).is_err() {
+                    return;
+                }
             }
         }
     });
@@ -295,10 +318,11 @@ async fn status_stream(client: &RegistryClient) -> BenchResult<mpsc::UnboundedRe
             if event.object["metadata"]["name"] != DEVICE {
                 continue;
             }
-            if let Some(value) = verified_value(&event.object)
-                && tx.send((at, value)).is_err()
-            {
-                return;
+            if let Some(value) = verified_value(&event.object) {
+                hops::mark("bench.status.seen");
+                if tx.send((at, value)).is_err() {
+                    return;
+                }
             }
         }
     });

@@ -247,6 +247,9 @@ impl<D: Driver> DeviceTask<D> {
                 run.twin_received = true;
             }
             let desired_changed = self.take_desired(&mut run, taken.desired);
+            if desired_changed {
+                edgetwin_core::hops::mark("mapper.device.woken");
+            }
 
             let mut connected_now = false;
             if run.session.is_none() && run.breaker.allows(now) {
@@ -616,6 +619,7 @@ impl<D: Driver> DeviceTask<D> {
             };
             match result {
                 Ok(()) => {
+                    edgetwin_core::hops::mark("mapper.written");
                     self.metrics.write(started.elapsed());
                     tracing::debug!(property = %name, value = %device_value, "written");
                     write.written = Some(device_value);
@@ -646,6 +650,7 @@ impl<D: Driver> DeviceTask<D> {
         }
         if !written.is_empty() {
             self.read(run, &written, true).await;
+            edgetwin_core::hops::mark("mapper.read.back");
             let names: BTreeSet<usize> = written.iter().map(|id| id.0).collect();
             self.report(run, false, |index, _| names.contains(&index));
         }
@@ -733,6 +738,7 @@ impl<D: Driver> DeviceTask<D> {
             return;
         }
         let payload = twin::twin_update(&entries, unix_millis());
+        edgetwin_core::hops::mark("mapper.report.queued");
         if self.ctx.bus.publish(
             &self.topics.twin_update,
             payload,

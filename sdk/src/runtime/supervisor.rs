@@ -258,7 +258,10 @@ impl<D: Driver> Supervisor<D> {
                 return;
             };
             let parsed = match route {
-                Route::Delta => twin::desired_from_delta(payload),
+                Route::Delta => {
+                    edgetwin_core::hops::mark("mapper.delta.received");
+                    twin::desired_from_delta(payload)
+                }
                 Route::GetResult => twin::desired_from_get_result(payload),
             };
             match parsed {

@@ -217,6 +217,7 @@ impl ControllerInbox {
             }
         };
         if due {
+            crate::hops::mark("controller.status.due");
             self.0.status_due.notify_one();
         }
     }
@@ -278,6 +279,7 @@ impl Controller {
                             self.reconcile(&hub, &node, &summary).await;
                         }
                     } else {
+                        crate::hops::mark("controller.event");
                         self.registry_event(&hub, event, synced).await;
                     }
                 }
@@ -449,6 +451,7 @@ impl Controller {
         );
         match hub.send(node, message).await {
             Ok(seq) => {
+                crate::hops::mark("controller.hub.appended");
                 ControllerMetrics::bump(&metrics.membership_sent);
                 let mut inner = self.shared.lock();
                 let sent = inner.sent.entry(node.clone()).or_default();
@@ -486,12 +489,14 @@ impl Controller {
                     )
                 })
                 .collect::<Vec<_>>();
+            crate::hops::mark("controller.status.write");
             match self
                 .registry
                 .patch_status(&key.namespace, &key.name, &patch)
                 .await
             {
                 Ok(device) => {
+                    crate::hops::mark("controller.status.committed");
                     ControllerMetrics::bump(&metrics.status_writes);
                     for (property, message) in failed {
                         let event = DeviceEvent::warning(

@@ -340,6 +340,7 @@ impl TwinService {
 
     /// Applies a batch of bus events: one transaction, then publish, then acknowledge.
     async fn process(&mut self, events: Vec<BusEvent>, bus: &Bus, connected_before: &mut bool) {
+        crate::hops::mark("edge.bus.received");
         let now_ms = now_ms();
         let mut publications = Publications::default();
         let mut acks: Vec<AckToken> = Vec::new();
@@ -382,6 +383,7 @@ impl TwinService {
         };
         let messages_out = match committed {
             Ok(()) => {
+                crate::hops::mark("edge.bus.committed");
                 self.state
                     .metrics
                     .batch_committed(messages, started.elapsed());
@@ -404,6 +406,7 @@ impl TwinService {
             messages_out,
         )
         .await;
+        crate::hops::mark("edge.bus.published");
         for ack in &acks {
             if let Err(error) = bus.ack(ack).await {
                 tracing::warn!(%error, "cannot acknowledge a publish");
@@ -413,6 +416,9 @@ impl TwinService {
     }
 
     async fn command(&mut self, command: Command, bus: &Bus) {
+        if matches!(command, Command::CloudUpdate(..) | Command::Membership(..)) {
+            crate::hops::mark("edge.cloud.received");
+        }
         match command {
             Command::Membership(membership, reply) => {
                 let result = self
@@ -496,6 +502,7 @@ impl TwinService {
             });
         match &result {
             Ok(_) => {
+                crate::hops::mark("edge.cloud.committed");
                 self.announce_outbox();
                 publish(
                     bus,
@@ -504,6 +511,7 @@ impl TwinService {
                     publications.messages,
                 )
                 .await;
+                crate::hops::mark("edge.cloud.published");
             }
             Err(ServiceError::UnknownDevice(_)) => {}
             Err(error) => {

@@ -413,9 +413,11 @@ async fn patch(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
+    crate::hops::mark("registry.patch.received");
     let patch = merge_patch_from_body(&headers, &body)?;
     by_kind!(kind_of(&plural)?, T => {
         let applied = state.registry.merge_patch::<T>(&ns, &name, patch).await?;
+        crate::hops::mark("registry.patch.committed");
         Ok(written(StatusCode::OK, applied))
     })
 }

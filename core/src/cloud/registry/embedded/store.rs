@@ -329,10 +329,8 @@ impl Store {
         } = txn;
         if !changes.is_empty() {
             let floor = revision.saturating_sub(self.retained_changes);
-            tx.execute(
-                "DELETE FROM changes WHERE revision <= ?1",
-                params![to_sql(floor)],
-            )?;
+            tx.prepare_cached("DELETE FROM changes WHERE revision <= ?1")?
+                .execute(params![to_sql(floor)])?;
             set_counter(&tx, "revision", revision)?;
             let compacted = counter(&tx, "compacted")?;
             set_counter(&tx, "compacted", compacted.max(floor))?;
@@ -468,10 +466,11 @@ impl Txn<'_> {
         let revision = self.next_revision();
         object.meta_mut().resource_version = Some(revision.to_string());
         let body = serde_json::to_string(&object).map_err(Error::Encode)?;
-        self.tx.execute(
-            "INSERT OR REPLACE INTO objects (kind, namespace, name, body) VALUES (?1, ?2, ?3, ?4)",
-            params![T::KIND.as_str(), namespace, name, body],
-        )?;
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO objects (kind, namespace, name, body) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![T::KIND.as_str(), namespace, name, body])?;
         self.log(
             revision,
             change,
@@ -527,10 +526,16 @@ impl Txn<'_> {
         body: &str,
         object: Object,
     ) -> Result<(), Error> {
-        self.tx.execute(
-            "INSERT INTO changes (revision, type, kind, body) VALUES (?1, ?2, ?3, ?4)",
-            params![to_sql(revision), change.as_str(), kind.as_str(), body],
-        )?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO changes (revision, type, kind, body) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                to_sql(revision),
+                change.as_str(),
+                kind.as_str(),
+                body
+            ])?;
         self.changes.push(Change {
             revision,
             change,
@@ -555,21 +560,17 @@ fn decode<T: Stored>(kind: Kind, body: &str) -> Result<T, Error> {
 }
 
 fn counter(conn: &Connection, name: &str) -> Result<u64, Error> {
-    let value: i64 = conn.query_row(
-        "SELECT value FROM counters WHERE name = ?1",
-        params![name],
-        |row| row.get(0),
-    )?;
+    let value: i64 = conn
+        .prepare_cached("SELECT value FROM counters WHERE name = ?1")?
+        .query_row(params![name], |row| row.get(0))?;
     u64::try_from(value).map_err(|_| Error::CorruptRow {
         what: format!("counter {name}"),
     })
 }
 
 fn set_counter(conn: &Connection, name: &str, value: u64) -> Result<(), Error> {
-    conn.execute(
-        "UPDATE counters SET value = ?2 WHERE name = ?1",
-        params![name, to_sql(value)],
-    )?;
+    conn.prepare_cached("UPDATE counters SET value = ?2 WHERE name = ?1")?
+        .execute(params![name, to_sql(value)])?;
     Ok(())
 }
 
