@@ -394,7 +394,7 @@ impl TwinService {
                     .metrics
                     .reject(crate::edge::metrics::Reject::StoreError);
                 self.reload();
-                publications.on_failure
+                publications.failure_answers()
             }
         };
         publish(
@@ -601,9 +601,15 @@ async fn publish(bus: &Bus, metrics: &Metrics, qos: QoS, messages: Vec<publish::
     if messages.is_empty() {
         return;
     }
-    let kinds: Vec<&'static str> = messages.iter().map(|message| message.kind).collect();
+    let count = messages.len();
+    // Messages per kind, counted once the bus has taken them (a batch holds a few kinds).
+    let mut per_kind: Vec<(&'static str, u64)> = Vec::new();
     let messages = messages
         .into_iter()
+        .inspect(|message| match per_kind.iter_mut().find(|(kind, _)| *kind == message.kind) {
+            Some((_, n)) => *n += 1,
+            None => per_kind.push((message.kind, 1)),
+        })
         .map(|message| Message {
             // Retained messages (specs) are for mappers that connect later: never at QoS 0.
             qos: if message.retain {
@@ -617,8 +623,12 @@ async fn publish(bus: &Bus, metrics: &Metrics, qos: QoS, messages: Vec<publish::
         })
         .collect();
     match bus.publish_all(messages).await {
-        Ok(()) => kinds.into_iter().for_each(|kind| metrics.message_out(kind)),
-        Err(error) => tracing::warn!(%error, count = kinds.len(), "publish failed"),
+        Ok(()) => {
+            for (kind, n) in per_kind {
+                metrics.messages_out(kind, n);
+            }
+        }
+        Err(error) => tracing::warn!(%error, count, "publish failed"),
     }
 }
 
