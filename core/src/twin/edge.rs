@@ -241,11 +241,23 @@ mod tests {
     fn undoing_an_edge_update_restores_the_twin_it_started_from() {
         let mut twin = lamp();
         let original = twin.clone();
-        // A changed property, an unchanged one and one the twin did not have.
-        let update = report(&[("red", "ON"), ("green", "OFF"), ("blue", "ON")]);
+        // Two properties the twin has and one it did not have.
+        let reported = |v: &str, kind: &str| MsgTwin {
+            actual: Some(value(v)),
+            metadata: Some(Metadata::of_type(kind)),
+            ..MsgTwin::default()
+        };
+        let update = update(
+            "report",
+            vec![
+                ("red", Some(reported("ON", "Updated"))),
+                ("green", Some(reported("OFF", "Updated"))),
+                ("blue", Some(reported("ON", "string"))),
+            ],
+        );
         let undo = twin.save_for_edge_update(&update);
         let effects = twin.edge_update(&ctx(2_000), &update);
-        assert!(!effects.changed.is_empty(), "{effects:?}");
+        assert_eq!(effects.changed.len(), 3, "{effects:?}");
         assert_ne!(twin, original);
         twin.undo_edge_update(undo);
         assert_eq!(twin, original);
