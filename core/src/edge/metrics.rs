@@ -178,7 +178,9 @@ impl Metrics {
 
     /// Counts `n` published messages of one kind.
     pub fn messages_out(&self, kind: &'static str, n: u64) {
-        self.messages_out.get_or_create(&KindLabel { kind }).inc_by(n);
+        self.messages_out
+            .get_or_create(&KindLabel { kind })
+            .inc_by(n);
     }
 
     /// Counts a refused message.

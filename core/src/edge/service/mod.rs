@@ -604,12 +604,14 @@ async fn publish(bus: &Bus, metrics: &Metrics, qos: QoS, messages: Vec<publish::
     let count = messages.len();
     // Messages per kind, counted once the bus has taken them (a batch holds a few kinds).
     let mut per_kind: Vec<(&'static str, u64)> = Vec::new();
-    let messages = messages
-        .into_iter()
-        .inspect(|message| match per_kind.iter_mut().find(|(kind, _)| *kind == message.kind) {
+    for message in &messages {
+        match per_kind.iter_mut().find(|(kind, _)| *kind == message.kind) {
             Some((_, n)) => *n += 1,
             None => per_kind.push((message.kind, 1)),
-        })
+        }
+    }
+    let messages = messages
+        .into_iter()
         .map(|message| Message {
             // Retained messages (specs) are for mappers that connect later: never at QoS 0.
             qos: if message.retain {

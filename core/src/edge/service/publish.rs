@@ -258,7 +258,11 @@ mod tests {
         for answer in &answers {
             assert_eq!(answer["code"], 500);
             assert_eq!(answer["timestamp"], 7);
-            assert!(answer["reason"].as_str().is_some_and(|r| r.contains("retry")));
+            assert!(
+                answer["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("retry"))
+            );
         }
     }
 }
