@@ -182,9 +182,11 @@ impl Metrics {
         self.messages_in.get_or_create(&KindLabel { kind }).inc();
     }
 
-    /// Counts a published message.
-    pub fn message_out(&self, kind: &'static str) {
-        self.messages_out.get_or_create(&KindLabel { kind }).inc();
+    /// Counts `n` published messages of one kind.
+    pub fn messages_out(&self, kind: &'static str, n: u64) {
+        self.messages_out
+            .get_or_create(&KindLabel { kind })
+            .inc_by(n);
     }
 
     /// Counts a refused message.
@@ -261,7 +263,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.message_in("twin_update");
         metrics.message_in("twin_update");
-        metrics.message_out("update_result");
+        metrics.messages_out("update_result", 2);
         metrics.reject(Reject::UnknownDevice);
         metrics.batch_committed(3, Duration::from_micros(300));
         metrics.set_outbox_entries(7);
@@ -270,7 +272,7 @@ mod tests {
         let text = metrics.render();
         for line in [
             "edgetwin_messages_in_total{kind=\"twin_update\"} 2",
-            "edgetwin_messages_out_total{kind=\"update_result\"} 1",
+            "edgetwin_messages_out_total{kind=\"update_result\"} 2",
             "edgetwin_rejects_total{reason=\"unknown_device\"} 1",
             "edgetwin_store_commit_seconds_count 1",
             "edgetwin_batch_messages_sum 3.0",

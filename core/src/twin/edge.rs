@@ -16,7 +16,43 @@ struct EdgeWrite {
     halves: Vec<Half>,
 }
 
+/// The properties a [`DeviceTwin::edge_update`] may change, as they were before it: what a caller
+/// whose persisting of the effects failed puts back with [`DeviceTwin::undo_edge_update`]. Cheaper
+/// than a clone of the whole twin when an update names a few of many properties.
+#[derive(Debug)]
+pub struct EdgeUndo<'u> {
+    /// Each property the update names, and its twin before (`None`: it had none).
+    properties: Vec<(&'u str, Option<PropertyTwin>)>,
+}
+
 impl DeviceTwin {
+    /// Saves what [`DeviceTwin::edge_update`] with `update` may change: only the properties the
+    /// update names (nothing else of the twin is touched by it).
+    pub fn save_for_edge_update<'u>(&self, update: &'u DeviceTwinUpdate) -> EdgeUndo<'u> {
+        let properties = update
+            .twin
+            .value()
+            .into_iter()
+            .flatten()
+            .map(|(name, _)| (name.as_str(), self.properties.get(name).cloned()))
+            .collect();
+        EdgeUndo { properties }
+    }
+
+    /// Puts back the properties saved before an edge update.
+    pub fn undo_edge_update(&mut self, undo: EdgeUndo<'_>) {
+        for (name, before) in undo.properties {
+            match before {
+                Some(twin) => {
+                    self.properties.insert(name.to_owned(), twin);
+                }
+                None => {
+                    self.properties.remove(name);
+                }
+            }
+        }
+    }
+
     /// Applies a mapper's `…/twin/update`: for every property, `expected` sets the desired
     /// value and `actual` the reported value, each bumping its half's edge counter by one;
     /// `null` deletes an optional property.
@@ -200,6 +236,32 @@ mod tests {
     use crate::wire::payload::{BaseMessage, Metadata, MsgTwin, TwinValue};
 
     use super::*;
+
+    #[test]
+    fn undoing_an_edge_update_restores_the_twin_it_started_from() {
+        let mut twin = lamp();
+        let original = twin.clone();
+        // Two properties the twin has and one it did not have.
+        let reported = |v: &str, kind: &str| MsgTwin {
+            actual: Some(value(v)),
+            metadata: Some(Metadata::of_type(kind)),
+            ..MsgTwin::default()
+        };
+        let update = update(
+            "report",
+            vec![
+                ("red", Some(reported("ON", "Updated"))),
+                ("green", Some(reported("OFF", "Updated"))),
+                ("blue", Some(reported("ON", "string"))),
+            ],
+        );
+        let undo = twin.save_for_edge_update(&update);
+        let effects = twin.edge_update(&ctx(2_000), &update);
+        assert_eq!(effects.changed.len(), 3, "{effects:?}");
+        assert_ne!(twin, original);
+        twin.undo_edge_update(undo);
+        assert_eq!(twin, original);
+    }
 
     #[test]
     fn a_report_sets_the_reported_half_and_bumps_its_edge_counter() {

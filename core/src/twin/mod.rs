@@ -110,6 +110,7 @@ mod proptests;
 mod test_support;
 
 pub use context::TwinContext;
+pub use edge::EdgeUndo;
 pub use effects::Effects;
 pub use error::{RejectReason, Rejection, TwinError, get_device_not_found};
 pub use schema::{DeviceSchema, PropertySchema, type_from_name};

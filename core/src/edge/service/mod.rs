@@ -396,7 +396,7 @@ impl TwinService {
                     .metrics
                     .reject(crate::edge::metrics::Reject::StoreError);
                 self.reload();
-                publications.on_failure
+                publications.failure_answers()
             }
         };
         publish(
@@ -609,7 +609,15 @@ async fn publish(bus: &Bus, metrics: &Metrics, qos: QoS, messages: Vec<publish::
     if messages.is_empty() {
         return;
     }
-    let kinds: Vec<&'static str> = messages.iter().map(|message| message.kind).collect();
+    let count = messages.len();
+    // Messages per kind, counted once the bus has taken them (a batch holds a few kinds).
+    let mut per_kind: Vec<(&'static str, u64)> = Vec::new();
+    for message in &messages {
+        match per_kind.iter_mut().find(|(kind, _)| *kind == message.kind) {
+            Some((_, n)) => *n += 1,
+            None => per_kind.push((message.kind, 1)),
+        }
+    }
     let messages = messages
         .into_iter()
         .map(|message| Message {
@@ -625,8 +633,12 @@ async fn publish(bus: &Bus, metrics: &Metrics, qos: QoS, messages: Vec<publish::
         })
         .collect();
     match bus.publish_all(messages).await {
-        Ok(()) => kinds.into_iter().for_each(|kind| metrics.message_out(kind)),
-        Err(error) => tracing::warn!(%error, count = kinds.len(), "publish failed"),
+        Ok(()) => {
+            for (kind, n) in per_kind {
+                metrics.messages_out(kind, n);
+            }
+        }
+        Err(error) => tracing::warn!(%error, count, "publish failed"),
     }
 }
 

@@ -198,7 +198,7 @@ impl State {
             &event_id,
             self.options.max_value_bytes,
         );
-        let before = entry.twin.clone();
+        let undo = entry.twin.save_for_edge_update(&update);
         let effects = entry.twin.edge_update(&ctx, &update);
         if !effects.changed.is_empty() || effects.sync.is_some() {
             let written = batch.scope().and_then(|mut scope| {
@@ -206,7 +206,7 @@ impl State {
                 scope.commit()
             });
             if let Err(error) = written {
-                entry.twin = before;
+                entry.twin.undo_edge_update(undo);
                 let (code, reject) = match &error {
                     StoreError::OutboxFull { .. } => (SERVICE_UNAVAILABLE, Reject::OutboxFull),
                     _ => (ErrorResult::INTERNAL_ERROR, Reject::StoreError),

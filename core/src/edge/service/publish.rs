@@ -27,8 +27,18 @@ pub struct Outgoing {
 pub struct Publications {
     /// Published in order after a successful commit.
     pub messages: Vec<Outgoing>,
-    /// Published instead when the commit fails: a 500 answer to every request in the batch.
-    pub on_failure: Vec<Outgoing>,
+    /// The requests answered in `messages`, in order: each gets a 500 answer instead when the
+    /// commit fails (encoded only then, see [`Publications::failure_answers`]).
+    answered: Vec<Answered>,
+}
+
+/// A request answered by the batch.
+#[derive(Debug)]
+struct Answered {
+    kind: &'static str,
+    topic: String,
+    /// The base of its answer (the request's event id, the batch's time).
+    base: BaseMessage,
 }
 
 impl Publications {
@@ -44,7 +54,8 @@ impl Publications {
         }
     }
 
-    /// Queues an answer to a request on `topic`, and its 500 replacement for a failed commit.
+    /// Queues an answer to a request on `topic`, and remembers the request for its 500
+    /// replacement should the commit fail.
     pub fn answer(
         &mut self,
         kind: &'static str,
@@ -53,20 +64,34 @@ impl Publications {
         payload: &impl Serialize,
         now_ms: i64,
     ) {
-        let failure = ErrorResult::new(
-            answer_base(request, now_ms),
-            ErrorResult::INTERNAL_ERROR,
-            "the edge store failed to commit the batch; nothing was applied, retry",
-        );
-        if let Some(payload) = encode(&topic, &failure) {
-            self.on_failure.push(Outgoing {
-                topic: topic.clone(),
-                payload,
-                retain: false,
-                kind,
-            });
-        }
+        self.answered.push(Answered {
+            kind,
+            topic: topic.clone(),
+            base: answer_base(request, now_ms),
+        });
         self.push(kind, topic, payload);
+    }
+
+    /// What to publish instead of `messages` when the batch's commit failed: a 500 answer to
+    /// every request the batch answered, in order (no documents, deltas or specs).
+    pub fn failure_answers(self) -> Vec<Outgoing> {
+        self.answered
+            .into_iter()
+            .filter_map(|answered| {
+                let failure = ErrorResult::new(
+                    answered.base,
+                    ErrorResult::INTERNAL_ERROR,
+                    "the edge store failed to commit the batch; nothing was applied, retry",
+                );
+                let payload = encode(&answered.topic, &failure)?;
+                Some(Outgoing {
+                    topic: answered.topic,
+                    payload,
+                    retain: false,
+                    kind: answered.kind,
+                })
+            })
+            .collect()
     }
 
     /// Queues an error answer `{code, reason}` to a request on `topic`.
@@ -196,6 +221,48 @@ fn encode(topic: &str, payload: &impl Serialize) -> Option<Vec<u8>> {
         Err(error) => {
             tracing::error!(%topic, %error, "cannot encode a message; not published");
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(event_id: Option<&str>) -> BaseMessage {
+        BaseMessage {
+            event_id: event_id.map(str::to_owned),
+            timestamp: Some(1),
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_answers_every_request_with_500_in_order_and_publishes_nothing_else() {
+        let mut out = Publications::default();
+        let ok = serde_json::json!({"event_id": "a", "twin": {}});
+        out.answer("update_result", "t/a".into(), &request(Some("a")), &ok, 7);
+        out.push("update_document", "t/doc".into(), &ok);
+        out.answer("get_result", "t/b".into(), &request(None), &ok, 7);
+        assert_eq!(out.messages.len(), 3);
+
+        let failed = out.failure_answers();
+        let topics: Vec<&str> = failed.iter().map(|m| m.topic.as_str()).collect();
+        assert_eq!(topics, ["t/a", "t/b"]);
+        assert_eq!(failed[1].kind, "get_result");
+        let answers: Vec<serde_json::Value> = failed
+            .iter()
+            .map(|m| serde_json::from_slice(&m.payload).expect("JSON"))
+            .collect();
+        assert_eq!(answers[0]["event_id"], "a");
+        assert_eq!(answers[1]["event_id"], "");
+        for answer in &answers {
+            assert_eq!(answer["code"], 500);
+            assert_eq!(answer["timestamp"], 7);
+            assert!(
+                answer["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("retry"))
+            );
         }
     }
 }
