@@ -14,6 +14,12 @@
 //!
 //! `EDGETWIN_BENCH_STAGES` runs only some stages, e.g. `c` or `store,a` (default: all of
 //! `store,a,b,c,d`); `EDGETWIN_BENCH_BROKER` only one broker (`embedded`, `mosquitto`).
+//!
+//! `EDGETWIN_BENCH_AGENT` names the `edgetwin` binary to run (default: the one cargo built for
+//! this bench). `cargo bench` builds it with the dev-dependencies' features (tokio `full`, i.e.
+//! the multi-thread scheduler), so for (c) and (d) pass the binary a user deploys:
+//! `cargo build --release -p edgetwin-core --no-default-features --features
+//! cli,edge,embedded-broker --bin edgetwin` (BENCHMARKS.md, "Edge agent").
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -476,7 +482,9 @@ fn spawn(kind: BrokerKind, work: &Path, data: &Path, devices: Option<&Path>, por
         ),
     )
     .expect("config");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_edgetwin"));
+    let agent = std::env::var_os("EDGETWIN_BENCH_AGENT")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_edgetwin")), PathBuf::from);
+    let mut command = Command::new(agent);
     command.arg("edge").arg("--config").arg(&config);
     if let Some(devices) = devices {
         command.arg("--devices").arg(devices);
