@@ -482,8 +482,10 @@ fn spawn(kind: BrokerKind, work: &Path, data: &Path, devices: Option<&Path>, por
         ),
     )
     .expect("config");
-    let agent = std::env::var_os("EDGETWIN_BENCH_AGENT")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_edgetwin")), PathBuf::from);
+    let agent = std::env::var_os("EDGETWIN_BENCH_AGENT").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_edgetwin")),
+        PathBuf::from,
+    );
     let mut command = Command::new(agent);
     command.arg("edge").arg("--config").arg(&config);
     if let Some(devices) = devices {
