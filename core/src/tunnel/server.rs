@@ -301,7 +301,7 @@ impl Shared {
         let seq = self
             .parts
             .store
-            .append_json(node, json)
+            .append_json(node, json, message)
             .await
             .map_err(outbox_error)?;
         self.slot(node).wake.notify_one();

@@ -224,24 +224,25 @@ impl HubStore {
     pub async fn append(&self, node: &NodeName, message: &Envelope) -> Result<Seq, OutboxError> {
         let json = serde_json::to_string(message)
             .map_err(|error| OutboxError::Storage(format!("cannot encode message: {error}")))?;
-        self.append_json(node, json).await
+        self.append_json(node, json, message).await
     }
 
-    /// Appends a message already encoded as JSON (an `Envelope`).
+    /// Appends `message`, already encoded as `json`: the table keeps the JSON, a link's memory
+    /// the decoded message (so that the link does not decode what was just encoded).
     pub(crate) async fn append_json(
         &self,
         node: &NodeName,
-        message: String,
+        json: String,
+        message: &Envelope,
     ) -> Result<Seq, OutboxError> {
-        let message: Arc<str> = message.into();
-        let committed = Arc::clone(&message);
+        let committed = Arc::new(message.clone());
         let recent = Arc::clone(&self.recent);
         let owned = node.clone();
         let on_commit: OnCommit<Seq> =
             Box::new(move |seq| recent.appended(&owned, *seq, committed));
         let node = node.clone();
         self.call_then(
-            move |conn, options| append(conn, &node, &message, options.max_queue_len),
+            move |conn, options| append(conn, &node, &json, options.max_queue_len),
             Some(on_commit),
         )
         .await
@@ -283,7 +284,7 @@ impl RecentByNode {
 
     /// `message` was committed as `seq` of `node`'s queue (called on the store's thread, in
     /// commit order).
-    fn appended(&self, node: &NodeName, seq: Seq, message: Arc<str>) {
+    fn appended(&self, node: &NodeName, seq: Seq, message: Arc<Envelope>) {
         let mut nodes = self.lock();
         match nodes.get(node).map(Weak::upgrade) {
             Some(Some(recent)) => {
@@ -306,11 +307,11 @@ fn lock_recent(recent: &Mutex<Recent>) -> std::sync::MutexGuard<'_, Recent> {
 /// The latest committed, unacknowledged messages of one node, contiguous in `seq`.
 #[derive(Debug, Default)]
 struct Recent {
-    entries: VecDeque<(Seq, Arc<str>)>,
+    entries: VecDeque<(Seq, Arc<Envelope>)>,
 }
 
 impl Recent {
-    fn push(&mut self, seq: Seq, message: Arc<str>) {
+    fn push(&mut self, seq: Seq, message: Arc<Envelope>) {
         if self.entries.back().is_some_and(|(last, _)| last + 1 != seq) {
             // Not contiguous (not expected): start over; the table has the rest.
             self.entries.clear();
@@ -329,7 +330,7 @@ impl Recent {
 
     /// Up to `limit` entries after `after` when memory holds every committed entry after it;
     /// `None` when only the table can tell.
-    fn after(&self, after: Seq, limit: usize) -> Option<Vec<(Seq, Arc<str>)>> {
+    fn after(&self, after: Seq, limit: usize) -> Option<Vec<(Seq, Arc<Envelope>)>> {
         let (first, _) = self.entries.front()?;
         if after.checked_add(1)? < *first {
             return None;
@@ -370,19 +371,20 @@ impl Outbox for NodeOutbox {
     ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, OutboxError>> {
         Box::pin(async move {
             let in_memory = lock_recent(&self.recent).after(after, limit);
-            let rows = match in_memory {
-                Some(rows) => rows,
-                None => {
-                    let node = self.node.clone();
-                    let rows = self
-                        .store
-                        .call(move |conn, _| peek(conn, &node, after, limit))
-                        .await?;
-                    rows.into_iter()
-                        .map(|(seq, text)| (seq, Arc::from(text)))
-                        .collect()
-                }
-            };
+            if let Some(rows) = in_memory {
+                return Ok(rows
+                    .into_iter()
+                    .map(|(seq, message)| OutboxEntry {
+                        seq,
+                        message: Envelope::clone(&message),
+                    })
+                    .collect());
+            }
+            let node = self.node.clone();
+            let rows = self
+                .store
+                .call(move |conn, _| peek(conn, &node, after, limit))
+                .await?;
             rows.into_iter()
                 .map(|(seq, text)| {
                     let message = serde_json::from_str(&text).map_err(|error| {
@@ -586,11 +588,11 @@ fn depth(conn: &Connection, node: &NodeName) -> Result<usize, OutboxError> {
 mod tests {
     use super::*;
 
-    fn text(s: &str) -> Arc<str> {
-        Arc::from(s)
+    fn text(id: &str) -> Arc<Envelope> {
+        Arc::new(message(id))
     }
 
-    fn seqs(rows: Option<Vec<(Seq, Arc<str>)>>) -> Option<Vec<Seq>> {
+    fn seqs(rows: Option<Vec<(Seq, Arc<Envelope>)>>) -> Option<Vec<Seq>> {
         rows.map(|rows| rows.into_iter().map(|(seq, _)| seq).collect())
     }
 
