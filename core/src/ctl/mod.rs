@@ -12,17 +12,14 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use self::output::{Format, kind_name};
 use crate::cloud::registry::Kind;
-use crate::cloud::registry::embedded::client::{ClientError, RegistryClient};
+use crate::cloud::registry::embedded::client::{ClientError, RegistryClient, Written};
 use crate::cloud::registry::embedded::data_dir::DataDir;
 use crate::model::load::{self, LoadError};
-use crate::model::{Device, DeviceModel, Manifest, TwinProperty};
-
-/// How often `set` re-reads and retries when another writer changed the Device in between.
-const SET_ATTEMPTS: u32 = 10;
+use crate::model::{Device, DeviceModel, Manifest};
 
 /// Why a ctl command failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,14 +39,6 @@ pub enum CtlError {
     /// Output could not be encoded.
     #[error("cannot encode output: {0}")]
     Encode(String),
-    /// `set` kept conflicting with other writers.
-    #[error("device {name:?} kept changing while being set; gave up after {attempts} attempts")]
-    Conflict {
-        /// The Device.
-        name: String,
-        /// How many times it was tried.
-        attempts: u32,
-    },
     /// Some objects failed; each error was already printed.
     #[error("{failed} of {total} objects failed")]
     Partial {
@@ -286,9 +275,9 @@ impl Ctl {
         Ok(())
     }
 
-    /// `set [device] NAME prop=value…`: sets desired values by property name. Reads the Device,
-    /// changes the values, and writes `spec.properties` back with the `resourceVersion` it read
-    /// as a precondition; when another writer got in between, it reads again and retries.
+    /// `set [device] NAME prop=value…`: sets desired values by property name, in one request
+    /// (the registry's `desired` subresource changes the named properties under its write lock,
+    /// so concurrent sets of other properties are never lost and nothing needs retrying).
     pub async fn set(
         &self,
         name: &str,
@@ -296,69 +285,11 @@ impl Ctl {
         out: &mut (dyn Write + Send),
     ) -> Result<(), CtlError> {
         let assignments = parse_assignments(assignments)?;
-        for attempt in 1..=SET_ATTEMPTS {
-            let mut device: Device = self.client.get(Kind::Device, &self.namespace, name).await?;
-            let mut changed = false;
-            for (property, value) in &assignments {
-                let Some(spec) = device
-                    .spec
-                    .properties
-                    .iter_mut()
-                    .find(|p| &p.name == property)
-                else {
-                    let known: Vec<&str> = device
-                        .spec
-                        .properties
-                        .iter()
-                        .map(|p| p.name.as_str())
-                        .collect();
-                    return Err(CtlError::Usage(format!(
-                        "device {name:?} has no property {property:?} (it has: {})",
-                        known.join(", ")
-                    )));
-                };
-                if spec.desired.as_ref().map(|d| d.value.as_str()) != Some(value.as_str()) {
-                    spec.desired
-                        .get_or_insert_with(|| TwinProperty::new(""))
-                        .value
-                        .clone_from(value);
-                    changed = true;
-                }
-            }
-            if !changed {
-                writeln!(
-                    out,
-                    "{}/{name} patched (no change)",
-                    kind_name(Kind::Device)
-                )?;
-                return Ok(());
-            }
-            let patch = json!({
-                "metadata": {"resourceVersion": device.metadata.resource_version},
-                "spec": {"properties": device.spec.properties},
-            });
-            match self
-                .client
-                .merge_patch::<Value>(Kind::Device, &self.namespace, name, &patch)
-                .await
-            {
-                Ok(_) => {
-                    writeln!(out, "{}/{name} patched", kind_name(Kind::Device))?;
-                    return Ok(());
-                }
-                Err(e) if e.is_conflict() => {
-                    tracing::debug!(device = %name, attempt, "set: the device changed meanwhile; retrying");
-                    // A short random pause keeps racing writers from colliding again and again.
-                    let pause = 5 * u64::from(attempt) + rand::random_range(0..20);
-                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(CtlError::Conflict {
-            name: name.to_owned(),
-            attempts: SET_ATTEMPTS,
-        })
+        let written = self
+            .client
+            .set_desired::<Value>(&self.namespace, name, &assignments)
+            .await?;
+        print_patched(out, Kind::Device, name, &written)
     }
 
     /// `patch KIND NAME --type merge -p JSON`.
@@ -381,13 +312,7 @@ impl Ctl {
             .client
             .merge_patch::<Value>(kind, &self.namespace, name, &patch)
             .await?;
-        let suffix = if written.result == "unchanged" {
-            " (no change)"
-        } else {
-            ""
-        };
-        writeln!(out, "{}/{name} patched{suffix}", kind_name(kind))?;
-        Ok(())
+        print_patched(out, kind, name, &written)
     }
 
     /// `delete KIND NAME…`.
@@ -581,6 +506,22 @@ fn parse_object<T: DeserializeOwned>(object: &Value) -> Result<T, CtlError> {
 }
 
 /// `prop=value` pairs; the value may contain `=` and may be empty.
+/// `kind/name patched`, or `… patched (no change)` when the write changed nothing.
+fn print_patched<T>(
+    out: &mut (dyn Write + Send),
+    kind: Kind,
+    name: &str,
+    written: &Written<T>,
+) -> Result<(), CtlError> {
+    let suffix = if written.result == "unchanged" {
+        " (no change)"
+    } else {
+        ""
+    };
+    writeln!(out, "{}/{name} patched{suffix}", kind_name(kind))?;
+    Ok(())
+}
+
 fn parse_assignments(assignments: &[String]) -> Result<Vec<(String, String)>, CtlError> {
     if assignments.is_empty() {
         return Err(CtlError::Usage(

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::cloud::registry::embedded::testkit::{DEVICE_YAML, MODEL_YAML, TestServer};
+use crate::model::TwinProperty;
 
 struct Run {
     out: String,
@@ -385,7 +386,7 @@ async fn set_changes_desired_values_by_property_name() {
         .expect_err("unknown");
     assert_eq!(
         err.to_string(),
-        "error: device \"traffic-light\" has no property \"blue\" (it has: red, amber, green, brightness, cycles)"
+        "Error from server (Invalid): Device.devices.kubeedge.io \"traffic-light\" is invalid: spec.properties: Not found: \"blue\": the device has no such property (it has: red, amber, green, brightness, cycles)"
     );
     let err = ctl
         .set("traffic-light", &["red".into()], &mut Vec::new())
@@ -403,8 +404,8 @@ async fn set_changes_desired_values_by_property_name() {
 }
 
 /// Several writers set different properties of one Device at the same time: every write lands
-/// (none is lost to a read-modify-write race), because each goes in with the resourceVersion it
-/// read and retries on conflict.
+/// (none is lost to a read-modify-write race), because each is one write of the named property
+/// under the registry's write lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_sets_lose_no_update() {
     let (_server, ctl) = seeded().await;

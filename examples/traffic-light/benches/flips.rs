@@ -9,7 +9,7 @@
 //! child on the simulated chip. This process is the user:
 //!
 //! - each flip sets `red` through the registry's HTTP API the way `edgetwin ctl set` does (it is
-//!   `Ctl::set`: read the Device, write its properties with a precondition);
+//!   `Ctl::set`: one `PATCH` of the Device's `desired` subresource);
 //! - the pin is observed on the mapper's transition stream (`GET /sim/gpiochip0/events`), which
 //!   writes each transition the moment the line moves;
 //! - the status on the registry's watch stream: the first Device event whose `red` twin reports
@@ -434,7 +434,7 @@ impl Report {
         let broker_p99 = Stats::of(&self.broker).p99;
         for (name, samples) in [
             ("raw MQTT round trip, QoS 1 (baseline)", &self.broker),
-            ("`ctl set` call (read + write the Device)", &self.set_call),
+            ("`ctl set` call", &self.set_call),
             ("set → pin level", &self.to_pin),
             ("pin level → registry status Verified", &self.pin_to_status),
             ("set → registry status Verified", &self.to_status),

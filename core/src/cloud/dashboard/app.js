@@ -82,32 +82,18 @@ async function apiError(res) {
   }
 }
 
-// Sets one desired value the way `edgetwin ctl set` does: read the Device, change the value,
-// write spec.properties back with the resourceVersion read as a precondition; retry on conflict.
+// Sets one desired value the way `edgetwin ctl set` does: one PATCH of the Device's `desired`
+// subresource, which changes that property under the registry's write lock.
 async function setDesired(ns, name, property, value) {
   if (!token) throw new Error("read-only: give the ctl token first");
-  const url = `${API}/namespaces/${encodeURIComponent(ns)}/devices/${encodeURIComponent(name)}`;
-  const auth = { Authorization: `Bearer ${token}` };
-  for (let attempt = 1; attempt <= 5; attempt++) {
-    const got = await fetch(url, { headers: auth });
-    if (!got.ok) throw await apiError(got);
-    const device = await got.json();
-    const properties = (device.spec && device.spec.properties) || [];
-    const target = properties.find((p) => p.name === property);
-    if (!target) throw new Error(`device ${name} has no property ${property}`);
-    target.desired = Object.assign({}, target.desired, { value });
-    const patch = { metadata: { resourceVersion: device.metadata.resourceVersion }, spec: { properties } };
-    const res = await fetch(url, {
-      method: "PATCH",
-      headers: Object.assign({ "Content-Type": "application/merge-patch+json" }, auth),
-      body: JSON.stringify(patch),
-    });
-    if (res.status === 409) continue;
-    if (res.status === 401) setAccess(null);
-    if (!res.ok) throw await apiError(res);
-    return;
-  }
-  throw new Error(`device ${name} kept changing; try again`);
+  const url = `${API}/namespaces/${encodeURIComponent(ns)}/devices/${encodeURIComponent(name)}/desired`;
+  const res = await fetch(url, {
+    method: "PATCH",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+    body: JSON.stringify({ [property]: value }),
+  });
+  if (res.status === 401) setAccess(null);
+  if (!res.ok) throw await apiError(res);
 }
 
 // The last desired value this page set, until the device's condition settles it.

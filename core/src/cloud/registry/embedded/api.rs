@@ -14,6 +14,7 @@
 //! | PATCH | `…/namespaces/{ns}/{plural}/{name}` | JSON merge patch (`application/merge-patch+json`) |
 //! | DELETE | `…/namespaces/{ns}/{plural}/{name}` | delete |
 //! | GET, PATCH | `…/namespaces/{ns}/{plural}/{name}/status` | status subresource |
+//! | PATCH | `…/namespaces/{ns}/devices/{name}/desired` | set desired values by property name (edgetwin's own; `application/json`, `{"red": "ON"}`) |
 //! | GET | `…/namespaces/{ns}/devices/{name}/events` | the Device's events (edgetwin's own) |
 //! | GET | `/healthz` | liveness, no token |
 //!
@@ -47,6 +48,12 @@ pub fn collection_path(kind: Kind, namespace: Option<&str>) -> String {
 /// The path of one object.
 pub fn object_path(kind: Kind, namespace: &str, name: &str) -> String {
     format!("{}/{name}", collection_path(kind, Some(namespace)))
+}
+
+/// The path of a Device's `desired` subresource: `PATCH` with a JSON object of property name →
+/// desired value sets those values in one write (what `edgetwin ctl set` and the dashboard do).
+pub fn desired_path(namespace: &str, name: &str) -> String {
+    format!("{}/desired", object_path(Kind::Device, namespace, name))
 }
 
 /// `{plural}.devices.kubeedge.io`, the resource name Kubernetes messages use.

@@ -223,6 +223,29 @@ impl RegistryClient {
         self.patch(&path, patch).await
     }
 
+    /// Sets desired values of a Device's properties by name, in one write (the `desired`
+    /// subresource: no read first, no precondition to retry on).
+    pub async fn set_desired<R: DeserializeOwned>(
+        &self,
+        namespace: &str,
+        name: &str,
+        values: &[(String, String)],
+    ) -> Result<Written<R>, ClientError> {
+        let object: serde_json::Map<String, Value> = values
+            .iter()
+            .map(|(property, value)| (property.clone(), Value::String(value.clone())))
+            .collect();
+        let body = encode(&object)?;
+        let answer = self
+            .exchange(
+                Method::PATCH,
+                &api::desired_path(namespace, name),
+                Some(("application/json", body)),
+            )
+            .await?;
+        written(answer)
+    }
+
     async fn patch<R: DeserializeOwned>(
         &self,
         path: &str,

@@ -457,3 +457,147 @@ async fn an_unknown_resource_or_method_is_a_status_not_a_crash() {
         .expect_err("nothing listens on port 1");
     assert!(matches!(err, ClientError::Connect { .. }), "{err}");
 }
+
+/// A raw `PATCH …/devices/{name}/desired` with the test server's token.
+async fn raw_desired(server: &TestServer, device: &str, content_type: &str, body: &str) -> String {
+    raw(
+        server,
+        &format!(
+            "PATCH /apis/devices.kubeedge.io/v1beta1/namespaces/default/devices/{device}/desired HTTP/1.1\nHost: x\nAuthorization: Bearer {}\nContent-Type: {content_type}\nContent-Length: {}\nConnection: close\n\n{body}",
+            server.token,
+            body.len()
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_desired_subresource_sets_values_by_property_name_in_one_write() {
+    let server = TestServer::start().await;
+    seed(&server.client).await;
+    let client = &server.client;
+    let before: Device = client
+        .get(Kind::Device, "default", "traffic-light")
+        .await
+        .expect("get");
+
+    let set = client
+        .set_desired::<Device>(
+            "default",
+            "traffic-light",
+            &[("red".into(), "ON".into()), ("green".into(), "OFF".into())],
+        )
+        .await
+        .expect("set");
+    assert_eq!(set.result, "configured");
+    let desired = |device: &Device, name: &str| {
+        device
+            .spec
+            .properties
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.desired.as_ref())
+            .map(|d| d.value.clone())
+    };
+    assert_eq!(desired(&set.object, "red").as_deref(), Some("ON"));
+    assert_eq!(desired(&set.object, "green").as_deref(), Some("OFF"));
+    assert_eq!(set.object.metadata.generation, Some(2), "one spec change");
+    let mut expected = before.spec.clone();
+    for property in &mut expected.properties {
+        match property.name.as_str() {
+            "red" => {
+                property
+                    .desired
+                    .as_mut()
+                    .expect("red has a desired value")
+                    .value = "ON".into()
+            }
+            "green" => {
+                property
+                    .desired
+                    .as_mut()
+                    .expect("green has a desired value")
+                    .value = "OFF".into();
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        set.object.spec, expected,
+        "nothing else in the spec changed"
+    );
+
+    let again = client
+        .set_desired::<Device>("default", "traffic-light", &[("red".into(), "ON".into())])
+        .await
+        .expect("same value");
+    assert_eq!(again.result, "unchanged");
+    assert_eq!(
+        again.object.metadata.resource_version,
+        set.object.metadata.resource_version
+    );
+
+    // Validated like any spec change: the type and the access mode of the model's property.
+    let err = client
+        .set_desired::<Value>(
+            "default",
+            "traffic-light",
+            &[("brightness".into(), "dim".into())],
+        )
+        .await
+        .expect_err("not an int");
+    assert_eq!(err.api_status().map(|s| s.code), Some(422), "{err}");
+    assert!(err.to_string().contains("Invalid value: \"dim\""), "{err}");
+
+    let err = client
+        .set_desired::<Value>("default", "traffic-light", &[("blue".into(), "ON".into())])
+        .await
+        .expect_err("unknown property");
+    assert_eq!(err.api_status().map(|s| s.code), Some(422), "{err}");
+    assert!(
+        err.to_string().contains(
+            "spec.properties: Not found: \"blue\": the device has no such property (it has: red, amber, green, brightness, cycles)"
+        ),
+        "{err}"
+    );
+    let err = client
+        .set_desired::<Value>("default", "nope", &[("red".into(), "ON".into())])
+        .await
+        .expect_err("unknown device");
+    assert!(err.is_not_found(), "{err}");
+
+    for (content_type, body, expected) in [
+        ("application/json", "[]", "must be a JSON object"),
+        ("application/json", "{}", "no property to set"),
+        (
+            "application/json",
+            r#"{"red": true}"#,
+            r#"desired values are strings: \"red\" is true"#,
+        ),
+        ("application/json", "{\"red\": ", "not valid JSON"),
+        (
+            "application/merge-patch+json",
+            r#"{"red": "ON"}"#,
+            "is not supported here",
+        ),
+    ] {
+        let response = raw_desired(&server, "traffic-light", content_type, body).await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{body}: {response}");
+        assert!(response.contains(expected), "{body}: {response}");
+    }
+    let unread: Device = client
+        .get(Kind::Device, "default", "traffic-light")
+        .await
+        .expect("get");
+    assert_eq!(
+        unread.metadata.resource_version, set.object.metadata.resource_version,
+        "no refused request wrote anything"
+    );
+
+    let anonymous = raw(
+        &server,
+        "PATCH /apis/devices.kubeedge.io/v1beta1/namespaces/default/devices/traffic-light/desired HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 13\nConnection: close\n\n{\"red\":\"ON\"}",
+    )
+    .await;
+    assert!(anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
+}

@@ -35,7 +35,7 @@ use self::api::EventRecord;
 use self::store::{Store, Stored, Txn, namespace_of};
 use super::object_set::Kind;
 use super::{DeviceEvent, FieldError, Registry, RegistryError, RegistryEvent, merge_patch};
-use crate::model::{Device, DeviceModel, DeviceStatus, Manifest};
+use crate::model::{Device, DeviceModel, DeviceStatus, Manifest, TwinProperty};
 
 pub use self::store::{Change, ChangeType, Outcome};
 
@@ -388,6 +388,28 @@ impl EmbeddedRegistry {
         .await
     }
 
+    /// Sets desired values of a Device's properties by name (`spec.properties[].desired.value`)
+    /// in one write, validated like any other spec change: the server-side form of `edgetwin ctl
+    /// set`. Being one write, it needs no `resourceVersion` precondition and cannot lose a
+    /// concurrent writer's change to another property. A name the Device does not have is
+    /// refused (`Invalid`, listing the names it has); values equal to the stored ones leave the
+    /// Device unchanged.
+    pub(crate) async fn set_desired(
+        &self,
+        namespace: &str,
+        name: &str,
+        values: Vec<(String, String)>,
+    ) -> Result<Applied<Device>, Error> {
+        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        self.write(move |txn| {
+            let current: Device = existing(txn, &namespace, &name)?;
+            let mut device = current.clone();
+            with_desired_values(&mut device, &values)?;
+            store_validated(txn, device, Some(&current))
+        })
+        .await
+    }
+
     /// Applies a JSON merge patch (RFC 7386) to an object's status subresource: only the status
     /// changes, `generation` stays. A `metadata.resourceVersion` in the patch is a precondition.
     pub(crate) async fn merge_patch_status<T: Stored>(
@@ -521,6 +543,42 @@ fn patched<T: Stored>(current: &T, patch: &Value) -> Result<T, Error> {
         name: current.meta().name.clone().unwrap_or_default(),
         causes: vec![cause],
     })
+}
+
+/// Writes `values` (property name → desired value) into `device`'s spec; fails on a name the
+/// Device does not have.
+fn with_desired_values(device: &mut Device, values: &[(String, String)]) -> Result<(), Error> {
+    for (property, value) in values {
+        let Some(spec) = device
+            .spec
+            .properties
+            .iter_mut()
+            .find(|p| &p.name == property)
+        else {
+            let known: Vec<&str> = device
+                .spec
+                .properties
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            return Err(Error::Invalid {
+                kind: Kind::Device,
+                name: device.name().to_owned(),
+                causes: vec![FieldError {
+                    field: "spec.properties".into(),
+                    message: format!(
+                        "Not found: {property:?}: the device has no such property (it has: {})",
+                        known.join(", ")
+                    ),
+                }],
+            });
+        };
+        spec.desired
+            .get_or_insert_with(|| TwinProperty::new(""))
+            .value
+            .clone_from(value);
+    }
+    Ok(())
 }
 
 /// Rejects a patch that renames or moves an object.

@@ -140,6 +140,10 @@ fn router(state: AppState) -> Router {
             &format!("{prefix}/namespaces/{{ns}}/devices/{{name}}/events"),
             get(events),
         )
+        .route(
+            &format!("{prefix}/namespaces/{{ns}}/devices/{{name}}/desired"),
+            axum::routing::patch(set_desired),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let dashboard = crate::cloud::dashboard::router(
         std::sync::Arc::new(state.registry.clone()),
@@ -422,6 +426,24 @@ async fn patch(
     })
 }
 
+async fn set_desired(
+    State(state): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    crate::hops::mark("registry.patch.received");
+    require_content_type(
+        &headers,
+        "application/json",
+        "an object of property name to desired value, e.g. {\"red\":\"ON\"}",
+    )?;
+    let values = desired_values_from_body(&body)?;
+    let applied = state.registry.set_desired(&ns, &name, values).await?;
+    crate::hops::mark("registry.patch.committed");
+    Ok(written(StatusCode::OK, applied))
+}
+
 async fn patch_status(
     State(state): State<AppState>,
     Path((ns, plural, name)): Path<(String, String, String)>,
@@ -516,6 +538,30 @@ fn json_from_body(body: &Bytes) -> Result<Value, Error> {
 fn merge_patch_from_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Error> {
     require_content_type(headers, MERGE_PATCH, "a JSON merge patch, RFC 7386")?;
     json_from_body(body)
+}
+
+/// The body of a `desired` request: a non-empty JSON object whose values are strings (desired
+/// values are strings in a Device, as in KubeEdge).
+fn desired_values_from_body(body: &Bytes) -> Result<Vec<(String, String)>, Error> {
+    let Value::Object(fields) = json_from_body(body)? else {
+        return Err(Error::BadRequest(
+            "the body must be a JSON object of property name to desired value, e.g. {\"red\":\"ON\"}"
+                .into(),
+        ));
+    };
+    if fields.is_empty() {
+        return Err(Error::BadRequest("no property to set".into()));
+    }
+    fields
+        .into_iter()
+        .map(|(property, value)| match value {
+            Value::String(value) => Ok((property, value)),
+            other => Err(Error::BadRequest(format!(
+                "desired values are strings: {property:?} is {other} (send \"{}\")",
+                other.to_string().trim_matches('"')
+            ))),
+        })
+        .collect()
 }
 
 /// Parses a request body into an object of type `T` for the namespace (and name) of the URL.
