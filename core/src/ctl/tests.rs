@@ -386,7 +386,7 @@ async fn set_changes_desired_values_by_property_name() {
         .expect_err("unknown");
     assert_eq!(
         err.to_string(),
-        "Error from server (Invalid): Device.devices.kubeedge.io \"traffic-light\" is invalid: spec.properties: Not found: \"blue\": the device has no such property (it has: red, amber, green, brightness, cycles)"
+        "Error from server (Invalid): Device.devices.kubeedge.io \"traffic-light\" is invalid: spec.properties: Not found: the device has no property \"blue\" (it has: red, amber, green, brightness, cycles)"
     );
     let err = ctl
         .set("traffic-light", &["red".into()], &mut Vec::new())

@@ -556,7 +556,7 @@ async fn the_desired_subresource_sets_values_by_property_name_in_one_write() {
     assert_eq!(err.api_status().map(|s| s.code), Some(422), "{err}");
     assert!(
         err.to_string().contains(
-            "spec.properties: Not found: \"blue\": the device has no such property (it has: red, amber, green, brightness, cycles)"
+            "spec.properties: Not found: the device has no property \"blue\" (it has: red, amber, green, brightness, cycles)"
         ),
         "{err}"
     );

@@ -567,7 +567,7 @@ fn with_desired_values(device: &mut Device, values: &[(String, String)]) -> Resu
                 causes: vec![FieldError {
                     field: "spec.properties".into(),
                     message: format!(
-                        "Not found: {property:?}: the device has no such property (it has: {})",
+                        "Not found: the device has no property {property:?} (it has: {})",
                         known.join(", ")
                     ),
                 }],
