@@ -425,7 +425,7 @@ impl EmbeddedRegistry {
             let mut object = current.clone();
             object.keep_status_of(Some(&with_new_status));
             Ok(Applied {
-                outcome: txn.put(object)?,
+                outcome: txn.put(object, Some(&current))?,
                 warnings: Vec::new(),
             })
         })
@@ -442,12 +442,13 @@ impl EmbeddedRegistry {
     ) -> Result<Device, Error> {
         let (namespace, name) = (namespace.to_owned(), name.to_owned());
         self.write(move |txn| {
-            let mut device: Device = existing(txn, &namespace, &name)?;
+            let current: Device = existing(txn, &namespace, &name)?;
+            let mut device = current.clone();
             super::status::merge(
                 device.status.get_or_insert_with(DeviceStatus::default),
                 &patch,
             );
-            Ok(txn.put(device)?.into_object())
+            Ok(txn.put(device, Some(&current))?.into_object())
         })
         .await
     }
@@ -633,7 +634,7 @@ fn store_validated<T: Stored>(
         tracing::info!(kind = T::KIND.as_str(), name = ?object.meta().name, warning = %warning, "accepted with a warning");
     }
     Ok(Applied {
-        outcome: txn.put(object)?,
+        outcome: txn.put(object, current)?,
         warnings: findings.warnings,
     })
 }

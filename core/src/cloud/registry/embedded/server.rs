@@ -28,7 +28,7 @@ use super::api::{
 };
 use super::store::{Stored, namespace_of};
 use super::{Applied, ApplyMode, EmbeddedRegistry, Error, validate};
-use crate::cloud::registry::object_set::Kind;
+use crate::cloud::registry::object_set::{Kind, Object};
 use crate::model::{API_VERSION, Device, DeviceModel};
 
 /// Runs `$body` with `$T` bound to the Rust type of `$kind`.
@@ -337,25 +337,21 @@ fn watch_response(
                     let key = change.object.key();
                     let wanted = key.kind == kind
                         && namespace.as_deref().is_none_or(|ns| ns == key.namespace);
-                    wanted.then(|| {
-                        change.object.to_json().map(|object| WatchEvent {
-                            kind: change.change.as_str().to_owned(),
-                            object,
-                        })
-                    })
+                    wanted.then(|| watch_line(change.change.as_str(), &change.object))
                 }
-                Err(err) => Some(Ok(WatchEvent {
-                    kind: "ERROR".to_owned(),
-                    object: serde_json::to_value(err.to_status()).unwrap_or(Value::Null),
-                })),
+                Err(err) => Some(
+                    serde_json::to_vec(&WatchEvent {
+                        kind: "ERROR".to_owned(),
+                        object: err.to_status(),
+                    })
+                    .map_err(Error::Encode),
+                ),
             };
-            let line = line.map(|event| {
-                let mut bytes = event
-                    .and_then(|e| serde_json::to_vec(&e).map_err(Error::Encode))
-                    .unwrap_or_else(|err| {
-                        tracing::error!(error = %err, "cannot encode a watch event");
-                        Vec::new()
-                    });
+            let line = line.map(|encoded| {
+                let mut bytes = encoded.unwrap_or_else(|err| {
+                    tracing::error!(error = %err, "cannot encode a watch event");
+                    Vec::new()
+                });
                 bytes.push(b'\n');
                 Ok::<_, std::convert::Infallible>(Bytes::from(bytes))
             });
@@ -368,6 +364,23 @@ fn watch_response(
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+/// One watch event as JSON, the object written straight from its typed form (no intermediate
+/// `serde_json::Value`).
+fn watch_line(change: &str, object: &Object) -> Result<Vec<u8>, Error> {
+    let kind = change.to_owned();
+    match object {
+        Object::Device(device) => serde_json::to_vec(&WatchEvent {
+            kind,
+            object: device.as_ref(),
+        }),
+        Object::Model(model) => serde_json::to_vec(&WatchEvent {
+            kind,
+            object: model.as_ref(),
+        }),
+    }
+    .map_err(Error::Encode)
 }
 
 async fn read(

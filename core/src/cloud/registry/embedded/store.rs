@@ -434,14 +434,20 @@ impl Txn<'_> {
     /// create, +1 when the spec changed) and `resourceVersion` (the write's revision). A write
     /// that changes nothing stores nothing and is [`Outcome::Unchanged`].
     ///
+    /// `current` is the stored object as the caller read it in this transaction (`None` when
+    /// there is none): every write reads it first anyway, so it is not read and decoded twice.
+    ///
     /// The caller decides everything else (validation, status, labels, preconditions).
-    pub fn put<T: Stored>(&mut self, mut object: T) -> Result<Outcome<T>, Error> {
+    pub fn put<T: Stored>(
+        &mut self,
+        mut object: T,
+        current: Option<&T>,
+    ) -> Result<Outcome<T>, Error> {
         let namespace = namespace_of(object.meta()).to_owned();
-        let name = object.meta().name.clone().unwrap_or_default();
-        let current: Option<T> = self.get(&namespace, &name)?;
+        let name = object_name(&object).to_owned();
         let meta = object.meta_mut();
         meta.namespace = Some(namespace.clone());
-        let change = match &current {
+        let change = match current {
             None => {
                 meta.uid = Some(uuid::Uuid::new_v4().to_string());
                 meta.creation_timestamp = Some(Time::from(whole_seconds(Timestamp::now())));
@@ -457,7 +463,7 @@ impl Txn<'_> {
                 let generation = stored.generation.unwrap_or(1);
                 let spec_changed = !object.same_spec(current);
                 object.meta_mut().generation = Some(generation + i64::from(spec_changed));
-                if &object == current {
+                if object == *current {
                     return Ok(Outcome::Unchanged(object));
                 }
                 ChangeType::Modified
@@ -543,6 +549,11 @@ impl Txn<'_> {
         });
         Ok(())
     }
+}
+
+/// `metadata.name`, empty when missing (validation refuses such objects before they are stored).
+fn object_name<T: Stored>(object: &T) -> &str {
+    object.meta().name.as_deref().unwrap_or_default()
 }
 
 fn get<T: Stored>(conn: &Connection, namespace: &str, name: &str) -> Result<Option<T>, Error> {

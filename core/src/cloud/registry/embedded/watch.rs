@@ -20,7 +20,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::store::{Change, ChangeType};
 use super::{EmbeddedRegistry, Error, Inner};
-use crate::cloud::registry::object_set::{Kind, Object};
+use crate::cloud::registry::object_set::Kind;
 use crate::cloud::registry::{ObjectSet, RegistryEvent};
 
 /// How long [`events`] waits before retrying after a storage error.
@@ -203,15 +203,4 @@ pub(super) fn events(registry: EmbeddedRegistry) -> BoxStream<'static, RegistryE
         }
     })
     .boxed()
-}
-
-impl Object {
-    /// The object's JSON, as the HTTP API sends it.
-    pub(crate) fn to_json(&self) -> Result<serde_json::Value, Error> {
-        match self {
-            Object::Device(d) => serde_json::to_value(d.as_ref()),
-            Object::Model(m) => serde_json::to_value(m.as_ref()),
-        }
-        .map_err(Error::Encode)
-    }
 }
