@@ -292,7 +292,8 @@ impl Ctl {
         print_patched(out, Kind::Device, name, &written)
     }
 
-    /// `patch KIND NAME --type merge -p JSON`.
+    /// `patch KIND NAME --type merge|json -p JSON`: a JSON merge patch (RFC 7386) or a JSON
+    /// patch (RFC 6902), as `kubectl patch` sends them for custom resources.
     pub async fn patch(
         &self,
         kind: Kind,
@@ -301,17 +302,30 @@ impl Ctl {
         patch: &str,
         out: &mut (dyn Write + Send),
     ) -> Result<(), CtlError> {
-        if patch_type != "merge" {
-            return Err(CtlError::Usage(format!(
-                "--type {patch_type:?} is not supported: the registry takes JSON merge patches (--type merge)"
-            )));
-        }
         let patch: Value = serde_json::from_str(patch)
             .map_err(|e| CtlError::Usage(format!("the patch is not valid JSON: {e}")))?;
-        let written = self
-            .client
-            .merge_patch::<Value>(kind, &self.namespace, name, &patch)
-            .await?;
+        let written = match patch_type {
+            "merge" => {
+                self.client
+                    .merge_patch::<Value>(kind, &self.namespace, name, &patch)
+                    .await?
+            }
+            "json" if patch.is_array() => {
+                self.client
+                    .json_patch::<Value>(kind, &self.namespace, name, &patch)
+                    .await?
+            }
+            "json" => {
+                return Err(CtlError::Usage(
+                    "a JSON patch is an array of operations, e.g. [{\"op\":\"replace\",\"path\":\"/spec/nodeName\",\"value\":\"pi-2\"}]".into(),
+                ));
+            }
+            other => {
+                return Err(CtlError::Usage(format!(
+                    "--type {other:?} is not supported: use merge (RFC 7386) or json (RFC 6902); custom resources have no strategic merge patch"
+                )));
+            }
+        };
         print_patched(out, kind, name, &written)
     }
 

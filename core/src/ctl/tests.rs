@@ -473,11 +473,55 @@ async fn patch_delete_and_describe() {
             format!("device.devices.kubeedge.io/traffic-light {expected}\n")
         );
     }
-    let err = ctl
-        .patch(Kind::Device, "traffic-light", "json", "[]", &mut Vec::new())
+    let mut out = Vec::new();
+    ctl.patch(
+        Kind::Device,
+        "traffic-light",
+        "json",
+        r#"[{"op":"test","path":"/spec/properties/0/name","value":"red"},{"op":"replace","path":"/spec/properties/0/desired/value","value":"ON"}]"#,
+        &mut out,
+    )
+    .await
+    .expect("json patch");
+    assert_eq!(
+        text(out),
+        "device.devices.kubeedge.io/traffic-light patched\n"
+    );
+    let device: Device = ctl
+        .client
+        .get(Kind::Device, "default", "traffic-light")
         .await
-        .expect_err("json patch");
-    assert!(err.to_string().contains("--type merge"), "{err}");
+        .expect("get");
+    assert_eq!(
+        output::desired_summary(&device),
+        "red=ON,amber=OFF,green=ON,brightness=100"
+    );
+    let err = ctl
+        .patch(
+            Kind::Device,
+            "traffic-light",
+            "json",
+            r#"{"op":"add"}"#,
+            &mut Vec::new(),
+        )
+        .await
+        .expect_err("not an array");
+    assert!(err.to_string().contains("an array of operations"), "{err}");
+    let err = ctl
+        .patch(
+            Kind::Device,
+            "traffic-light",
+            "strategic",
+            "{}",
+            &mut Vec::new(),
+        )
+        .await
+        .expect_err("strategic");
+    assert!(
+        err.to_string()
+            .contains("use merge (RFC 7386) or json (RFC 6902)"),
+        "{err}"
+    );
     let err = ctl
         .patch(
             Kind::Device,

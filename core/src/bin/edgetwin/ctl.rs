@@ -61,13 +61,13 @@ enum Verb {
         #[arg(required = true, num_args = 2.., value_name = "[device] NAME prop=value")]
         args: Vec<String>,
     },
-    /// Change an object with a JSON merge patch.
+    /// Change an object with a JSON merge patch or a JSON patch.
     Patch {
         /// `device` or `devicemodel`.
         resource: String,
         /// The object's name.
         name: String,
-        /// The patch type; only `merge` (RFC 7386) is supported.
+        /// The patch type: `merge` (JSON merge patch, RFC 7386) or `json` (JSON patch, RFC 6902).
         #[arg(long = "type", default_value = "merge")]
         patch_type: String,
         /// The patch, as JSON.

@@ -11,7 +11,7 @@
 //! | POST | `…/namespaces/{ns}/{plural}` | create (409 if it exists) |
 //! | GET | `…/namespaces/{ns}/{plural}/{name}` | read |
 //! | PUT | `…/namespaces/{ns}/{plural}/{name}` | apply: create, or replace spec, labels, annotations |
-//! | PATCH | `…/namespaces/{ns}/{plural}/{name}` | JSON merge patch (`application/merge-patch+json`) |
+//! | PATCH | `…/namespaces/{ns}/{plural}/{name}` | JSON merge patch (`application/merge-patch+json`) or JSON patch (`application/json-patch+json`) |
 //! | DELETE | `…/namespaces/{ns}/{plural}/{name}` | delete |
 //! | GET, PATCH | `…/namespaces/{ns}/{plural}/{name}/status` | status subresource |
 //! | PATCH | `…/namespaces/{ns}/devices/{name}/desired` | set desired values by property name (edgetwin's own; `application/json`, `{"red": "ON"}`) |
@@ -33,6 +33,9 @@ pub const API_PREFIX: &str = "/apis/devices.kubeedge.io/v1beta1";
 
 /// `Content-Type` of a JSON merge patch (RFC 7386).
 pub const MERGE_PATCH: &str = "application/merge-patch+json";
+
+/// `Content-Type` of a JSON patch (RFC 6902).
+pub const JSON_PATCH: &str = "application/json-patch+json";
 
 /// The header that tells how an apply (PUT) turned out: `created`, `configured` or `unchanged`.
 pub const APPLY_RESULT_HEADER: &str = "edgetwin-apply-result";

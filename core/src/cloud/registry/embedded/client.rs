@@ -19,7 +19,8 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 
 use super::api::{
-    self, APPLY_RESULT_HEADER, ApiStatus, EventList, MERGE_PATCH, ObjectList, WatchEvent,
+    self, APPLY_RESULT_HEADER, ApiStatus, EventList, JSON_PATCH, MERGE_PATCH, ObjectList,
+    WatchEvent,
 };
 use crate::cloud::registry::object_set::Kind;
 
@@ -208,7 +209,19 @@ impl RegistryClient {
         patch: &Value,
     ) -> Result<Written<R>, ClientError> {
         let path = api::object_path(kind, namespace, name);
-        self.patch(&path, patch).await
+        self.patch(&path, MERGE_PATCH, patch).await
+    }
+
+    /// Applies a JSON patch (RFC 6902, a JSON array of operations) to an object.
+    pub async fn json_patch<R: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        operations: &Value,
+    ) -> Result<Written<R>, ClientError> {
+        let path = api::object_path(kind, namespace, name);
+        self.patch(&path, JSON_PATCH, operations).await
     }
 
     /// Applies a JSON merge patch to an object's status.
@@ -220,7 +233,7 @@ impl RegistryClient {
         patch: &Value,
     ) -> Result<Written<R>, ClientError> {
         let path = format!("{}/status", api::object_path(kind, namespace, name));
-        self.patch(&path, patch).await
+        self.patch(&path, MERGE_PATCH, patch).await
     }
 
     /// Sets desired values of a Device's properties by name, in one write (the `desired`
@@ -249,11 +262,12 @@ impl RegistryClient {
     async fn patch<R: DeserializeOwned>(
         &self,
         path: &str,
+        content_type: &'static str,
         patch: &Value,
     ) -> Result<Written<R>, ClientError> {
         let body = encode(patch)?;
         let answer = self
-            .exchange(Method::PATCH, path, Some((MERGE_PATCH, body)))
+            .exchange(Method::PATCH, path, Some((content_type, body)))
             .await?;
         written(answer)
     }

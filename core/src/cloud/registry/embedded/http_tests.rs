@@ -275,14 +275,15 @@ async fn merge_patch_status_patch_and_delete() {
     let wrong_type = raw(
         &server,
         &format!(
-            "PATCH /apis/devices.kubeedge.io/v1beta1/namespaces/default/devices/traffic-light HTTP/1.1\nHost: x\nAuthorization: Bearer {}\nContent-Type: application/json-patch+json\nContent-Length: 2\nConnection: close\n\n[]",
+            "PATCH /apis/devices.kubeedge.io/v1beta1/namespaces/default/devices/traffic-light HTTP/1.1\nHost: x\nAuthorization: Bearer {}\nContent-Type: application/strategic-merge-patch+json\nContent-Length: 2\nConnection: close\n\n{{}}",
             server.token
         ),
     )
     .await;
     assert!(wrong_type.starts_with("HTTP/1.1 400"), "{wrong_type}");
     assert!(
-        wrong_type.contains("application/merge-patch+json"),
+        wrong_type.contains("application/merge-patch+json")
+            && wrong_type.contains("application/json-patch+json"),
         "{wrong_type}"
     );
 
@@ -600,4 +601,131 @@ async fn the_desired_subresource_sets_values_by_property_name_in_one_write() {
     )
     .await;
     assert!(anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
+}
+
+#[tokio::test]
+async fn json_patches_apply_in_order_all_or_nothing_and_test_preconditions() {
+    let server = TestServer::start().await;
+    seed(&server.client).await;
+    let client = &server.client;
+    let before: Device = client
+        .get(Kind::Device, "default", "traffic-light")
+        .await
+        .expect("get");
+    let version = before.metadata.resource_version.clone().expect("a version");
+
+    // kubectl's example: replace a desired value by index, guarded by tests.
+    let patched = client
+        .json_patch::<Device>(
+            Kind::Device,
+            "default",
+            "traffic-light",
+            &json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+                {"op": "test", "path": "/spec/properties/0/name", "value": "red"},
+                {"op": "replace", "path": "/spec/properties/0/desired/value", "value": "ON"},
+                {"op": "add", "path": "/metadata/labels/zone", "value": "a"},
+            ]),
+        )
+        .await
+        .expect("json patch");
+    assert_eq!(patched.result, "configured");
+    let red = &patched.object.spec.properties[0];
+    assert_eq!(
+        (
+            red.name.as_str(),
+            red.desired.as_ref().map(|d| d.value.as_str())
+        ),
+        ("red", Some("ON"))
+    );
+    assert_eq!(
+        patched
+            .object
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("zone"))
+            .map(String::as_str),
+        Some("a")
+    );
+    assert_eq!(patched.object.metadata.generation, Some(2));
+
+    // The old version no longer tests true: nothing of the patch is applied.
+    let err = client
+        .json_patch::<Value>(
+            Kind::Device,
+            "default",
+            "traffic-light",
+            &json!([
+                {"op": "replace", "path": "/spec/nodeName", "value": "pi-9"},
+                {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+            ]),
+        )
+        .await
+        .expect_err("stale test");
+    assert_eq!(err.api_status().map(|s| s.code), Some(422), "{err}");
+    assert!(
+        err.to_string().contains(
+            "/metadata/resourceVersion: JSON patch operation 1 failed: value did not match"
+        ),
+        "{err}"
+    );
+    let err = client
+        .json_patch::<Value>(
+            Kind::Device,
+            "default",
+            "traffic-light",
+            &json!([{"op": "replace", "path": "/spec/properties/9/desired/value", "value": "ON"}]),
+        )
+        .await
+        .expect_err("no such element");
+    assert_eq!(err.api_status().map(|s| s.code), Some(422), "{err}");
+    assert!(
+        err.to_string().contains("/spec/properties/9/desired/value"),
+        "{err}"
+    );
+    // Validated like any other write.
+    let err = client
+        .json_patch::<Value>(
+            Kind::Device,
+            "default",
+            "traffic-light",
+            &json!([{"op": "replace", "path": "/spec/properties/3/desired/value", "value": "dim"}]),
+        )
+        .await
+        .expect_err("not an int");
+    assert!(err.to_string().contains("Invalid value: \"dim\""), "{err}");
+    // Setting a stale resourceVersion is a precondition, as with a merge patch.
+    let err = client
+        .json_patch::<Value>(
+            Kind::Device,
+            "default",
+            "traffic-light",
+            &json!([{"op": "replace", "path": "/metadata/resourceVersion", "value": version}]),
+        )
+        .await
+        .expect_err("stale version");
+    assert!(err.is_conflict(), "{err}");
+    let after: Device = client
+        .get(Kind::Device, "default", "traffic-light")
+        .await
+        .expect("get");
+    assert_eq!(
+        after.metadata.resource_version, patched.object.metadata.resource_version,
+        "no refused patch wrote anything"
+    );
+    assert_eq!(after.spec.node_name.as_deref(), Some("pi-1"));
+
+    let body = r#"{"op":"replace"}"#;
+    let not_a_patch = raw(
+        &server,
+        &format!(
+            "PATCH /apis/devices.kubeedge.io/v1beta1/namespaces/default/devices/traffic-light HTTP/1.1\nHost: x\nAuthorization: Bearer {}\nContent-Type: application/json-patch+json\nContent-Length: {}\nConnection: close\n\n{body}",
+            server.token,
+            body.len()
+        ),
+    )
+    .await;
+    assert!(not_a_patch.starts_with("HTTP/1.1 400"), "{not_a_patch}");
+    assert!(not_a_patch.contains("is not a JSON patch"), "{not_a_patch}");
 }

@@ -368,17 +368,17 @@ impl EmbeddedRegistry {
         })
     }
 
-    /// Applies a JSON merge patch (RFC 7386) to an object. Changes to the status are ignored
-    /// (use [`merge_patch_status`](Self::merge_patch_status)), `metadata.name` and
-    /// `metadata.namespace` cannot change, and a `metadata.resourceVersion` in the patch is a
-    /// precondition.
-    pub(crate) async fn merge_patch<T: Stored>(
+    /// Applies a patch ([`Patch`]: JSON merge patch or JSON patch) to an object. Changes to the
+    /// status are ignored (use [`patch_object_status`](Self::patch_object_status)),
+    /// `metadata.name` and `metadata.namespace` cannot change, and a `metadata.resourceVersion`
+    /// the patch sets is a precondition.
+    pub(crate) async fn patch_object<T: Stored>(
         &self,
         namespace: &str,
         name: &str,
-        patch: Value,
+        patch: impl Into<Patch>,
     ) -> Result<Applied<T>, Error> {
-        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        let (namespace, name, patch) = (namespace.to_owned(), name.to_owned(), patch.into());
         self.write(move |txn| {
             let current: T = existing(txn, &namespace, &name)?;
             let patched: T = patched(&current, &patch)?;
@@ -410,15 +410,15 @@ impl EmbeddedRegistry {
         .await
     }
 
-    /// Applies a JSON merge patch (RFC 7386) to an object's status subresource: only the status
-    /// changes, `generation` stays. A `metadata.resourceVersion` in the patch is a precondition.
-    pub(crate) async fn merge_patch_status<T: Stored>(
+    /// Applies a patch ([`Patch`]) to an object's status subresource: only the status changes,
+    /// `generation` stays. A `metadata.resourceVersion` the patch sets is a precondition.
+    pub(crate) async fn patch_object_status<T: Stored>(
         &self,
         namespace: &str,
         name: &str,
-        patch: Value,
+        patch: impl Into<Patch>,
     ) -> Result<Applied<T>, Error> {
-        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        let (namespace, name, patch) = (namespace.to_owned(), name.to_owned(), patch.into());
         self.write(move |txn| {
             let current: T = existing(txn, &namespace, &name)?;
             let with_new_status: T = patched(&current, &patch)?;
@@ -525,20 +525,54 @@ fn existing<T: Stored>(txn: &Txn<'_>, namespace: &str, name: &str) -> Result<T, 
     })
 }
 
-/// `current` with a merge patch applied, checked against the patch's `resourceVersion`
-/// precondition and parsed back into the typed object.
-fn patched<T: Stored>(current: &T, patch: &Value) -> Result<T, Error> {
-    if !patch.is_object() {
-        return Err(Error::BadRequest(
-            "a merge patch must be a JSON object".into(),
-        ));
+/// A patch of an object, in one of the two forms the API takes (as the Kubernetes API server
+/// does for custom resources).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Patch {
+    /// A JSON merge patch (RFC 7386, `application/merge-patch+json`): must be an object.
+    Merge(Value),
+    /// A JSON patch (RFC 6902, `application/json-patch+json`): operations applied in order, all
+    /// or none; a `test` of `/metadata/resourceVersion` makes it conditional.
+    Json(json_patch::Patch),
+}
+
+impl From<Value> for Patch {
+    fn from(merge_patch: Value) -> Self {
+        Patch::Merge(merge_patch)
     }
-    let expected = patch
+}
+
+/// `current` with `patch` applied, checked against the `resourceVersion` the result carries (a
+/// patch that sets one makes it a precondition) and parsed back into the typed object.
+fn patched<T: Stored>(current: &T, patch: &Patch) -> Result<T, Error> {
+    let mut json = serde_json::to_value(current).map_err(Error::Encode)?;
+    match patch {
+        Patch::Merge(patch) => {
+            if !patch.is_object() {
+                return Err(Error::BadRequest(
+                    "a merge patch must be a JSON object".into(),
+                ));
+            }
+            merge_patch::apply(&mut json, patch);
+        }
+        Patch::Json(operations) => {
+            json_patch::patch(&mut json, operations).map_err(|error| Error::Invalid {
+                kind: T::KIND,
+                name: current.meta().name.clone().unwrap_or_default(),
+                causes: vec![FieldError {
+                    field: error.path.to_string(),
+                    message: format!(
+                        "JSON patch operation {} failed: {}",
+                        error.operation, error.kind
+                    ),
+                }],
+            })?;
+        }
+    }
+    let expected = json
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str);
     check_precondition(expected, Some(current))?;
-    let mut json = serde_json::to_value(current).map_err(Error::Encode)?;
-    merge_patch::apply(&mut json, patch);
     validate::parse(&json).map_err(|cause| Error::Invalid {
         kind: T::KIND,
         name: current.meta().name.clone().unwrap_or_default(),

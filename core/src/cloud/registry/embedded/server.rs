@@ -23,11 +23,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::api::{
-    self, APPLY_RESULT_HEADER, ApiStatus, EventList, MERGE_PATCH, ObjectList, StatusCause,
-    StatusDetails, WatchEvent,
+    self, APPLY_RESULT_HEADER, ApiStatus, EventList, JSON_PATCH, MERGE_PATCH, ObjectList,
+    StatusCause, StatusDetails, WatchEvent,
 };
 use super::store::{Stored, namespace_of};
-use super::{Applied, ApplyMode, EmbeddedRegistry, Error, validate};
+use super::{Applied, ApplyMode, EmbeddedRegistry, Error, Patch, validate};
 use crate::cloud::registry::object_set::{Kind, Object};
 use crate::model::{API_VERSION, Device, DeviceModel};
 
@@ -431,9 +431,9 @@ async fn patch(
     body: Bytes,
 ) -> ApiResult {
     crate::hops::mark("registry.patch.received");
-    let patch = merge_patch_from_body(&headers, &body)?;
+    let patch = patch_from_body(&headers, &body)?;
     by_kind!(kind_of(&plural)?, T => {
-        let applied = state.registry.merge_patch::<T>(&ns, &name, patch).await?;
+        let applied = state.registry.patch_object::<T>(&ns, &name, patch).await?;
         crate::hops::mark("registry.patch.committed");
         Ok(written(StatusCode::OK, applied))
     })
@@ -463,9 +463,9 @@ async fn patch_status(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let patch = merge_patch_from_body(&headers, &body)?;
+    let patch = patch_from_body(&headers, &body)?;
     by_kind!(kind_of(&plural)?, T => {
-        let applied = state.registry.merge_patch_status::<T>(&ns, &name, patch).await?;
+        let applied = state.registry.patch_object_status::<T>(&ns, &name, patch).await?;
         Ok(written(StatusCode::OK, applied))
     })
 }
@@ -529,18 +529,34 @@ fn warning_header(text: &str) -> String {
 }
 
 fn require_content_type(headers: &HeaderMap, expected: &str, hint: &str) -> Result<(), Error> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media_type = content_type.split(';').next().unwrap_or("").trim();
-    if media_type.eq_ignore_ascii_case(expected) {
+    if media_type(headers).eq_ignore_ascii_case(expected) {
         Ok(())
     } else {
-        Err(Error::BadRequest(format!(
-            "Content-Type {content_type:?} is not supported here: send {expected} ({hint})"
-        )))
+        Err(unsupported_content_type(
+            headers,
+            &format!("{expected} ({hint})"),
+        ))
     }
+}
+
+/// The request's `Content-Type` without parameters (`application/json; charset=utf-8` →
+/// `application/json`), empty when missing.
+fn media_type(headers: &HeaderMap) -> &str {
+    content_type(headers).split(';').next().unwrap_or("").trim()
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn unsupported_content_type(headers: &HeaderMap, expected: &str) -> Error {
+    Error::BadRequest(format!(
+        "Content-Type {:?} is not supported here: send {expected}",
+        content_type(headers)
+    ))
 }
 
 fn json_from_body(body: &Bytes) -> Result<Value, Error> {
@@ -548,9 +564,23 @@ fn json_from_body(body: &Bytes) -> Result<Value, Error> {
         .map_err(|err| Error::BadRequest(format!("the request body is not valid JSON: {err}")))
 }
 
-fn merge_patch_from_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Error> {
-    require_content_type(headers, MERGE_PATCH, "a JSON merge patch, RFC 7386")?;
-    json_from_body(body)
+/// A `PATCH` body: a JSON merge patch or a JSON patch, by its `Content-Type` (as the Kubernetes
+/// API server takes for custom resources; they have no strategic merge patch).
+fn patch_from_body(headers: &HeaderMap, body: &Bytes) -> Result<Patch, Error> {
+    match media_type(headers) {
+        t if t.eq_ignore_ascii_case(MERGE_PATCH) => Ok(Patch::Merge(json_from_body(body)?)),
+        t if t.eq_ignore_ascii_case(JSON_PATCH) => serde_json::from_slice(body)
+            .map(Patch::Json)
+            .map_err(|err| {
+                Error::BadRequest(format!(
+                    "the request body is not a JSON patch (RFC 6902: an array of operations such as {{\"op\":\"replace\",\"path\":\"/spec/nodeName\",\"value\":\"pi-2\"}}): {err}"
+                ))
+            }),
+        _ => Err(unsupported_content_type(
+            headers,
+            &format!("{MERGE_PATCH} (a JSON merge patch, RFC 7386) or {JSON_PATCH} (a JSON patch, RFC 6902)"),
+        )),
+    }
 }
 
 /// The body of a `desired` request: a non-empty JSON object whose values are strings (desired

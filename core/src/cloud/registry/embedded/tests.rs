@@ -249,7 +249,7 @@ async fn merge_patches_replace_arrays_check_preconditions_and_keep_identity() {
     let stored = seed(&registry).await;
 
     let patched = registry
-        .merge_patch::<Device>(
+        .patch_object::<Device>(
             "default",
             "traffic-light",
             json!({"spec": {"nodeName": "pi-2"}, "status": {"state": "ignored"}}),
@@ -270,7 +270,7 @@ async fn merge_patches_replace_arrays_check_preconditions_and_keep_identity() {
     assert_eq!(patched.metadata.generation, Some(2));
 
     let err = registry
-        .merge_patch::<Device>(
+        .patch_object::<Device>(
             "default",
             "traffic-light",
             json!({"metadata": {"resourceVersion": stored.metadata.resource_version}, "spec": {"nodeName": "x"}}),
@@ -280,7 +280,7 @@ async fn merge_patches_replace_arrays_check_preconditions_and_keep_identity() {
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
 
     let err = registry
-        .merge_patch::<Device>(
+        .patch_object::<Device>(
             "default",
             "traffic-light",
             json!({"metadata": {"name": "other"}}),
@@ -294,7 +294,7 @@ async fn merge_patches_replace_arrays_check_preconditions_and_keep_identity() {
     );
 
     let err = registry
-        .merge_patch::<Device>(
+        .patch_object::<Device>(
             "default",
             "traffic-light",
             json!({"spec": {"properties": [{"name": "red", "desired": {"value": 1}}]}}),
@@ -308,7 +308,7 @@ async fn merge_patches_replace_arrays_check_preconditions_and_keep_identity() {
 
     // Arrays are replaced: the patch leaves one property.
     let replaced = registry
-        .merge_patch::<Device>(
+        .patch_object::<Device>(
             "default",
             "traffic-light",
             json!({"spec": {"properties": [{"name": "red", "desired": {"value": "ON"}}]}}),
@@ -320,7 +320,7 @@ async fn merge_patches_replace_arrays_check_preconditions_and_keep_identity() {
     assert_eq!(replaced.spec.properties.len(), 1);
 
     let err = registry
-        .merge_patch::<Device>("default", "nope", json!({}))
+        .patch_object::<Device>("default", "nope", json!({}))
         .await
         .expect_err("missing");
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
@@ -402,7 +402,7 @@ async fn merge_patch_status_changes_only_the_status() {
         .outcome
         .into_object();
     let patched = registry
-        .merge_patch_status::<Device>(
+        .patch_object_status::<Device>(
             "default",
             "traffic-light",
             json!({"spec": {"nodeName": "ignored"}, "status": {"state": "offline"}}),
