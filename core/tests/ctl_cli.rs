@@ -289,11 +289,26 @@ fn failures_exit_1_with_the_servers_message() {
         "device",
         "traffic-light",
         "--type",
-        "json",
+        "strategic",
         "-p",
-        "[]",
+        "{}",
     ]));
-    assert!(err.contains("--type merge"), "{err}");
+    assert!(
+        err.contains("use merge (RFC 7386) or json (RFC 6902)"),
+        "{err}"
+    );
+    let err = fails(registry.ctl(&[
+        "patch",
+        "device",
+        "traffic-light",
+        "--type=json",
+        "-p",
+        r#"[{"op":"test","path":"/spec/nodeName","value":"pi-9"}]"#,
+    ]));
+    assert!(
+        err.starts_with("Error from server (Invalid)") && err.contains("value did not match"),
+        "{err}"
+    );
 
     let elsewhere = tempfile::tempdir().expect("temp dir");
     let output = edgetwin()
