@@ -4,8 +4,6 @@
 //!
 //! (a) reported updates absorbed per second, published → `update/result` received, against the
 //!     raw broker pub→sub rate; per broker, with and without batching, synchronous NORMAL/FULL;
-//!     plus the same reports answered by an echo client (the broker's own ceiling for a
-//!     request → answer path);
 //! (b) p50/p99 latency `twin/update` → `update/result`, against a raw broker round trip through
 //!     an echo client;
 //! (c) RSS of the `edgetwin` process serving 100 devices × 10 properties;
@@ -84,16 +82,12 @@ fn main() {
             "\n## (a) reported updates absorbed, published → update/result ({} messages)\n",
             throughput_messages()
         );
-        println!("| broker | raw pub→sub | echo client, request → answer | agent, batchMax 256, NORMAL | agent, batchMax 1, NORMAL | agent, batchMax 256, FULL |");
-        println!("|---|---|---|---|---|---|");
+        println!("| broker | raw pub→sub | agent, batchMax 256, NORMAL | agent, batchMax 1, NORMAL | agent, batchMax 256, FULL |");
+        println!("|---|---|---|---|---|");
         for kind in brokers() {
             let raw_broker = broker_for(kind);
             let raw = raw_throughput(raw_broker.addr()).await;
-            let echo = echo_throughput(raw_broker.addr()).await;
-            let mut cells = vec![
-                format!("{raw:.0} msg/s"),
-                format!("{echo:.0} msg/s ({:.0} %)", 100.0 * echo / raw),
-            ];
+            let mut cells = vec![format!("{raw:.0} msg/s")];
             for (batch, sync) in [(256, Synchronous::Normal), (1, Synchronous::Normal), (256, Synchronous::Full)] {
                 let (edge, _guard) = start_agent(kind, work.path(), &devices, batch, sync).await;
                 let rate = agent_throughput(edge.addr).await;
@@ -390,35 +384,6 @@ async fn raw_throughput(addr: SocketAddr) -> f64 {
         ("bench/raw".to_owned(), payload)
     });
     rate(&publisher, &mut rx, messages, throughput_messages()).await
-}
-
-/// The same reports answered by a client that republishes each one as its answer and does
-/// nothing else: the rate of the request → answer path through the broker alone (two broker
-/// hops per report where raw pub→sub has one), i.e. what an agent that cost nothing would reach.
-async fn echo_throughput(addr: SocketAddr) -> f64 {
-    let (echo, mut requests) = client(addr, "echo", &["bench/request"]).await;
-    let responder = tokio::spawn(async move {
-        while let Some((_, request)) = requests.recv().await {
-            if echo
-                .publish(
-                    "bench/answer",
-                    QoS::AtLeastOnce,
-                    false,
-                    request.payload.to_vec(),
-                )
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-    let (_sub, mut answers) = client(addr, "answers", &["bench/answer"]).await;
-    let (publisher, _) = client(addr, "requester", &[]).await;
-    let messages = (0..throughput_messages()).map(|n| ("bench/request".to_owned(), report(n).1));
-    let rate = rate(&publisher, &mut answers, messages, throughput_messages()).await;
-    responder.abort();
-    rate
 }
 
 async fn agent_throughput(addr: SocketAddr) -> f64 {
