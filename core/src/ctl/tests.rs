@@ -320,6 +320,14 @@ async fn get_prints_tables_wide_json_yaml_and_names() {
     );
 }
 
+/// The traffic light as the registry holds it.
+async fn stored_light(ctl: &Ctl) -> Device {
+    ctl.client
+        .get(Kind::Device, "default", "traffic-light")
+        .await
+        .expect("get")
+}
+
 #[tokio::test]
 async fn set_changes_desired_values_by_property_name() {
     let (_server, ctl) = seeded().await;
@@ -335,11 +343,7 @@ async fn set_changes_desired_values_by_property_name() {
         text(out),
         "device.devices.kubeedge.io/traffic-light patched\n"
     );
-    let device: Device = ctl
-        .client
-        .get(Kind::Device, "default", "traffic-light")
-        .await
-        .expect("get");
+    let device = stored_light(&ctl).await;
     assert_eq!(
         output::desired_summary(&device),
         "red=ON,amber=OFF,green=OFF,brightness=100"
@@ -434,11 +438,7 @@ async fn concurrent_sets_lose_no_update() {
     for writer in writers {
         writer.await.expect("writer");
     }
-    let device: Device = ctl
-        .client
-        .get(Kind::Device, "default", "traffic-light")
-        .await
-        .expect("get");
+    let device = stored_light(&ctl).await;
     assert_eq!(
         output::desired_summary(&device),
         format!(
@@ -487,11 +487,7 @@ async fn patch_delete_and_describe() {
         text(out),
         "device.devices.kubeedge.io/traffic-light patched\n"
     );
-    let device: Device = ctl
-        .client
-        .get(Kind::Device, "default", "traffic-light")
-        .await
-        .expect("get");
+    let device = stored_light(&ctl).await;
     assert_eq!(
         output::desired_summary(&device),
         "red=ON,amber=OFF,green=ON,brightness=100"
