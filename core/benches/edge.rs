@@ -13,7 +13,9 @@
 //! batching, which is what the choice of `synchronous` rests on.
 //!
 //! `EDGETWIN_BENCH_STAGES` runs only some stages, e.g. `c` or `store,a` (default: all of
-//! `store,a,b,c,d`); `EDGETWIN_BENCH_BROKER` only one broker (`embedded`, `mosquitto`).
+//! `store,a,b,c,d`); `EDGETWIN_BENCH_BROKER` only one broker (`embedded`, `mosquitto`);
+//! `EDGETWIN_BENCH_VARIANTS` only some of stage (a)'s agent runs (`256-normal`, `1-normal`,
+//! `256-full`).
 //!
 //! `EDGETWIN_BENCH_AGENT` names the `edgetwin` binary to run (default: the one cargo built for
 //! this bench). `cargo bench` builds it with the dev-dependencies' features (tokio `full`, i.e.
@@ -89,6 +91,10 @@ fn main() {
             let raw = raw_throughput(raw_broker.addr()).await;
             let mut cells = vec![format!("{raw:.0} msg/s")];
             for (batch, sync) in [(256, Synchronous::Normal), (1, Synchronous::Normal), (256, Synchronous::Full)] {
+                if !agent_variant(batch, sync) {
+                    cells.push("–".to_owned());
+                    continue;
+                }
                 let (edge, _guard) = start_agent(kind, work.path(), &devices, batch, sync).await;
                 let rate = agent_throughput(edge.addr).await;
                 cells.push(format!("{rate:.0} msg/s ({:.0} %)", 100.0 * rate / raw));
@@ -155,6 +161,14 @@ fn main() {
 fn stage(name: &str) -> bool {
     std::env::var("EDGETWIN_BENCH_STAGES")
         .map_or(true, |stages| stages.split(',').any(|s| s.trim() == name))
+}
+
+/// Whether `EDGETWIN_BENCH_VARIANTS` (comma-separated `256-normal`, `1-normal`, `256-full`; unset:
+/// all) asks for the agent run of stage (a) with `batch` and `sync` (e.g. to profile one of them).
+fn agent_variant(batch: usize, sync: Synchronous) -> bool {
+    let name = format!("{batch}-{}", format!("{sync:?}").to_lowercase());
+    std::env::var("EDGETWIN_BENCH_VARIANTS")
+        .map_or(true, |variants| variants.split(',').any(|v| v.trim() == name))
 }
 
 /// The brokers to measure: both, or the one named by `EDGETWIN_BENCH_BROKER` (`embedded`,

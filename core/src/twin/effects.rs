@@ -198,7 +198,7 @@ impl<'a> EffectsBuilder<'a> {
             }
         });
 
-        let delta = if document.is_empty() {
+        let delta = if document.is_empty() || !self.ctx.builds_delta {
             None
         } else {
             twin.delta(self.ctx)

@@ -112,6 +112,7 @@ mod test_support;
 pub use context::TwinContext;
 pub use edge::EdgeUndo;
 pub use effects::Effects;
+pub use render::DeltaView;
 pub use error::{RejectReason, Rejection, TwinError, get_device_not_found};
 pub use schema::{DeviceSchema, PropertySchema, type_from_name};
 pub use state::{
