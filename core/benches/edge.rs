@@ -179,8 +179,9 @@ fn agent_variant(batch: usize, sync: Synchronous) -> bool {
 
 /// Whether `EDGETWIN_BENCH_VARIANTS` (unset: all) names `name` (`echo`: the run without agent).
 fn agent_variant_named(name: &str) -> bool {
-    std::env::var("EDGETWIN_BENCH_VARIANTS")
-        .map_or(true, |variants| variants.split(',').any(|v| v.trim() == name))
+    std::env::var("EDGETWIN_BENCH_VARIANTS").map_or(true, |variants| {
+        variants.split(',').any(|v| v.trim() == name)
+    })
 }
 
 /// The brokers to measure: both, or the one named by `EDGETWIN_BENCH_BROKER` (`embedded`,

@@ -518,7 +518,7 @@ impl Scope<'_> {
             .sp
             .prepare_cached("DELETE FROM devices WHERE namespace = ?1 AND name = ?2")?
             .execute(params![key.namespace, key.name])?;
-        let removed = outbox::remove_device(&self.sp, key)?;
+        let removed = outbox::remove_device(self.sp, key)?;
         self.outbox_len -= removed.min(self.outbox_len);
         Ok(n > 0)
     }
@@ -569,7 +569,7 @@ impl Scope<'_> {
 
     /// Queues a cloud-bound entry (see the [`outbox`] rules: coalesced per key, bounded).
     pub fn queue(&mut self, entry: NewEntry<'_>) -> Result<Queued, StoreError> {
-        let queued = outbox::push(&self.sp, entry, self.outbox_len, self.capacity)?;
+        let queued = outbox::push(self.sp, entry, self.outbox_len, self.capacity)?;
         if queued == Queued::Appended {
             self.outbox_len += 1;
         }

@@ -112,8 +112,8 @@ mod test_support;
 pub use context::TwinContext;
 pub use edge::EdgeUndo;
 pub use effects::Effects;
-pub use render::DeltaView;
 pub use error::{RejectReason, Rejection, TwinError, get_device_not_found};
+pub use render::DeltaView;
 pub use schema::{DeviceSchema, PropertySchema, type_from_name};
 pub use state::{
     DeviceTwin, Half, PropertySummary, PropertyTwin, TwinHalf, TwinVersion, same_value,

@@ -125,7 +125,12 @@ impl Serialize for WithDesired<'_> {
         serializer.collect_map(
             self.0
                 .live_properties()
-                .filter(|(_, property)| property.desired.as_ref().is_some_and(|d| !d.value.is_empty()))
+                .filter(|(_, property)| {
+                    property
+                        .desired
+                        .as_ref()
+                        .is_some_and(|d| !d.value.is_empty())
+                })
                 .map(|(name, property)| (name, SnapshotView::of(property))),
         )
     }

@@ -128,10 +128,11 @@ impl Publications {
         let delta_topic = || device_topic(id, DeviceEvent::TwinUpdateDelta);
         if let Some(delta) = &effects.delta {
             self.push("update_delta", delta_topic(), delta);
-        } else if !ctx.builds_delta && effects.document.is_some() {
-            if let Some(delta) = entry.twin.delta_view(ctx) {
-                self.push("update_delta", delta_topic(), &delta);
-            }
+        } else if !ctx.builds_delta
+            && effects.document.is_some()
+            && let Some(delta) = entry.twin.delta_view(ctx)
+        {
+            self.push("update_delta", delta_topic(), &delta);
         }
         if let Some(membership) = &effects.membership {
             self.push(
