@@ -44,7 +44,18 @@ struct Answered {
 impl Publications {
     /// Queues `payload` as JSON on `topic`.
     pub fn push(&mut self, kind: &'static str, topic: String, payload: &impl Serialize) {
-        if let Some(payload) = encode(&topic, payload) {
+        self.push_sized(kind, topic, payload, PAYLOAD_CAPACITY);
+    }
+
+    /// [`Publications::push`] with room for `capacity` bytes from the start.
+    fn push_sized(
+        &mut self,
+        kind: &'static str,
+        topic: String,
+        payload: &impl Serialize,
+        capacity: usize,
+    ) {
+        if let Some(payload) = encode(&topic, payload, capacity) {
             self.messages.push(Outgoing {
                 topic,
                 payload,
@@ -83,7 +94,7 @@ impl Publications {
                     ErrorResult::INTERNAL_ERROR,
                     "the edge store failed to commit the batch; nothing was applied, retry",
                 );
-                let payload = encode(&answered.topic, &failure)?;
+                let payload = encode(&answered.topic, &failure, PAYLOAD_CAPACITY)?;
                 Some(Outgoing {
                     topic: answered.topic,
                     payload,
@@ -132,7 +143,8 @@ impl Publications {
             && effects.document.is_some()
             && let Some(delta) = entry.twin.delta_view(ctx)
         {
-            self.push("update_delta", delta_topic(), &delta);
+            let capacity = DELTA_BYTES_PER_PROPERTY * entry.twin.properties.len();
+            self.push_sized("update_delta", delta_topic(), &delta, capacity);
         }
         if let Some(membership) = &effects.membership {
             self.push(
@@ -152,7 +164,7 @@ impl Publications {
         let Some(topic) = spec_topic(node, &entry.key) else {
             return;
         };
-        if let Some(payload) = encode(&topic, &message) {
+        if let Some(payload) = encode(&topic, &message, PAYLOAD_CAPACITY) {
             self.messages.push(Outgoing {
                 topic,
                 payload,
@@ -224,12 +236,14 @@ pub fn spec_topic(node: &TopicLevel, key: &DeviceKey) -> Option<String> {
     }
 }
 
-/// Room for a typical message (a delta of ten properties is ≈ 1 KiB), so that encoding it does
-/// not grow the buffer step by step.
-const PAYLOAD_CAPACITY: usize = 1024;
+/// The first buffer of an encoded message (serde_json's own default).
+const PAYLOAD_CAPACITY: usize = 128;
+/// Room per property for a delta (which holds every property with a desired value, ≈ 120 bytes
+/// each), so that writing it does not grow the buffer step by step.
+const DELTA_BYTES_PER_PROPERTY: usize = 128;
 
-fn encode(topic: &str, payload: &impl Serialize) -> Option<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(PAYLOAD_CAPACITY);
+fn encode(topic: &str, payload: &impl Serialize, capacity: usize) -> Option<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(capacity);
     match serde_json::to_writer(&mut bytes, payload) {
         Ok(()) => Some(bytes),
         Err(error) => {
