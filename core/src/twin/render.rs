@@ -124,13 +124,7 @@ impl Serialize for WithDesired<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_map(
             self.0
-                .live_properties()
-                .filter(|(_, property)| {
-                    property
-                        .desired
-                        .as_ref()
-                        .is_some_and(|d| !d.value.is_empty())
-                })
+                .delta_properties()
                 .map(|(name, property)| (name, SnapshotView::of(property))),
         )
     }
