@@ -44,18 +44,7 @@ struct Answered {
 impl Publications {
     /// Queues `payload` as JSON on `topic`.
     pub fn push(&mut self, kind: &'static str, topic: String, payload: &impl Serialize) {
-        self.push_sized(kind, topic, payload, PAYLOAD_CAPACITY);
-    }
-
-    /// [`Publications::push`] with room for `capacity` bytes from the start.
-    fn push_sized(
-        &mut self,
-        kind: &'static str,
-        topic: String,
-        payload: &impl Serialize,
-        capacity: usize,
-    ) {
-        if let Some(payload) = encode(&topic, payload, capacity) {
+        if let Some(payload) = encode(&topic, payload) {
             self.messages.push(Outgoing {
                 topic,
                 payload,
@@ -94,7 +83,7 @@ impl Publications {
                     ErrorResult::INTERNAL_ERROR,
                     "the edge store failed to commit the batch; nothing was applied, retry",
                 );
-                let payload = encode(&answered.topic, &failure, PAYLOAD_CAPACITY)?;
+                let payload = encode(&answered.topic, &failure)?;
                 Some(Outgoing {
                     topic: answered.topic,
                     payload,
@@ -143,8 +132,7 @@ impl Publications {
             && effects.document.is_some()
             && let Some(delta) = entry.twin.delta_view(ctx)
         {
-            let capacity = DELTA_BYTES_PER_PROPERTY * entry.twin.properties.len();
-            self.push_sized("update_delta", delta_topic(), &delta, capacity);
+            self.push("update_delta", delta_topic(), &delta);
         }
         if let Some(membership) = &effects.membership {
             self.push(
@@ -164,7 +152,7 @@ impl Publications {
         let Some(topic) = spec_topic(node, &entry.key) else {
             return;
         };
-        if let Some(payload) = encode(&topic, &message, PAYLOAD_CAPACITY) {
+        if let Some(payload) = encode(&topic, &message) {
             self.messages.push(Outgoing {
                 topic,
                 payload,
@@ -236,16 +224,9 @@ pub fn spec_topic(node: &TopicLevel, key: &DeviceKey) -> Option<String> {
     }
 }
 
-/// The first buffer of an encoded message (serde_json's own default).
-const PAYLOAD_CAPACITY: usize = 128;
-/// Room per property for a delta (which holds every property with a desired value, ≈ 120 bytes
-/// each), so that writing it does not grow the buffer step by step.
-const DELTA_BYTES_PER_PROPERTY: usize = 128;
-
-fn encode(topic: &str, payload: &impl Serialize, capacity: usize) -> Option<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(capacity);
-    match serde_json::to_writer(&mut bytes, payload) {
-        Ok(()) => Some(bytes),
+fn encode(topic: &str, payload: &impl Serialize) -> Option<Vec<u8>> {
+    match serde_json::to_vec(payload) {
+        Ok(bytes) => Some(bytes),
         Err(error) => {
             tracing::error!(%topic, %error, "cannot encode a message; not published");
             None
