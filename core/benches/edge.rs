@@ -13,7 +13,9 @@
 //! batching, which is what the choice of `synchronous` rests on.
 //!
 //! `EDGETWIN_BENCH_STAGES` runs only some stages, e.g. `c` or `store,a` (default: all of
-//! `store,a,b,c,d`); `EDGETWIN_BENCH_BROKER` only one broker (`embedded`, `mosquitto`).
+//! `store,a,b,c,d`); `EDGETWIN_BENCH_BROKER` only one broker (`embedded`, `mosquitto`);
+//! `EDGETWIN_BENCH_VARIANTS` only some of stage (a)'s runs (`256-normal`, `1-normal`,
+//! `256-full`, and `echo`: the agent's message pattern without an agent, the ceiling of (a)).
 //!
 //! `EDGETWIN_BENCH_AGENT` names the `edgetwin` binary to run (default: the one cargo built for
 //! this bench). `cargo bench` builds it with the dev-dependencies' features (tokio `full`, i.e.
@@ -82,18 +84,30 @@ fn main() {
             "\n## (a) reported updates absorbed, published → update/result ({} messages)\n",
             throughput_messages()
         );
-        println!("| broker | raw pub→sub | agent, batchMax 256, NORMAL | agent, batchMax 1, NORMAL | agent, batchMax 256, FULL |");
-        println!("|---|---|---|---|---|");
+        println!("| broker | raw pub→sub | agent, batchMax 256, NORMAL | agent, batchMax 1, NORMAL | agent, batchMax 256, FULL | echo: the agent's messages, no agent |");
+        println!("|---|---|---|---|---|---|");
         for kind in brokers() {
             let raw_broker = broker_for(kind);
             let raw = raw_throughput(raw_broker.addr()).await;
             let mut cells = vec![format!("{raw:.0} msg/s")];
+            let echo = if agent_variant_named("echo") {
+                let echo_broker = broker_for(kind);
+                let rate = echo_throughput(echo_broker.addr()).await;
+                format!("{rate:.0} msg/s ({:.0} %)", 100.0 * rate / raw)
+            } else {
+                "–".to_owned()
+            };
             for (batch, sync) in [(256, Synchronous::Normal), (1, Synchronous::Normal), (256, Synchronous::Full)] {
+                if !agent_variant(batch, sync) {
+                    cells.push("–".to_owned());
+                    continue;
+                }
                 let (edge, _guard) = start_agent(kind, work.path(), &devices, batch, sync).await;
                 let rate = agent_throughput(edge.addr).await;
                 cells.push(format!("{rate:.0} msg/s ({:.0} %)", 100.0 * rate / raw));
                 edge.agent.shutdown().await;
             }
+            cells.push(echo);
             println!("| {kind} | {} |", cells.join(" | "));
         }
         }
@@ -155,6 +169,19 @@ fn main() {
 fn stage(name: &str) -> bool {
     std::env::var("EDGETWIN_BENCH_STAGES")
         .map_or(true, |stages| stages.split(',').any(|s| s.trim() == name))
+}
+
+/// Whether `EDGETWIN_BENCH_VARIANTS` (comma-separated `256-normal`, `1-normal`, `256-full`,
+/// `echo`; unset: all) asks for the agent run of stage (a) with `batch` and `sync` (e.g. to profile one of them).
+fn agent_variant(batch: usize, sync: Synchronous) -> bool {
+    agent_variant_named(&format!("{batch}-{}", format!("{sync:?}").to_lowercase()))
+}
+
+/// Whether `EDGETWIN_BENCH_VARIANTS` (unset: all) names `name` (`echo`: the run without agent).
+fn agent_variant_named(name: &str) -> bool {
+    std::env::var("EDGETWIN_BENCH_VARIANTS").map_or(true, |variants| {
+        variants.split(',').any(|v| v.trim() == name)
+    })
 }
 
 /// The brokers to measure: both, or the one named by `EDGETWIN_BENCH_BROKER` (`embedded`,
@@ -401,6 +428,66 @@ async fn agent_throughput(addr: SocketAddr) -> f64 {
         throughput_messages(),
     )
     .await
+}
+
+/// Stage (a) with a client in the agent's place that stores nothing and answers every report
+/// at once with the three messages the agent publishes for it (`update/result`,
+/// `update/document`, the device's `update/delta`; JSON of the agent's sizes) over TCP: what the
+/// broker and the bench clients cost for the agent's message pattern, i.e. the ceiling of (a) for
+/// an agent that costs nothing (on the embedded broker the agent's own link is in-process, so
+/// a little higher there).
+async fn echo_throughput(addr: SocketAddr) -> f64 {
+    let (responder, mut reports) =
+        client(addr, "echo-agent", &["$hw/events/device/+/+/twin/update"]).await;
+    let answers = echo_answers();
+    tokio::spawn(async move {
+        while let Some((_, report)) = reports.recv().await {
+            for (suffix, payload) in &answers {
+                let topic = format!("{}/{suffix}", report.topic);
+                if responder
+                    .publish(topic, QoS::AtLeastOnce, false, payload.clone())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    agent_throughput(addr).await
+}
+
+/// The topic suffixes and payloads of the agent's answer to one report: the result of one
+/// property, its document (before and after), the delta of all ten properties.
+fn echo_answers() -> [(&'static str, Vec<u8>); 3] {
+    const TS: i64 = 1_764_412_800_000;
+    let snapshot = |reported: &str| {
+        format!(
+            r#"{{"expected":{{"value":"0","metadata":{{"timestamp":{TS}}}}},"actual":{{"value":"{reported}","metadata":{{"timestamp":{TS}}}}},"optional":false,"metadata":{{"type":"int"}}}}"#
+        )
+    };
+    let result = format!(
+        r#"{{"event_id":"12345","timestamp":{TS},"twin":{{"p3":{{"actual":{{"value":"12346","metadata":{{"timestamp":{TS}}}}},"optional":false,"metadata":{{"type":"int"}}}}}}}}"#
+    );
+    let document = format!(
+        r#"{{"event_id":"12345","timestamp":{TS},"twin":{{"p3":{{"last":{},"current":{}}}}}}}"#,
+        snapshot("2346"),
+        snapshot("12346")
+    );
+    let twin: Vec<String> = (0..PROPERTIES)
+        .map(|p| format!(r#""p{p}":{}"#, snapshot("12346")))
+        .collect();
+    let waiting: Vec<String> = (0..PROPERTIES).map(|p| format!(r#""p{p}":"0""#)).collect();
+    let delta = format!(
+        r#"{{"event_id":"6f1c2d9e-58a4-4c1e-9b7a-3d2e1f0a4b5c","timestamp":{TS},"twin":{{{}}},"delta":{{{}}}}}"#,
+        twin.join(","),
+        waiting.join(",")
+    );
+    [
+        ("result", result.into_bytes()),
+        ("document", document.into_bytes()),
+        ("delta", delta.into_bytes()),
+    ]
 }
 
 /// p50 and p99 of `samples` sequential round trips: publish on `topic`, wait for a message.

@@ -21,7 +21,7 @@ mod schema;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Savepoint, Transaction, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -419,8 +419,11 @@ impl Batch<'_> {
             None => outbox::len(&self.tx)?,
         };
         self.outbox_len = Some(outbox_len);
+        let conn: &Connection = &self.tx;
+        conn.prepare_cached(SAVEPOINT)?.execute([])?;
         Ok(Scope {
-            sp: self.tx.savepoint()?,
+            sp: conn,
+            released: false,
             capacity: self.capacity,
             outbox_len,
             batch_outbox_len: &mut self.outbox_len,
@@ -433,10 +436,20 @@ impl Batch<'_> {
     }
 }
 
+/// The savepoint of a [`Scope`], opened and closed through cached statements: rusqlite's
+/// `Savepoint` parses its SQL on every use, a measurable share of one event's writes. Scopes are
+/// never nested (a scope borrows its batch mutably), so one name serves.
+const SAVEPOINT: &str = "SAVEPOINT edgetwin_scope";
+const RELEASE: &str = "RELEASE edgetwin_scope";
+const ROLLBACK_TO: &str = "ROLLBACK TO edgetwin_scope";
+
 /// One event's writes inside a batch (a savepoint). Dropping it without [`Scope::commit`] undoes
 /// its writes and only its writes.
 pub struct Scope<'b> {
-    sp: Savepoint<'b>,
+    /// The batch's connection, inside the scope's savepoint.
+    sp: &'b Connection,
+    /// Whether the savepoint was released (committed into the batch).
+    released: bool,
     capacity: u64,
     outbox_len: u64,
     batch_outbox_len: &'b mut Option<u64>,
@@ -444,8 +457,9 @@ pub struct Scope<'b> {
 
 impl Scope<'_> {
     /// Keeps this scope's writes in the batch.
-    pub fn commit(self) -> Result<(), StoreError> {
-        self.sp.commit()?;
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        self.sp.prepare_cached(RELEASE)?.execute([])?;
+        self.released = true;
         *self.batch_outbox_len = Some(self.outbox_len);
         Ok(())
     }
@@ -504,7 +518,7 @@ impl Scope<'_> {
             .sp
             .prepare_cached("DELETE FROM devices WHERE namespace = ?1 AND name = ?2")?
             .execute(params![key.namespace, key.name])?;
-        let removed = outbox::remove_device(&self.sp, key)?;
+        let removed = outbox::remove_device(self.sp, key)?;
         self.outbox_len -= removed.min(self.outbox_len);
         Ok(n > 0)
     }
@@ -555,7 +569,7 @@ impl Scope<'_> {
 
     /// Queues a cloud-bound entry (see the [`outbox`] rules: coalesced per key, bounded).
     pub fn queue(&mut self, entry: NewEntry<'_>) -> Result<Queued, StoreError> {
-        let queued = outbox::push(&self.sp, entry, self.outbox_len, self.capacity)?;
+        let queued = outbox::push(self.sp, entry, self.outbox_len, self.capacity)?;
         if queued == Queued::Appended {
             self.outbox_len += 1;
         }
@@ -565,6 +579,24 @@ impl Scope<'_> {
     /// The outbox length including this scope's writes.
     pub fn outbox_len(&self) -> u64 {
         self.outbox_len
+    }
+}
+
+impl Drop for Scope<'_> {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        // Undo the scope's writes and close it (as rusqlite's `Savepoint` does on drop). If this
+        // fails the connection is broken, and so is the batch's commit, which reports it.
+        let undone = self
+            .sp
+            .prepare_cached(ROLLBACK_TO)
+            .and_then(|mut rollback| rollback.execute([]))
+            .and_then(|_| self.sp.prepare_cached(RELEASE)?.execute([]));
+        if let Err(error) = undone {
+            tracing::error!(%error, "cannot roll a store scope back");
+        }
     }
 }
 

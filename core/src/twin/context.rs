@@ -21,6 +21,11 @@ pub struct TwinContext<'a> {
     /// come from it and properties outside it are refused; without one, a property's type is the
     /// `metadata.type` it was created with (KubeEdge's behaviour).
     pub schema: Option<&'a DeviceSchema>,
+    /// Whether the engine builds [`Effects::delta`](super::Effects::delta) (the default). A
+    /// caller that writes the delta straight from the twin ([`DeviceTwin::delta_view`](
+    /// super::DeviceTwin::delta_view)) turns it off: the delta is due exactly when
+    /// `Effects::document` is set and the view is `Some`.
+    pub builds_delta: bool,
 }
 
 impl<'a> TwinContext<'a> {
@@ -36,6 +41,7 @@ impl<'a> TwinContext<'a> {
             max_value_bytes: Self::DEFAULT_MAX_VALUE_BYTES,
             conflict_policy: ConflictPolicy::default(),
             schema: None,
+            builds_delta: true,
         }
     }
 
@@ -54,6 +60,13 @@ impl<'a> TwinContext<'a> {
     /// The same context with the id for messages the engine originates.
     pub fn with_event_id(mut self, event_id: &'a str) -> Self {
         self.event_id = event_id;
+        self
+    }
+
+    /// The same context without [`Effects::delta`](super::Effects::delta): the caller renders
+    /// the delta from the twin (see [`TwinContext::builds_delta`]).
+    pub fn without_delta(mut self) -> Self {
+        self.builds_delta = false;
         self
     }
 

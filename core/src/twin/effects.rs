@@ -198,7 +198,7 @@ impl<'a> EffectsBuilder<'a> {
             }
         });
 
-        let delta = if document.is_empty() {
+        let delta = if document.is_empty() || !self.ctx.builds_delta {
             None
         } else {
             twin.delta(self.ctx)
@@ -225,6 +225,16 @@ impl<'a> EffectsBuilder<'a> {
 }
 
 impl DeviceTwin {
+    /// The properties a delta shows in its `twin`: every live property with a desired value.
+    pub(super) fn delta_properties(&self) -> impl Iterator<Item = (&String, &PropertyTwin)> {
+        self.live_properties().filter(|(_, property)| {
+            property
+                .desired
+                .as_ref()
+                .is_some_and(|desired| !desired.value.is_empty())
+        })
+    }
+
     /// The `…/twin/update/delta` for the current state, if some desired value is still waiting
     /// to be reported: every live property with a desired value, and the waiting values.
     pub fn delta(&self, ctx: &TwinContext<'_>) -> Option<DeviceTwinDelta> {
@@ -237,13 +247,7 @@ impl DeviceTwin {
             return None;
         }
         let twin: TwinMap = self
-            .live_properties()
-            .filter(|(_, property)| {
-                property
-                    .desired
-                    .as_ref()
-                    .is_some_and(|desired| !desired.value.is_empty())
-            })
+            .delta_properties()
             .map(|(name, property)| (name.clone(), property.snapshot()))
             .collect();
         Some(DeviceTwinDelta {

@@ -113,6 +113,7 @@ pub use context::TwinContext;
 pub use edge::EdgeUndo;
 pub use effects::Effects;
 pub use error::{RejectReason, Rejection, TwinError, get_device_not_found};
+pub use render::DeltaView;
 pub use schema::{DeviceSchema, PropertySchema, type_from_name};
 pub use state::{
     DeviceTwin, Half, PropertySummary, PropertyTwin, TwinHalf, TwinVersion, same_value,

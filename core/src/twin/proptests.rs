@@ -294,6 +294,26 @@ proptest! {
     }
 
     #[test]
+    fn the_delta_view_writes_the_deltas_json(
+        prefix in ops(25), op in an_op(), policy in a_policy(),
+    ) {
+        let mut twin = run(&prefix, policy);
+        let ctx = TwinContext::new(100).with_policy(policy).with_event_id("e-1");
+        apply(&mut twin, &op, &ctx);
+        let built = serde_json::to_string(&twin.delta(&ctx)).expect("JSON");
+        let view = serde_json::to_string(&twin.delta_view(&ctx)).expect("JSON");
+        prop_assert_eq!(view, built);
+        // The service's context leaves the delta to the view; nothing else changes.
+        let mut other = run(&prefix, policy);
+        let without = apply(&mut other, &op, &ctx.without_delta());
+        let mut same = run(&prefix, policy);
+        let with = apply(&mut same, &op, &ctx);
+        prop_assert!(without.delta.is_none());
+        prop_assert_eq!(Effects { delta: None, ..with.clone() }, without);
+        prop_assert_eq!(with.delta.is_some(), with.document.is_some() && twin.delta_view(&ctx).is_some());
+    }
+
+    #[test]
     fn the_document_shows_the_state_before_and_after(
         prefix in ops(25), op in an_op(), policy in a_policy(),
     ) {

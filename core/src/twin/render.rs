@@ -1,8 +1,11 @@
 //! The twin state in KubeEdge's wire shapes (`MsgTwin`, `TwinVersion`).
 
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+
 use crate::wire::payload::{self as wire, Metadata, MsgTwin, TYPE_DELETED, TwinValue};
 
-use super::state::{Half, PropertyTwin, TwinHalf, TwinVersion};
+use super::context::TwinContext;
+use super::state::{DeviceTwin, Half, PropertyTwin, TwinHalf, TwinVersion};
 
 impl TwinVersion {
     /// The version a wire message carries; `None` if a counter is negative.
@@ -75,6 +78,124 @@ impl PropertyTwin {
             write_error: None,
         }
     }
+}
+
+/// `…/twin/update/delta` written straight from the twin: the JSON of [`DeviceTwin::delta`]
+/// without building it (the delta carries every property with a desired value, so building it
+/// copies the device's values into owned maps on every report that leaves a desired value
+/// waiting).
+#[derive(Debug, Clone, Copy)]
+pub struct DeltaView<'a> {
+    twin: &'a DeviceTwin,
+    event_id: &'a str,
+    now_ms: i64,
+}
+
+impl DeviceTwin {
+    /// The delta of the current state as a view, `None` when no desired value waits (as
+    /// [`DeviceTwin::delta`]).
+    pub fn delta_view<'a>(&'a self, ctx: &TwinContext<'a>) -> Option<DeltaView<'a>> {
+        self.live_properties()
+            .any(|(_, property)| property.pending_desired().is_some())
+            .then_some(DeltaView {
+                twin: self,
+                event_id: ctx.event_id,
+                now_ms: ctx.now_ms,
+            })
+    }
+}
+
+impl Serialize for DeltaView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // The fields of `wire::DeviceTwinDelta`, in its order.
+        let mut delta = serializer.serialize_struct("DeviceTwinDelta", 4)?;
+        delta.serialize_field("event_id", self.event_id)?;
+        delta.serialize_field("timestamp", &self.now_ms)?;
+        delta.serialize_field("twin", &WithDesired(self.twin))?;
+        delta.serialize_field("delta", &Waiting(self.twin))?;
+        delta.end()
+    }
+}
+
+/// The `twin` of a delta: every live property with a non-empty desired value, as its snapshot.
+struct WithDesired<'a>(&'a DeviceTwin);
+
+impl Serialize for WithDesired<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(
+            self.0
+                .delta_properties()
+                .map(|(name, property)| (name, SnapshotView::of(property))),
+        )
+    }
+}
+
+/// The `delta` of a delta: property → desired value, for each value still waiting.
+struct Waiting<'a>(&'a DeviceTwin);
+
+impl Serialize for Waiting<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(
+            self.0
+                .live_properties()
+                .filter_map(|(name, property)| Some((name, property.pending_desired()?))),
+        )
+    }
+}
+
+/// [`PropertyTwin::snapshot`] of a live property, borrowed: the same JSON as its `MsgTwin`.
+#[derive(serde::Serialize)]
+struct SnapshotView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected: Option<HalfView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actual: Option<HalfView<'a>>,
+    optional: bool,
+    metadata: TypeView,
+}
+
+impl<'a> SnapshotView<'a> {
+    fn of(property: &'a PropertyTwin) -> Self {
+        SnapshotView {
+            expected: property.desired.as_ref().map(HalfView::of),
+            actual: property.reported.as_ref().map(HalfView::of),
+            optional: property.optional,
+            metadata: TypeView {
+                value_type: property.value_type.twin_type_name(),
+            },
+        }
+    }
+}
+
+/// [`TwinHalf::to_wire`], borrowed.
+#[derive(serde::Serialize)]
+struct HalfView<'a> {
+    value: &'a str,
+    metadata: TimestampView,
+}
+
+impl<'a> HalfView<'a> {
+    fn of(half: &'a TwinHalf) -> Self {
+        HalfView {
+            value: &half.value,
+            metadata: TimestampView {
+                timestamp: half.timestamp_ms,
+            },
+        }
+    }
+}
+
+/// `{"timestamp": ms}`: [`Metadata::at`].
+#[derive(serde::Serialize)]
+struct TimestampView {
+    timestamp: i64,
+}
+
+/// `{"type": name}`: [`Metadata::of_type`].
+#[derive(serde::Serialize)]
+struct TypeView {
+    #[serde(rename = "type")]
+    value_type: &'static str,
 }
 
 #[cfg(test)]

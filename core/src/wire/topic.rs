@@ -523,12 +523,17 @@ impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Topic::Device { id, event } => {
-                write!(f, "{DEVICE_PREFIX}/{id}/{}", event.levels().join("/"))
+                write!(f, "{DEVICE_PREFIX}/{id}")?;
+                write_levels(f, event.levels())
             }
             Topic::Node { node, event } => {
-                write!(f, "{NODE_PREFIX}/{node}/{}", event.levels().join("/"))
+                write!(f, "{NODE_PREFIX}/{node}")?;
+                write_levels(f, event.levels())
             }
-            Topic::DataUpdate { id } => write!(f, "{DATA_PREFIX}/{id}/{}", DATA_EVENT.join("/")),
+            Topic::DataUpdate { id } => {
+                write!(f, "{DATA_PREFIX}/{id}")?;
+                write_levels(f, DATA_EVENT)
+            }
             Topic::DeviceSpec {
                 node,
                 namespace,
@@ -539,6 +544,11 @@ impl fmt::Display for Topic {
             ),
         }
     }
+}
+
+/// `/level` for each of `levels` (no joined string on the way: topics are written per message).
+fn write_levels(f: &mut fmt::Formatter<'_>, levels: &[&str]) -> fmt::Result {
+    levels.iter().try_for_each(|level| write!(f, "/{level}"))
 }
 
 impl FromStr for Topic {

@@ -142,15 +142,14 @@ impl State {
             Err(error) => return Ok(Err(error.to_string())),
         };
         let event_id = uuid::Uuid::new_v4().to_string();
-        let (twin, effects) = {
-            let ctx = context(
-                entry.model.as_deref().map(|m| &m.schema),
-                now_ms,
-                &event_id,
-                self.options.max_value_bytes,
-            );
-            DeviceTwin::add_device(&ctx, &announced)
-        };
+        let model = entry.model.clone();
+        let ctx = context(
+            model.as_deref().map(|m| &m.schema),
+            now_ms,
+            &event_id,
+            self.options.max_value_bytes,
+        );
+        let (twin, effects) = DeviceTwin::add_device(&ctx, &announced);
         entry.twin = twin;
         let mut scope = batch.scope()?;
         scope.put_device(&entry.key, &entry.device)?;
@@ -161,7 +160,7 @@ impl State {
             tracing::warn!(device = %entry.key, property = %rejection.property, reason = ?rejection.reason, "desired value of a new device refused");
         }
         tracing::info!(device = %entry.key, "device added");
-        out.effects(&self.options.node, &entry, &effects);
+        out.effects(&self.options.node, &entry, &effects, &ctx);
         out.spec(&self.options.node, &entry);
         self.devices.insert(entry);
         Ok(Ok(()))
@@ -208,7 +207,7 @@ impl State {
         persist(&mut scope, entry, &effects, now_ms)?;
         outbound::queue_accepted(&mut scope, entry, &effects, now_ms)?;
         scope.commit()?;
-        out.effects(&self.options.node, entry, &effects);
+        out.effects(&self.options.node, entry, &effects, &ctx);
         if spec_changed {
             out.spec(&self.options.node, entry);
         }
@@ -235,7 +234,7 @@ impl State {
         let event_id = uuid::Uuid::new_v4().to_string();
         let ctx = TwinContext::new(now_ms).with_event_id(&event_id);
         let effects = DeviceTwin::remove_device(&ctx, &key.to_string());
-        out.effects(&self.options.node, &entry, &effects);
+        out.effects(&self.options.node, &entry, &effects, &ctx);
         out.spec_removed(&self.options.node, key);
         tracing::info!(device = %key, "device removed");
         Ok(true)
@@ -271,7 +270,7 @@ impl State {
         for rejection in &effects.rejections {
             tracing::info!(device = %key, property = %rejection.property, reason = ?rejection.reason, "cloud update refused");
         }
-        out.effects(&self.options.node, entry, &effects);
+        out.effects(&self.options.node, entry, &effects, &ctx);
         Ok(CloudUpdateOutcome {
             changed: effects.changed.iter().cloned().collect(),
             rejections: effects.rejections,

@@ -676,9 +676,11 @@ fn context<'a>(
     event_id: &'a str,
     max_value_bytes: usize,
 ) -> TwinContext<'a> {
+    // The delta is written from the twin when it is published (`Publications::effects`).
     let ctx = TwinContext::new(now_ms)
         .with_event_id(event_id)
-        .with_max_value_bytes(max_value_bytes);
+        .with_max_value_bytes(max_value_bytes)
+        .without_delta();
     match schema {
         Some(schema) => ctx.with_schema(schema),
         None => ctx,

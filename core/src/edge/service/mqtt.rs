@@ -223,7 +223,7 @@ impl State {
             }
             out.answer(KIND, reply, &request, result, now_ms);
         }
-        out.effects(&self.options.node, entry, &effects);
+        out.effects(&self.options.node, entry, &effects, &ctx);
     }
 
     fn twin_get(&mut self, id: &DeviceId, payload: &[u8], now_ms: i64, out: &mut Publications) {

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::edge::devices::{DeviceEntry, SpecMessage};
 use crate::store::DeviceKey;
-use crate::twin::Effects;
+use crate::twin::{Effects, TwinContext};
 use crate::wire::payload::{BaseMessage, ErrorResult};
 use crate::wire::topic::{DeviceEvent, DeviceId, NodeEvent, Topic, TopicLevel};
 
@@ -108,8 +108,15 @@ impl Publications {
         self.answer(kind, topic, request, &error, now_ms);
     }
 
-    /// Queues the document, delta and membership messages of an engine operation on `entry`.
-    pub fn effects(&mut self, node: &TopicLevel, entry: &DeviceEntry, effects: &Effects) {
+    /// Queues the document, delta and membership messages of an engine operation on `entry`
+    /// done in `ctx`. When `ctx` left the delta to the caller, it is written from the twin.
+    pub fn effects(
+        &mut self,
+        node: &TopicLevel,
+        entry: &DeviceEntry,
+        effects: &Effects,
+        ctx: &TwinContext<'_>,
+    ) {
         let id = entry.id(entry.id_form);
         if let Some(document) = &effects.document {
             self.push(
@@ -118,12 +125,14 @@ impl Publications {
                 document,
             );
         }
+        let delta_topic = || device_topic(id, DeviceEvent::TwinUpdateDelta);
         if let Some(delta) = &effects.delta {
-            self.push(
-                "update_delta",
-                device_topic(id, DeviceEvent::TwinUpdateDelta),
-                delta,
-            );
+            self.push("update_delta", delta_topic(), delta);
+        } else if !ctx.builds_delta
+            && effects.document.is_some()
+            && let Some(delta) = entry.twin.delta_view(ctx)
+        {
+            self.push("update_delta", delta_topic(), &delta);
         }
         if let Some(membership) = &effects.membership {
             self.push(
