@@ -275,6 +275,7 @@ impl Store {
             tx: self.conn.transaction()?,
             capacity: self.options.outbox_capacity,
             outbox_len: None,
+            failed_rollback: None,
         })
     }
 
@@ -409,6 +410,8 @@ pub struct Batch<'s> {
     capacity: u64,
     /// The outbox length, counted once per batch when first needed and kept up to date.
     outbox_len: Option<u64>,
+    /// Why a dropped scope's writes could not be undone: the batch then must not commit.
+    failed_rollback: Option<rusqlite::Error>,
 }
 
 impl Batch<'_> {
@@ -427,11 +430,17 @@ impl Batch<'_> {
             capacity: self.capacity,
             outbox_len,
             batch_outbox_len: &mut self.outbox_len,
+            failed_rollback: &mut self.failed_rollback,
         })
     }
 
-    /// Commits the batch: from here on every scope committed in it is durable.
+    /// Commits the batch: from here on every scope committed in it is durable. Fails, and
+    /// commits nothing, when a dropped scope's writes could not be undone (they would otherwise
+    /// be committed with the rest).
     pub fn commit(self) -> Result<(), StoreError> {
+        if let Some(error) = self.failed_rollback {
+            return Err(error.into());
+        }
         Ok(self.tx.commit()?)
     }
 }
@@ -453,6 +462,7 @@ pub struct Scope<'b> {
     capacity: u64,
     outbox_len: u64,
     batch_outbox_len: &'b mut Option<u64>,
+    failed_rollback: &'b mut Option<rusqlite::Error>,
 }
 
 impl Scope<'_> {
@@ -587,15 +597,16 @@ impl Drop for Scope<'_> {
         if self.released {
             return;
         }
-        // Undo the scope's writes and close it (as rusqlite's `Savepoint` does on drop). If this
-        // fails the connection is broken, and so is the batch's commit, which reports it.
+        // Undo the scope's writes and close it (as rusqlite's `Savepoint` does on drop). Should
+        // that fail, the writes are still in the transaction: the batch refuses to commit.
         let undone = self
             .sp
             .prepare_cached(ROLLBACK_TO)
             .and_then(|mut rollback| rollback.execute([]))
             .and_then(|_| self.sp.prepare_cached(RELEASE)?.execute([]));
         if let Err(error) = undone {
-            tracing::error!(%error, "cannot roll a store scope back");
+            tracing::error!(%error, "cannot roll a store scope back; its batch will not commit");
+            self.failed_rollback.get_or_insert(error);
         }
     }
 }

@@ -139,6 +139,34 @@ fn a_dropped_scope_undoes_only_its_own_writes() {
 }
 
 #[test]
+fn a_batch_whose_scope_could_not_be_undone_commits_nothing() {
+    let mut store = memory(10);
+    store
+        .write(|w| w.put_device(&lamp(), &doc("device")))
+        .unwrap();
+    let mut batch = store.batch().unwrap();
+    {
+        let mut kept = batch.scope().unwrap();
+        kept.put_twin(&lamp(), "power", &doc("ON")).unwrap();
+        kept.commit().unwrap();
+    }
+    {
+        let mut broken = batch.scope().unwrap();
+        broken.put_twin(&lamp(), "level", &doc("7")).unwrap();
+        // Close the savepoint behind the scope's back: its rollback on drop now fails.
+        broken.sp.execute_batch(RELEASE).unwrap();
+    }
+    let err = batch.commit().expect_err("the undo failed");
+    assert!(matches!(err, StoreError::Sqlite(_)), "{err}");
+    assert_eq!(store.twin::<Doc>(&lamp(), "level").unwrap(), None);
+    assert_eq!(
+        store.twin::<Doc>(&lamp(), "power").unwrap(),
+        None,
+        "nothing of the batch is committed"
+    );
+}
+
+#[test]
 fn a_dropped_batch_persists_nothing() {
     let mut store = memory(10);
     {
