@@ -69,7 +69,14 @@ pub struct UpArgs {
 /// Runs the demo until SIGINT or SIGTERM.
 pub fn run(args: UpArgs) -> ExitCode {
     crate::logging::init();
-    let result = tokio::runtime::Runtime::new()
+    // One thread for every task of the cloud and the agent. The blocking work has threads of
+    // its own (registry writes of one object excepted, a fraction of a millisecond), so the
+    // tasks only pass messages to each other; on one thread a hand-off is a task switch, not a
+    // wakeup of another thread, which takes 0.1–0.2 ms off a flip (BENCHMARKS.md, session 8).
+    // `edgetwin cloud`, which serves many nodes, keeps the multi-thread runtime.
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .context("cannot start the async runtime")
         .and_then(|runtime| runtime.block_on(up(args)));
     match result {
