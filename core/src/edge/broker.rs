@@ -169,4 +169,56 @@ mod tests {
         assert!(matches!(err, BrokerError::Bind { .. }), "{err}");
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }
+
+    /// A link whose client id was taken over (the successor got its connection id) ends late,
+    /// as a network client's link does when its socket closes after the takeover: the
+    /// successor must stay connected and keep receiving.
+    #[tokio::test]
+    async fn a_replaced_links_late_disconnect_leaves_its_successor_connected() {
+        use rumqttd::Notification;
+        use rumqttd::protocol::{Filter, Packet, QoS, RetainForwardRule, Subscribe};
+
+        let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
+        let links = broker.local_links();
+        let connect = |links: LocalLinks| {
+            tokio::task::spawn_blocking(move || links.connect("agent").unwrap())
+        };
+        let (replaced, _replaced_rx) = connect(links.clone()).await.unwrap();
+        let (mut successor, mut successor_rx) = connect(links).await.unwrap();
+        let filter = Filter {
+            path: "in/#".into(),
+            qos: QoS::AtMostOnce,
+            nolocal: false,
+            preserve_retain: false,
+            retain_forward_rule: RetainForwardRule::OnEverySubscribe,
+        };
+        let subscribe = Subscribe {
+            pkid: 1,
+            filters: vec![filter],
+        };
+        successor
+            .send_all([Packet::Subscribe(subscribe, None)])
+            .await
+            .unwrap();
+        replaced.disconnect().unwrap();
+
+        let mut peer = crate::testsupport::TestClient::connect(broker.addr(), "peer")
+            .await
+            .unwrap();
+        peer.publish("in/after", "still here").await.unwrap();
+        let received = tokio::time::timeout(crate::testsupport::TIMEOUT, async {
+            loop {
+                match successor_rx.next().await {
+                    Ok(Some(Notification::Forward(forward))) => return forward.publish.payload,
+                    Ok(Some(Notification::Disconnect(..))) | Err(_) => {
+                        panic!("the successor was disconnected by its predecessor's end")
+                    }
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("the successor receives the publish");
+        assert_eq!(&received[..], b"still here");
+    }
 }

@@ -163,6 +163,17 @@ impl LinkTx {
         self.recv_buffer.lock()
     }
 
+    /// EDGETWIN-PATCH: tells the router that this link has ended. The router disconnects the
+    /// connection only while it is still this link's: a link whose client id was taken over
+    /// has lost its connection id to its successor, which this must not end.
+    pub fn disconnect(&self) -> Result<(), LinkError> {
+        self.router_tx.send((
+            self.connection_id,
+            Event::Disconnect(Arc::clone(&self.recv_buffer)),
+        ))?;
+        Ok(())
+    }
+
     /// Send raw device data
     fn push(&mut self, data: Packet) -> Result<usize, LinkError> {
         let len = {

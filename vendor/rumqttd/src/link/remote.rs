@@ -125,6 +125,11 @@ impl<P: Protocol> RemoteLink<P> {
         })
     }
 
+    /// EDGETWIN-PATCH: the link towards the router, to end the connection with.
+    pub(crate) fn link_tx(&self) -> &LinkTx {
+        &self.link_tx
+    }
+
     pub async fn start(&mut self) -> Result<(), Error> {
         self.network.set_keepalive(self.connect.keep_alive);
 

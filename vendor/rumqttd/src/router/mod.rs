@@ -53,8 +53,9 @@ pub enum Event {
     Ready,
     /// Data for native commitlog
     DeviceData,
-    /// Disconnection request
-    Disconnect,
+    /// Disconnection request from the link that owns the receive buffer (EDGETWIN-PATCH:
+    /// connection ids are reused, see `LinkTx::disconnect`)
+    Disconnect(std::sync::Arc<parking_lot::Mutex<VecDeque<Packet>>>),
     /// Shadow
     Shadow(ShadowRequest),
     /// Collect and send alerts to all alerts links

@@ -244,7 +244,20 @@ impl Router {
             Event::NewMeter(tx) => self.handle_new_meter(tx),
             Event::NewAlert(tx) => self.handle_new_alert(tx),
             Event::DeviceData => self.handle_device_payload(id),
-            Event::Disconnect => self.handle_disconnection(id, None),
+            // EDGETWIN-PATCH: only the link that owns the connection may end it. A client id
+            // taken over frees the old connection's id, the new connection gets the same id,
+            // and the old link's late disconnect would otherwise end its successor.
+            Event::Disconnect(buffer) => {
+                let owner = self
+                    .ibufs
+                    .get(id)
+                    .is_some_and(|incoming| Arc::ptr_eq(&incoming.buffer, &buffer));
+                if owner {
+                    self.handle_disconnection(id, None)
+                } else {
+                    debug!(connection_id = id, "ignored the disconnect of a replaced link");
+                }
+            }
             Event::Ready => self.scheduler.reschedule(id, ScheduleReason::Ready),
             Event::Shadow(request) => {
                 retrieve_shadow(&mut self.datalog, &mut self.obufs[id], request)

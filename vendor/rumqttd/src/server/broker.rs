@@ -636,9 +636,7 @@ async fn remote<P: Protocol>(
     };
 
     if send_disconnect {
-        let disconnect = Event::Disconnect;
-        let message = (connection_id, disconnect);
-        router_tx.send(message).ok();
+        link.link_tx().disconnect().ok();
     }
 
     // this is important to stop the connection
