@@ -22,14 +22,6 @@ mod pipeline_cmd;
 #[cfg(feature = "cloud")]
 mod up;
 
-/// The cloud build (`edgetwin cloud`, `edgetwin up`) allocates with mimalloc: the cloud's and
-/// the agent's work is many small, short-lived allocations (JSON, frames, sqlite rows), where
-/// glibc's allocator spent about a seventh of `up`'s main thread (BENCHMARKS.md, session 8). The
-/// edge build (without `cloud`) keeps the system allocator, whose resident memory is smaller.
-#[cfg(feature = "cloud")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// edgetwin: KubeEdge-compatible device twins for the edge.
 #[derive(Debug, Parser)]
 #[command(name = "edgetwin", version, about, propagate_version = true)]
