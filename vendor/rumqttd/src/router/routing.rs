@@ -255,7 +255,10 @@ impl Router {
                 if owner {
                     self.handle_disconnection(id, None)
                 } else {
-                    debug!(connection_id = id, "ignored the disconnect of a replaced link");
+                    debug!(
+                        connection_id = id,
+                        "ignored the disconnect of a replaced link"
+                    );
                 }
             }
             Event::Ready => self.scheduler.reschedule(id, ScheduleReason::Ready),
