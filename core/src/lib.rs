@@ -21,6 +21,8 @@ pub mod ctl;
 #[cfg(feature = "edge")]
 pub mod edge;
 #[cfg(feature = "edge")]
+mod stable_plans;
+#[cfg(feature = "edge")]
 pub mod store;
 #[cfg(feature = "test-support")]
 pub mod testsupport;

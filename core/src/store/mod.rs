@@ -244,6 +244,7 @@ impl Store {
         // in far less, and the rest is read from the OS page cache (docs/architecture.md, "Memory").
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         conn.set_prepared_statement_cache_capacity(32);
+        crate::stable_plans::keep_plans(&conn)?;
         schema::migrate(&mut conn)?;
         let checkpoint = match &path {
             Some(path) if mode.eq_ignore_ascii_case("wal") => {

@@ -152,16 +152,17 @@ pub(super) fn len(conn: &Connection) -> Result<u64, StoreError> {
     Ok(n as u64)
 }
 
+/// The read of [`peek`].
+pub(super) const PEEK: &str = "SELECT seq, kind, namespace, name, property, payload, created_ms
+     FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+
 /// Up to `limit` entries in order, starting after `after` (0 = from the start).
 pub(super) fn peek(
     conn: &Connection,
     after: u64,
     limit: usize,
 ) -> Result<Vec<OutboxEntry>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, kind, namespace, name, property, payload, created_ms
-         FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(PEEK)?;
     let rows = stmt.query_map(params![after as i64, limit as i64], |row| {
         Ok((
             row.get::<_, i64>(0)?,

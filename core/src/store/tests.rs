@@ -373,3 +373,20 @@ fn a_read_only_store_sees_committed_data_of_a_writer() {
     let reader = Store::open_read_only(&path).unwrap();
     assert_eq!(reader.devices::<Doc>().unwrap().len(), 1);
 }
+
+#[test]
+fn reading_the_outbox_again_reuses_its_prepared_statement() {
+    // A bound LIMIT makes sqlite's planner look at the bound value; without the query planner
+    // stability guarantee the statement then expires each time the statement cache clears its
+    // bindings, and every read parses and plans it again.
+    let store = memory(100);
+    for _ in 0..3 {
+        store.outbox_peek(0, 256).unwrap();
+    }
+    let statement = store.conn.prepare_cached(outbox::PEEK).unwrap();
+    assert_eq!(
+        statement.get_status(rusqlite::StatementStatus::RePrepare),
+        0,
+        "the outbox read was prepared again"
+    );
+}

@@ -12,6 +12,7 @@ pub(crate) fn open(path: &Path, schema: &str) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    crate::stable_plans::keep_plans(&conn)?;
     conn.execute_batch(schema)?;
     Ok(conn)
 }
