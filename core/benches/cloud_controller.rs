@@ -25,15 +25,15 @@ use edgetwin_core::cloud::registry::Kind;
 use edgetwin_core::cloud::registry::embedded::client::RegistryClient;
 use edgetwin_core::cloud::registry::embedded::data_dir::DataDir;
 use edgetwin_core::cloud::registry::embedded::{ApplyMode, EmbeddedRegistry};
-use edgetwin_core::cloudlink::{self, DeviceRef, EDGE_SOURCE, TwinContent};
-use edgetwin_core::model::{Device, DeviceModel, Manifest};
 use edgetwin_core::tunnel::auth::TokenStore;
 use edgetwin_core::tunnel::backoff::BackoffConfig;
 use edgetwin_core::tunnel::client::{ClientState, HubClient, HubClientConfig, HubClientHandle};
 use edgetwin_core::tunnel::inbox::{ApplyError, Delivery, Inbox};
 use edgetwin_core::tunnel::outbox::{MemoryOutbox, Outbox};
 use edgetwin_core::tunnel::{NodeName, ResumePoint};
-use edgetwin_core::wire::payload::{MsgTwin, TwinValue};
+use edgetwin_model::devices::{Device, DeviceModel, Manifest};
+use edgetwin_model::wire::cloud_edge::{self, DeviceRef, EDGE_SOURCE, TwinContent};
+use edgetwin_model::wire::payload::{MsgTwin, TwinValue};
 use futures::future::BoxFuture;
 
 struct Args {
@@ -124,7 +124,7 @@ impl Inbox for TimingInbox {
 
     fn apply(&self, delivery: Delivery) -> BoxFuture<'_, Result<(), ApplyError>> {
         let now = Instant::now();
-        if let Ok(content) = cloudlink::parse_membership(&delivery.message) {
+        if let Ok(content) = cloud_edge::parse_membership(&delivery.message) {
             let on = content.devices.iter().any(|d| {
                 d.property("power")
                     .and_then(|p| p.desired.as_ref())
@@ -378,11 +378,11 @@ async fn run(args: Args) {
                     ..MsgTwin::default()
                 }),
             };
-            let message = cloudlink::envelope(
+            let message = cloud_edge::envelope(
                 format!("{i}-{k}"),
                 0,
                 EDGE_SOURCE,
-                cloudlink::twin_resource(&node_name(i), &device),
+                cloud_edge::twin_resource(&node_name(i), &device),
                 serde_json::to_value(content).expect("json"),
             );
             outbox.append(message).await.expect("append");

@@ -1,25 +1,20 @@
-//! edgetwin core: the KubeEdge-compatible device model, the MQTT wire types, the twin engine,
-//! the edge agent and the cloud side.
+//! edgetwin core: the edge agent, the cloud side and the `edgetwin` binary, around the pure
+//! model (`edgetwin-model`: KubeEdge types, the wire, the twin engine, the pipeline).
 //!
-//! `model`, `wire`, `twin` and `pipeline` are pure (no I/O) and always compiled; the edge agent
-//! and the cloud side sit behind the `edge` and `cloud` cargo features, and the Kubernetes backend
-//! behind `kube`, so that edge binaries never link kube-rs.
-
-pub mod cloudlink;
-pub mod hops;
-pub mod model;
-pub mod pipeline;
-#[cfg(feature = "cli")]
-pub mod scaffold;
-pub mod twin;
-pub mod wire;
+//! The edge agent and the cloud side sit behind the `edge` and `cloud` cargo features, and the
+//! Kubernetes backend behind `kube`, so that edge binaries never link kube-rs.
 
 #[cfg(feature = "cloud")]
 pub mod cloud;
+#[cfg(feature = "kube")]
+pub mod crd;
 #[cfg(feature = "cloud")]
 pub mod ctl;
 #[cfg(feature = "edge")]
 pub mod edge;
+pub mod manifests;
+#[cfg(feature = "cli")]
+pub mod scaffold;
 #[cfg(feature = "edge")]
 mod stable_plans;
 #[cfg(feature = "edge")]

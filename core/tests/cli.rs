@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use edgetwin_core::model::{Manifest, load};
+use edgetwin_model::devices::{Manifest, load};
 
 fn edgetwin(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgetwin"))

@@ -776,7 +776,7 @@ async fn e2e_process_applied_then_a_tampered_edge_store_is_repaired_by_the_versi
     let db = node.root.path().join("n1").join("edge.db");
     {
         use edgetwin_core::store::{ObjectKey, Store, StoreOptions};
-        use edgetwin_core::twin::{PropertyTwin, TwinHalf, TwinVersion};
+        use edgetwin_model::twin::{PropertyTwin, TwinHalf, TwinVersion};
         let mut store = Store::open(&db, StoreOptions::default()).expect("edge store opens");
         let key = ObjectKey::new("default", "lamp-1");
         let mut twin: PropertyTwin = store

@@ -15,7 +15,7 @@ use std::time::Duration;
 use edgetwin_core::cloud::registry::Registry;
 use edgetwin_core::cloud::registry::embedded::server::ApiServer;
 use edgetwin_core::cloud::registry::embedded::{ApplyMode, EmbeddedRegistry};
-use edgetwin_core::model::{ConditionType, DeviceStatus, PropertyCondition, TwinProperty};
+use edgetwin_model::devices::{ConditionType, DeviceStatus, PropertyCondition, TwinProperty};
 use webdriver::Browser;
 
 const TOKEN: &str = "browser-test-token-0123456789";
@@ -47,7 +47,7 @@ fn e2e_the_red_button_sets_desired_and_the_lamp_follows_reported() {
     let registry = EmbeddedRegistry::open(&dir.path().join("registry.db")).expect("registry");
     let (url, stop) = runtime.block_on(async {
         for (yaml, source) in [(MODEL, "model.yaml"), (DEVICE, "device.yaml")] {
-            for document in edgetwin_core::model::load::from_str(yaml, source).expect("loads") {
+            for document in edgetwin_model::devices::load::from_str(yaml, source).expect("loads") {
                 registry
                     .apply_manifest(document.manifest, ApplyMode::CreateOrReplace)
                     .await
@@ -61,6 +61,11 @@ fn e2e_the_red_button_sets_desired_and_the_lamp_follows_reported() {
         )
         .await
         .expect("binds");
+        let dashboard = edgetwin_core::cloud::dashboard::router(
+            std::sync::Arc::new(registry.clone()),
+            server.stopping(),
+        );
+        let server = server.merge(dashboard);
         let url = server.url().expect("url");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server.run_until(async {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use edgetwin_core::edge::service::{Membership, MembershipOutcome};
 use edgetwin_core::store::OutboxKind;
 use edgetwin_core::testsupport::{BrokerKind, TestClient, sensor_fleet_yaml};
-use edgetwin_core::twin::PropertyTwin;
+use edgetwin_model::twin::PropertyTwin;
 use serde_json::json;
 use support::*;
 
@@ -655,14 +655,14 @@ async fn accepted_desired_values_are_echoed_and_the_version_summary_is_queued(ki
         .filter(|e| e.kind == OutboxKind::Summary)
         .collect();
     assert_eq!(summaries.len(), 1, "{kind}: {entries:?}");
-    let content: edgetwin_core::cloudlink::SummaryContent =
+    let content: edgetwin_model::wire::cloud_edge::SummaryContent =
         serde_json::from_str(&summaries[0].payload).expect("a summary");
     assert_eq!(content.applied, Some(5));
     let membership =
         edgetwin_core::edge::agent::read_devices_file(&fixture("edge-traffic-light.yaml"))
             .expect("loads");
     let device = &membership.devices[0];
-    let expected = edgetwin_core::cloudlink::desired_digest(
+    let expected = edgetwin_model::wire::cloud_edge::desired_digest(
         device.generation(),
         ["green", "red", "yellow"].map(|name| (name, 123_456)),
     );

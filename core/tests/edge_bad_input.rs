@@ -99,7 +99,7 @@ async fn a_value_of_the_wrong_type(kind: BrokerKind) {
     )
     .await;
     assert_error(&answer, 400, "the value is not int or integer");
-    let stored: Option<edgetwin_core::twin::PropertyTwin> =
+    let stored: Option<edgetwin_model::twin::PropertyTwin> =
         edge.store().twin(&light(), "count").expect("reads");
     assert!(stored.is_none(), "{kind}: nothing was written");
     still_serving(&mut mapper).await;

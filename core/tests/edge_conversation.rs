@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use edgetwin_core::edge::service::Membership;
 use edgetwin_core::testsupport::{BrokerKind, TestClient};
-use edgetwin_core::wire::codec::decode_value;
-use edgetwin_core::wire::payload::DeviceTwinUpdate;
+use edgetwin_model::wire::codec::decode_value;
+use edgetwin_model::wire::payload::DeviceTwinUpdate;
 use serde_json::{Value, json};
 use support::*;
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use edgetwin_core::store::Store;
 use edgetwin_core::testsupport::{BrokerKind, TestBroker, TestClient};
-use edgetwin_core::twin::PropertyTwin;
+use edgetwin_model::twin::PropertyTwin;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::*;

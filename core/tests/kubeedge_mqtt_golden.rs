@@ -8,9 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use edgetwin_core::wire::codec;
-use edgetwin_core::wire::envelope::Envelope;
-use edgetwin_core::wire::payload::{
+use edgetwin_model::wire::codec;
+use edgetwin_model::wire::envelope::Envelope;
+use edgetwin_model::wire::payload::{
     BaseMessage, DeviceData, DeviceMsg, DeviceTwinDelta, DeviceTwinDocument, DeviceTwinResult,
     DeviceTwinUpdate, DeviceUpdate, ErrorResult, MembershipDetailRequest, MembershipGetResult,
     MembershipUpdate, TwinReply,

@@ -460,8 +460,8 @@ mod raw {
     use std::process::ExitCode;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    use edgetwin_core::wire::topic::DeviceEvent;
-    use edgetwin_core::wire::{DeviceId, Topic};
+    use edgetwin_model::wire::topic::DeviceEvent;
+    use edgetwin_model::wire::{DeviceId, Topic};
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     use serde_json::json;
 

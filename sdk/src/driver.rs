@@ -17,7 +17,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use edgetwin_core::model::{PropertyType, Value};
+use edgetwin_model::value::{PropertyType, Value};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 

@@ -37,6 +37,13 @@ pub mod testkit;
 pub use driver::{
     DeviceConfig, DeviceId, Driver, DriverError, Point, PointId, PushSender, Pushed, Session,
 };
-pub use edgetwin_core::model::{PropertyType, Value};
+/// Per-hop timestamps for latency benchmarks (`EDGETWIN_TRACE_HOPS`).
+pub use edgetwin_hoptrace as hoptrace;
+/// The pure model the SDK is built on (KubeEdge types, the wire, the pipeline), for what the
+/// re-exports below do not cover.
+pub use edgetwin_model as model;
+pub use edgetwin_model::devices::cycle::cycle_duration;
+pub use edgetwin_model::pipeline::DurationSpec;
+pub use edgetwin_model::value::{PropertyType, Value};
 pub use runtime::{Mapper, MapperBuilder, MapperError, MapperHandle, Options};
 pub use shared_bus::{BusGuard, SharedBus};

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use edgetwin_core::model::{PropertyType, Value};
+use edgetwin_model::value::{PropertyType, Value};
 use serde::Deserialize;
 
 use crate::driver::{DeviceConfig, Driver, DriverError, Point, PointId, PushSender, Session};

@@ -226,6 +226,8 @@ async fn open_embedded(
             addr: api_listen,
             source,
         })?;
+    let dashboard = super::dashboard::router(Arc::new(embedded.clone()), api.stopping());
+    let api = api.merge(dashboard);
     let url = api.url().map_err(|source| CloudError::Listen {
         what: "registry API",
         addr: api_listen,

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 
 use super::output::{Table, human_duration};
 use crate::cloud::registry::embedded::api::EventRecord;
-use crate::model::{Device, DeviceModel, PropertyCondition, TwinProperty};
+use edgetwin_model::devices::{Device, DeviceModel, PropertyCondition, TwinProperty};
 
 /// The column where values start.
 const VALUE_COLUMN: usize = 22;
@@ -246,7 +246,7 @@ pub fn device_model(model: &DeviceModel, now: Timestamp, out: &mut dyn Write) ->
 mod tests {
     use super::*;
     use crate::cloud::registry::embedded::testkit;
-    use crate::model::{ConditionType, DeviceStatus, Time, Twin};
+    use edgetwin_model::devices::{ConditionType, DeviceStatus, Time, Twin};
 
     #[test]
     fn a_device_is_described_per_property_with_conditions_and_events() {

@@ -18,8 +18,8 @@ use self::output::{Format, kind_name};
 use crate::cloud::registry::Kind;
 use crate::cloud::registry::embedded::client::{ClientError, RegistryClient, Written};
 use crate::cloud::registry::embedded::data_dir::DataDir;
-use crate::model::load::{self, LoadError};
-use crate::model::{Device, DeviceModel, Manifest};
+use edgetwin_model::devices::load::{self, LoadError};
+use edgetwin_model::devices::{Device, DeviceModel, Manifest};
 
 /// Why a ctl command failed.
 #[derive(Debug, thiserror::Error)]
@@ -559,11 +559,7 @@ fn load_paths(paths: &[PathBuf]) -> Result<Vec<load::Document>, CtlError> {
     }
     let mut documents = Vec::new();
     for path in paths {
-        if path.is_dir() {
-            documents.extend(load::from_dir(path)?);
-        } else {
-            documents.extend(load::from_file(path)?);
-        }
+        documents.extend(crate::manifests::from_path(path)?);
     }
     if documents.is_empty() {
         return Err(CtlError::Usage(format!(

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::CtlError;
 use crate::cloud::registry::Kind;
-use crate::model::{Device, DeviceModel, GROUP, Time};
+use edgetwin_model::devices::{Device, DeviceModel, GROUP, Time};
 
 /// `-o` formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

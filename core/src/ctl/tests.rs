@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::cloud::registry::embedded::testkit::{DEVICE_YAML, MODEL_YAML, TestServer};
-use crate::model::TwinProperty;
+use edgetwin_model::devices::TwinProperty;
 
 struct Run {
     out: String,
@@ -204,10 +204,10 @@ async fn get_prints_tables_wide_json_yaml_and_names() {
         .patch_device_status(
             "default",
             "traffic-light",
-            crate::model::DeviceStatus {
-                twins: vec![crate::model::Twin {
+            edgetwin_model::devices::DeviceStatus {
+                twins: vec![edgetwin_model::devices::Twin {
                     reported: Some(TwinProperty::new("OFF")),
-                    ..crate::model::Twin::new("red")
+                    ..edgetwin_model::devices::Twin::new("red")
                 }],
                 state: Some("online".into()),
                 ..Default::default()
@@ -292,8 +292,8 @@ async fn get_prints_tables_wide_json_yaml_and_names() {
     )
     .await;
     result.expect("yaml");
-    let reloaded =
-        crate::model::load::from_str(&run.out, "<get -o yaml>").expect("the YAML loads back");
+    let reloaded = edgetwin_model::devices::load::from_str(&run.out, "<get -o yaml>")
+        .expect("the YAML loads back");
     assert_eq!(reloaded[0].manifest.name(), "traffic-light");
 
     let (result, run) = get(&ctl, Kind::DeviceModel, None, Format::Name, false).await;

@@ -21,10 +21,10 @@ use super::metrics::Metrics;
 use super::service::{
     Membership, MembershipOutcome, ServiceError, ServiceHandle, ServiceOptions, TwinService,
 };
-use crate::model::load::{LoadError, Manifest};
 use crate::store::{Store, StoreError};
 use crate::tunnel::StreamId;
-use crate::wire::topic::TopicLevel;
+use edgetwin_model::devices::load::{LoadError, Manifest};
+use edgetwin_model::wire::topic::TopicLevel;
 
 /// The `meta` key holding the node a data dir belongs to.
 const NODE_META_KEY: &str = "node";
@@ -320,11 +320,7 @@ pub fn read_devices_file(path: &Path) -> Result<Membership, LoadError> {
         complete: true,
         ..Membership::default()
     };
-    let documents = if path.is_dir() {
-        crate::model::load::from_dir(path)?
-    } else {
-        crate::model::load::from_file(path)?
-    };
+    let documents = crate::manifests::from_path(path)?;
     for document in documents {
         match document.manifest {
             Manifest::Device(device) => membership.devices.push(device),

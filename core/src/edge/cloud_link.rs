@@ -1,6 +1,6 @@
 //! The agent's side of the cloud tunnel: the tunnel's [`Outbox`] over the agent's persistent
 //! cloud-bound outbox, and its [`Inbox`] applying the cloud's membership updates through the twin
-//! service (see `crate::cloudlink` for the messages).
+//! service (see `edgetwin_model::wire::cloud_edge` for the messages).
 //!
 //! - Outbound: each outbox entry (one per device property or device state, coalesced by the
 //!   store) becomes one message whose sequence number is the entry's `seq` in a stream id kept in
@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::cloudlink::{self, DeviceRef, EDGE_SOURCE, TwinContent};
 use crate::edge::config::CloudConfig;
 use crate::edge::service::{Membership, ServiceHandle};
 use crate::store::{DeviceKey, OutboxKind};
@@ -33,6 +32,7 @@ use crate::tunnel::inbox::{ApplyError, Delivery, Inbox};
 use crate::tunnel::outbox::{Outbox, OutboxEntry, OutboxError};
 use crate::tunnel::tls::{ClientTlsFiles, TlsConfigError, client_config};
 use crate::tunnel::{NodeName, ResumePoint, Seq, StreamId};
+use edgetwin_model::wire::cloud_edge::{self, DeviceRef, EDGE_SOURCE, TwinContent};
 
 /// Why the cloud link did not start.
 #[derive(Debug, thiserror::Error)]
@@ -226,22 +226,22 @@ impl AgentOutbox {
                     twin: serde_json::from_str(&entry.payload).map_err(bad)?,
                 };
                 (
-                    cloudlink::twin_resource(self.node.as_str(), &device),
+                    cloud_edge::twin_resource(self.node.as_str(), &device),
                     serde_json::to_value(content).map_err(bad)?,
                 )
             }
             OutboxKind::State => (
-                cloudlink::state_resource(self.node.as_str(), &device),
+                cloud_edge::state_resource(self.node.as_str(), &device),
                 serde_json::from_str(&entry.payload).map_err(bad)?,
             ),
             OutboxKind::Summary => (
-                cloudlink::summary_resource(self.node.as_str()),
+                cloud_edge::summary_resource(self.node.as_str()),
                 serde_json::from_str(&entry.payload).map_err(bad)?,
             ),
         };
         Ok(OutboxEntry {
             seq: entry.seq,
-            message: cloudlink::envelope(
+            message: cloud_edge::envelope(
                 format!("{}-{}", self.stream.0, entry.seq),
                 entry.created_ms,
                 EDGE_SOURCE,
@@ -257,7 +257,10 @@ impl Outbox for AgentOutbox {
         self.stream
     }
 
-    fn append(&self, _message: crate::wire::Envelope) -> BoxFuture<'_, Result<Seq, OutboxError>> {
+    fn append(
+        &self,
+        _message: edgetwin_model::wire::Envelope,
+    ) -> BoxFuture<'_, Result<Seq, OutboxError>> {
         // Only the twin service queues cloud-bound messages (in the transaction of their cause).
         Box::pin(async {
             Err(OutboxError::Storage(
@@ -318,7 +321,7 @@ impl Inbox for AgentInbox {
 
     fn apply(&self, delivery: Delivery) -> BoxFuture<'_, Result<(), ApplyError>> {
         Box::pin(async move {
-            match cloudlink::parse_membership(&delivery.message) {
+            match cloud_edge::parse_membership(&delivery.message) {
                 Ok(content) => {
                     let membership = Membership {
                         models: content.models,

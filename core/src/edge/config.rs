@@ -325,7 +325,7 @@ impl EdgeConfig {
             field,
             reason: reason.to_owned(),
         };
-        if let Err(e) = crate::wire::topic::TopicLevel::new(self.node_name.clone()) {
+        if let Err(e) = edgetwin_model::wire::topic::TopicLevel::new(self.node_name.clone()) {
             return Err(invalid(
                 "nodeName",
                 &format!("cannot be an MQTT topic level: {e}"),

@@ -10,12 +10,14 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::cloudlink::desired_cloud_version;
-use crate::model::{AccessMode, Device, DeviceModel};
 use crate::store::{DeviceKey, ObjectKey};
-use crate::twin::{DeviceSchema, DeviceTwin, PropertySchema};
-use crate::wire::payload::{self as wire, Metadata, MsgTwin, TwinMap, TwinValue, TwinVersion};
-use crate::wire::topic::{DeviceId, LevelError};
+use edgetwin_model::devices::{AccessMode, Device, DeviceModel};
+use edgetwin_model::twin::{DeviceSchema, DeviceTwin, PropertySchema};
+use edgetwin_model::wire::cloud_edge::desired_cloud_version;
+use edgetwin_model::wire::payload::{
+    self as wire, Metadata, MsgTwin, TwinMap, TwinValue, TwinVersion,
+};
+use edgetwin_model::wire::topic::{DeviceId, LevelError};
 
 /// How a device's mapper writes its id in topics; the agent answers in the same form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -318,10 +320,10 @@ pub struct SpecMessage<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
-        DeviceModelRef, DeviceModelSpec, DeviceProperty, DeviceSpec, ModelProperty, PropertyType,
-        TwinProperty,
+    use edgetwin_model::devices::{
+        DeviceModelRef, DeviceModelSpec, DeviceProperty, DeviceSpec, ModelProperty, TwinProperty,
     };
+    use edgetwin_model::value::PropertyType;
 
     fn light_model() -> DeviceModel {
         let mut model = DeviceModel::new(

@@ -8,7 +8,7 @@
 //! - `$hw/events/device/+/state/update` and `$hw/events/device/+/+/state/update`
 //! - `$hw/events/node/{node}/membership/get`
 
-use crate::wire::topic::{
+use edgetwin_model::wire::topic::{
     DEVICE_PREFIX, DeviceEvent, DeviceId, NodeEvent, Topic, TopicError, TopicLevel,
 };
 
@@ -109,7 +109,7 @@ pub fn classify(topic: &str, node: &TopicLevel) -> Result<Request, Unserved> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::topic::{LevelProblem, filter_matches};
+    use edgetwin_model::wire::topic::{LevelProblem, filter_matches};
 
     fn node() -> TopicLevel {
         TopicLevel::new("edge-1").unwrap()

@@ -30,7 +30,7 @@ use super::node::NodeName;
 use super::outbox::Outbox;
 use super::session::{Inbound, ResumePoint, Seq, Session, SessionConfig};
 use super::stats::{Counter, TunnelStats};
-use crate::wire::Envelope;
+use edgetwin_model::wire::Envelope;
 
 /// Any byte stream a link can run over (plain TCP, TLS on either side).
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -85,7 +85,7 @@ pub(crate) struct LinkParts {
     pub stats: Arc<TunnelStats>,
     /// The largest WebSocket message the peer accepts (the same setting on both sides).
     pub max_message_bytes: usize,
-    /// Which end this is, `"hub"` or `"edge"`: the scope of its [`crate::hops`] marks.
+    /// Which end this is, `"hub"` or `"edge"`: the scope of its [`edgetwin_hoptrace`] marks.
     pub side: &'static str,
 }
 
@@ -188,7 +188,7 @@ impl<'a> Link<'a> {
                     self.on_applied(seq, result);
                 }
                 Event::Flushed(Ok(())) => {
-                    crate::hops::mark_in(parts.side, "link.flushed");
+                    edgetwin_hoptrace::mark_in(parts.side, "link.flushed");
                     self.unflushed = false;
                     self.session.on_transmitted(Instant::now());
                 }
@@ -206,7 +206,7 @@ impl<'a> Link<'a> {
                     }
                 }
                 Event::Wake => {
-                    crate::hops::mark_in(parts.side, "link.woken");
+                    edgetwin_hoptrace::mark_in(parts.side, "link.woken");
                     self.outbox_dirty = true;
                 }
                 Event::Timer => {}
@@ -262,7 +262,7 @@ impl<'a> Link<'a> {
             .peek_after(self.session.send_after(), capacity)
             .await
             .map_err(|error| LinkEnd::Storage(format!("reading the outbox: {error}")))?;
-        crate::hops::mark_in(self.parts.side, "link.outbox.read");
+        edgetwin_hoptrace::mark_in(self.parts.side, "link.outbox.read");
         self.outbox_dirty = entries.len() == capacity;
         for entry in entries {
             if !self.session.may_send(entry.seq) {
@@ -296,7 +296,7 @@ impl<'a> Link<'a> {
                 continue;
             }
             self.session.on_sent(seq, now);
-            crate::hops::mark_in(self.parts.side, "link.msg.queued");
+            edgetwin_hoptrace::mark_in(self.parts.side, "link.msg.queued");
             self.push_text(text);
             self.parts.stats.bump(Counter::MessagesSent);
         }
@@ -319,7 +319,7 @@ impl<'a> Link<'a> {
     fn on_applied(&mut self, seq: Seq, result: Result<(), ApplyError>) {
         match result {
             Ok(()) => {
-                crate::hops::mark_in(self.parts.side, "link.msg.applied");
+                edgetwin_hoptrace::mark_in(self.parts.side, "link.msg.applied");
                 self.parts.stats.bump(Counter::MessagesApplied);
                 self.session.on_applied(seq, Instant::now());
             }
@@ -363,7 +363,7 @@ impl<'a> Link<'a> {
                     .map_err(|v| self.violation(v))?;
                 match inbound {
                     Inbound::Accept => {
-                        crate::hops::mark_in(self.parts.side, "link.msg.received");
+                        edgetwin_hoptrace::mark_in(self.parts.side, "link.msg.received");
                         self.apply_queue.push_back((seq, message));
                     }
                     Inbound::Duplicate => self.parts.stats.bump(Counter::DuplicatesDropped),

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::session::{Ack, ResumePoint, Seq, StreamId};
-use crate::wire::Envelope;
+use edgetwin_model::wire::Envelope;
 
 /// The protocol version this code speaks, announced in the hello.
 pub const PROTOCOL_VERSION: u32 = 1;

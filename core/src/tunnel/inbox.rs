@@ -4,7 +4,7 @@ use futures::future::BoxFuture;
 
 use super::node::NodeName;
 use super::session::{ResumePoint, Seq, StreamId};
-use crate::wire::Envelope;
+use edgetwin_model::wire::Envelope;
 
 /// One inbound message, handed to the application.
 #[derive(Debug, Clone, PartialEq)]

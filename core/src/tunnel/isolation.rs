@@ -14,8 +14,8 @@
 //! ([`Membership`]), or a malformed device resource is rejected: inbound, it is not applied, it is
 //! logged and counted, and the node gets an `error` reply; outbound, `Hub::send` refuses it.
 
-use crate::wire::Envelope;
-use crate::wire::topic::DeviceId;
+use edgetwin_model::wire::Envelope;
+use edgetwin_model::wire::topic::DeviceId;
 
 use super::node::NodeName;
 

@@ -1,5 +1,5 @@
 //! The cloud⇄edge tunnel: a reliable, authenticated, resumable message link that the edge node
-//! opens to the cloud (WebSocket over TLS), carrying beehive [`Envelope`](crate::wire::Envelope)s.
+//! opens to the cloud (WebSocket over TLS), carrying beehive [`Envelope`](edgetwin_model::wire::Envelope)s.
 //!
 //! - [`session`]: the reliability state machine without I/O (sequence numbers, window, acks,
 //!   retransmission, dedupe, heartbeats); [`backoff`]: the reconnect schedule.

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use futures::future::BoxFuture;
 
 use super::session::{Seq, StreamId};
-use crate::wire::Envelope;
+use edgetwin_model::wire::Envelope;
 
 /// One queued message.
 #[derive(Debug, Clone, PartialEq)]

@@ -37,8 +37,8 @@ use super::outbox::OutboxError;
 use super::session::{ResumePoint, Seq, SessionConfig};
 use super::stats::{Counter, StatsSnapshot, TunnelStats};
 use super::store::HubStore;
-use crate::wire::Envelope;
-use crate::wire::payload::{BaseMessage, ErrorResult};
+use edgetwin_model::wire::Envelope;
+use edgetwin_model::wire::payload::{BaseMessage, ErrorResult};
 
 /// How the hub listens.
 #[derive(Debug, Clone)]

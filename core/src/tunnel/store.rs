@@ -30,7 +30,7 @@ use super::node::NodeName;
 use super::outbox::{Outbox, OutboxEntry, OutboxError};
 use super::session::{Seq, StreamId};
 use crate::wal_checkpoint::BackgroundCheckpoint;
-use crate::wire::Envelope;
+use edgetwin_model::wire::Envelope;
 
 /// At most this many requests share one transaction.
 const MAX_BATCH: usize = 1024;
@@ -424,7 +424,7 @@ impl Worker {
     fn run(mut self, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = jobs.blocking_recv() {
-            crate::hops::mark("hub.store.woken");
+            edgetwin_hoptrace::mark("hub.store.woken");
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match jobs.try_recv() {
@@ -433,7 +433,7 @@ impl Worker {
                 }
             }
             let commit = self.serve(&mut batch);
-            crate::hops::mark("hub.store.served");
+            edgetwin_hoptrace::mark("hub.store.served");
             for job in batch.drain(..) {
                 job.finish(commit.clone());
             }

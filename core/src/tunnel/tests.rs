@@ -22,7 +22,7 @@ use super::store::{HubStore, HubStoreOptions};
 use super::tls::{self, ClientTlsFiles, ServerTlsFiles};
 use crate::testsupport::pki::TestCa;
 use crate::testsupport::tcp_proxy::TcpProxy;
-use crate::wire::Envelope;
+use edgetwin_model::wire::Envelope;
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -20,7 +20,7 @@
 //! broker.
 //!
 //! With `EDGETWIN_TRACE_HOPS=<file>` in the environment, the bench, `edgetwin up` and the mapper
-//! write a timestamp for each hop of a flip to that file (see `edgetwin_core::hops`), and the
+//! write a timestamp for each hop of a flip to that file (see `edgetwin_hoptrace`), and the
 //! bench prints a per-hop table after its summary.
 
 #[path = "flips/hop_table.rs"]
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use edgetwin_core::cloud::registry::Kind;
 use edgetwin_core::cloud::registry::embedded::client::RegistryClient;
 use edgetwin_core::ctl::Ctl;
-use edgetwin_core::hops;
+use edgetwin_hoptrace as hoptrace;
 use futures::StreamExt;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
@@ -56,7 +56,7 @@ type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn main() -> BenchResult<()> {
     let args = Args::parse(std::env::args().skip(1))?;
-    let hop_trace = std::env::var_os(hops::TRACE_HOPS_ENV).map(PathBuf::from);
+    let hop_trace = std::env::var_os(hoptrace::TRACE_HOPS_ENV).map(PathBuf::from);
     if let Some(path) = &hop_trace {
         // A fresh trace: the marks of this run only.
         std::fs::File::create(path)?;
@@ -222,12 +222,12 @@ async fn measure(up: &Up, args: &Args) -> BenchResult<Report> {
         // Nothing seen so far can be about this flip (repeats of the previous value only).
         while pins.try_recv().is_ok() || statuses.try_recv().is_ok() {}
         if flip >= WARM_UP {
-            hops::mark(hop_table::FLIP_START);
+            hoptrace::mark(hop_table::FLIP_START);
         }
         let started = Instant::now();
         set(&ctl, value).await?;
         let set_returned = Instant::now();
-        hops::mark("bench.set.returned");
+        hoptrace::mark("bench.set.returned");
         let pin = wait_for(&mut pins, level, "the pin").await?;
         let status = wait_for(&mut statuses, value, "the registry status").await?;
         if flip >= WARM_UP {
@@ -296,7 +296,7 @@ async fn pin_stream(sim: &str) -> BenchResult<mpsc::UnboundedReceiver<Seen>> {
             if event["line"].as_u64() == Some(RED_LINE)
                 && let Some(level) = event["level"].as_str()
             {
-                hops::mark("bench.pin.seen");
+                hoptrace::mark("bench.pin.seen");
                 if tx.send((at, level.to_owned())).is_err() {
                     return;
                 }
@@ -319,7 +319,7 @@ async fn status_stream(client: &RegistryClient) -> BenchResult<mpsc::UnboundedRe
                 continue;
             }
             if let Some(value) = verified_value(&event.object) {
-                hops::mark("bench.status.seen");
+                hoptrace::mark("bench.status.seen");
                 if tx.send((at, value)).is_err() {
                     return;
                 }

@@ -5,7 +5,7 @@
 //! The YAML is embedded here so that tests (and anyone embedding the demo) load exactly the
 //! files the README tells users to apply.
 
-use edgetwin_core::model::load::{self, Document, LoadError};
+use edgetwin_model::devices::load::{self, Document, LoadError};
 
 /// `model.yaml`: the `traffic-light` DeviceModel (red, yellow, green: STRING `ON`/`OFF`,
 /// ReadWrite) with the red-and-green interlock.
@@ -84,7 +84,8 @@ pub fn manifests() -> Result<Vec<Document>, LoadError> {
 
 #[cfg(test)]
 mod tests {
-    use edgetwin_core::model::{AccessMode, Manifest, PropertyType};
+    use edgetwin_model::devices::{AccessMode, Manifest};
+    use edgetwin_model::value::PropertyType;
 
     use super::*;
 

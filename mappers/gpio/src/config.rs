@@ -21,8 +21,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use edgetwin_core::model::{PropertyType, Value};
-use edgetwin_core::pipeline::DurationSpec;
+use edgetwin_sdk::DurationSpec;
+use edgetwin_sdk::{PropertyType, Value};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 

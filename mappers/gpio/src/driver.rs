@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgetwin_core::model::Value;
+use edgetwin_sdk::Value;
 use edgetwin_sdk::{
     DeviceConfig, DeviceId, Driver, DriverError, Point, PointId, PushSender, Session,
 };
@@ -531,7 +531,7 @@ impl Drop for GpioSession {
 
 #[cfg(test)]
 mod tests {
-    use edgetwin_core::model::PropertyType;
+    use edgetwin_sdk::PropertyType;
     use serde_json::json;
 
     use super::*;

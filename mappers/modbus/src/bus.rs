@@ -26,7 +26,7 @@ use tokio_modbus::{Request, Response, Slave};
 use tokio_serial::{ClearBuffer, SerialPort, SerialStream};
 
 use crate::config::{Parity, SerialSettings};
-use crate::transport::{TransportError, exchange, select_unit};
+use crate::exchange::{TransportError, exchange, select_unit};
 
 /// The serial lines in use, by device path. Devices attach to a line; it closes when the last
 /// one leaves.

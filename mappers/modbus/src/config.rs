@@ -13,8 +13,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use edgetwin_core::model::PropertyType;
-use edgetwin_core::model::cycle::cycle_duration;
+use edgetwin_sdk::PropertyType;
+use edgetwin_sdk::cycle_duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_json::Value as Json;

@@ -14,18 +14,18 @@
 
 use std::collections::HashMap;
 
-use edgetwin_core::model::Value;
+use edgetwin_sdk::Value;
 use edgetwin_sdk::{DeviceConfig, DeviceId, Driver, DriverError, Point, PointId, Session};
 use tokio_modbus::{ExceptionCode, Request, Response};
 
 use crate::bus::Lines;
 use crate::codec::{Field, Items, Write};
 use crate::config::{ConfigError, DeviceSettings, LinkSettings, ProtocolConfig, VisitorConfig};
+use crate::exchange::{TransportError, describe};
 use crate::plan::{PlanLimits, ReadRequest, Span, plan};
 use crate::table::{MAX_WRITE_REGISTERS, Table};
 use crate::transport::{
-    Link, ReadData, RtuLink, TcpLink, TransportError, describe, read_request, write_coils,
-    write_registers,
+    Link, ReadData, RtuLink, TcpLink, read_request, write_coils, write_registers,
 };
 
 /// The Modbus protocol driver. One value serves every Modbus device of a mapper; devices on the

@@ -19,6 +19,7 @@ pub mod bus;
 pub mod codec;
 pub mod config;
 pub mod driver;
+pub mod exchange;
 pub mod plan;
 pub mod sim;
 pub mod table;

@@ -8,13 +8,13 @@ mod support;
 
 use std::path::PathBuf;
 
-use edgetwin_core::model::{PropertyType, Value};
 use edgetwin_mapper_modbus::ModbusDriver;
 use edgetwin_mapper_modbus::codec::DataType;
 use edgetwin_mapper_modbus::config::LinkSettings;
 use edgetwin_mapper_modbus::sim::{SimConfig, Simulator, serve_tcp};
 use edgetwin_mapper_modbus::table::Table;
 use edgetwin_sdk::Session;
+use edgetwin_sdk::{PropertyType, Value};
 use serde_json::Value as Json;
 
 fn fixtures() -> Option<PathBuf> {

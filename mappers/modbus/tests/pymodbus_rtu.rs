@@ -7,9 +7,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgetwin_core::model::{PropertyType, Value};
 use edgetwin_mapper_modbus::ModbusDriver;
 use edgetwin_sdk::{Driver, DriverError, Session};
+use edgetwin_sdk::{PropertyType, Value};
 use serde_json::json;
 use support::{Peer, PtyPair, connect, device, have_socat, pymodbus_python, read_all};
 use tokio::time::Instant;

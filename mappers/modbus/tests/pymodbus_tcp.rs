@@ -6,9 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use edgetwin_core::model::{PropertyType, Value};
 use edgetwin_mapper_modbus::ModbusDriver;
 use edgetwin_sdk::{Driver, DriverError, Session};
+use edgetwin_sdk::{PropertyType, Value};
 use serde_json::json;
 use support::{Peer, adjacent_registers, connect, device, pymodbus_python, read_all};
 

@@ -8,11 +8,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use edgetwin_core::model::{Device, DeviceModel, Manifest, load};
-use edgetwin_core::wire;
-use edgetwin_core::wire::payload::DeviceSpecMessage;
 use edgetwin_mapper_modbus::ModbusDriver;
 use edgetwin_sdk::Mapper;
+use edgetwin_sdk::model::devices::{Device, DeviceModel, Manifest, load};
+use edgetwin_sdk::model::wire;
+use edgetwin_sdk::model::wire::payload::DeviceSpecMessage;
 use edgetwin_sdk::testkit::{TestBroker, TestEdge};
 use support::{Peer, PtyPair, have_socat, pymodbus_python};
 

@@ -5,9 +5,9 @@ mod support;
 
 use std::process::Stdio;
 
-use edgetwin_core::model::{PropertyType, Value};
 use edgetwin_mapper_modbus::ModbusDriver;
 use edgetwin_sdk::Session;
+use edgetwin_sdk::{PropertyType, Value};
 use serde_json::json;
 use support::{Peer, PtyPair, connect, device, driver_config, have_socat, load_pair, read_all};
 

@@ -7,8 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use edgetwin_core::model::{AccessMode, Device, DeviceModel, PropertyType};
-use edgetwin_core::pipeline::{Pipeline, PipelineSpec};
+use edgetwin_model::devices::{AccessMode, Device, DeviceModel};
+
+use edgetwin_model::pipeline::{Pipeline, PipelineSpec};
+use edgetwin_model::value::PropertyType;
 use serde::de::DeserializeOwned;
 
 use super::merge::{ConfigError, ConfigSite, ConfigText, merge_config};
@@ -251,15 +253,17 @@ spec:
 "#;
 
     fn load(device_yaml: &str) -> (Device, DeviceModel) {
-        let docs =
-            edgetwin_core::model::load::from_str(&format!("{MODEL}\n---\n{device_yaml}"), "<test>")
-                .expect("fixture parses");
+        let docs = edgetwin_model::devices::load::from_str(
+            &format!("{MODEL}\n---\n{device_yaml}"),
+            "<test>",
+        )
+        .expect("fixture parses");
         let mut device = None;
         let mut model = None;
         for doc in docs {
             match doc.manifest {
-                edgetwin_core::model::load::Manifest::Device(d) => device = Some(d),
-                edgetwin_core::model::load::Manifest::DeviceModel(m) => model = Some(m),
+                edgetwin_model::devices::load::Manifest::Device(d) => device = Some(d),
+                edgetwin_model::devices::load::Manifest::DeviceModel(m) => model = Some(m),
             }
         }
         (device.expect("device"), model.expect("model"))

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgetwin_core::model::Value;
-use edgetwin_core::pipeline::{self, Pipeline};
+use edgetwin_model::pipeline::{self, Pipeline};
+use edgetwin_model::value::Value;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Instrument;
@@ -32,7 +32,7 @@ type Config<D> = DeviceConfig<<D as Driver>::ProtocolConfig, <D as Driver>::Visi
 /// The runtime's view of one property: `Running::properties[i]` is `spec.properties[i]`, whose
 /// name it does not copy (a device's properties live as long as it is served).
 struct Property {
-    ty: edgetwin_core::model::PropertyType,
+    ty: edgetwin_model::value::PropertyType,
     report_to_cloud: bool,
     report_cycle: Duration,
     /// Boxed: most properties have none, and a device's properties live as long as it is served.
@@ -248,7 +248,7 @@ impl<D: Driver> DeviceTask<D> {
             }
             let desired_changed = self.take_desired(&mut run, taken.desired);
             if desired_changed {
-                edgetwin_core::hops::mark("mapper.device.woken");
+                edgetwin_hoptrace::mark("mapper.device.woken");
             }
 
             let mut connected_now = false;
@@ -619,7 +619,7 @@ impl<D: Driver> DeviceTask<D> {
             };
             match result {
                 Ok(()) => {
-                    edgetwin_core::hops::mark("mapper.written");
+                    edgetwin_hoptrace::mark("mapper.written");
                     self.metrics.write(started.elapsed());
                     tracing::debug!(property = %name, value = %device_value, "written");
                     write.written = Some(device_value);
@@ -650,7 +650,7 @@ impl<D: Driver> DeviceTask<D> {
         }
         if !written.is_empty() {
             self.read(run, &written, true).await;
-            edgetwin_core::hops::mark("mapper.read.back");
+            edgetwin_hoptrace::mark("mapper.read.back");
             let names: BTreeSet<usize> = written.iter().map(|id| id.0).collect();
             self.report(run, false, |index, _| names.contains(&index));
         }
@@ -738,7 +738,7 @@ impl<D: Driver> DeviceTask<D> {
             return;
         }
         let payload = twin::twin_update(&entries, unix_millis());
-        edgetwin_core::hops::mark("mapper.report.queued");
+        edgetwin_hoptrace::mark("mapper.report.queued");
         if self.ctx.bus.publish(
             &self.topics.twin_update,
             payload,

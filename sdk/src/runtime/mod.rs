@@ -232,7 +232,7 @@ impl<D: Driver> MapperBuilder<D> {
             return Err(MapperError::NoNode);
         }
         if !self.options.node.is_empty()
-            && edgetwin_core::wire::topic::TopicLevel::new(self.options.node.as_str()).is_err()
+            && edgetwin_model::wire::topic::TopicLevel::new(self.options.node.as_str()).is_err()
         {
             return Err(MapperError::BadNode(self.options.node));
         }

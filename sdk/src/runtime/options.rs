@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use edgetwin_core::wire;
+use edgetwin_model::wire;
 
 use crate::driver::DeviceId;
 use crate::mqtt::BrokerAddr;

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use edgetwin_core::model::load::LoadError;
+use edgetwin_model::devices::load::LoadError;
 #[cfg(feature = "yaml")]
-use edgetwin_core::model::load::{self, Manifest};
-use edgetwin_core::model::{Device, DeviceModel};
-use edgetwin_core::wire;
-use edgetwin_core::wire::payload::DeviceSpecMessage;
+use edgetwin_model::devices::load::{self, Manifest};
+use edgetwin_model::devices::{Device, DeviceModel};
+use edgetwin_model::wire;
+use edgetwin_model::wire::payload::DeviceSpecMessage;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -55,10 +55,25 @@ pub enum SourceError {
 /// directory has it.
 #[cfg(feature = "yaml")]
 pub fn load_directory(dir: &Path) -> Result<Vec<DeviceWithModel>, SourceError> {
-    let documents = load::from_dir(dir)?;
-    Ok(pair_with_models(
-        documents.into_iter().map(|doc| doc.manifest).collect(),
-    ))
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| SourceError::Io { path, source }
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if load::is_manifest_file_name(&path) && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut manifests = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let documents = load::from_str(&text, &path.display().to_string())?;
+        manifests.extend(documents.into_iter().map(|doc| doc.manifest));
+    }
+    Ok(pair_with_models(manifests))
 }
 
 /// Without the `yaml` feature: always [`SourceError::YamlNotBuilt`].

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use edgetwin_core::model::{Device, DeviceModel};
-use edgetwin_core::wire::{self, Topic};
+use edgetwin_model::devices::{Device, DeviceModel};
+use edgetwin_model::wire::{self, Topic};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -259,7 +259,7 @@ impl<D: Driver> Supervisor<D> {
             };
             let parsed = match route {
                 Route::Delta => {
-                    edgetwin_core::hops::mark("mapper.delta.received");
+                    edgetwin_hoptrace::mark("mapper.delta.received");
                     twin::desired_from_delta(payload)
                 }
                 Route::GetResult => twin::desired_from_get_result(payload),

@@ -1,15 +1,15 @@
-//! The mapper's side of KubeEdge's DeviceTwin topics, built on [`edgetwin_core::wire`]: the
+//! The mapper's side of KubeEdge's DeviceTwin topics, built on [`edgetwin_model::wire`]: the
 //! topics of one device, the payloads the mapper publishes, and the desired values it reads.
 
 use std::collections::BTreeMap;
 
-use edgetwin_core::model::PropertyType;
-use edgetwin_core::wire::payload::{
+use edgetwin_model::value::PropertyType;
+use edgetwin_model::wire::payload::{
     BaseMessage, DeviceTwinDelta, DeviceTwinUpdate, DeviceUpdate, JsonField, Metadata, MsgTwin,
     TwinMap, TwinReply, TwinValue, WriteError,
 };
-use edgetwin_core::wire::topic::DeviceEvent;
-use edgetwin_core::wire::{self, Topic};
+use edgetwin_model::wire::topic::DeviceEvent;
+use edgetwin_model::wire::{self, Topic};
 
 use super::state::DeviceState;
 

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use edgetwin_core::model::{PropertyType, Value};
+use edgetwin_model::value::{PropertyType, Value};
 use rumqttc::QoS;
 use serde::Serialize;
 use tokio::task::JoinSet;

@@ -155,7 +155,7 @@ pub fn sink_backoff() -> Backoff {
 
 #[cfg(test)]
 mod tests {
-    use edgetwin_core::model::{PropertyType, Value};
+    use edgetwin_model::value::{PropertyType, Value};
     use tokio::sync::mpsc;
 
     use super::*;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use edgetwin_core::model::PushMethod;
+use edgetwin_model::devices::PushMethod;
 
 use crate::http::HttpTarget;
 use crate::mqtt::BrokerAddr;
@@ -153,7 +153,7 @@ pub fn sink_specs(push: &PushMethod) -> Result<Vec<SinkSpec>, String> {
 
 #[cfg(test)]
 mod tests {
-    use edgetwin_core::model::push_method::{
+    use edgetwin_model::devices::push_method::{
         DbMethod, DbMethodRedis, PushMethodHttp, PushMethodMqtt, PushMethodOtel,
     };
 

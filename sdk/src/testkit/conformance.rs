@@ -35,10 +35,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use edgetwin_core::model::load::{self, Manifest};
-use edgetwin_core::model::{Device, DeviceModel, PropertyType};
-use edgetwin_core::wire;
-use edgetwin_core::wire::payload::DeviceSpecMessage;
+use edgetwin_model::devices::load::{self, Manifest};
+use edgetwin_model::devices::{Device, DeviceModel};
+use edgetwin_model::value::PropertyType;
+use edgetwin_model::wire;
+use edgetwin_model::wire::payload::DeviceSpecMessage;
 use serde_json::Value as Json;
 
 use super::broker::TestBroker;

@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use edgetwin_core::model::load::{self, Manifest};
-use edgetwin_core::wire::payload::{
+use edgetwin_model::devices::load::{self, Manifest};
+use edgetwin_model::wire::payload::{
     DeviceSpecMessage, DeviceTwinDelta, DeviceTwinResult, DeviceTwinUpdate, DeviceUpdate,
     JsonField, Metadata, MsgTwin, TwinMap, TwinValue, WriteError,
 };
-use edgetwin_core::wire::topic::DeviceEvent;
-use edgetwin_core::wire::{self, Topic};
+use edgetwin_model::wire::topic::DeviceEvent;
+use edgetwin_model::wire::{self, Topic};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-use edgetwin_core::model::convert::{self, Conversion, ConvertError};
+use edgetwin_model::devices::convert::{self, Conversion, ConvertError};
 
 /// Converts `file` (`-` reads stdin) and prints the v1beta1 YAML.
 pub fn run(file: &Path) -> ExitCode {
@@ -32,12 +32,13 @@ pub fn run(file: &Path) -> ExitCode {
 
 fn convert(file: &Path) -> Result<Conversion, ConvertError> {
     if file != Path::new("-") {
-        return convert::from_file(file);
+        let text = edgetwin_core::manifests::read(file)?;
+        return convert::from_str(&text, &file.display().to_string());
     }
     let mut text = String::new();
     std::io::stdin()
         .read_to_string(&mut text)
-        .map_err(|source| edgetwin_core::model::LoadError::Read {
+        .map_err(|source| edgetwin_model::devices::LoadError::Read {
             path: file.to_owned(),
             source,
         })?;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use edgetwin_core::model::crd;
+use edgetwin_core::crd;
 
 /// Prints both CRDs as one YAML stream.
 pub fn print() -> ExitCode {

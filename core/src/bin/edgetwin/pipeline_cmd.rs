@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use edgetwin_core::model::load::{self, Manifest};
-use edgetwin_core::model::{Device, DeviceProperty, PropertyType};
-use edgetwin_core::pipeline::{Pipeline, PipelineSpec, preview};
+use edgetwin_model::devices::load::Manifest;
+use edgetwin_model::devices::{Device, DeviceProperty};
+use edgetwin_model::pipeline::{Pipeline, PipelineSpec, preview};
+use edgetwin_model::value::PropertyType;
 
 /// `edgetwin pipeline …`
 #[derive(Debug, Subcommand)]
@@ -104,7 +105,7 @@ fn parse_property_type(text: &str) -> Result<PropertyType, String> {
 
 /// `spec.properties[name == property].pipeline` of the one Device in `file` that has `property`.
 fn device_pipeline(file: &Path, property: &str) -> anyhow::Result<PipelineSpec> {
-    let documents = load::from_file(file)?;
+    let documents = edgetwin_core::manifests::from_file(file)?;
     let devices: Vec<&Device> = documents
         .iter()
         .filter_map(|d| match &d.manifest {

@@ -23,9 +23,9 @@ use edgetwin_core::cloud::registry::embedded::data_dir::DataDir;
 use edgetwin_core::cloud::server::{Cloud, CloudHandle};
 use edgetwin_core::edge::agent::{self, AgentHandle};
 use edgetwin_core::edge::config::{EdgeConfig, EmbeddedBrokerConfig};
-use edgetwin_core::model::Manifest;
 use edgetwin_core::tunnel::auth::TokenStore;
 use edgetwin_core::tunnel::node::NodeName;
+use edgetwin_model::devices::Manifest;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -222,7 +222,7 @@ async fn seed_example(url: &str, token: &str) -> anyhow::Result<()> {
         (MODEL_YAML, "examples/traffic-light/model.yaml"),
         (DEVICE_YAML, "examples/traffic-light/device.yaml"),
     ] {
-        for document in edgetwin_core::model::load::from_str(yaml, source)? {
+        for document in edgetwin_model::devices::load::from_str(yaml, source)? {
             let (kind, namespace, name) = match &document.manifest {
                 Manifest::Device(d) => (Kind::Device, d.namespace(), d.name()),
                 Manifest::DeviceModel(m) => (Kind::DeviceModel, m.namespace(), m.name()),

@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cloud::registry::status;
-use crate::cloudlink::DeviceRef;
-use crate::model::{ConditionType, DeviceStatus};
+use edgetwin_model::devices::{ConditionType, DeviceStatus};
+use edgetwin_model::wire::cloud_edge::DeviceRef;
 
 /// The pending status patches, one per device.
 #[derive(Debug, Default)]
@@ -102,7 +102,7 @@ impl Coalescer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Twin, TwinProperty};
+    use edgetwin_model::devices::{Twin, TwinProperty};
 
     fn reported(property: &str, value: &str) -> DeviceStatus {
         DeviceStatus {
@@ -116,7 +116,7 @@ mod tests {
 
     fn settled(property: &str, value: &str, kind: ConditionType) -> DeviceStatus {
         let mut patch = reported(property, value);
-        patch.twins[0].condition = Some(crate::model::PropertyCondition::new(
+        patch.twins[0].condition = Some(edgetwin_model::devices::PropertyCondition::new(
             kind,
             jiff::Timestamp::UNIX_EPOCH,
         ));

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::Device;
+use edgetwin_model::devices::Device;
 
 /// The desired value of every property that has one.
 pub fn desired_values(device: &Device) -> BTreeMap<String, String> {

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::cloudlink::DeviceRef;
-use crate::model::Device;
+use edgetwin_model::devices::Device;
+use edgetwin_model::wire::cloud_edge::DeviceRef;
 
 /// What a node must be told about one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ impl Assignments {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Device;
+    use edgetwin_model::devices::Device;
 
     pub(crate) fn device(name: &str, node: Option<&str>, generation: i64) -> Device {
         let mut device: Device = serde_json::from_value(serde_json::json!({

@@ -12,7 +12,7 @@
 //! - Reconcile: the edge's version summary (on connect and every reconcile interval) →
 //!   [`reconcile::plan`] → only the drifted devices are resent, see [`reconcile`].
 //!
-//! Conflict policy (the twin engine's, `crate::twin`): the cloud's desired value wins over a
+//! Conflict policy (the twin engine's, `edgetwin_model::twin`): the cloud's desired value wins over a
 //! value written at the edge unless the device's policy says the edge wins; a newer spec
 //! generation always outranks an older one.
 
@@ -33,16 +33,16 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::cloud::registry::{DeviceEvent, Registry, RegistryEvent};
-use crate::cloudlink::{
-    self, CLOUD_SOURCE, DeviceRef, EdgeMessage, MembershipContent, SummaryContent,
-    membership_resource,
-};
-use crate::model::{Device, DeviceModel};
 use crate::tunnel::inbox::{ApplyError, Delivery, Inbox};
 use crate::tunnel::isolation;
 use crate::tunnel::server::Hub;
 use crate::tunnel::{NodeName, ResumePoint, Seq};
-use crate::wire::topic::DeviceId;
+use edgetwin_model::devices::{Device, DeviceModel};
+use edgetwin_model::wire::cloud_edge::{
+    self, CLOUD_SOURCE, DeviceRef, EdgeMessage, MembershipContent, SummaryContent,
+    membership_resource,
+};
+use edgetwin_model::wire::topic::DeviceId;
 
 use coalesce::Coalescer;
 use membership::{Assignments, NodeUpdate};
@@ -186,7 +186,7 @@ impl Inbox for ControllerInbox {
 impl ControllerInbox {
     fn handle(&self, delivery: &Delivery) {
         let metrics = &self.0.metrics;
-        let message = match cloudlink::parse_edge_message(&delivery.message) {
+        let message = match cloud_edge::parse_edge_message(&delivery.message) {
             Ok(message) => message,
             Err(error) => {
                 ControllerMetrics::bump(&metrics.rejected);
@@ -217,7 +217,7 @@ impl ControllerInbox {
             }
         };
         if due {
-            crate::hops::mark("controller.status.due");
+            edgetwin_hoptrace::mark("controller.status.due");
             self.0.status_due.notify_one();
         }
     }
@@ -279,7 +279,7 @@ impl Controller {
                             self.reconcile(&hub, &node, &summary).await;
                         }
                     } else {
-                        crate::hops::mark("controller.event");
+                        edgetwin_hoptrace::mark("controller.event");
                         self.registry_event(&hub, event, synced).await;
                     }
                 }
@@ -388,7 +388,7 @@ impl Controller {
             let inner = &mut *inner;
             let assigned: Vec<(&DeviceRef, String)> = assignments
                 .devices_of(node.as_str())
-                .filter_map(|key| Some((key, cloudlink::expected_digest(inner.devices.get(key)?))))
+                .filter_map(|key| Some((key, cloud_edge::expected_digest(inner.devices.get(key)?))))
                 .collect();
             let sent = inner.sent.entry(node.clone()).or_default();
             let plan = reconcile::plan(summary, assigned, sent);
@@ -397,7 +397,7 @@ impl Controller {
                 assignments.is_assigned(node.as_str(), device)
                     || summary
                         .devices
-                        .contains_key(&cloudlink::summary_key(device))
+                        .contains_key(&cloud_edge::summary_key(device))
             });
             let devices = plan
                 .resend
@@ -442,7 +442,7 @@ impl Controller {
                 return;
             }
         };
-        let message = cloudlink::envelope(
+        let message = cloud_edge::envelope(
             uuid::Uuid::new_v4().to_string(),
             jiff::Timestamp::now().as_millisecond(),
             CLOUD_SOURCE,
@@ -451,7 +451,7 @@ impl Controller {
         );
         match hub.send(node, message).await {
             Ok(seq) => {
-                crate::hops::mark("controller.hub.appended");
+                edgetwin_hoptrace::mark("controller.hub.appended");
                 ControllerMetrics::bump(&metrics.membership_sent);
                 let mut inner = self.shared.lock();
                 let sent = inner.sent.entry(node.clone()).or_default();
@@ -474,14 +474,14 @@ impl Controller {
     }
 
     /// Writes status patches, one per device; a failed write is retried at the next flush.
-    async fn write_status(&self, pending: Vec<(DeviceRef, crate::model::DeviceStatus)>) {
+    async fn write_status(&self, pending: Vec<(DeviceRef, edgetwin_model::devices::DeviceStatus)>) {
         let metrics = &self.shared.metrics;
         for (key, patch) in pending {
             let failed = patch
                 .twins
                 .iter()
                 .filter_map(|t| t.condition.as_ref().map(|c| (t, c)))
-                .filter(|(_, c)| c.kind == crate::model::ConditionType::Failed)
+                .filter(|(_, c)| c.kind == edgetwin_model::devices::ConditionType::Failed)
                 .map(|(t, c)| {
                     (
                         t.property_name.clone(),
@@ -489,14 +489,14 @@ impl Controller {
                     )
                 })
                 .collect::<Vec<_>>();
-            crate::hops::mark("controller.status.write");
+            edgetwin_hoptrace::mark("controller.status.write");
             match self
                 .registry
                 .patch_status(&key.namespace, &key.name, &patch)
                 .await
             {
                 Ok(device) => {
-                    crate::hops::mark("controller.status.committed");
+                    edgetwin_hoptrace::mark("controller.status.committed");
                     ControllerMetrics::bump(&metrics.status_writes);
                     for (property, message) in failed {
                         let event = DeviceEvent::warning(

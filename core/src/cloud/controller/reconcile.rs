@@ -2,9 +2,9 @@
 //! reconcile plan that a node's version summary leads to.
 //!
 //! **Reconcile.** When its link comes up, and every reconcile interval, the edge sends its
-//! version summary (`cloudlink::SummaryContent`: per device a digest of the spec generation and
+//! version summary (`cloud_edge::SummaryContent`: per device a digest of the spec generation and
 //! the desired versions it holds). [`plan`] compares it with what the registry wants
-//! (`cloudlink::expected_digest`) and with the controller's record of what it sent:
+//! (`cloud_edge::expected_digest`) and with the controller's record of what it sent:
 //!
 //! - a device of the node whose digest differs, or that the edge lacks, is resent (its spec
 //!   with desired values, as [`edge_view`] gives it, and its model); the edge applies it with
@@ -21,11 +21,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::cloudlink::{
+use crate::tunnel::Seq;
+use edgetwin_model::devices::{Device, DeviceModel};
+use edgetwin_model::wire::cloud_edge::{
     DeviceRef, MembershipContent, SummaryContent, edge_view, parse_summary_key,
 };
-use crate::model::{Device, DeviceModel};
-use crate::tunnel::Seq;
 
 /// The membership content listing `devices` (with the models they use) and `removed`.
 pub fn membership_content<'a>(
@@ -70,7 +70,7 @@ pub struct Plan {
 }
 
 /// Compares a node's `summary` with the devices `assigned` to it, each with the digest the
-/// registry's spec gives (`cloudlink::expected_digest`), and with `sent`: the sequence number of
+/// registry's spec gives (`cloud_edge::expected_digest`), and with `sent`: the sequence number of
 /// the last message that carried each device to this node.
 pub fn plan<'a>(
     summary: &SummaryContent,

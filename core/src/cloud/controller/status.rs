@@ -27,12 +27,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::cloudlink::{DeviceRef, TwinContent};
-use crate::model::{
-    ConditionType, Device, DeviceStatus, PropertyCondition, PropertyType, Twin, TwinProperty,
+use edgetwin_model::devices::{
+    ConditionType, Device, DeviceStatus, PropertyCondition, Twin, TwinProperty,
 };
-use crate::twin::{same_value, type_from_name};
-use crate::wire::payload::DeviceMsg;
+use edgetwin_model::twin::{same_value, type_from_name};
+use edgetwin_model::value::PropertyType;
+use edgetwin_model::wire::cloud_edge::{DeviceRef, TwinContent};
+use edgetwin_model::wire::payload::DeviceMsg;
 
 use super::desired::{changed_desired, desired_values};
 
@@ -257,7 +258,7 @@ fn patch(twins: Vec<Twin>) -> Option<DeviceStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::payload::{MsgTwin, TwinValue, WriteError};
+    use edgetwin_model::wire::payload::{MsgTwin, TwinValue, WriteError};
 
     fn device(generation: i64, power: &str) -> Device {
         serde_json::from_value(serde_json::json!({
@@ -387,7 +388,7 @@ mod tests {
         tracker.observe_device(&device(1, "1"), now);
         let mut content = sync(Some("1.0"), Some("1.00"));
         if let Some(twin) = content.twin.as_mut() {
-            twin.metadata = Some(crate::wire::payload::Metadata::of_type("float"));
+            twin.metadata = Some(edgetwin_model::wire::payload::Metadata::of_type("float"));
         }
         let patch = tracker.edge_twin(&key(), &content, now);
         assert_eq!(condition_of(&patch), Some(ConditionType::Verified));

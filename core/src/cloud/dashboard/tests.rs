@@ -9,9 +9,19 @@ use tokio::net::TcpStream;
 use super::view::DeviceView;
 use crate::cloud::registry::embedded::ApplyMode;
 use crate::cloud::registry::embedded::testkit::{TestServer, device, model};
-use crate::model::{ConditionType, DeviceStatus, Manifest, PropertyCondition, Twin, TwinProperty};
+use edgetwin_model::devices::{
+    ConditionType, DeviceStatus, Manifest, PropertyCondition, Twin, TwinProperty,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// The registry's API server with the dashboard merged in, as `edgetwin cloud` serves them.
+async fn dashboard_server() -> TestServer {
+    TestServer::start_merged(Default::default(), |registry, stopping| {
+        super::router(std::sync::Arc::new(registry.clone()), stopping)
+    })
+    .await
+}
 
 async fn seed(server: &TestServer) {
     for manifest in [Manifest::DeviceModel(model()), Manifest::Device(device())] {
@@ -167,7 +177,7 @@ fn last_update_is_the_newest_reported_timestamp() {
 
 #[tokio::test]
 async fn the_page_and_its_assets_are_served_without_a_token() {
-    let server = TestServer::start().await;
+    let server = dashboard_server().await;
     let page = get(&server, "/").await;
     assert!(page.starts_with("HTTP/1.0 200"), "{page}");
     assert!(page.contains("text/html"));
@@ -185,7 +195,7 @@ async fn the_page_and_its_assets_are_served_without_a_token() {
 
 #[tokio::test]
 async fn the_event_stream_lists_devices_then_follows_reported_changes() {
-    let server = TestServer::start().await;
+    let server = dashboard_server().await;
     seed(&server).await;
     let mut events = Events::open(&server).await;
 
@@ -219,7 +229,7 @@ async fn the_event_stream_lists_devices_then_follows_reported_changes() {
 
     server
         .registry
-        .delete::<crate::model::Device>("default", "traffic-light")
+        .delete::<edgetwin_model::devices::Device>("default", "traffic-light")
         .await
         .expect("deleted");
     let deleted = events.until("deleted").await;
@@ -231,7 +241,7 @@ async fn the_event_stream_lists_devices_then_follows_reported_changes() {
 
 #[tokio::test]
 async fn open_streams_end_when_the_server_stops() {
-    let server = TestServer::start().await;
+    let server = dashboard_server().await;
     seed(&server).await;
     let mut events = Events::open(&server).await;
     events.until("synced").await;

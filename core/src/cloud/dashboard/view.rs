@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 
-use crate::model::{AccessMode, Device, DeviceModel, PropertyCondition, PropertyType};
+use edgetwin_model::devices::{AccessMode, Device, DeviceModel, PropertyCondition};
+
+use edgetwin_model::value::PropertyType;
 
 /// One Device as the dashboard shows it: identity, placement, state and, per property, the
 /// desired value next to the reported one and the actuation condition. Protocol and visitor

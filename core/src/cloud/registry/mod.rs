@@ -31,7 +31,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use tokio::sync::watch;
 
-use crate::model::{Device, DeviceModel, DeviceStatus};
+use edgetwin_model::devices::{Device, DeviceModel, DeviceStatus};
 
 pub(crate) use object_set::ObjectSet;
 pub use object_set::{Kind, ObjectKey};

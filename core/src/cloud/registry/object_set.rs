@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::RegistryEvent;
-use crate::model::{DEVICE_KIND, DEVICE_MODEL_KIND, Device, DeviceModel};
+use edgetwin_model::devices::{DEVICE_KIND, DEVICE_MODEL_KIND, Device, DeviceModel};
 
 /// Device or DeviceModel. Models sort first, so a listing sends models before the devices that
 /// refer to them.
@@ -183,7 +183,7 @@ impl ObjectSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DeviceModelSpec, DeviceSpec};
+    use edgetwin_model::devices::{DeviceModelSpec, DeviceSpec};
 
     fn device(name: &str, rv: &str) -> Object {
         let mut device = Device::new(name, DeviceSpec::default());

@@ -12,7 +12,7 @@
 //! Nothing is ever removed by a patch. The same function folds several pending patches into one
 //! (`merge(&mut pending, &next)`), which is how a caller coalesces status writes.
 
-use crate::model::{DeviceStatus, Twin};
+use edgetwin_model::devices::{DeviceStatus, Twin};
 
 /// Merges `patch` into `status` (see the [module docs](self)). Returns whether anything changed.
 pub fn merge(status: &mut DeviceStatus, patch: &DeviceStatus) -> bool {
@@ -43,7 +43,7 @@ fn replace_if_set<T: Clone>(field: &mut Option<T>, patch: &Option<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ConditionType, PropertyCondition, TwinProperty};
+    use edgetwin_model::devices::{ConditionType, PropertyCondition, TwinProperty};
 
     fn reported(property: &str, value: &str) -> Twin {
         Twin {

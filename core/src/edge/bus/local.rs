@@ -218,7 +218,7 @@ impl LinkTask {
             };
             match notification {
                 Ok(Some(Notification::Forward(forward))) => {
-                    crate::hops::mark("edge.bus.forwarded");
+                    edgetwin_hoptrace::mark("edge.bus.forwarded");
                     let Ok(topic) = String::from_utf8(forward.publish.topic.to_vec()) else {
                         // The router checks topics are UTF-8 before it stores a publish.
                         tracing::warn!("dropped a forward whose topic is not UTF-8");

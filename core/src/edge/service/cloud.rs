@@ -4,14 +4,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::cloudlink::{DeviceRef, SummaryContent, desired_digest, summary_key};
 use crate::edge::devices::{
     DeviceEntry, ModelEntry, desired_twins, device_key, membership_device, model_key,
 };
-use crate::model::Device;
 use crate::store::{Batch, DeviceKey, NewEntry, ObjectKey, OutboxKind, StoreError};
-use crate::twin::{DeviceTwin, TwinContext};
-use crate::wire::payload::{DeviceTwinUpdate, JsonField};
+use edgetwin_model::devices::Device;
+use edgetwin_model::twin::{DeviceTwin, TwinContext};
+use edgetwin_model::wire::cloud_edge::{DeviceRef, SummaryContent, desired_digest, summary_key};
+use edgetwin_model::wire::payload::{DeviceTwinUpdate, JsonField};
 
 use super::outbound;
 use super::publish::Publications;
@@ -277,7 +277,7 @@ impl State {
         })
     }
 
-    /// Queues the node's version summary (see `cloudlink::SummaryContent`) in `batch`.
+    /// Queues the node's version summary (see `cloud_edge::SummaryContent`) in `batch`.
     pub(super) fn queue_summary(
         &self,
         batch: &mut Batch<'_>,

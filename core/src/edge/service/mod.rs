@@ -36,7 +36,7 @@
 //!   Entries survive restarts (they are written in the transaction of the change).
 //! - [`ServiceHandle::version_summary`] gives every property's desired and reported versions;
 //!   [`ServiceHandle::queue_summary`] queues their digest for the cloud's reconcile (an
-//!   `OutboxKind::Summary` entry holding a `cloudlink::SummaryContent`).
+//!   `OutboxKind::Summary` entry holding a `cloud_edge::SummaryContent`).
 //!
 //! Every call is answered after its transaction is committed; [`ServiceError::Stopped`] means the
 //! agent is shutting down.
@@ -57,13 +57,13 @@ use tokio::task::JoinHandle;
 use crate::edge::bus::{AckToken, Bus, BusEvent, BusEvents, Message};
 use crate::edge::devices::{DeviceEntry, Devices, ModelEntry, model_key};
 use crate::edge::metrics::Metrics;
-use crate::model::{Device, DeviceModel};
 use crate::store::{Batch, DeviceKey, ObjectKey, OutboxEntry, Scope, Store, StoreError};
-use crate::twin::{
+use edgetwin_model::devices::{Device, DeviceModel};
+use edgetwin_model::twin::{
     DeviceSchema, DeviceTwin, Effects, PropertySummary, PropertyTwin, Rejection, TwinContext,
 };
-use crate::wire::payload::DeviceTwinUpdate;
-use crate::wire::topic::TopicLevel;
+use edgetwin_model::wire::payload::DeviceTwinUpdate;
+use edgetwin_model::wire::topic::TopicLevel;
 
 use publish::Publications;
 
@@ -212,7 +212,7 @@ impl ServiceHandle {
     }
 
     /// Queues the node's version summary for the cloud (replacing an unsent one). `applied`: the
-    /// last cloud message the edge has applied (see `cloudlink::SummaryContent::applied`).
+    /// last cloud message the edge has applied (see `cloud_edge::SummaryContent::applied`).
     pub async fn queue_summary(&self, applied: Option<u64>) -> Result<(), ServiceError> {
         self.call(|reply| Command::QueueSummary(applied, reply))
             .await
@@ -340,7 +340,7 @@ impl TwinService {
 
     /// Applies a batch of bus events: one transaction, then publish, then acknowledge.
     async fn process(&mut self, events: Vec<BusEvent>, bus: &Bus, connected_before: &mut bool) {
-        crate::hops::mark("edge.bus.received");
+        edgetwin_hoptrace::mark("edge.bus.received");
         let now_ms = now_ms();
         let mut publications = Publications::default();
         let mut acks: Vec<AckToken> = Vec::new();
@@ -383,7 +383,7 @@ impl TwinService {
         };
         let messages_out = match committed {
             Ok(()) => {
-                crate::hops::mark("edge.bus.committed");
+                edgetwin_hoptrace::mark("edge.bus.committed");
                 self.state
                     .metrics
                     .batch_committed(messages, started.elapsed());
@@ -406,7 +406,7 @@ impl TwinService {
             messages_out,
         )
         .await;
-        crate::hops::mark("edge.bus.published");
+        edgetwin_hoptrace::mark("edge.bus.published");
         for ack in &acks {
             if let Err(error) = bus.ack(ack).await {
                 tracing::warn!(%error, "cannot acknowledge a publish");
@@ -417,7 +417,7 @@ impl TwinService {
 
     async fn command(&mut self, command: Command, bus: &Bus) {
         if matches!(command, Command::CloudUpdate(..) | Command::Membership(..)) {
-            crate::hops::mark("edge.cloud.received");
+            edgetwin_hoptrace::mark("edge.cloud.received");
         }
         match command {
             Command::Membership(membership, reply) => {
@@ -502,7 +502,7 @@ impl TwinService {
             });
         match &result {
             Ok(_) => {
-                crate::hops::mark("edge.cloud.committed");
+                edgetwin_hoptrace::mark("edge.cloud.committed");
                 self.announce_outbox();
                 publish(
                     bus,
@@ -511,7 +511,7 @@ impl TwinService {
                     publications.messages,
                 )
                 .await;
-                crate::hops::mark("edge.cloud.published");
+                edgetwin_hoptrace::mark("edge.cloud.published");
             }
             Err(ServiceError::UnknownDevice(_)) => {}
             Err(error) => {

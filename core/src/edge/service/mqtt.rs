@@ -11,13 +11,13 @@ use crate::edge::devices::{IdForm, Unresolved, listed_device};
 use crate::edge::inbound::{Request, Unserved, classify};
 use crate::edge::metrics::Reject;
 use crate::store::{Batch, DeviceKey, NewEntry, OutboxKind, StoreError};
-use crate::twin::{TwinContext, TwinError, get_device_not_found};
-use crate::wire::codec::{WireError, decode_with_limit, event_id_of};
-use crate::wire::payload::{
+use edgetwin_model::twin::{TwinContext, TwinError, get_device_not_found};
+use edgetwin_model::wire::codec::{WireError, decode_with_limit, event_id_of};
+use edgetwin_model::wire::payload::{
     BaseMessage, DeviceMsg, DeviceStatus, DeviceTwinUpdate, DeviceUpdate, ErrorResult, JsonField,
     MembershipGetResult,
 };
-use crate::wire::topic::{DeviceEvent, DeviceId, NodeEvent, TopicError};
+use edgetwin_model::wire::topic::{DeviceEvent, DeviceId, NodeEvent, TopicError};
 
 use super::publish::{Publications, answer_base, device_topic, node_topic};
 use super::{State, context, persist};
@@ -218,7 +218,7 @@ impl State {
             }
         }
         if let Some(result) = &effects.result {
-            if matches!(result, crate::wire::payload::TwinReply::Err(_)) {
+            if matches!(result, edgetwin_model::wire::payload::TwinReply::Err(_)) {
                 self.metrics.reject(Reject::Refused);
             }
             out.answer(KIND, reply, &request, result, now_ms);

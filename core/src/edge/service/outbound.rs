@@ -15,8 +15,8 @@ use std::collections::BTreeSet;
 
 use crate::edge::devices::DeviceEntry;
 use crate::store::{NewEntry, OutboxKind, Scope, StoreError};
-use crate::twin::{Effects, Half, PropertyTwin};
-use crate::wire::payload::MsgTwin;
+use edgetwin_model::twin::{Effects, Half, PropertyTwin};
+use edgetwin_model::wire::payload::MsgTwin;
 
 /// Queues the engine's cloud-bound sync of `effects`.
 pub(super) fn queue_sync(
@@ -110,9 +110,9 @@ fn queue(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::PropertyType;
-    use crate::twin::{TwinHalf, TwinVersion};
-    use crate::wire::payload::TwinValue;
+    use edgetwin_model::twin::{TwinHalf, TwinVersion};
+    use edgetwin_model::value::PropertyType;
+    use edgetwin_model::wire::payload::TwinValue;
 
     fn property() -> PropertyTwin {
         let mut twin = PropertyTwin::new(PropertyType::String, false);

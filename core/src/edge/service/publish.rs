@@ -4,9 +4,9 @@ use serde::Serialize;
 
 use crate::edge::devices::{DeviceEntry, SpecMessage};
 use crate::store::DeviceKey;
-use crate::twin::{Effects, TwinContext};
-use crate::wire::payload::{BaseMessage, ErrorResult};
-use crate::wire::topic::{DeviceEvent, DeviceId, NodeEvent, Topic, TopicLevel};
+use edgetwin_model::twin::{Effects, TwinContext};
+use edgetwin_model::wire::payload::{BaseMessage, ErrorResult};
+use edgetwin_model::wire::topic::{DeviceEvent, DeviceId, NodeEvent, Topic, TopicLevel};
 
 /// One message to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -460,7 +460,7 @@ impl SimChip {
             state.log.pop_front();
             state.dropped += 1;
         }
-        edgetwin_core::hops::mark("mapper.pin.moved");
+        edgetwin_sdk::hoptrace::mark("mapper.pin.moved");
         // No receiver is not an error: nobody is watching.
         let _ = self.shared.transitions.send(transition.clone());
         state.log.push_back(transition);

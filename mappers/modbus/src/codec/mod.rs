@@ -9,7 +9,7 @@ mod number;
 mod order;
 mod value;
 
-use edgetwin_core::model::{PropertyType, Value};
+use edgetwin_sdk::{PropertyType, Value};
 
 pub use self::number::{
     DataType, Raw, decode_bits, decode_registers, encode_bit, encode_bits, encode_registers,

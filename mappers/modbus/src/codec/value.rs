@@ -7,7 +7,7 @@
 //! KubeEdge's Modbus mapper does (`int64(raw * scale)`), except that values within 10⁻⁹ of an
 //! integer snap to it, so that `30 × 0.1` reads as 3, not 2.
 
-use edgetwin_core::model::{PropertyType, Value};
+use edgetwin_sdk::{PropertyType, Value};
 
 use super::CodecError;
 use super::number::{DataType, Raw};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use edgetwin_core::model::PropertyType;
+use edgetwin_sdk::PropertyType;
 use serde_json::{Value as Json, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;

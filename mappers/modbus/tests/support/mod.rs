@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use edgetwin_core::model::{Device, DeviceModel, Manifest, PropertyType, Value, convert, load};
+use edgetwin_sdk::model::devices::{Device, DeviceModel, Manifest, convert, load};
+
 use edgetwin_mapper_modbus::config::{ProtocolConfig, VisitorConfig};
 use edgetwin_mapper_modbus::{ModbusDriver, ModbusSession};
 use edgetwin_sdk::{DeviceConfig, DeviceId, Driver, DriverError, Point, PointId, Session};
+use edgetwin_sdk::{PropertyType, Value};
 use serde_json::{Value as Json, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -321,11 +323,11 @@ pub fn load_pair(dir: &Path, files: [&str; 2]) -> (Device, DeviceModel) {
     for file in files {
         let path = dir.join(file);
         let manifests: Vec<Manifest> = if file.starts_with("v1alpha2") {
-            convert::from_file(&path)
+            convert::from_str(&read(&path), file)
                 .unwrap_or_else(|e| panic!("{file}: {e}"))
                 .manifests
         } else {
-            load::from_file(&path)
+            load::from_str(&read(&path), file)
                 .unwrap_or_else(|e| panic!("{file}: {e}"))
                 .into_iter()
                 .map(|document| document.manifest)
@@ -405,4 +407,9 @@ pub async fn read_all(
 ) -> Vec<Result<Value, DriverError>> {
     let points: Vec<&Point<VisitorConfig>> = config.points.iter().collect();
     session.read(&points).await
+}
+
+/// A fixture file's text.
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cloud::registry::FieldError;
 use crate::cloud::registry::object_set::Kind;
-use crate::model::{API_VERSION, GROUP};
+use edgetwin_model::devices::{API_VERSION, GROUP};
 
 /// The path prefix of every resource path.
 pub const API_PREFIX: &str = "/apis/devices.kubeedge.io/v1beta1";

@@ -9,7 +9,7 @@ use super::client::{ClientError, RegistryClient};
 use super::testkit::{TestServer, device, model};
 use super::{ApplyMode, Options};
 use crate::cloud::registry::object_set::Kind;
-use crate::model::{Device, DeviceModel};
+use edgetwin_model::devices::{Device, DeviceModel};
 
 async fn next<S: futures::Stream + Unpin>(stream: &mut S) -> S::Item {
     tokio::time::timeout(Duration::from_secs(10), stream.next())
@@ -173,7 +173,7 @@ async fn validation_errors_come_back_with_field_paths() {
     let server = TestServer::start().await;
     seed(&server.client).await;
     let mut bad = device();
-    bad.spec.properties[3].desired = Some(crate::model::TwinProperty::new("bright"));
+    bad.spec.properties[3].desired = Some(edgetwin_model::devices::TwinProperty::new("bright"));
     let err = server
         .client
         .apply::<_, Value>(Kind::Device, "default", "traffic-light", &bad)

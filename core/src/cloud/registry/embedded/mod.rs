@@ -35,7 +35,7 @@ use self::api::EventRecord;
 use self::store::{Store, Stored, Txn, namespace_of};
 use super::object_set::Kind;
 use super::{DeviceEvent, FieldError, Registry, RegistryError, RegistryEvent, merge_patch};
-use crate::model::{Device, DeviceModel, DeviceStatus, Manifest, TwinProperty};
+use edgetwin_model::devices::{Device, DeviceModel, DeviceStatus, Manifest, TwinProperty};
 
 pub use self::store::{Change, ChangeType, Outcome};
 
@@ -130,7 +130,7 @@ pub enum Error {
         name: String,
     },
     /// Validation failed.
-    #[error("{}.{} {name:?} is invalid: {}", kind.as_str(), crate::model::GROUP, causes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    #[error("{}.{} {name:?} is invalid: {}", kind.as_str(), edgetwin_model::devices::GROUP, causes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
     Invalid {
         /// The kind.
         kind: Kind,

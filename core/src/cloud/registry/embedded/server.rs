@@ -1,9 +1,9 @@
 //! The embedded registry's HTTP JSON API (axum). See [`super::api`] for the paths.
 //!
 //! Every API path needs the bearer token — reads too: Device configuration holds addresses and
-//! sometimes credentials. Open are `/healthz` and the [dashboard](crate::cloud::dashboard),
-//! whose event stream leaves configuration out. The listener is meant for loopback; binding elsewhere
-//! works but logs a warning, because the API is plain HTTP.
+//! sometimes credentials. Open is `/healthz`; routes merged in by the caller ([`ApiServer::merge`],
+//! e.g. the dashboard) bring their own checks. The listener is meant for loopback; binding
+//! elsewhere works but logs a warning, because the API is plain HTTP.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,7 +29,7 @@ use super::api::{
 use super::store::{Stored, namespace_of};
 use super::{Applied, ApplyMode, EmbeddedRegistry, Error, Patch, validate};
 use crate::cloud::registry::object_set::{Kind, Object};
-use crate::model::{API_VERSION, Device, DeviceModel};
+use edgetwin_model::devices::{API_VERSION, Device, DeviceModel};
 
 /// Runs `$body` with `$T` bound to the Rust type of `$kind`.
 macro_rules! by_kind {
@@ -84,6 +84,19 @@ impl ApiServer {
             app,
             stop,
         })
+    }
+
+    /// Serves `routes` too, on the same listener and outside the token check (they bring their
+    /// own): `edgetwin cloud` adds the dashboard this way.
+    pub fn merge(mut self, routes: Router) -> Self {
+        self.app = self.app.merge(routes);
+        self
+    }
+
+    /// Turns `true` when the server begins to shut down: long-lived responses (watches, event
+    /// streams) end then, so that the shutdown does not wait for them.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
     }
 
     /// The bound address.
@@ -145,14 +158,9 @@ fn router(state: AppState) -> Router {
             axum::routing::patch(set_desired),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let dashboard = crate::cloud::dashboard::router(
-        std::sync::Arc::new(state.registry.clone()),
-        state.stopping.clone(),
-    );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(api)
-        .merge(dashboard)
         .fallback(|| async {
             failure(ApiStatus::failure(
                 404,
@@ -430,11 +438,11 @@ async fn patch(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    crate::hops::mark("registry.patch.received");
+    edgetwin_hoptrace::mark("registry.patch.received");
     let patch = patch_from_body(&headers, &body)?;
     by_kind!(kind_of(&plural)?, T => {
         let applied = state.registry.patch_object::<T>(&ns, &name, patch).await?;
-        crate::hops::mark("registry.patch.committed");
+        edgetwin_hoptrace::mark("registry.patch.committed");
         Ok(written(StatusCode::OK, applied))
     })
 }
@@ -445,7 +453,7 @@ async fn set_desired(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    crate::hops::mark("registry.patch.received");
+    edgetwin_hoptrace::mark("registry.patch.received");
     require_content_type(
         &headers,
         "application/json",
@@ -453,7 +461,7 @@ async fn set_desired(
     )?;
     let values = desired_values_from_body(&body)?;
     let applied = state.registry.set_desired(&ns, &name, values).await?;
-    crate::hops::mark("registry.patch.committed");
+    edgetwin_hoptrace::mark("registry.patch.committed");
     Ok(written(StatusCode::OK, applied))
 }
 

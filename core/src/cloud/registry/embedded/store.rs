@@ -25,9 +25,9 @@ use super::api::EventRecord;
 use super::validate::{self, Findings};
 use crate::cloud::registry::DeviceEvent;
 use crate::cloud::registry::object_set::{Kind, Object};
-use crate::model::meta::DEFAULT_NAMESPACE;
-use crate::model::{Device, DeviceModel, ObjectMeta, Time};
 use crate::wal_checkpoint::BackgroundCheckpoint;
+use edgetwin_model::devices::meta::DEFAULT_NAMESPACE;
+use edgetwin_model::devices::{Device, DeviceModel, ObjectMeta, Time};
 
 /// The schema version this code writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;

@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use super::client::RegistryClient;
 use super::server::ApiServer;
 use super::{EmbeddedRegistry, Options};
-use crate::model::{Device, DeviceModel, Manifest};
+use edgetwin_model::devices::{Device, DeviceModel, Manifest};
 
 /// A traffic light's model: three lamps (STRING `ON`/`OFF`), a brightness (INT 0..=255) and a
 /// read-only cycle counter. Shared with the CLI tests in `core/tests/`.
@@ -20,7 +20,8 @@ pub(crate) const DEVICE_YAML: &str =
     include_str!("../../../../tests/fixtures/registry/traffic-light.yaml");
 
 fn load_one(yaml: &str) -> Manifest {
-    let mut docs = crate::model::load::from_str(yaml, "testkit.yaml").expect("test YAML loads");
+    let mut docs =
+        edgetwin_model::devices::load::from_str(yaml, "testkit.yaml").expect("test YAML loads");
     assert_eq!(docs.len(), 1);
     docs.remove(0).manifest
 }
@@ -58,6 +59,15 @@ impl TestServer {
     }
 
     pub async fn start_with(options: Options) -> Self {
+        Self::start_merged(options, |_, _| axum::Router::new()).await
+    }
+
+    /// A server that also serves the routes `extra` makes from the registry and the server's
+    /// stopping signal (e.g. the dashboard's).
+    pub async fn start_merged(
+        options: Options,
+        extra: impl FnOnce(&EmbeddedRegistry, tokio::sync::watch::Receiver<bool>) -> axum::Router,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let registry =
             EmbeddedRegistry::open_with(&dir.path().join("registry.db"), options).expect("opens");
@@ -69,6 +79,8 @@ impl TestServer {
         )
         .await
         .expect("binds");
+        let routes = extra(&registry, server.stopping());
+        let server = server.merge(routes);
         let addr = server.local_addr().expect("bound");
         let client = RegistryClient::new(&server.url().expect("url"), &token).expect("client");
         let (stop, stopped) = oneshot::channel::<()>();

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::testkit::{device, model};
 use super::*;
 use crate::cloud::registry::{EventKind, Registry};
-use crate::model::{ConditionType, PropertyCondition, Twin, TwinProperty};
+use edgetwin_model::devices::{ConditionType, PropertyCondition, Twin, TwinProperty};
 
 fn open(dir: &tempfile::TempDir) -> EmbeddedRegistry {
     EmbeddedRegistry::open(&dir.path().join("registry.db")).expect("opens")

@@ -13,7 +13,7 @@
 use serde::de::DeserializeOwned;
 
 use crate::cloud::registry::FieldError;
-use crate::model::{Device, DeviceModel};
+use edgetwin_model::devices::{Device, DeviceModel};
 
 /// What validation found: errors reject the write, warnings are returned with it.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -191,10 +191,11 @@ fn label_chars_ok(label: &str) -> Result<(), ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
+    use edgetwin_model::devices::{
         AccessMode, DeviceModelRef, DeviceModelSpec, DeviceProperty, DeviceSpec, ModelProperty,
-        PropertyType, TwinProperty,
+        TwinProperty,
     };
+    use edgetwin_model::value::PropertyType;
 
     fn model() -> DeviceModel {
         DeviceModel::new(

@@ -45,7 +45,8 @@ use super::object_set::{Kind, Object};
 use super::{
     DeviceEvent, EventKind, ObjectKey, ObjectSet, Registry, RegistryError, RegistryEvent, status,
 };
-use crate::model::{Device, DeviceModel, DeviceStatus};
+use crate::crd::resource::{KubeDevice, KubeDeviceModel};
+use edgetwin_model::devices::{Device, DeviceModel, DeviceStatus};
 
 /// How often a status patch is retried after `409 Conflict` before giving up.
 const MAX_STATUS_ATTEMPTS: u32 = 5;
@@ -159,11 +160,11 @@ impl KubeRegistry {
             synced: watch::Sender::new(false),
         });
         let watchers = vec![
-            tokio::spawn(run_watcher::<DeviceModel>(
+            tokio::spawn(run_watcher::<KubeDeviceModel>(
                 api(&client, config.namespace.as_deref()),
                 Arc::clone(&shared),
             )),
-            tokio::spawn(run_watcher::<Device>(
+            tokio::spawn(run_watcher::<KubeDevice>(
                 api(&client, config.namespace.as_deref()),
                 Arc::clone(&shared),
             )),
@@ -267,7 +268,7 @@ impl KubeRegistry {
         patch: &DeviceStatus,
     ) -> Result<Device, RegistryError> {
         self.require_leader()?;
-        let api: Api<Device> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<KubeDevice> = Api::namespaced(self.client.clone(), namespace);
         let not_found = || RegistryError::NotFound {
             kind: Kind::Device.as_str(),
             namespace: namespace.to_owned(),
@@ -287,6 +288,7 @@ impl KubeRegistry {
                 None => api
                     .get_status(name)
                     .await
+                    .map(Device::from)
                     .map_err(|err| backend_or_not_found(err, &not_found))?,
             };
             let mut merged = device.status.clone().unwrap_or_default();
@@ -308,7 +310,7 @@ impl KubeRegistry {
                 "status": body_status,
             });
             match api.patch_status(name, &params, &Patch::Merge(&body)).await {
-                Ok(written) => return Ok(written),
+                Ok(written) => return Ok(Device::from(written)),
                 Err(kube::Error::Api(status)) if status.code == 409 => {
                     tracing::debug!(%namespace, %name, attempt, "status patch conflict; re-reading");
                 }
@@ -340,7 +342,7 @@ impl KubeRegistry {
             secondary: None,
         };
         self.recorder
-            .publish(&event, &device.object_ref(&()))
+            .publish(&event, &KubeDevice::from(device).object_ref(&()))
             .await
             .map_err(|err| RegistryError::Backend(Box::new(err)))
     }
@@ -378,17 +380,17 @@ trait Watched:
     fn into_object(self) -> Object;
 }
 
-impl Watched for Device {
+impl Watched for KubeDevice {
     const KIND: Kind = Kind::Device;
     fn into_object(self) -> Object {
-        Object::Device(Arc::new(self))
+        Object::Device(Arc::new(Device::from(self)))
     }
 }
 
-impl Watched for DeviceModel {
+impl Watched for KubeDeviceModel {
     const KIND: Kind = Kind::DeviceModel;
     fn into_object(self) -> Object {
-        Object::Model(Arc::new(self))
+        Object::Model(Arc::new(DeviceModel::from(self)))
     }
 }
 

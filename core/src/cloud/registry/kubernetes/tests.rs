@@ -11,7 +11,7 @@ use super::lease::{LeaseConfig, LeaseLock, Role};
 use super::mock::{MockApiServer, WatchFeed, mock_client};
 use super::*;
 use crate::cloud::registry::embedded::testkit;
-use crate::model::{Twin, TwinProperty};
+use edgetwin_model::devices::{Twin, TwinProperty};
 
 const DEVICES: &str = "/apis/devices.kubeedge.io/v1beta1/devices";
 const MODELS: &str = "/apis/devices.kubeedge.io/v1beta1/devicemodels";
