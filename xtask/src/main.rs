@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod layering;
 mod provision;
 
 fn main() -> Result<()> {
@@ -28,6 +29,7 @@ fn main() -> Result<()> {
         Some("test") => test(&root, &args[1..]),
         Some("gen-crds") => gen_crds(&root),
         Some("provision") => provision::all(&root),
+        Some("layering") => layering::check(&root),
         Some("up") => up(&root, &args[1..]),
         Some("bench") => bench(&args[1..]),
         _ => {
@@ -36,6 +38,7 @@ fn main() -> Result<()> {
                  commands:\n  \
                  test [NEXTEST ARGS]  provision peers, then fmt check, clippy -D warnings, all tests\n  \
                  provision            only install what the tests need (apt packages, Python venv)\n  \
+                 layering             check the crate and module layering (docs/architecture.md)\n  \
                  gen-crds             regenerate crds/*.yaml from the Rust types\n  \
                  up [ARGS]            build edgetwin and the GPIO mapper (release), run edgetwin up\n  \
                  bench cloud [ARGS]   tunnel hub connection-scale benchmark (--nodes N, --tls-nodes M, ...)
@@ -97,7 +100,15 @@ fn test(root: &Path, nextest_args: &[String]) -> Result<()> {
             ],
         ),
     )?;
-    step("edge build links no kube crate", check_edge_has_no_kube())?;
+    let started_layering = Instant::now();
+    println!(
+        "\n=== xtask: layering (pure model, mappers on the SDK, edge without kube, no cycles)"
+    );
+    layering::check(root)?;
+    println!(
+        "=== xtask: layering: ok in {:.0?}",
+        started_layering.elapsed()
+    );
     let mut args = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
     args.extend(nextest_args.iter().map(String::as_str));
     step("tests (nextest)", cargo(&env, &args))?;
@@ -198,17 +209,6 @@ fn up(root: &Path, args: &[String]) -> Result<()> {
             .with_context(|| format!("cannot start {}", exe.display()))?;
         std::process::exit(status.code().unwrap_or(1));
     }
-}
-
-/// `cargo tree` of the edge-only feature set must not contain any kube crate.
-fn check_edge_has_no_kube() -> Command {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(
-        "cargo tree -p edgetwin-core --no-default-features --features edge,embedded-broker \
-         -e normal --prefix none | grep -E '^(kube|k8s-openapi)' && \
-         { echo 'kube crates found in the edge build'; exit 1; } || exit 0",
-    );
-    cmd
 }
 
 /// Benchmarks, each a `harness = false` bench target run with `cargo bench` (release profile).
