@@ -3,10 +3,11 @@
 //! sqlite's planner may look at a bound parameter's value: a bound `LIMIT ?` is one case (the
 //! outbox reads). sqlite then marks the statement to be planned again when that binding changes.
 //! When rusqlite returns a statement to its cache, it clears its bindings. sqlite counts that as
-//! a change, so every later use parsed and planned the statement again. In the traffic light's
-//! flips this was about 5 % of the agent's CPU, for the edge outbox's read alone. The query
-//! planner stability guarantee (QPSG) turns this off: a statement keeps the plan it was prepared
-//! with. The plans do not depend on values here (no STAT4 statistics).
+//! a change, so every later use parsed and planned the statement again, a visible share of the
+//! CPU of the traffic light's flips for the edge outbox's read alone (BENCHMARKS.md, "Traffic
+//! light › Design choices"). The query planner stability guarantee (QPSG) turns this off: a
+//! statement keeps the plan it was prepared with. The plans do not depend on values here (no
+//! STAT4 statistics).
 
 use rusqlite::Connection;
 use rusqlite::config::DbConfig;

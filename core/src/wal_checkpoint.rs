@@ -1,12 +1,12 @@
 //! WAL checkpoints on a thread of their own, off the writer's commit path.
 //!
 //! sqlite checkpoints a WAL database from inside a commit by default: the commit that takes the
-//! log past 1000 pages also copies the pages into the database file and syncs both files. On
-//! this project's files that makes one commit in every few hundred take tens of milliseconds
-//! (two or three `fsync`s), and every such commit sits on a latency path (a registry write, a
-//! hub outbox append, an edge twin commit). [`BackgroundCheckpoint`] replaces that: the writer's
-//! commit only asks for a checkpoint, and a thread with its own connection to the file runs it
-//! (`PASSIVE`: it never waits for, nor blocks, the writer).
+//! log past 1000 pages also copies the pages into the database file and syncs both files. That
+//! commit then waits for two or three `fsync`s, and every such commit sits on a latency path (a
+//! registry write, a hub outbox append, an edge twin commit; BENCHMARKS.md, "Traffic light ›
+//! Design choices"). [`BackgroundCheckpoint`] replaces that: the writer's commit only asks for a
+//! checkpoint, and a thread with its own connection to the file runs it (`PASSIVE`: it never
+//! waits for, nor blocks, the writer).
 //!
 //! Durability is unchanged: a commit is durable in the log as before (sqlite's `synchronous`
 //! level decides when the log is synced), and the checkpoint uses the writer's `synchronous`

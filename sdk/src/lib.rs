@@ -17,7 +17,8 @@
 //! conformance suite (`testkit::conformance::run`). The `yaml` feature (on by default) reads
 //! devices from a directory of YAML (`--devices`); a mapper that only serves the edge agent's
 //! spec topic or a `deviceProfile.json` can turn it off, which leaves the YAML parser out of the
-//! binary (about 1.8 MB of code, most of it resident). See `docs/writing-a-mapper.md`.
+//! binary (about half of its code, and code pages are most of a mapper's resident memory:
+//! BENCHMARKS.md, "Mapper SDK › Design choices"). See `docs/writing-a-mapper.md`.
 
 pub mod breaker;
 pub mod cli;

@@ -48,9 +48,10 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
     // 100 µs … 1.6 s, doubling: `exponential_buckets(0.0001, 2.0, 15)` without its `powf`, the
-    // only use of libm in a mapper binary (linking libm costs 0.5 MiB of resident memory). 15
-    // bounds and +Inf fill the 16 slots that the histogram's bucket vector grows to exactly (one
-    // more would double it to 32 slots: 256 bytes more per histogram, two per device).
+    // only use of libm in a mapper binary (loading libm costs resident memory: BENCHMARKS.md,
+    // "Mapper SDK › Design choices"). 15 bounds and +Inf fill the 16 slots that the histogram's
+    // bucket vector grows to exactly (one more would double it to 32 slots: 256 bytes more per
+    // histogram, two per device).
     let mut bounds = [0.0001_f64; 15];
     for i in 1..bounds.len() {
         bounds[i] = bounds[i - 1] * 2.0;

@@ -7,9 +7,10 @@
 //! - `up`: builds `edgetwin` and `edgetwin-mapper-gpio` in release mode and runs
 //!   `edgetwin up` (the README's first command, as the cargo alias `cargo up`).
 //! - `bench TARGET [ARGS]`: runs a benchmark in release mode (`cloud`: connection scale of the
-//!   tunnel hub, see `core/benches/cloud.rs`; `traffic-light`: desired set → lamp → status
-//!   latency of `edgetwin up`, see `examples/traffic-light/benches/flips.rs`); results go into
-//!   `BENCHMARKS.md` by hand.
+//!   tunnel hub, see `core/benches/cloud.rs`; `cloud-controller`: the real `edgetwin cloud` with
+//!   its device controller, see `core/benches/cloud_controller.rs`; `traffic-light`: desired set
+//!   → lamp → status latency of `edgetwin up`, see `examples/traffic-light/benches/flips.rs`);
+//!   results go into `BENCHMARKS.md` by hand, with the commit and the command.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -521,7 +521,7 @@ cloud:
 
 store:
   # normal: a committed change survives the agent's death (crash, SIGKILL).
-  # full: it also survives power loss (an fsync per commit; see BENCHMARKS.md).
+  # full: it also survives power loss (an fsync per commit; see BENCHMARKS.md, Edge agent).
   synchronous: {sync}
   # Maximum cloud-bound entries (coalesced: at most one per device property).
   outboxCapacity: {outbox}

@@ -11,9 +11,10 @@
 //!
 //! **Durability** is sqlite's: in WAL mode a committed transaction survives the death of the
 //! process with either `synchronous` level; `FULL` also survives power loss at the cost of an
-//! fsync per commit (see [`Synchronous`] and BENCHMARKS.md for the measured difference). WAL
-//! checkpoints (copying the log into the database file, with its syncs) run on a thread of their
-//! own (`crate::wal_checkpoint`), not inside the commit of a batch.
+//! fsync per commit (see [`Synchronous`]; the measured difference is in BENCHMARKS.md, "Edge
+//! agent › Design choices"). WAL checkpoints (copying the log into the database file, with its
+//! syncs) run on a thread of their own (`crate::wal_checkpoint`), not inside the commit of a
+//! batch.
 
 pub mod outbox;
 mod schema;

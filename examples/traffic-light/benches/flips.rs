@@ -1,4 +1,4 @@
-//! Traffic light latency (issue 6): desired set → simulated pin level → reported → registry
+//! Traffic light latency: desired set → simulated pin level → reported → registry
 //! status, against a raw MQTT round trip through the same embedded broker, measured in the same
 //! run. Run with `cargo xtask bench traffic-light` (or `cargo bench -p
 //! edgetwin-example-traffic-light --bench flips -- [--flips N] [--samples N]`); results go into

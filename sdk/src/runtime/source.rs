@@ -119,8 +119,8 @@ pub fn pair_with_models(manifests: Vec<Manifest>) -> Vec<DeviceWithModel> {
 /// is a version mismatch, not a user's typo: the message names the field, not its full path.
 /// That is deliberate. Decoding through a parsed [`Value`] reuses the model's deserialisation
 /// code that the device profile source needs anyway, while [`wire::decode`] (Go key matching and
-/// path tracking) would add a second copy of all of it to every mapper binary — several hundred
-/// KiB of code, and code pages are most of a mapper's resident memory.
+/// path tracking) would add a second copy of all of it to every mapper binary, and code pages are
+/// most of a mapper's resident memory (BENCHMARKS.md, "Mapper SDK › Design choices").
 pub fn decode_spec_message(payload: &[u8]) -> Result<DeviceWithModel, String> {
     let value: Value =
         serde_json::from_slice(payload).map_err(|e| format!("not a JSON spec message: {e}"))?;

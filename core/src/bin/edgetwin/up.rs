@@ -72,7 +72,7 @@ pub fn run(args: UpArgs) -> ExitCode {
     // One thread for every task of the cloud and the agent. The blocking work has threads of
     // its own (registry writes of one object excepted, a fraction of a millisecond), so the
     // tasks only pass messages to each other; on one thread a hand-off is a task switch, not a
-    // wakeup of another thread, which takes 0.1–0.2 ms off a flip (BENCHMARKS.md, session 8).
+    // wakeup of another thread (BENCHMARKS.md, "Traffic light › Design choices").
     // `edgetwin cloud`, which serves many nodes, keeps the multi-thread runtime.
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
