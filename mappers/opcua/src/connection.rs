@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use edgetwin_sdk::{DriverError, PushSender};
 use futures::StreamExt;
-use opcua::client::{ClientBuilder, IdentityToken, Password, Session, SessionPollResult};
+use opcua::client::{
+    ANONYMOUS_USER_TOKEN_ID, ClientBuilder, ClientEndpoint, IdentityToken, Password, Session,
+    SessionPollResult,
+};
 use opcua::core::comms::url::{hostname_from_url, url_with_replaced_hostname};
 use opcua::crypto::SecurityPolicy as UaPolicy;
 use opcua::types::{EndpointDescription, MessageSecurityMode, StatusCode, UserTokenType};
@@ -87,6 +90,17 @@ impl Connection {
             .publish_timeout(settings.timeout.max(Duration::from_secs(10)))
             .session_timeout(SESSION_TIMEOUT_MS)
             .min_publish_interval(Duration::from_millis(10))
+            // The session connects to the endpoint chosen below; this names it for the
+            // library's configuration check.
+            .endpoint(
+                "device",
+                ClientEndpoint {
+                    url: settings.url.clone(),
+                    security_policy: ua_policy(settings.policy).to_str().into(),
+                    security_mode: ua_mode(settings.mode).into(),
+                    user_token_id: ANONYMOUS_USER_TOKEN_ID.into(),
+                },
+            )
             .client()
             .map_err(|errors| DriverError::config(errors.join("; ")))?;
 

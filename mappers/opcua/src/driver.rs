@@ -14,7 +14,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use edgetwin_sdk::{
     DeviceConfig, Driver, DriverError, Point, PointId, PropertyType, PushSender, Session, Value,
@@ -605,6 +604,3 @@ fn deadband_filter(deadband: Deadband) -> ExtensionObject {
         deadband_value,
     })
 }
-
-/// How long [`OpcUaSession::disconnect`] waits for the server to close the session.
-pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);

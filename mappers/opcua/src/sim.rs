@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use crate::convert::ScalarType;
 
 /// The simulator's namespace.
-pub const NAMESPACE_URI: &str = "urn:edgetwin:opcua-sim";
+pub const NAMESPACE_URI: &str = "urn:edgetwin:opcua-sim:device";
 
 /// What to serve.
 #[derive(Debug, Clone)]

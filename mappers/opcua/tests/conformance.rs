@@ -57,6 +57,7 @@ spec:
 
 #[tokio::test]
 async fn the_opcua_driver_passes_the_conformance_suite_against_our_simulator() {
+    edgetwin_sdk::cli::init_logging();
     let pki = tempfile::tempdir().expect("temp dir");
     let data = tempfile::tempdir().expect("temp dir");
     let sim = Peer::sim(pki.path(), 0).await;

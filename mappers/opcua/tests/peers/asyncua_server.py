@@ -29,6 +29,7 @@ import datetime
 import json
 import logging
 import socket
+import struct
 import sys
 import uuid
 from pathlib import Path
@@ -71,7 +72,8 @@ class OneUser(UserManager):
         self.password = password
 
     def get_user(self, iserver, username=None, password=None, certificate=None):
-        if username is None and certificate is None:
+        # Only user name tokens carry a user name (`certificate` is the channel's, for every token).
+        if username is None:
             return User(role=UserRole.User)
         if self.user is not None and username == self.user and password == self.password:
             return User(role=UserRole.User, name=username)
@@ -117,7 +119,14 @@ def parse(vtype, text):
     return int(text)
 
 
-def show(value):
+def show(value, vtype=None):
+    if vtype == ua.VariantType.Float:
+        # The shortest decimal that reads back as the same 32-bit float.
+        packed = struct.pack("<f", value)
+        for digits in range(1, 18):
+            text = f"{value:.{digits}g}"
+            if struct.pack("<f", float(text)) == packed:
+                return text
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, bytes):
@@ -192,8 +201,8 @@ async def main():
                     counter.reads = 0
                     answer = {"ok": True}
                 elif words[0] == "get":
-                    node, _ = nodes[words[1]]
-                    answer = {"value": show(await node.read_value())}
+                    node, vtype = nodes[words[1]]
+                    answer = {"value": show(await node.read_value(), vtype)}
                 elif words[0] == "set":
                     node, vtype = nodes[words[1]]
                     await node.write_value(ua.Variant(parse(vtype, words[2] if len(words) > 2 else ""), vtype))
