@@ -1,7 +1,7 @@
 //! The driver against python asyncua (a server we did not write): every supported type read in
 //! one Read call and written back, node ids and browse paths, a node that does not exist, a type
-//! the node cannot take, and the secured endpoint (Basic256Sha256, SignAndEncrypt) with a user
-//! and a password from a file.
+//! the node cannot take, and the secured endpoints (Basic256Sha256 with Sign and SignAndEncrypt,
+//! Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss) with a user and a password from a file.
 
 mod support;
 
@@ -213,6 +213,35 @@ async fn the_secured_endpoint_takes_a_user_and_a_password_from_a_file() {
         data.path().join("pki/own/cert.der").exists(),
         "the client certificate was generated"
     );
+
+    // The other policies and modes, with the same client certificate.
+    for (policy, mode) in [
+        ("Basic256Sha256", "Sign"),
+        ("Aes128_Sha256_RsaOaep", "SignAndEncrypt"),
+        ("Aes256_Sha256_RsaPss", "SignAndEncrypt"),
+    ] {
+        let mut other = protocol.clone();
+        other["securityPolicy"] = json!(policy);
+        other["securityMode"] = json!(mode);
+        let config = device("secured", other, &properties);
+        let mut session = driver
+            .connect(&config)
+            .await
+            .unwrap_or_else(|e| panic!("{policy}/{mode}: {e}"));
+        let values = session.read(&points(&config)).await;
+        assert_eq!(values[0], Ok(Value::Float(42.5)), "{policy}/{mode}");
+        session.disconnect().await;
+    }
+    // A mode the server does not offer is a configuration error naming what it offers.
+    let mut missing = protocol.clone();
+    missing["securityPolicy"] = json!("Aes256_Sha256_RsaPss");
+    missing["securityMode"] = json!("Sign");
+    let error = driver
+        .connect(&device("secured", missing, &properties))
+        .await
+        .expect_err("no such endpoint");
+    assert!(matches!(error, DriverError::Config(_)), "{error}");
+    assert!(error.to_string().contains("it offers"), "{error}");
 
     // Without the server's certificate in the trust list the mapper refuses the server and
     // says where the refused certificate is.

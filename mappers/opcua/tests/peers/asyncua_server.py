@@ -3,8 +3,8 @@
 
     asyncua_server.py --port PORT --certs DIR [--user NAME --password-file FILE]
 
-Endpoint `opc.tcp://127.0.0.1:PORT/edgetwin/` with SecurityPolicy None and Basic256Sha256
-SignAndEncrypt; anonymous logins, and user name logins for the one user given (its password read
+Endpoint `opc.tcp://127.0.0.1:PORT/edgetwin/` with SecurityPolicy None, Basic256Sha256 (Sign and
+SignAndEncrypt), Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss (SignAndEncrypt); anonymous logins, and user name logins for the one user given (its password read
 from the file). The server's certificate and key live in DIR (server-cert.der, server-key.pem),
 generated when missing and reused by a restart on the same DIR. Port 0: a free port.
 
@@ -167,6 +167,9 @@ async def main():
     server.set_security_policy([
         ua.SecurityPolicyType.NoSecurity,
         ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+        ua.SecurityPolicyType.Basic256Sha256_Sign,
+        ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
+        ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
     ])
     server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
     await server.load_certificate(str(cert))
