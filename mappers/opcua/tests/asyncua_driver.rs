@@ -1,12 +1,14 @@
 //! The driver against python asyncua (a server we did not write): every supported type read in
 //! one Read call and written back, node ids and browse paths, a node that does not exist, a type
 //! the node cannot take, and the secured endpoints (Basic256Sha256 with Sign and SignAndEncrypt,
-//! Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss) with a user and a password from a file.
+//! Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss) with a user and a password from a file, and with
+//! an X.509 user certificate.
 
 mod support;
 
 use edgetwin_mapper_opcua::config::{ProtocolConfig, VisitorConfig};
 use edgetwin_sdk::{DeviceConfig, Driver, DriverError, Point, PropertyType, Session, Value};
+use opcua::crypto::{CertificateStore, X509Data};
 use serde_json::{Value as Json, json};
 use support::{Peer, asyncua_python, device, driver};
 
@@ -175,7 +177,7 @@ async fn every_type_is_read_in_one_read_call_written_and_read_back() {
 }
 
 #[tokio::test]
-async fn the_secured_endpoint_takes_a_user_and_a_password_from_a_file() {
+async fn secured_endpoints_take_every_policy_a_password_file_and_a_user_certificate() {
     let Some(python) = asyncua_python() else {
         return;
     };
@@ -183,7 +185,22 @@ async fn the_secured_endpoint_takes_a_user_and_a_password_from_a_file() {
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, "correct horse\n").expect("written");
     let certs = dir.path().join("server-certs");
-    let mut peer = Peer::asyncua(&python, 0, &certs, Some(("operator", &password_file))).await;
+    // A user certificate (X.509 identity), made with the OPC UA library's own generator.
+    let (user_cert, user_key) = (dir.path().join("user.der"), dir.path().join("user.pem"));
+    let mut user_data = X509Data::from(edgetwin_mapper_opcua::pki::application_description(
+        "urn:edgetwin:test-user",
+    ));
+    user_data.common_name = "test-user".into();
+    CertificateStore::create_certificate_and_key(&user_data, true, &user_cert, &user_key)
+        .expect("user certificate");
+    let mut peer = Peer::asyncua_with(
+        &python,
+        0,
+        &certs,
+        Some(("operator", &password_file)),
+        Some(&user_cert),
+    )
+    .await;
     let ns = peer.ns;
     let protocol = json!({
         "url": peer.url,
@@ -232,6 +249,24 @@ async fn the_secured_endpoint_takes_a_user_and_a_password_from_a_file() {
         assert_eq!(values[0], Ok(Value::Float(42.5)), "{policy}/{mode}");
         session.disconnect().await;
     }
+    assert_eq!(peer.last_user().await, "operator");
+
+    // The X.509 user identity instead of the user name.
+    let mut by_certificate = protocol.clone();
+    let object = by_certificate.as_object_mut().expect("object");
+    object.remove("userName");
+    object.remove("passwordFile");
+    object.insert("userCertificate".into(), json!(user_cert));
+    object.insert("userPrivateKey".into(), json!(user_key));
+    let certified = device("secured", by_certificate, &properties);
+    let mut session = driver.connect(&certified).await.expect("certificate login");
+    assert_eq!(
+        session.read(&points(&certified)).await[0],
+        Ok(Value::Float(42.5))
+    );
+    session.disconnect().await;
+    assert_eq!(peer.last_user().await, "certificate");
+
     // A mode the server does not offer is a configuration error naming what it offers.
     let mut missing = protocol.clone();
     missing["securityPolicy"] = json!("Aes256_Sha256_RsaPss");

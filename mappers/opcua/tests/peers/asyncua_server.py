@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An OPC UA server on python asyncua: the peer we did not write, for the OPC-UA mapper's tests.
 
-    asyncua_server.py --port PORT --certs DIR [--user NAME --password-file FILE]
+    asyncua_server.py --port PORT --certs DIR [--user NAME --password-file FILE] [--user-cert FILE]
 
 Endpoint `opc.tcp://127.0.0.1:PORT/edgetwin/` with SecurityPolicy None, Basic256Sha256 (Sign and
 SignAndEncrypt), Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss (SignAndEncrypt); anonymous logins, and user name logins for the one user given (its password read
@@ -20,6 +20,8 @@ reads commands on stdin, one per line, and answers each with one line of JSON on
     get NAME            {"value": "..."} (the variable's value as text)
     set NAME VALUE      {"ok": true} (VALUE parsed as the variable's type)
     reads               {"reads": N}: Read service calls that named a node of namespace 2
+    user                {"user": "..."}: who the last session logged in as (anonymous, the user
+                        name, or certificate)
     reset               forget the count
 """
 
@@ -35,6 +37,7 @@ import uuid
 from pathlib import Path
 
 from asyncua import Server, ua
+from asyncua.crypto import uacrypto
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.internal_session import InternalSession
@@ -65,17 +68,25 @@ TYPES = {
 
 
 class OneUser(UserManager):
-    """Accepts anonymous logins and the one configured user with its password."""
+    """Accepts anonymous logins, the one configured user with its password and the one user
+    certificate (the server has checked the token's signature with it)."""
 
-    def __init__(self, user, password):
+    def __init__(self, user, password, certificate_der):
         self.user = user
         self.password = password
+        self.certificate_der = certificate_der
+        self.last = None
 
     def get_user(self, iserver, username=None, password=None, certificate=None):
-        # Only user name tokens carry a user name (`certificate` is the channel's, for every token).
         if username is None:
-            return User(role=UserRole.User)
+            # `certificate` is the user token's for an X.509 login, the channel's otherwise.
+            if self.certificate_der is not None and certificate == self.certificate_der:
+                self.last = "certificate"
+            else:
+                self.last = "anonymous"
+            return User(role=UserRole.User, name=self.last)
         if self.user is not None and username == self.user and password == self.password:
+            self.last = username
             return User(role=UserRole.User, name=username)
         return None
 
@@ -144,7 +155,11 @@ async def main():
     parser.add_argument("--certs", required=True)
     parser.add_argument("--user")
     parser.add_argument("--password-file")
+    parser.add_argument("--user-cert")
     args = parser.parse_args()
+    user_cert = None
+    if args.user_cert:
+        user_cert = uacrypto.der_from_x509(await uacrypto.load_certificate(args.user_cert))
     password = None
     if args.password_file:
         password = Path(args.password_file).read_text().rstrip("\r\n")
@@ -159,7 +174,8 @@ async def main():
 
     port = args.port or free_port()
     url = f"opc.tcp://127.0.0.1:{port}/edgetwin/"
-    server = Server(user_manager=OneUser(args.user, password))
+    users = OneUser(args.user, password, user_cert)
+    server = Server(user_manager=users)
     await server.init()
     server.set_endpoint(url)
     server.set_server_name("edgetwin asyncua peer")
@@ -171,7 +187,7 @@ async def main():
         ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
         ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
     ])
-    server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
+    server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken, ua.X509IdentityToken])
     await server.load_certificate(str(cert))
     await server.load_private_key(str(key))
     ns = await server.register_namespace(NAMESPACE_URI)
@@ -200,6 +216,8 @@ async def main():
             try:
                 if words[0] == "reads":
                     answer = {"reads": counter.reads}
+                elif words[0] == "user":
+                    answer = {"user": users.last}
                 elif words[0] == "reset":
                     counter.reads = 0
                     answer = {"ok": True}

@@ -109,6 +109,17 @@ impl Peer {
         certs: &Path,
         user: Option<(&str, &Path)>,
     ) -> Peer {
+        Peer::asyncua_with(python, port, certs, user, None).await
+    }
+
+    /// [`Peer::asyncua`] that also accepts logins with the user certificate `user_cert`.
+    pub async fn asyncua_with(
+        python: &Path,
+        port: u16,
+        certs: &Path,
+        user: Option<(&str, &Path)>,
+        user_cert: Option<&Path>,
+    ) -> Peer {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/asyncua_server.py");
         let mut command = Command::new(python);
         command
@@ -121,6 +132,9 @@ impl Peer {
             command
                 .args(["--user", name, "--password-file"])
                 .arg(password_file);
+        }
+        if let Some(cert) = user_cert {
+            command.arg("--user-cert").arg(cert);
         }
         Peer::start(command).await
     }
@@ -186,6 +200,15 @@ impl Peer {
         self.command("reads").await["reads"]
             .as_u64()
             .expect("a count")
+    }
+
+    /// Who the last session logged in as: `anonymous`, a user name or `certificate` (asyncua
+    /// only).
+    pub async fn last_user(&mut self) -> String {
+        self.command("user").await["user"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Kills the peer (SIGKILL by pid) and waits for it.
