@@ -10,9 +10,10 @@
 //! 3. **Mapper RSS**: the `edgetwin-mapper-opcua` process serving that 200-property device
 //!    (polled every second, 20 of them monitored), against the same binary serving no device.
 //!
-//! Run: `cargo bench -p edgetwin-mapper-opcua`. `EDGETWIN_BENCH_MAPPER=PATH` measures another
-//! mapper binary in part 3 (e.g. one built by `cargo build --release -p edgetwin-mapper-opcua`,
-//! without the test features).
+//! Run: `cargo bench -p edgetwin-mapper-opcua`. Part 3 measures the binary `cargo bench` built,
+//! which has the test features (`yaml`, `sim`); `EDGETWIN_BENCH_MAPPER=PATH` measures another one,
+//! e.g. a copy of what `cargo build --release -p edgetwin-mapper-opcua` builds (the shipped
+//! feature set). The mapper gets its device from the retained spec topic, as next to the agent.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -257,27 +258,10 @@ async fn mapper_rss(sim: &Peer) {
     let broker = TestBroker::start().await.expect("broker");
     let edge = TestEdge::start(&broker.addr(), NODE).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let empty = dir.path().join("none");
-    let full = dir.path().join("devices");
-    std::fs::create_dir(&empty).expect("dir");
-    std::fs::create_dir(&full).expect("dir");
-    std::fs::write(full.join("rss.yaml"), rss_yaml(&sim.url, sim.ns)).expect("YAML");
-    let idle = run_mapper(
-        &binary,
-        &broker.addr().to_string(),
-        &empty,
-        dir.path(),
-        None,
-    )
-    .await;
-    let busy = run_mapper(
-        &binary,
-        &broker.addr().to_string(),
-        &full,
-        dir.path(),
-        Some(&edge),
-    )
-    .await;
+    let idle = run_mapper(&binary, &broker.addr().to_string(), dir.path(), None).await;
+    edge.publish_devices(&rss_yaml(&sim.url, sim.ns))
+        .expect("YAML");
+    let busy = run_mapper(&binary, &broker.addr().to_string(), dir.path(), Some(&edge)).await;
     let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
     println!(
         "### Mapper resident memory (`{}`, {:.1} MB)\n",
@@ -309,18 +293,11 @@ struct Sample {
     cpu_percent: f64,
 }
 
-/// Runs the mapper binary on `devices` for 10 s of warm-up (after the device is online, when an
-/// edge is given) and 20 s of measurement.
-async fn run_mapper(
-    binary: &Path,
-    broker: &str,
-    devices: &Path,
-    data: &Path,
-    edge: Option<&TestEdge>,
-) -> Sample {
+/// Runs the mapper binary (devices from the edge's retained spec topic) for 10 s of warm-up
+/// (after the device reported every property, when an edge is given) and 20 s of measurement.
+async fn run_mapper(binary: &Path, broker: &str, data: &Path, edge: Option<&TestEdge>) -> Sample {
     let mut child = tokio::process::Command::new(binary)
-        .args(["--node", NODE, "--broker", broker, "--devices"])
-        .arg(devices)
+        .args(["--node", NODE, "--broker", broker])
         .arg("--data-dir")
         .arg(data.join("mapper-data"))
         .env("RUST_LOG", "warn")
