@@ -268,8 +268,10 @@ async fn mapper_rss(sim: &Peer) {
         binary.display(),
         size as f64 / 1e6
     );
-    println!("| mapper serving | VmRSS | VmHWM | CPU over 20 s |");
-    println!("|---|---|---|---|");
+    println!(
+        "| mapper serving | VmRSS | of it code and data files (RssFile) | heap and stacks (RssAnon) | VmHWM | CPU over 20 s |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (name, sample) in [
         ("no device (baseline)", &idle),
         (
@@ -278,8 +280,10 @@ async fn mapper_rss(sim: &Peer) {
         ),
     ] {
         println!(
-            "| {name} | {:.2} MiB | {:.2} MiB | {:.1} % |",
+            "| {name} | {:.2} MiB | {:.2} MiB | {:.2} MiB | {:.2} MiB | {:.1} % |",
             sample.rss_kib as f64 / 1024.0,
+            sample.file_kib as f64 / 1024.0,
+            sample.anon_kib as f64 / 1024.0,
             sample.hwm_kib as f64 / 1024.0,
             sample.cpu_percent
         );
@@ -289,6 +293,8 @@ async fn mapper_rss(sim: &Peer) {
 
 struct Sample {
     rss_kib: u64,
+    file_kib: u64,
+    anon_kib: u64,
     hwm_kib: u64,
     cpu_percent: f64,
 }
@@ -333,6 +339,8 @@ async fn run_mapper(binary: &Path, broker: &str, data: &Path, edge: Option<&Test
     };
     let sample = Sample {
         rss_kib: field("VmRSS:"),
+        file_kib: field("RssFile:"),
+        anon_kib: field("RssAnon:"),
         hwm_kib: field("VmHWM:"),
         cpu_percent: 100.0 * ticks as f64 / 100.0 / seconds,
     };
