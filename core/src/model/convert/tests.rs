@@ -493,6 +493,32 @@ fn kubeedge_samples_convert_to_the_expected_v1beta1_shapes() {
     assert!(temperature.visitors.is_some());
 }
 
+/// The BLE mapper's tests load the CC2650 samples as `edgetwin convert` writes them
+/// (`mappers/ble/tests/fixtures/cc2650/`); this keeps those files equal to the conversion.
+#[test]
+fn the_cc2650_samples_convert_to_the_ble_mappers_fixtures() {
+    let Some(dir) = kubeedge_dir("samples", "the_cc2650_samples_convert_to_the_ble_mappers_fixtures")
+    else {
+        return;
+    };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mappers/ble/tests/fixtures/cc2650");
+    for name in [
+        "ble__cc2650-device-model",
+        "ble__cc2650-device-instance",
+        "ble-demo__cc2650-device-model",
+        "ble-demo__cc2650-device-instance",
+    ] {
+        let conversion = from_file(&dir.join(format!("v1alpha2__{name}.yaml"))).expect("converts");
+        let yaml = conversion.to_yaml().expect("serializes");
+        assert_eq!(
+            yaml,
+            read(&fixtures.join(format!("{name}.yaml"))),
+            "{name}: the fixture differs from the conversion; write it again with \
+             `edgetwin convert -f SAMPLE`"
+        );
+    }
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).expect("fixture is readable")
 }
