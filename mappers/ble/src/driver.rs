@@ -128,7 +128,6 @@ impl Driver for BleDriver {
             )
             .await?;
         let mut session = BleSession {
-            radio: Arc::clone(&self.radio),
             device: device.id.clone(),
             timeout: settings.timeout,
             chars: Vec::new(),
@@ -179,7 +178,10 @@ fn warn_about(device: &DeviceId, point: &Point<VisitorConfig>, settings: &PointS
             .filter(|(key, _)| codec.ty.parse(key).is_err())
             .map(|(key, _)| key.as_str())
             .collect();
-        if !unwritable.is_empty() {
+        if unwritable.len() == map.0.len() {
+            tracing::warn!(%device, %property, ty = %codec.ty.twin_type_name(),
+                "no dataWrite key is a value of the property's type: dataWrite is ignored, values are written as the type says");
+        } else if !unwritable.is_empty() {
             tracing::warn!(%device, %property, keys = ?unwritable, ty = %codec.ty.twin_type_name(),
                 "these dataWrite keys are not values of the property's type and can never be written");
         }
@@ -220,7 +222,6 @@ struct PointLink {
 
 /// An open BLE device.
 pub struct BleSession {
-    radio: Arc<Radio>,
     device: DeviceId,
     link: Connected,
     timeout: Duration,
@@ -281,11 +282,9 @@ impl BleSession {
         }
     }
 
-    /// A BlueZ error; an object that is gone also invalidates the cached GATT table.
+    /// A BlueZ error. (A reconnect checks the cached GATT table, so a characteristic gone for
+    /// good is found again then.)
     fn error(&self, err: &bluer::Error, doing: &str) -> DriverError {
-        if err.kind == bluer::ErrorKind::NotFound {
-            self.radio.forget_table(&self.link.adapter, self.link.address);
-        }
         bluez_error(err, &self.link.address, doing)
     }
 
@@ -338,7 +337,15 @@ impl Session for BleSession {
                 }
             };
             if !values.contains_key(&index) {
-                let value = self.read_char(index).await;
+                // After a lost link the rest of the batch fails at once with the same reason.
+                let lost = values
+                    .values()
+                    .find_map(|v| v.as_ref().err().filter(|e| matches!(e, DriverError::Disconnected(_))))
+                    .cloned();
+                let value = match lost {
+                    Some(err) => Err(err),
+                    None => self.read_char(index).await,
+                };
                 values.insert(index, value);
             }
             results.push(match &values[&index] {

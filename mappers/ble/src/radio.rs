@@ -381,13 +381,6 @@ impl Radio {
         Ok(table)
     }
 
-    /// Forgets a device's table (an operation found an object gone).
-    pub fn forget_table(&self, adapter: &str, address: Mac) {
-        self.tables
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(adapter.to_owned(), address));
-    }
 }
 
 /// The device the target names: known to BlueZ already, or found by scanning until `deadline`.
@@ -524,11 +517,12 @@ async fn discover(device: &Device, address: &Mac) -> Result<GattTable, DriverErr
     Ok(GattTable { entries })
 }
 
-/// Whether the wanted characteristics are still where the table says.
+/// Whether the wanted characteristics the table has are still where it says. (One the device
+/// lacked at discovery is not looked for again on every reconnect.)
 async fn still_matches(device: &Device, table: &GattTable, wanted: &[(Uuid, Option<Uuid>)]) -> bool {
     for (uuid, service) in wanted {
         let Some(entry) = table.find(*uuid, *service) else {
-            return false;
+            continue;
         };
         match characteristic(device, entry).await {
             Ok(c) => {
@@ -556,7 +550,10 @@ pub async fn characteristic(device: &Device, entry: &GattEntry) -> bluer::Result
 pub fn bluez_error(err: &bluer::Error, address: &Mac, doing: &str) -> DriverError {
     let message = format!("{address}: {doing}: {err}");
     match &err.kind {
-        ErrorKind::NotFound | ErrorKind::ServicesUnresolved | ErrorKind::NotificationSessionStopped => {
+        ErrorKind::NotFound => DriverError::Disconnected(format!(
+            "{address}: {doing}: BlueZ removed the object (the link dropped)"
+        )),
+        ErrorKind::ServicesUnresolved | ErrorKind::NotificationSessionStopped => {
             DriverError::Disconnected(message)
         }
         ErrorKind::Failed if err.message.to_ascii_lowercase().contains("not connected") => {

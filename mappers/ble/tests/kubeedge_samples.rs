@@ -113,7 +113,8 @@ async fn serve_sample(variant: &str, node: &str, expected: &[(&str, &str)]) {
         .unwrap_or_else(|e| panic!("{variant}: {e}"));
     let config = peer.get(TAG, IR_CONFIG).await;
     assert_eq!(config["writes"], json!([{"value": [0], "type": "request", "offset": 0}]));
-    // io-data's dataWrite keys (Red, Green, …) are no INT values: an INT is written as a byte.
+    // io-data's dataWrite keys (Red, Green, …) are no INT values, so its dataWrite is left out:
+    // an INT is written in the characteristic's width (one byte).
     edge.set_desired(ID, "io-data", "3");
     edge.wait_reported(ID, "io-data", "3", WAIT)
         .await
@@ -160,6 +161,18 @@ async fn inner_the_converted_cc2650_demo_sample_maps_to_the_sensor_tags_characte
     if !on_private_bus() {
         return;
     }
-    // The demo instance lists only the two properties it twins; the model holds the visitors.
-    serve_sample("ble-demo", "edge-node", &[("temperature-enable", "ON"), ("io-data", "0")]).await;
+    // The demo instance lists only the two properties it twins; the model holds every visitor.
+    serve_sample(
+        "ble-demo",
+        "edge-node",
+        &[
+            ("temperature", "24"),
+            ("temperature-enable", "ON"),
+            ("io-config-initialize", "1"),
+            ("io-config", "1"),
+            ("io-data-initialize", "0"),
+            ("io-data", "0"),
+        ],
+    )
+    .await;
 }

@@ -9,7 +9,8 @@
 //!    implied by the property type ([`Codec::natural`]).
 //!
 //! Writing: `dataWrite` (the value's wire form is the key), else the typed encoding. A
-//! `dataConverter` alone describes reads only.
+//! `dataConverter` alone describes reads only. A `dataWrite` none of whose keys is a value of
+//! the property's type is left out both ways.
 
 pub mod converter;
 pub mod number;
@@ -244,7 +245,7 @@ impl Codec {
         let typed = match (&self.typed, &self.data_write) {
             (Some(typed), _) => *typed,
             // Keys that are values of the property's type are all it can read.
-            (None, Some(map)) if map.0.iter().any(|(key, _)| self.ty.parse(key).is_ok()) => {
+            (None, Some(map)) if self.any_key_is_a_value(map) => {
                 return Err(format!(
                     "the value {} is none of dataWrite's ({})",
                     hex(value),
@@ -254,6 +255,12 @@ impl Codec {
             (None, _) => Codec::natural(self.ty, value.len())?,
         };
         self.decode_typed(&typed, value)
+    }
+
+    /// Whether `dataWrite` applies: a map none of whose keys is a value of the property's type
+    /// (KubeEdge's CC2650 sample maps colour names on an INT) can never match, and is left out.
+    fn any_key_is_a_value(&self, map: &DataWrite) -> bool {
+        map.0.iter().any(|(key, _)| self.ty.parse(key).is_ok())
     }
 
     fn decode_typed(&self, typed: &Typed, value: &[u8]) -> Result<Value, String> {
@@ -340,7 +347,7 @@ impl Codec {
     /// The bytes to write for `value`. `current` is the length of the characteristic's value
     /// when known: a number without `dataType` is written in as many bytes.
     pub fn encode(&self, value: &Value, current: Option<usize>) -> Result<Encoded, String> {
-        if let Some(map) = &self.data_write {
+        if let Some(map) = self.data_write.as_ref().filter(|map| self.any_key_is_a_value(map)) {
             let wire = value.to_wire();
             return match map.bytes_for(&wire) {
                 Some(bytes) => Ok(Encoded {
@@ -684,6 +691,7 @@ mod tests {
         };
         assert_eq!(colours.decode(&[2]), Ok(Value::Int(2)));
         assert_eq!(colours.decode(&[9]), Ok(Value::Int(9)));
+        assert_eq!(colours.encode(&Value::Int(3), Some(1)).map(|e| e.bytes), Ok(vec![3]));
     }
 
     #[test]

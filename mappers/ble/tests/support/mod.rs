@@ -127,7 +127,8 @@ impl PrivateBus {
             .args(["--nofork", "--print-address"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // It says that it cannot raise its fd limit when not run by root's init.
+            .stderr(Stdio::null())
             .spawn()
             .expect("dbus-daemon starts");
         let mut line = String::new();
