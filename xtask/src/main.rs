@@ -115,6 +115,8 @@ fn test_env(root: &Path) -> Result<Vec<(String, OsString)>> {
         ),
         // Provisioned above: a missing browser fails the browser tests instead of skipping them.
         ("EDGETWIN_REQUIRE_BROWSER".to_owned(), "1".into()),
+        // Likewise every other test peer (the BLE tests' dbus-daemon and python-dbusmock).
+        ("EDGETWIN_REQUIRE_PEERS".to_owned(), "1".into()),
     ];
     if std::env::var_os("EDGETWIN_KUBEEDGE_FIXTURES").is_none() {
         let sibling = root.join("../shared/fixtures/kubeedge");

@@ -23,8 +23,9 @@ pub fn split(
     let mut options = RadioOptions {
         default_adapter: env("EDGETWIN_BLE_ADAPTER").filter(|a| !a.is_empty()),
         max_connections: match env("EDGETWIN_BLE_MAX_CONNECTIONS") {
-            Some(text) => max_connections(&text)
-                .map_err(|e| format!("EDGETWIN_BLE_MAX_CONNECTIONS: {e}"))?,
+            Some(text) => {
+                max_connections(&text).map_err(|e| format!("EDGETWIN_BLE_MAX_CONNECTIONS: {e}"))?
+            }
             None => DEFAULT_MAX_CONNECTIONS,
         },
     };
@@ -71,7 +72,15 @@ mod tests {
     #[test]
     fn ble_options_are_taken_and_the_rest_kept() {
         let (options, rest) = split(
-            &args(&["--node", "n1", "--adapter", "hci1", "--max-connections=3", "--devices", "d"]),
+            &args(&[
+                "--node",
+                "n1",
+                "--adapter",
+                "hci1",
+                "--max-connections=3",
+                "--devices",
+                "d",
+            ]),
             |_| None,
         )
         .expect("valid");
@@ -98,7 +107,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        for bad in [&["--max-connections", "0"][..], &["--max-connections", "x"], &["--adapter"]] {
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--max-connections", "x"],
+            &["--adapter"],
+        ] {
             assert!(split(&args(bad), |_| None).is_err(), "{bad:?}");
         }
         let err = split(&[], |k| {

@@ -125,7 +125,12 @@ pub struct VisitorConfig {
     )]
     pub characteristic_uuid: Option<String>,
     /// The service, when the characteristic's UUID appears in several services.
-    #[serde(default, rename = "serviceUUID", alias = "serviceUuid", alias = "service")]
+    #[serde(
+        default,
+        rename = "serviceUUID",
+        alias = "serviceUuid",
+        alias = "service"
+    )]
     pub service_uuid: Option<String>,
     /// Property value → bytes to write (KubeEdge: `"ON": [1]`).
     #[serde(default)]
@@ -173,7 +178,11 @@ impl Mac {
             .chars()
             .filter(|c| !matches!(c, ':' | '-'))
             .collect();
-        let separators = text.trim().chars().filter(|c| matches!(c, ':' | '-')).count();
+        let separators = text
+            .trim()
+            .chars()
+            .filter(|c| matches!(c, ':' | '-'))
+            .count();
         if digits.len() != 12 || !(separators == 0 || separators == 5) {
             return None;
         }
@@ -285,7 +294,9 @@ impl ProtocolConfig {
         };
         let adapter = non_empty(self.adapter.as_deref()).map(str::to_owned);
         if let Some(adapter) = &adapter
-            && !adapter.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !adapter
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             return Err(ConfigError::new(
                 "adapter",
@@ -317,7 +328,8 @@ impl VisitorConfig {
         };
         let service = match non_empty(self.service_uuid.as_deref()) {
             Some(text) => Some(
-                parse_uuid(text).ok_or_else(|| ConfigError::new("serviceUUID", not_a_uuid(text)))?,
+                parse_uuid(text)
+                    .ok_or_else(|| ConfigError::new("serviceUUID", not_a_uuid(text)))?,
             ),
             None => None,
         };
@@ -327,7 +339,10 @@ impl VisitorConfig {
         if let (Some(_), Some(typed)) = (&converter, &typed) {
             return Err(ConfigError::new(
                 "dataType",
-                format!("{} and dataConverter both say how to read: keep one", typed.data_type),
+                format!(
+                    "{} and dataConverter both say how to read: keep one",
+                    typed.data_type
+                ),
             ));
         }
         if ty == PropertyType::Bytes {
@@ -342,7 +357,10 @@ impl VisitorConfig {
             {
                 return Err(ConfigError::new(
                     "dataType",
-                    format!("{} cannot feed a BYTES property (use bytes)", typed.data_type),
+                    format!(
+                        "{} cannot feed a BYTES property (use bytes)",
+                        typed.data_type
+                    ),
                 ));
             }
         }
@@ -355,7 +373,12 @@ impl VisitorConfig {
                 converter,
                 typed,
             },
-            write_type: match self.write_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            write_type: match self
+                .write_type
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
                 None | Some("request" | "withresponse" | "with-response") => WriteType::Request,
                 Some("command" | "withoutresponse" | "without-response") => WriteType::Command,
                 Some(other) => {
@@ -383,7 +406,10 @@ impl VisitorConfig {
     /// sample): the converter's keys next to `characteristicUUID`, or `dataWrite`'s entries.
     pub fn flattened_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
-        if self.data_converter.as_ref().is_none_or(RawConverter::is_empty)
+        if self
+            .data_converter
+            .as_ref()
+            .is_none_or(RawConverter::is_empty)
             && !self.flattened_converter.is_empty()
         {
             keys.push("dataConverter".to_owned());
@@ -524,7 +550,9 @@ impl VisitorConfig {
         if end > MAX_VALUE_LEN {
             return Err(ConfigError::new(
                 "offset",
-                format!("the value would end at byte {end}; characteristics hold at most {MAX_VALUE_LEN}"),
+                format!(
+                    "the value would end at byte {end}; characteristics hold at most {MAX_VALUE_LEN}"
+                ),
             ));
         }
         Ok(Some(Typed {
@@ -655,8 +683,9 @@ fn bytes_of(json: &Json) -> Result<Vec<u8>, String> {
                     .ok_or_else(|| format!("{item} is not a byte (0–255)"))
             })
             .collect::<Result<Vec<u8>, String>>()?,
-        Json::String(text) => base64(text)
-            .ok_or_else(|| format!("{text:?} is neither a list of bytes nor base64"))?,
+        Json::String(text) => {
+            base64(text).ok_or_else(|| format!("{text:?} is neither a list of bytes nor base64"))?
+        }
         other => return Err(format!("{other} is not a list of bytes like [1] or base64")),
     };
     if bytes.len() > MAX_VALUE_LEN {
@@ -671,7 +700,7 @@ fn bytes_of(json: &Json) -> Result<Vec<u8>, String> {
 /// Standard base64 with padding (RFC 4648), as Go encodes `[]byte`.
 fn base64(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return None;
     }
     let sextet = |c: u8| -> Option<u32> {
@@ -752,10 +781,22 @@ mod tests {
         for (config, expected) in [
             (json!({}), "macAddress: missing"),
             (json!({"macAddress": " "}), "macAddress: missing"),
-            (json!({"macAddress": "nope"}), "macAddress: \"nope\" is not a Bluetooth address"),
-            (json!({"name": "x", "adapter": "hci0/../x"}), "adapter: \"hci0/../x\" is not"),
-            (json!({"name": "x", "timeout": 0}), "timeout: must be more than 0 ms"),
-            (json!({"name": "x", "connectTimeout": -1}), "connectTimeout: -1 is not a whole number"),
+            (
+                json!({"macAddress": "nope"}),
+                "macAddress: \"nope\" is not a Bluetooth address",
+            ),
+            (
+                json!({"name": "x", "adapter": "hci0/../x"}),
+                "adapter: \"hci0/../x\" is not",
+            ),
+            (
+                json!({"name": "x", "timeout": 0}),
+                "timeout: must be more than 0 ms",
+            ),
+            (
+                json!({"name": "x", "connectTimeout": -1}),
+                "connectTimeout: -1 is not a whole number",
+            ),
         ] {
             let err = protocol(config.clone()).expect_err("invalid");
             assert!(err.starts_with(expected), "{config}: {err}");
@@ -768,7 +809,10 @@ mod tests {
     fn uuids_in_every_form() {
         let full = parse_uuid("f000aa0104514000b000000000000000").expect("32 digits");
         assert_eq!(full.to_string(), "f000aa01-0451-4000-b000-000000000000");
-        assert_eq!(parse_uuid("F000AA01-0451-4000-B000-000000000000"), Some(full));
+        assert_eq!(
+            parse_uuid("F000AA01-0451-4000-B000-000000000000"),
+            Some(full)
+        );
         assert_eq!(
             parse_uuid("2a6e").map(|u| u.to_string()).as_deref(),
             Some("00002a6e-0000-1000-8000-00805f9b34fb")
@@ -778,7 +822,13 @@ mod tests {
             parse_uuid("12345678").map(|u| u.to_string()).as_deref(),
             Some("12345678-0000-1000-8000-00805f9b34fb")
         );
-        for bad in ["", "2a6", "2a6e-", "xyz1", "f000aa0104514000b00000000000000"] {
+        for bad in [
+            "",
+            "2a6",
+            "2a6e-",
+            "xyz1",
+            "f000aa0104514000b00000000000000",
+        ] {
             assert_eq!(parse_uuid(bad), None, "{bad}");
         }
     }
@@ -793,7 +843,10 @@ mod tests {
         )
         .expect("valid");
         let converter = temperature.codec.converter.clone().expect("a converter");
-        assert_eq!((converter.start, converter.end, converter.shift), (1, 0, Shift::Right(2)));
+        assert_eq!(
+            (converter.start, converter.end, converter.shift),
+            (1, 0, Shift::Right(2))
+        );
         assert_eq!(temperature.notify, NotifyMode::Auto);
         assert_eq!(temperature.write_type, WriteType::Request);
         let enable = point(
@@ -804,7 +857,10 @@ mod tests {
         .expect("valid");
         assert_eq!(
             enable.codec.data_write,
-            Some(DataWrite(vec![("OFF".into(), vec![0]), ("ON".into(), vec![1])]))
+            Some(DataWrite(vec![
+                ("OFF".into(), vec![0]),
+                ("ON".into(), vec![1])
+            ]))
         );
     }
 
@@ -812,10 +868,12 @@ mod tests {
     fn the_cc2650_sample_with_its_keys_one_level_too_high() {
         // KubeEdge's build/crd-samples CC2650 instance indents dataConverter's and dataWrite's
         // entries at the visitor's level; `edgetwin convert` keeps them there.
-        let flat = visitor(json!({"characteristicUUID": "f000aa0104514000b000000000000000",
+        let flat = visitor(
+            json!({"characteristicUUID": "f000aa0104514000b000000000000000",
                                   "dataConverter": null, "startIndex": 1, "endIndex": 0,
                                   "shiftRight": 2, "orderOfOperations":
-                                  [{"operationType": "Multiply", "operationValue": 0.03125}]}));
+                                  [{"operationType": "Multiply", "operationValue": 0.03125}]}),
+        );
         assert_eq!(flat.flattened_keys(), ["dataConverter"]);
         let nested = point(
             json!({"characteristicUUID": "f000aa0104514000b000000000000000",
@@ -825,13 +883,22 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(flat.settings(PropertyType::Int).expect("valid"), nested);
-        let flat_write = visitor(json!({"characteristicUUID": "f000aa6504514000b000000000000000",
-                                        "dataWrite": null, "Red": [1], "Green": [2]}));
+        let flat_write = visitor(
+            json!({"characteristicUUID": "f000aa6504514000b000000000000000",
+                                        "dataWrite": null, "Red": [1], "Green": [2]}),
+        );
         assert_eq!(flat_write.flattened_keys(), ["dataWrite"]);
         assert!(flat_write.unknown_keys().is_empty());
         assert_eq!(
-            flat_write.settings(PropertyType::Int).expect("valid").codec.data_write,
-            Some(DataWrite(vec![("Green".into(), vec![2]), ("Red".into(), vec![1])]))
+            flat_write
+                .settings(PropertyType::Int)
+                .expect("valid")
+                .codec
+                .data_write,
+            Some(DataWrite(vec![
+                ("Green".into(), vec![2]),
+                ("Red".into(), vec![1])
+            ]))
         );
         let both = point(
             json!({"characteristicUUID": "2a6e", "dataConverter": {"startIndex": 1},
@@ -839,7 +906,10 @@ mod tests {
             PropertyType::Int,
         )
         .expect_err("ambiguous");
-        assert!(both.starts_with("startIndex: set inside dataConverter and next to it"), "{both}");
+        assert!(
+            both.starts_with("startIndex: set inside dataConverter and next to it"),
+            "{both}"
+        );
     }
 
     #[test]
@@ -870,7 +940,9 @@ mod tests {
         assert_eq!(name.notify, NotifyMode::Never);
         assert_eq!(name.service, parse_uuid("1800"));
         assert_eq!(
-            name.codec.encode(&Value::String("ab".into()), None).map(|e| e.bytes),
+            name.codec
+                .encode(&Value::String("ab".into()), None)
+                .map(|e| e.bytes),
             Ok(b"ab\0\0\0\0\0\0".to_vec())
         );
     }
@@ -880,33 +952,111 @@ mod tests {
         use PropertyType as P;
         for (config, ty, expected) in [
             (json!({}), P::Int, "characteristicUUID: missing"),
-            (json!({"characteristicUUID": "zz"}), P::Int, "characteristicUUID: \"zz\" is not a UUID"),
-            (json!({"uuid": "2a6e", "serviceUUID": "1"}), P::Int, "serviceUUID: \"1\" is not a UUID"),
-            (json!({"uuid": "2a6e", "dataWrite": {"ON": [256]}}), P::String, "dataWrite.ON: 256 is not a byte"),
-            (json!({"uuid": "2a6e", "dataWrite": {"ON": "%%"}}), P::String, "dataWrite.ON: \"%%\" is neither"),
-            (json!({"uuid": "2a6e", "dataWrite": {"ON": true}}), P::String, "dataWrite.ON: true is not a list"),
-            (json!({"uuid": "2a6e", "dataConverter": {"startIndex": 0, "endIndex": 9}}), P::Int,
-             "dataConverter.startIndex: startIndex 0 to endIndex 9 is 10 bytes"),
-            (json!({"uuid": "2a6e", "dataConverter": {"shiftLeft": 1, "shiftRight": 2}}), P::Int,
-             "dataConverter.shiftLeft: shiftLeft and shiftRight are both set"),
-            (json!({"uuid": "2a6e", "dataConverter": {"startIndex": -1}}), P::Int,
-             "dataConverter.startIndex: -1 is not a whole number"),
-            (json!({"uuid": "2a6e", "dataConverter": {"orderOfOperations": [{"operationType": "Divide", "operationValue": 0}]}}), P::Int,
-             "dataConverter.orderOfOperations[0]: Divide by 0"),
-            (json!({"uuid": "2a6e", "dataConverter": {"orderOfOperations": [{"operationType": "Add"}]}}), P::Int,
-             "dataConverter.orderOfOperations[0]: operationValue missing"),
-            (json!({"uuid": "2a6e", "dataType": "decimal"}), P::Float, "dataType: \"decimal\" is not"),
-            (json!({"uuid": "2a6e", "dataType": "int16", "dataConverter": {"startIndex": 1}}), P::Float,
-             "dataType: int16 and dataConverter both say how to read"),
-            (json!({"uuid": "2a6e", "byteOrder": "big"}), P::Int, "byteOrder: only used with dataType"),
-            (json!({"uuid": "2a6e", "dataType": "uint8", "byteOrder": "middle"}), P::Int, "byteOrder: \"middle\" is not"),
-            (json!({"uuid": "2a6e", "dataType": "uint8", "length": 2}), P::Int, "length: uint8 has a fixed size"),
-            (json!({"uuid": "2a6e", "dataType": "uint8", "offset": 600}), P::Int, "offset: the value would end at byte 601"),
-            (json!({"uuid": "2a6e", "dataType": "uint8"}), P::Bytes, "dataType: uint8 cannot feed a BYTES property"),
-            (json!({"uuid": "2a6e", "dataConverter": {"startIndex": 1}}), P::Bytes, "dataConverter: makes a number"),
-            (json!({"uuid": "2a6e", "writeType": "reliable"}), P::Int, "writeType: \"reliable\" is not"),
-            (json!({"uuid": "2a6e", "notify": "sometimes"}), P::Int, "notify: \"sometimes\" is not"),
-            (json!({"uuid": "2a6e", "notify": 3}), P::Int, "notify: 3 is not"),
+            (
+                json!({"characteristicUUID": "zz"}),
+                P::Int,
+                "characteristicUUID: \"zz\" is not a UUID",
+            ),
+            (
+                json!({"uuid": "2a6e", "serviceUUID": "1"}),
+                P::Int,
+                "serviceUUID: \"1\" is not a UUID",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataWrite": {"ON": [256]}}),
+                P::String,
+                "dataWrite.ON: 256 is not a byte",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataWrite": {"ON": "%%"}}),
+                P::String,
+                "dataWrite.ON: \"%%\" is neither",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataWrite": {"ON": true}}),
+                P::String,
+                "dataWrite.ON: true is not a list",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataConverter": {"startIndex": 0, "endIndex": 9}}),
+                P::Int,
+                "dataConverter.startIndex: startIndex 0 to endIndex 9 is 10 bytes",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataConverter": {"shiftLeft": 1, "shiftRight": 2}}),
+                P::Int,
+                "dataConverter.shiftLeft: shiftLeft and shiftRight are both set",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataConverter": {"startIndex": -1}}),
+                P::Int,
+                "dataConverter.startIndex: -1 is not a whole number",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataConverter": {"orderOfOperations": [{"operationType": "Divide", "operationValue": 0}]}}),
+                P::Int,
+                "dataConverter.orderOfOperations[0]: Divide by 0",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataConverter": {"orderOfOperations": [{"operationType": "Add"}]}}),
+                P::Int,
+                "dataConverter.orderOfOperations[0]: operationValue missing",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataType": "decimal"}),
+                P::Float,
+                "dataType: \"decimal\" is not",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataType": "int16", "dataConverter": {"startIndex": 1}}),
+                P::Float,
+                "dataType: int16 and dataConverter both say how to read",
+            ),
+            (
+                json!({"uuid": "2a6e", "byteOrder": "big"}),
+                P::Int,
+                "byteOrder: only used with dataType",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataType": "uint8", "byteOrder": "middle"}),
+                P::Int,
+                "byteOrder: \"middle\" is not",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataType": "uint8", "length": 2}),
+                P::Int,
+                "length: uint8 has a fixed size",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataType": "uint8", "offset": 600}),
+                P::Int,
+                "offset: the value would end at byte 601",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataType": "uint8"}),
+                P::Bytes,
+                "dataType: uint8 cannot feed a BYTES property",
+            ),
+            (
+                json!({"uuid": "2a6e", "dataConverter": {"startIndex": 1}}),
+                P::Bytes,
+                "dataConverter: makes a number",
+            ),
+            (
+                json!({"uuid": "2a6e", "writeType": "reliable"}),
+                P::Int,
+                "writeType: \"reliable\" is not",
+            ),
+            (
+                json!({"uuid": "2a6e", "notify": "sometimes"}),
+                P::Int,
+                "notify: \"sometimes\" is not",
+            ),
+            (
+                json!({"uuid": "2a6e", "notify": 3}),
+                P::Int,
+                "notify: 3 is not",
+            ),
         ] {
             let err = point(config.clone(), ty).expect_err("invalid");
             assert!(err.starts_with(expected), "{config}: {err}");

@@ -16,8 +16,8 @@ use bluer::Uuid;
 use bluer::gatt::WriteOp;
 use bluer::gatt::remote::{Characteristic, CharacteristicWriteRequest};
 use edgetwin_sdk::{
-    DeviceConfig, DeviceId, Driver, DriverError, Point, PointId, PropertyType, PushSender,
-    Session, Value,
+    DeviceConfig, DeviceId, Driver, DriverError, Point, PointId, PropertyType, PushSender, Session,
+    Value,
 };
 use futures::StreamExt;
 use tokio::task::JoinHandle;
@@ -186,7 +186,11 @@ fn warn_about(device: &DeviceId, point: &Point<VisitorConfig>, settings: &PointS
                 "these dataWrite keys are not values of the property's type and can never be written");
         }
     }
-    if point.writable && codec.converter.is_some() && codec.data_write.is_none() && codec.typed.is_none() {
+    if point.writable
+        && codec.converter.is_some()
+        && codec.data_write.is_none()
+        && codec.typed.is_none()
+    {
         tracing::warn!(%device, %property, "writable, but dataConverter describes reads only: writes need dataWrite or dataType");
     }
 }
@@ -340,7 +344,11 @@ impl Session for BleSession {
                 // After a lost link the rest of the batch fails at once with the same reason.
                 let lost = values
                     .values()
-                    .find_map(|v| v.as_ref().err().filter(|e| matches!(e, DriverError::Disconnected(_))))
+                    .find_map(|v| {
+                        v.as_ref()
+                            .err()
+                            .filter(|e| matches!(e, DriverError::Disconnected(_)))
+                    })
                     .cloned();
                 let value = match lost {
                     Some(err) => Err(err),
@@ -356,7 +364,11 @@ impl Session for BleSession {
         results
     }
 
-    async fn write(&mut self, point: &Point<VisitorConfig>, value: &Value) -> Result<(), DriverError> {
+    async fn write(
+        &mut self,
+        point: &Point<VisitorConfig>,
+        value: &Value,
+    ) -> Result<(), DriverError> {
         let (_, index) = self.link(point.id)?;
         let char = &self.chars[index];
         let numeric = matches!(
@@ -392,7 +404,12 @@ impl Session for BleSession {
             ..Default::default()
         };
         let doing = format!("writing {} to {}", hex(&encoded.bytes), char.entry.uuid);
-        match timeout(self.timeout, char.handle.write_ext(&encoded.bytes, &request)).await {
+        match timeout(
+            self.timeout,
+            char.handle.write_ext(&encoded.bytes, &request),
+        )
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(err)) => return Err(self.error(&err, &doing)),
             Err(_) => return Err(DriverError::Timeout(self.timeout)),

@@ -191,9 +191,9 @@ impl Radio {
         if let Some(session) = session.as_ref() {
             return Ok(session.clone());
         }
-        let opened = Session::new().await.map_err(|e| {
-            DriverError::Io(format!("cannot reach BlueZ on the system D-Bus: {e}"))
-        })?;
+        let opened = Session::new()
+            .await
+            .map_err(|e| DriverError::Io(format!("cannot reach BlueZ on the system D-Bus: {e}")))?;
         *session = Some(opened.clone());
         Ok(opened)
     }
@@ -273,7 +273,11 @@ impl Radio {
                     )));
                 }
             };
-            if !device.is_connected().await.map_err(|e| bluez_error(&e, &address, "connecting"))? {
+            if !device
+                .is_connected()
+                .await
+                .map_err(|e| bluez_error(&e, &address, "connecting"))?
+            {
                 match timeout_at(deadline, device.connect()).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) if e.kind == ErrorKind::AlreadyConnected => {}
@@ -289,7 +293,9 @@ impl Radio {
             }
         }
         wait_resolved(&device, &address, deadline).await?;
-        let table = self.table(&name, &device, address, wanted, deadline).await?;
+        let table = self
+            .table(&name, &device, address, wanted, deadline)
+            .await?;
         Ok(Connected {
             adapter: name,
             device,
@@ -300,7 +306,11 @@ impl Radio {
     }
 
     /// The named adapter, or the default; powered on if it is off.
-    async fn adapter(&self, session: &Session, wanted: Option<&str>) -> Result<Adapter, DriverError> {
+    async fn adapter(
+        &self,
+        session: &Session,
+        wanted: Option<&str>,
+    ) -> Result<Adapter, DriverError> {
         let names = session
             .adapter_names()
             .await
@@ -333,7 +343,9 @@ impl Radio {
         if !powered {
             tracing::info!(adapter = %name, "powering the adapter on");
             adapter.set_powered(true).await.map_err(|e| {
-                DriverError::Io(format!("adapter {name} is off and cannot be powered on: {e}"))
+                DriverError::Io(format!(
+                    "adapter {name} is off and cannot be powered on: {e}"
+                ))
             })?;
         }
         Ok(adapter)
@@ -380,11 +392,14 @@ impl Radio {
             .insert(key, Arc::clone(&table));
         Ok(table)
     }
-
 }
 
 /// The device the target names: known to BlueZ already, or found by scanning until `deadline`.
-async fn find(adapter: &Adapter, target: &Target, deadline: Instant) -> Result<Device, DriverError> {
+async fn find(
+    adapter: &Adapter,
+    target: &Target,
+    deadline: Instant,
+) -> Result<Device, DriverError> {
     if let Some(device) = known(adapter, target).await? {
         return Ok(device);
     }
@@ -412,9 +427,10 @@ async fn known(adapter: &Adapter, target: &Target) -> Result<Option<Device>, Dri
         .map_err(|e| DriverError::Io(format!("cannot list devices of {}: {e}", adapter.name())))?;
     for address in addresses {
         if matches(adapter, target, address).await {
-            return adapter.device(address).map(Some).map_err(|e| {
-                DriverError::Io(format!("{address}: {e}"))
-            });
+            return adapter
+                .device(address)
+                .map(Some)
+                .map_err(|e| DriverError::Io(format!("{address}: {e}")));
         }
     }
     Ok(None)
@@ -455,14 +471,17 @@ async fn matches(adapter: &Adapter, target: &Target, address: bluer::Address) ->
 }
 
 /// Waits until BlueZ has resolved the device's services.
-async fn wait_resolved(device: &Device, address: &Mac, deadline: Instant) -> Result<(), DriverError> {
+async fn wait_resolved(
+    device: &Device,
+    address: &Mac,
+    deadline: Instant,
+) -> Result<(), DriverError> {
     let wait = async {
-        let mut events = std::pin::pin!(
-            device
-                .events()
-                .await
-                .map_err(|e| bluez_error(&e, address, "waiting for services"))?
-        );
+        let mut events = std::pin::pin!(device.events().await.map_err(|e| bluez_error(
+            &e,
+            address,
+            "waiting for services"
+        ))?);
         if device
             .is_services_resolved()
             .await
@@ -481,7 +500,9 @@ async fn wait_resolved(device: &Device, address: &Mac, deadline: Instant) -> Res
                 _ => {}
             }
         }
-        Err(DriverError::Disconnected(format!("{address} was removed by BlueZ")))
+        Err(DriverError::Disconnected(format!(
+            "{address} was removed by BlueZ"
+        )))
     };
     match timeout_at(deadline, wait).await {
         Ok(result) => result,
@@ -519,7 +540,11 @@ async fn discover(device: &Device, address: &Mac) -> Result<GattTable, DriverErr
 
 /// Whether the wanted characteristics the table has are still where it says. (One the device
 /// lacked at discovery is not looked for again on every reconnect.)
-async fn still_matches(device: &Device, table: &GattTable, wanted: &[(Uuid, Option<Uuid>)]) -> bool {
+async fn still_matches(
+    device: &Device,
+    table: &GattTable,
+    wanted: &[(Uuid, Option<Uuid>)],
+) -> bool {
     for (uuid, service) in wanted {
         let Some(entry) = table.find(*uuid, *service) else {
             continue;

@@ -42,7 +42,11 @@ async fn sensor(peer: &mut BluezPeer, address: &str, name: &str) {
     .await;
 }
 
-fn device(name: &str, protocol: Json, points: &[(&str, PropertyType, Json)]) -> DeviceConfig<ProtocolConfig, VisitorConfig> {
+fn device(
+    name: &str,
+    protocol: Json,
+    points: &[(&str, PropertyType, Json)],
+) -> DeviceConfig<ProtocolConfig, VisitorConfig> {
     DeviceConfig {
         id: DeviceId::new("default", name),
         protocol: serde_json::from_value(protocol).expect("protocol configData"),
@@ -65,7 +69,11 @@ fn thermometer(protocol: Json) -> DeviceConfig<ProtocolConfig, VisitorConfig> {
         "thermo",
         protocol,
         &[
-            ("raw", PropertyType::Int, json!({"characteristicUUID": "2a6e"})),
+            (
+                "raw",
+                PropertyType::Int,
+                json!({"characteristicUUID": "2a6e"}),
+            ),
             (
                 "celsius",
                 PropertyType::Float,
@@ -78,13 +86,21 @@ fn thermometer(protocol: Json) -> DeviceConfig<ProtocolConfig, VisitorConfig> {
                 PropertyType::String,
                 json!({"characteristicUUID": SWITCH, "dataWrite": {"ON": [1], "OFF": [0]}}),
             ),
-            ("level", PropertyType::Int, json!({"characteristicUUID": LEVEL})),
+            (
+                "level",
+                PropertyType::Int,
+                json!({"characteristicUUID": LEVEL}),
+            ),
             (
                 "level-command",
                 PropertyType::Int,
                 json!({"characteristicUUID": LEVEL, "dataType": "uint16", "writeType": "command"}),
             ),
-            ("missing", PropertyType::Int, json!({"characteristicUUID": "2a19"})),
+            (
+                "missing",
+                PropertyType::Int,
+                json!({"characteristicUUID": "2a19"}),
+            ),
             (
                 "events",
                 PropertyType::Float,
@@ -94,7 +110,10 @@ fn thermometer(protocol: Json) -> DeviceConfig<ProtocolConfig, VisitorConfig> {
     )
 }
 
-async fn read_all(session: &mut BleSession, config: &DeviceConfig<ProtocolConfig, VisitorConfig>) -> Vec<Result<Value, DriverError>> {
+async fn read_all(
+    session: &mut BleSession,
+    config: &DeviceConfig<ProtocolConfig, VisitorConfig>,
+) -> Vec<Result<Value, DriverError>> {
     let points: Vec<&Point<VisitorConfig>> = config.points.iter().collect();
     session.read(&points).await
 }
@@ -126,12 +145,18 @@ async fn inner_reads_and_writes_by_address() {
     let Err(DriverError::Rejected(missing)) = &values[5] else {
         panic!("missing: {:?}", values[5]);
     };
-    assert!(missing.contains("00002a19-0000-1000-8000-00805f9b34fb is not on AA:BB:CC:DD:EE:01"), "{missing}");
+    assert!(
+        missing.contains("00002a19-0000-1000-8000-00805f9b34fb is not on AA:BB:CC:DD:EE:01"),
+        "{missing}"
+    );
     assert!(missing.contains(SERVICE), "{missing}");
     let Err(DriverError::Rejected(unreadable)) = &values[6] else {
         panic!("events: {:?}", values[6]);
     };
-    assert!(unreadable.contains("cannot be read (indicate)"), "{unreadable}");
+    assert!(
+        unreadable.contains("cannot be read (indicate)"),
+        "{unreadable}"
+    );
     // Two properties on one characteristic: one read each per batch.
     assert_eq!(peer.get(SENSOR, TEMPERATURE).await["reads"], 1);
     assert_eq!(peer.get(SENSOR, LEVEL).await["reads"], 1);
@@ -143,12 +168,18 @@ async fn inner_reads_and_writes_by_address() {
         .expect("written");
     let switch = peer.get(SENSOR, SWITCH).await;
     assert_eq!(switch["value"], json!([1]));
-    assert_eq!(switch["writes"], json!([{"value": [1], "type": "request", "offset": 0}]));
+    assert_eq!(
+        switch["writes"],
+        json!([{"value": [1], "type": "request", "offset": 0}])
+    );
     let refused = session
         .write(&config.points[2], &Value::String("DIM".into()))
         .await
         .expect_err("not a key");
-    assert!(matches!(&refused, DriverError::Rejected(m) if m.contains("\"DIM\" is not one of dataWrite's values (OFF=00, ON=01)")), "{refused:?}");
+    assert!(
+        matches!(&refused, DriverError::Rejected(m) if m.contains("\"DIM\" is not one of dataWrite's values (OFF=00, ON=01)")),
+        "{refused:?}"
+    );
     // A number without dataType takes the characteristic's width (2 bytes, read above).
     session
         .write(&config.points[3], &Value::Int(300))
@@ -172,12 +203,18 @@ async fn inner_reads_and_writes_by_address() {
         .write(&config.points[4], &Value::Int(70_000))
         .await
         .expect_err("too big");
-    assert!(matches!(&out_of_range, DriverError::Rejected(m) if m.contains("70000 does not fit uint16")), "{out_of_range:?}");
+    assert!(
+        matches!(&out_of_range, DriverError::Rejected(m) if m.contains("70000 does not fit uint16")),
+        "{out_of_range:?}"
+    );
 
     session.health().await.expect("connected");
     session.disconnect().await;
     let stats = peer.stats(SENSOR).await;
-    assert_eq!((stats["connects"].as_u64(), stats["connected"].as_bool()), (Some(1), Some(false)));
+    assert_eq!(
+        (stats["connects"].as_u64(), stats["connected"].as_bool()),
+        (Some(1), Some(false))
+    );
     assert_eq!(driver.radio().in_use("hci0"), 0, "the slot is given back");
     peer.kill().await;
 }
@@ -199,7 +236,10 @@ async fn inner_a_device_is_found_by_its_advertised_name() {
     let driver = BleDriver::default();
     let config = thermometer(json!({"name": "Thermo-7"}));
     let mut session = driver.connect(&config).await.expect("found by name");
-    assert_eq!(read_all(&mut session, &config).await[1], Ok(Value::Float(21.5)));
+    assert_eq!(
+        read_all(&mut session, &config).await[1],
+        Ok(Value::Float(21.5))
+    );
     assert_eq!(peer.stats(SENSOR).await["connects"], 1);
     assert_eq!(peer.stats("AA:BB:CC:DD:EE:02").await["connects"], 0);
     session.disconnect().await;
@@ -237,14 +277,20 @@ async fn inner_a_device_that_vanishes_mid_read_fails_until_it_returns() {
     let driver = BleDriver::default();
     let config = thermometer(json!({"macAddress": SENSOR, "connectTimeout": 1000}));
     let mut session = driver.connect(&config).await.expect("connects");
-    assert_eq!(read_all(&mut session, &config).await[0], Ok(Value::Int(0x0866)));
+    assert_eq!(
+        read_all(&mut session, &config).await[0],
+        Ok(Value::Int(0x0866))
+    );
 
     peer.vanish(SENSOR, 200).await;
     let values = read_all(&mut session, &config).await;
     let Err(DriverError::Disconnected(reason)) = &values[0] else {
         panic!("a lost link: {:?}", values[0]);
     };
-    assert!(reason.starts_with("AA:BB:CC:DD:EE:01: reading 00002a6e-0000-1000-8000-00805f9b34fb:"), "{reason}");
+    assert!(
+        reason.starts_with("AA:BB:CC:DD:EE:01: reading 00002a6e-0000-1000-8000-00805f9b34fb:"),
+        "{reason}"
+    );
     assert!(reason.contains("Not connected"), "{reason}");
     // BlueZ reports the link down; the session says so.
     let health = tokio::time::timeout(Duration::from_secs(5), async {
@@ -257,17 +303,30 @@ async fn inner_a_device_that_vanishes_mid_read_fails_until_it_returns() {
     })
     .await
     .expect("the link loss is seen");
-    assert_eq!(health, DriverError::Disconnected("AA:BB:CC:DD:EE:01 is no longer connected".into()));
+    assert_eq!(
+        health,
+        DriverError::Disconnected("AA:BB:CC:DD:EE:01 is no longer connected".into())
+    );
     session.disconnect().await;
 
     let err = driver.connect(&config).await.expect_err("out of range");
-    assert!(matches!(&err, DriverError::Io(m) if m.contains("le-connection-abort-by-local")), "{err:?}");
-    assert_eq!(driver.radio().in_use("hci0"), 0, "a failed connect keeps no slot");
+    assert!(
+        matches!(&err, DriverError::Io(m) if m.contains("le-connection-abort-by-local")),
+        "{err:?}"
+    );
+    assert_eq!(
+        driver.radio().in_use("hci0"),
+        0,
+        "a failed connect keeps no slot"
+    );
 
     peer.come_back(SENSOR).await;
     peer.set(SENSOR, TEMPERATURE, &[0x70, 0x08]).await;
     let mut session = driver.connect(&config).await.expect("back in range");
-    assert_eq!(read_all(&mut session, &config).await[1], Ok(Value::Float(21.6)));
+    assert_eq!(
+        read_all(&mut session, &config).await[1],
+        Ok(Value::Float(21.6))
+    );
     // The GATT table found at the first connect still matched: no second discovery.
     assert_eq!(driver.radio().discoveries(), 1);
     session.disconnect().await;
@@ -276,7 +335,9 @@ async fn inner_a_device_that_vanishes_mid_read_fails_until_it_returns() {
 
 #[test]
 fn an_adapter_connects_at_most_max_connections_and_the_rest_wait_in_turn() {
-    run_on_private_bus("inner_an_adapter_connects_at_most_max_connections_and_the_rest_wait_in_turn");
+    run_on_private_bus(
+        "inner_an_adapter_connects_at_most_max_connections_and_the_rest_wait_in_turn",
+    );
 }
 
 #[tokio::test]
@@ -286,7 +347,12 @@ async fn inner_an_adapter_connects_at_most_max_connections_and_the_rest_wait_in_
         return;
     }
     let mut peer = BluezPeer::start().await;
-    let addresses = ["AA:BB:CC:DD:EE:01", "AA:BB:CC:DD:EE:02", "AA:BB:CC:DD:EE:03", "AA:BB:CC:DD:EE:04"];
+    let addresses = [
+        "AA:BB:CC:DD:EE:01",
+        "AA:BB:CC:DD:EE:02",
+        "AA:BB:CC:DD:EE:03",
+        "AA:BB:CC:DD:EE:04",
+    ];
     for (i, address) in addresses.iter().enumerate() {
         sensor(&mut peer, address, &format!("Thermo-{i}")).await;
     }
@@ -294,14 +360,30 @@ async fn inner_an_adapter_connects_at_most_max_connections_and_the_rest_wait_in_
         default_adapter: Some("hci0".into()),
         max_connections: 2,
     }));
-    let config = |address: &str, timeout: u64| thermometer(json!({"macAddress": address, "connectTimeout": timeout}));
-    let first = driver.connect(&config(addresses[0], 2000)).await.expect("slot 1");
-    let second = driver.connect(&config(addresses[1], 2000)).await.expect("slot 2");
+    let config = |address: &str, timeout: u64| {
+        thermometer(json!({"macAddress": address, "connectTimeout": timeout}))
+    };
+    let first = driver
+        .connect(&config(addresses[0], 2000))
+        .await
+        .expect("slot 1");
+    let second = driver
+        .connect(&config(addresses[1], 2000))
+        .await
+        .expect("slot 2");
     assert_eq!(driver.radio().in_use("hci0"), 2);
 
     // Full: a device that cannot wait long says why.
-    let err = driver.connect(&config(addresses[2], 200)).await.expect_err("no slot");
-    assert_eq!(err, DriverError::Io("no free connection slot on hci0: all 2 are in use (--max-connections)".into()));
+    let err = driver
+        .connect(&config(addresses[2], 200))
+        .await
+        .expect_err("no slot");
+    assert_eq!(
+        err,
+        DriverError::Io(
+            "no free connection slot on hci0: all 2 are in use (--max-connections)".into()
+        )
+    );
 
     // Two devices queue; they get the slots in the order they asked.
     let waiting = |address: &'static str| {
@@ -313,16 +395,26 @@ async fn inner_an_adapter_connects_at_most_max_connections_and_the_rest_wait_in_
     tokio::time::sleep(Duration::from_millis(100)).await;
     let fourth = waiting(addresses[3]);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!third.is_finished() && !fourth.is_finished(), "both wait for a slot");
+    assert!(
+        !third.is_finished() && !fourth.is_finished(),
+        "both wait for a slot"
+    );
     assert_eq!(peer.stats(addresses[2]).await["connects"], 0);
 
     first.disconnect().await;
-    let third = third.await.expect("joined").expect("the first in line connects");
+    let third = third
+        .await
+        .expect("joined")
+        .expect("the first in line connects");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!fourth.is_finished(), "the second in line still waits");
     second.disconnect().await;
     let fourth = fourth.await.expect("joined").expect("then the next");
-    assert_eq!(peer.stats(addresses[3]).await["max_connected"], 2, "never more than 2 at once");
+    assert_eq!(
+        peer.stats(addresses[3]).await["max_connected"],
+        2,
+        "never more than 2 at once"
+    );
     third.disconnect().await;
     fourth.disconnect().await;
     assert_eq!(driver.radio().in_use("hci0"), 0);

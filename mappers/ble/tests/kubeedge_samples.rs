@@ -36,7 +36,10 @@ fn the_fixtures_are_what_edgetwin_convert_writes() {
         eprintln!("skipping: EDGETWIN_KUBEEDGE_FIXTURES is not set");
         return;
     };
-    let Some(edgetwin) = support::target_dir().map(|d| d.join("edgetwin")).filter(|p| p.is_file()) else {
+    let Some(edgetwin) = support::target_dir()
+        .map(|d| d.join("edgetwin"))
+        .filter(|p| p.is_file())
+    else {
         eprintln!(
             "skipping: the edgetwin binary is not built (cargo build -p edgetwin-core); \
              edgetwin-core's convert tests check the fixtures too"
@@ -56,7 +59,8 @@ fn the_fixtures_are_what_edgetwin_convert_writes() {
             .output()
             .expect("edgetwin runs");
         assert!(output.status.success(), "{name}: {output:?}");
-        let fixture = std::fs::read_to_string(fixtures().join(format!("{name}.yaml"))).expect("fixture");
+        let fixture =
+            std::fs::read_to_string(fixtures().join(format!("{name}.yaml"))).expect("fixture");
         assert_eq!(String::from_utf8_lossy(&output.stdout), fixture, "{name}");
     }
 }
@@ -65,18 +69,18 @@ fn the_fixtures_are_what_edgetwin_convert_writes() {
 async fn sensor_tag(peer: &mut BluezPeer) {
     let char = |uuid: &str, flags: &[&str], value: &[u8]| json!({"uuid": uuid, "flags": flags, "value": value});
     peer.command(json!({
-        "cmd": "device", "adapter": "hci0", "address": TAG, "name": "CC2650 SensorTag",
-        "services": [
-            {"uuid": "f000aa00-0451-4000-b000-000000000000", "characteristics": [
-                // 24.0 °C: 768 / 0.03125, shifted left by 2 = 0x0C00, little-endian.
-                char(IR_DATA, &["read", "notify"], &[0x00, 0x0C, 0x00, 0x00]),
-                char(IR_CONFIG, &["read", "write"], &[1]),
-            ]},
-            {"uuid": "f000aa64-0451-4000-b000-000000000000", "characteristics": [
-                char(IO_DATA, &["read", "write"], &[0]),
-                char(IO_CONFIG, &["read", "write"], &[1]),
-            ]},
-        ]}))
+    "cmd": "device", "adapter": "hci0", "address": TAG, "name": "CC2650 SensorTag",
+    "services": [
+        {"uuid": "f000aa00-0451-4000-b000-000000000000", "characteristics": [
+            // 24.0 °C: 768 / 0.03125, shifted left by 2 = 0x0C00, little-endian.
+            char(IR_DATA, &["read", "notify"], &[0x00, 0x0C, 0x00, 0x00]),
+            char(IR_CONFIG, &["read", "write"], &[1]),
+        ]},
+        {"uuid": "f000aa64-0451-4000-b000-000000000000", "characteristics": [
+            char(IO_DATA, &["read", "write"], &[0]),
+            char(IO_CONFIG, &["read", "write"], &[1]),
+        ]},
+    ]}))
     .await;
 }
 
@@ -100,7 +104,9 @@ async fn serve_sample(variant: &str, node: &str, expected: &[(&str, &str)]) {
         .build()
         .expect("valid settings")
         .spawn();
-    edge.wait_state(ID, "online", WAIT).await.unwrap_or_else(|e| panic!("{e}"));
+    edge.wait_state(ID, "online", WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     for (property, value) in expected {
         edge.wait_reported(ID, property, value, WAIT)
             .await
@@ -112,7 +118,10 @@ async fn serve_sample(variant: &str, node: &str, expected: &[(&str, &str)]) {
         .await
         .unwrap_or_else(|e| panic!("{variant}: {e}"));
     let config = peer.get(TAG, IR_CONFIG).await;
-    assert_eq!(config["writes"], json!([{"value": [0], "type": "request", "offset": 0}]));
+    assert_eq!(
+        config["writes"],
+        json!([{"value": [0], "type": "request", "offset": 0}])
+    );
     // io-data's dataWrite keys (Red, Green, …) are no INT values, so its dataWrite is left out:
     // an INT is written in the characteristic's width (one byte).
     edge.set_desired(ID, "io-data", "3");
@@ -152,7 +161,9 @@ async fn inner_the_converted_cc2650_sample_maps_to_the_sensor_tags_characteristi
 
 #[test]
 fn the_converted_cc2650_demo_sample_maps_to_the_sensor_tags_characteristics() {
-    run_on_private_bus("inner_the_converted_cc2650_demo_sample_maps_to_the_sensor_tags_characteristics");
+    run_on_private_bus(
+        "inner_the_converted_cc2650_demo_sample_maps_to_the_sensor_tags_characteristics",
+    );
 }
 
 #[tokio::test]

@@ -119,14 +119,20 @@ async fn inner_notifications_are_reported_through_the_push_path() {
     edge.publish_devices(&devices("ble")).expect("valid YAML");
     let mapper = mapper(&broker);
     edge.wait_state(ID, "online", WAIT).await.expect("online");
-    edge.wait_reported(ID, "temperature", "2150", WAIT).await.expect("first read");
+    edge.wait_reported(ID, "temperature", "2150", WAIT)
+        .await
+        .expect("first read");
     let until_subscribed = tokio::time::timeout(WAIT, async {
         while peer.get(SENSOR, TEMPERATURE).await["notifying"] != true {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
     until_subscribed.await.expect("the mapper subscribed");
-    for (bytes, reported) in [([0x70, 0x08], "2160"), ([0x4c, 0xff], "-180"), ([0x00, 0x00], "0")] {
+    for (bytes, reported) in [
+        ([0x70, 0x08], "2160"),
+        ([0x4c, 0xff], "-180"),
+        ([0x00, 0x00], "0"),
+    ] {
         let (_, sent) = peer.notify(SENSOR, TEMPERATURE, &bytes).await;
         assert!(sent);
         edge.wait_reported(ID, "temperature", reported, WAIT)
@@ -136,7 +142,9 @@ async fn inner_notifications_are_reported_through_the_push_path() {
     // Read once after connecting; everything since came by notification.
     assert_eq!(peer.get(SENSOR, TEMPERATURE).await["reads"], 1);
     mapper.shutdown().await.expect("clean shutdown");
-    edge.wait_state(ID, "offline", WAIT).await.expect("offline at shutdown");
+    edge.wait_state(ID, "offline", WAIT)
+        .await
+        .expect("offline at shutdown");
     let stats = peer.stats(SENSOR).await;
     assert_eq!(stats["connected"], false, "disconnected at shutdown");
     assert_eq!(peer.get(SENSOR, TEMPERATURE).await["notifying"], false);
@@ -158,24 +166,47 @@ async fn inner_desired_values_are_written_and_read_back() {
     sensor(&mut peer).await;
     let broker = TestBroker::start().await.expect("broker");
     let edge = TestEdge::start(&broker.addr(), NODE).await;
-    edge.publish_devices(&devices("bluetooth")).expect("valid YAML");
+    edge.publish_devices(&devices("bluetooth"))
+        .expect("valid YAML");
     let mapper = mapper(&broker);
-    edge.wait_reported(ID, "enable", "OFF", WAIT).await.expect("read");
+    edge.wait_reported(ID, "enable", "OFF", WAIT)
+        .await
+        .expect("read");
     edge.set_desired(ID, "enable", "ON");
     edge.set_desired(ID, "level", "513");
-    edge.wait_reported(ID, "enable", "ON", WAIT).await.expect("written");
-    edge.wait_reported(ID, "level", "513", WAIT).await.expect("written");
-    assert_eq!(peer.get(SENSOR, SWITCH).await["value"], serde_json::json!([1]));
-    assert_eq!(peer.get(SENSOR, LEVEL).await["value"], serde_json::json!([1, 2]));
+    edge.wait_reported(ID, "enable", "ON", WAIT)
+        .await
+        .expect("written");
+    edge.wait_reported(ID, "level", "513", WAIT)
+        .await
+        .expect("written");
+    assert_eq!(
+        peer.get(SENSOR, SWITCH).await["value"],
+        serde_json::json!([1])
+    );
+    assert_eq!(
+        peer.get(SENSOR, LEVEL).await["value"],
+        serde_json::json!([1, 2])
+    );
     // A value dataWrite does not know is refused with the reason, and nothing is written.
     edge.set_desired(ID, "enable", "DIM");
     let refused = edge
-        .wait_for(ID, WAIT, "a write error", |d| d.write_errors.contains_key("enable"))
+        .wait_for(ID, WAIT, "a write error", |d| {
+            d.write_errors.contains_key("enable")
+        })
         .await
         .expect("refused");
     let reason = format!("{:?}", refused.write_errors["enable"]);
-    assert!(reason.contains("is not one of dataWrite's values (OFF=00, ON=01)"), "{reason}");
-    assert_eq!(peer.get(SENSOR, SWITCH).await["writes"].as_array().map(Vec::len), Some(1));
+    assert!(
+        reason.contains("is not one of dataWrite's values (OFF=00, ON=01)"),
+        "{reason}"
+    );
+    assert_eq!(
+        peer.get(SENSOR, SWITCH).await["writes"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     mapper.shutdown().await.expect("clean shutdown");
     peer.kill().await;
 }
@@ -197,10 +228,13 @@ async fn inner_a_device_that_vanishes_mid_read_goes_offline_with_the_reason_and_
     sensor(&mut peer).await;
     let broker = TestBroker::start().await.expect("broker");
     let edge = TestEdge::start(&broker.addr(), NODE).await;
-    edge.publish_devices(&devices("bluetooth")).expect("valid YAML");
+    edge.publish_devices(&devices("bluetooth"))
+        .expect("valid YAML");
     let mapper = mapper(&broker);
     edge.wait_state(ID, "online", WAIT).await.expect("online");
-    edge.wait_reported(ID, "level", "1", WAIT).await.expect("polled");
+    edge.wait_reported(ID, "level", "1", WAIT)
+        .await
+        .expect("polled");
 
     // The level is polled every 100 ms: the next read meets the vanished device.
     peer.vanish(SENSOR, 300).await;
@@ -219,7 +253,10 @@ async fn inner_a_device_that_vanishes_mid_read_goes_offline_with_the_reason_and_
         .wait_for(ID, WAIT, "a failed reconnect", |d| {
             d.states.last().is_some_and(|s| {
                 s.state == "offline"
-                    && s.reason.as_deref().unwrap_or_default().contains("le-connection-abort-by-local")
+                    && s.reason
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("le-connection-abort-by-local")
             })
         })
         .await;
@@ -227,8 +264,12 @@ async fn inner_a_device_that_vanishes_mid_read_goes_offline_with_the_reason_and_
 
     peer.set(SENSOR, LEVEL, &[7, 0]).await;
     peer.come_back(SENSOR).await;
-    edge.wait_state(ID, "online", WAIT).await.expect("online again");
-    edge.wait_reported(ID, "level", "7", WAIT).await.expect("read again");
+    edge.wait_state(ID, "online", WAIT)
+        .await
+        .expect("online again");
+    edge.wait_reported(ID, "level", "7", WAIT)
+        .await
+        .expect("read again");
     // Notifications flow again on the new link.
     let until_subscribed = tokio::time::timeout(WAIT, async {
         while peer.get(SENSOR, TEMPERATURE).await["notifying"] != true {
@@ -237,7 +278,9 @@ async fn inner_a_device_that_vanishes_mid_read_goes_offline_with_the_reason_and_
     });
     until_subscribed.await.expect("subscribed again");
     peer.notify(SENSOR, TEMPERATURE, &[0x01, 0x00]).await;
-    edge.wait_reported(ID, "temperature", "1", WAIT).await.expect("notified");
+    edge.wait_reported(ID, "temperature", "1", WAIT)
+        .await
+        .expect("notified");
     mapper.shutdown().await.expect("clean shutdown");
     peer.kill().await;
 }

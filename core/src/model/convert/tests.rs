@@ -497,11 +497,14 @@ fn kubeedge_samples_convert_to_the_expected_v1beta1_shapes() {
 /// (`mappers/ble/tests/fixtures/cc2650/`); this keeps those files equal to the conversion.
 #[test]
 fn the_cc2650_samples_convert_to_the_ble_mappers_fixtures() {
-    let Some(dir) = kubeedge_dir("samples", "the_cc2650_samples_convert_to_the_ble_mappers_fixtures")
-    else {
+    let Some(dir) = kubeedge_dir(
+        "samples",
+        "the_cc2650_samples_convert_to_the_ble_mappers_fixtures",
+    ) else {
         return;
     };
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mappers/ble/tests/fixtures/cc2650");
+    let fixtures =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../mappers/ble/tests/fixtures/cc2650");
     for name in [
         "ble__cc2650-device-model",
         "ble__cc2650-device-instance",

@@ -19,7 +19,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let bin = args.first().map_or("edgetwin-mapper-ble", String::as_str);
     let bad_arguments = |message: &str| {
-        eprintln!("{bin}: {message}\n\n{}{USAGE}", cli::usage::<BleDriver>(bin));
+        eprintln!(
+            "{bin}: {message}\n\n{}{USAGE}",
+            cli::usage::<BleDriver>(bin)
+        );
         ExitCode::from(2)
     };
     let (options, rest) =

@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(cc2650().convert(&value), Ok(25.5));
         // Bytes above 9 matter (KubeEdge's digit concatenation would misread these).
         let value = [0x5C, 0x0B];
-        assert_eq!(cc2650().convert(&value), Ok(f64::from(0x0B5Cu32 >> 2) * 0.03125));
+        assert_eq!(
+            cc2650().convert(&value),
+            Ok(f64::from(0x0B5Cu32 >> 2) * 0.03125)
+        );
     }
 
     #[test]
@@ -202,10 +205,7 @@ mod tests {
         .expect("valid");
         // 0x0102 = 258, << 1 = 516, + 2 = 518, / 4 = 129.5, - 0.5 = 129.
         assert_eq!(converter.convert(&[0x01, 0x02, 0xFF]), Ok(129.0));
-        assert_eq!(
-            converter.to_string(),
-            "bytes 0..=1 << 1 + 2 ÷ 4 - 0.5"
-        );
+        assert_eq!(converter.to_string(), "bytes 0..=1 << 1 + 2 ÷ 4 - 0.5");
     }
 
     #[test]

@@ -287,7 +287,9 @@ impl Codec {
                 Number::Float(f64::from(f32::from_bits(raw)))
             }
             DataType::Float64 => Number::Float(f64::from_bits(number::read_unsigned(bytes, order))),
-            DataType::Sfloat => Number::Float(SFLOAT.decode(bytes, order).map_err(|e| e.to_string())?),
+            DataType::Sfloat => {
+                Number::Float(SFLOAT.decode(bytes, order).map_err(|e| e.to_string())?)
+            }
             DataType::Medfloat32 => {
                 Number::Float(MEDFLOAT32.decode(bytes, order).map_err(|e| e.to_string())?)
             }
@@ -347,7 +349,11 @@ impl Codec {
     /// The bytes to write for `value`. `current` is the length of the characteristic's value
     /// when known: a number without `dataType` is written in as many bytes.
     pub fn encode(&self, value: &Value, current: Option<usize>) -> Result<Encoded, String> {
-        if let Some(map) = self.data_write.as_ref().filter(|map| self.any_key_is_a_value(map)) {
+        if let Some(map) = self
+            .data_write
+            .as_ref()
+            .filter(|map| self.any_key_is_a_value(map))
+        {
             let wire = value.to_wire();
             return match map.bytes_for(&wire) {
                 Some(bytes) => Ok(Encoded {
@@ -402,7 +408,10 @@ fn encode_typed(typed: &Typed, value: &Value) -> Result<Vec<u8>, String> {
             let mut bytes = text.into_bytes();
             if let Some(length) = typed.length {
                 if bytes.len() > length {
-                    return Err(format!("{} bytes of text exceed length {length}", bytes.len()));
+                    return Err(format!(
+                        "{} bytes of text exceed length {length}",
+                        bytes.len()
+                    ));
                 }
                 bytes.resize(length, 0);
             }
@@ -449,7 +458,9 @@ fn encode_typed(typed: &Typed, value: &Value) -> Result<Vec<u8>, String> {
             ))
         }
         DataType::Float64 => Ok(number::write_unsigned(float(value)?.to_bits(), 8, order)),
-        DataType::Sfloat => SFLOAT.encode(float(value)?, order).map_err(|e| e.to_string()),
+        DataType::Sfloat => SFLOAT
+            .encode(float(value)?, order)
+            .map_err(|e| e.to_string()),
         DataType::Medfloat32 => MEDFLOAT32
             .encode(float(value)?, order)
             .map_err(|e| e.to_string()),
@@ -562,7 +573,10 @@ mod tests {
         assert_eq!(DataType::parse("UINT16"), Some(DataType::Uint(2)));
         assert_eq!(DataType::parse("int24"), Some(DataType::Int(3)));
         assert_eq!(DataType::parse("medfloat16"), Some(DataType::Sfloat));
-        assert_eq!(DataType::parse("IEEE-11073-FLOAT"), Some(DataType::Medfloat32));
+        assert_eq!(
+            DataType::parse("IEEE-11073-FLOAT"),
+            Some(DataType::Medfloat32)
+        );
         assert_eq!(DataType::parse("string"), Some(DataType::Utf8));
         assert_eq!(DataType::parse("uint12"), None);
         assert_eq!(DataType::parse("decimal"), None);
@@ -571,7 +585,10 @@ mod tests {
 
     #[test]
     fn natural_decoding_follows_the_property_type() {
-        assert_eq!(codec(PropertyType::Int).decode(&[0x34, 0x12]), Ok(Value::Int(0x1234)));
+        assert_eq!(
+            codec(PropertyType::Int).decode(&[0x34, 0x12]),
+            Ok(Value::Int(0x1234))
+        );
         assert_eq!(
             codec(PropertyType::Float).decode(&21.5f32.to_le_bytes()),
             Ok(Value::Float(21.5))
@@ -580,8 +597,14 @@ mod tests {
             codec(PropertyType::Double).decode(&(-1.25f64).to_le_bytes()),
             Ok(Value::Float(-1.25))
         );
-        assert_eq!(codec(PropertyType::Boolean).decode(&[2, 0]), Ok(Value::Boolean(true)));
-        assert_eq!(codec(PropertyType::Boolean).decode(&[0]), Ok(Value::Boolean(false)));
+        assert_eq!(
+            codec(PropertyType::Boolean).decode(&[2, 0]),
+            Ok(Value::Boolean(true))
+        );
+        assert_eq!(
+            codec(PropertyType::Boolean).decode(&[0]),
+            Ok(Value::Boolean(false))
+        );
         assert_eq!(
             codec(PropertyType::String).decode(b"SensorTag\0\0"),
             Ok(Value::String("SensorTag".into()))
@@ -590,7 +613,9 @@ mod tests {
             codec(PropertyType::Bytes).decode(&[1, 2, 3]),
             Ok(Value::Bytes(vec![1, 2, 3]))
         );
-        let err = codec(PropertyType::Float).decode(&[1, 2]).expect_err("2 bytes");
+        let err = codec(PropertyType::Float)
+            .decode(&[1, 2])
+            .expect_err("2 bytes");
         assert!(err.contains("set dataType"), "{err}");
         assert!(codec(PropertyType::Int).decode(&[]).is_err());
         assert!(codec(PropertyType::Int).decode(&[0; 9]).is_err());
@@ -674,7 +699,13 @@ mod tests {
             Err("the value 03 is none of dataWrite's (OFF=00, ON=01)".into())
         );
         let on = c.encode(&Value::String("ON".into()), None).expect("a key");
-        assert_eq!(on, Encoded { bytes: vec![1], offset: 0 });
+        assert_eq!(
+            on,
+            Encoded {
+                bytes: vec![1],
+                offset: 0
+            }
+        );
         assert_eq!(
             c.encode(&Value::String("on".into()), None).map(|e| e.bytes),
             Ok(vec![1])
@@ -686,12 +717,18 @@ mod tests {
         // Keys that are not values of the type are never read back; the bytes decode by type
         // (KubeEdge's CC2650 sample maps colour names on an INT property).
         let colours = Codec {
-            data_write: Some(DataWrite(vec![("Red".into(), vec![1]), ("Green".into(), vec![2])])),
+            data_write: Some(DataWrite(vec![
+                ("Red".into(), vec![1]),
+                ("Green".into(), vec![2]),
+            ])),
             ..codec(PropertyType::Int)
         };
         assert_eq!(colours.decode(&[2]), Ok(Value::Int(2)));
         assert_eq!(colours.decode(&[9]), Ok(Value::Int(9)));
-        assert_eq!(colours.encode(&Value::Int(3), Some(1)).map(|e| e.bytes), Ok(vec![3]));
+        assert_eq!(
+            colours.encode(&Value::Int(3), Some(1)).map(|e| e.bytes),
+            Ok(vec![3])
+        );
     }
 
     #[test]
@@ -709,7 +746,10 @@ mod tests {
         let i8 = typed(PropertyType::Int, "int8", ByteOrder::Little, 2);
         assert_eq!(
             i8.encode(&Value::Int(-2), None),
-            Ok(Encoded { bytes: vec![0xFE], offset: 2 })
+            Ok(Encoded {
+                bytes: vec![0xFE],
+                offset: 2
+            })
         );
         assert!(i8.encode(&Value::Int(128), None).is_err());
         let sfloat = typed(PropertyType::Float, "sfloat", ByteOrder::Little, 0);
@@ -729,8 +769,14 @@ mod tests {
         );
         // Without dataType a number takes the characteristic's width.
         let int = codec(PropertyType::Int);
-        assert_eq!(int.encode(&Value::Int(7), Some(1)).map(|e| e.bytes), Ok(vec![7]));
-        assert_eq!(int.encode(&Value::Int(7), Some(2)).map(|e| e.bytes), Ok(vec![7, 0]));
+        assert_eq!(
+            int.encode(&Value::Int(7), Some(1)).map(|e| e.bytes),
+            Ok(vec![7])
+        );
+        assert_eq!(
+            int.encode(&Value::Int(7), Some(2)).map(|e| e.bytes),
+            Ok(vec![7, 0])
+        );
         assert!(int.encode(&Value::Int(7), None).is_err());
         assert_eq!(
             codec(PropertyType::Boolean)
@@ -754,7 +800,9 @@ mod tests {
             ..codec(PropertyType::String)
         };
         assert_eq!(
-            padded.encode(&Value::String("ab".into()), None).map(|e| e.bytes),
+            padded
+                .encode(&Value::String("ab".into()), None)
+                .map(|e| e.bytes),
             Ok(b"ab\0\0".to_vec())
         );
         assert!(padded.encode(&Value::String("abcde".into()), None).is_err());
@@ -779,8 +827,14 @@ mod tests {
         ] {
             for order in [ByteOrder::Little, ByteOrder::Big] {
                 let c = typed(ty, name, order, 0);
-                let encoded = c.encode(&value, None).unwrap_or_else(|e| panic!("{name}: {e}"));
-                assert_eq!(c.decode(&encoded.bytes), Ok(value.clone()), "{name} {order}");
+                let encoded = c
+                    .encode(&value, None)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(
+                    c.decode(&encoded.bytes),
+                    Ok(value.clone()),
+                    "{name} {order}"
+                );
             }
         }
     }

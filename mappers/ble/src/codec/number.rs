@@ -216,7 +216,10 @@ mod tests {
         assert_eq!(read_unsigned(&[0x34, 0x12], ByteOrder::Little), 0x1234);
         assert_eq!(read_unsigned(&[0x12, 0x34], ByteOrder::Big), 0x1234);
         assert_eq!(read_signed(&[0xFE, 0xFF], ByteOrder::Little), -2);
-        assert_eq!(read_signed(&[0xFF, 0xFF, 0x7F], ByteOrder::Big), 0xFFFF7F - 0x1000000);
+        assert_eq!(
+            read_signed(&[0xFF, 0xFF, 0x7F], ByteOrder::Big),
+            0xFFFF7F - 0x1000000
+        );
         assert_eq!(read_signed(&[0x80], ByteOrder::Little), -128);
         assert_eq!(read_signed(&[0xFF; 8], ByteOrder::Little), -1);
         assert_eq!(
@@ -224,7 +227,10 @@ mod tests {
             [0x56, 0x34, 0x12]
         );
         assert_eq!(write_unsigned(0x1234, 2, ByteOrder::Big), [0x12, 0x34]);
-        assert_eq!(write_unsigned((-2i64) as u64, 2, ByteOrder::Little), [0xFE, 0xFF]);
+        assert_eq!(
+            write_unsigned((-2i64) as u64, 2, ByteOrder::Little),
+            [0xFE, 0xFF]
+        );
         assert_eq!(unsigned_max(1), 255);
         assert_eq!(unsigned_max(8), u64::MAX);
         assert_eq!(signed_range(2), (-32768, 32767));
@@ -278,12 +284,15 @@ mod tests {
         for value in [0.0, 36.4, -0.5, 120.0, 300.0, 2047.0 - 4.0, 0.001, -12.25] {
             let bytes = SFLOAT.encode(value, ByteOrder::Little).expect("fits");
             let back = SFLOAT.decode(&bytes, ByteOrder::Little).expect("decodes");
-            assert!((back - value).abs() <= value.abs() * 1e-9, "{value} → {back}");
+            assert!(
+                (back - value).abs() <= value.abs() * 1e-9,
+                "{value} → {back}"
+            );
         }
         assert_eq!(SFLOAT.encode(36.4, ByteOrder::Little), Ok(vec![0x6C, 0xF1]));
         // Too many digits: rounded to what the mantissa holds.
-        let rounded = SFLOAT.encode(3.14159, ByteOrder::Little).expect("fits");
-        assert_eq!(SFLOAT.decode(&rounded, ByteOrder::Little), Ok(3.14));
+        let rounded = SFLOAT.encode(1.23456, ByteOrder::Little).expect("fits");
+        assert_eq!(SFLOAT.decode(&rounded, ByteOrder::Little), Ok(1.235));
         // Beyond 2043 × 10^7.
         assert!(SFLOAT.encode(1e12, ByteOrder::Little).is_err());
         assert!(SFLOAT.encode(f64::NAN, ByteOrder::Little).is_err());

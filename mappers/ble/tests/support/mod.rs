@@ -35,14 +35,24 @@ pub fn run_on_private_bus(inner: &str) {
     }
     let bus = PrivateBus::start();
     let status = Command::new(std::env::current_exe().expect("test binary"))
-        .args([inner, "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
+        .args([
+            inner,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
         .env(ON_PRIVATE_BUS, "1")
         .stdin(Stdio::null())
         .status()
         .expect("the test binary runs");
     drop(bus);
-    assert!(status.success(), "{inner} failed on the private bus ({status})");
+    assert!(
+        status.success(),
+        "{inner} failed on the private bus ({status})"
+    );
 }
 
 /// In the child: whether the system bus is the private one. An ignored test run by hand
@@ -191,7 +201,8 @@ impl BluezPeer {
             stdin,
             stdout,
         };
-        peer.command(json!({"cmd": "adapter", "name": "hci0"})).await;
+        peer.command(json!({"cmd": "adapter", "name": "hci0"}))
+            .await;
         peer
     }
 
@@ -230,10 +241,12 @@ impl BluezPeer {
             .iter()
             .map(|(uuid, flags, value)| json!({"uuid": uuid, "flags": flags, "value": value}))
             .collect();
-        self.command(json!({"cmd": "device", "adapter": adapter, "address": address,
+        self.command(
+            json!({"cmd": "device", "adapter": adapter, "address": address,
                             "name": name,
-                            "services": [{"uuid": service, "characteristics": characteristics}]}))
-            .await;
+                            "services": [{"uuid": service, "characteristics": characteristics}]}),
+        )
+        .await;
     }
 
     /// Sends a notification (when the client subscribed); returns when it was emitted (Unix
