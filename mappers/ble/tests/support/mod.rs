@@ -174,10 +174,20 @@ pub struct BluezPeer {
 pub type CharSpec<'a> = (&'a str, &'a [&'a str], &'a [u8]);
 
 impl BluezPeer {
-    /// Starts the peer with adapter `hci0` and waits until it serves.
+    /// Starts the peer with adapter `hci0` on this process's system bus and waits until it
+    /// serves.
     pub async fn start() -> BluezPeer {
+        BluezPeer::start_on(None).await
+    }
+
+    /// Starts the peer on the bus at `address` (default: this process's system bus).
+    pub async fn start_on(address: Option<&str>) -> BluezPeer {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/bluez_peer.py");
-        let mut child = tokio::process::Command::new(SYSTEM_PYTHON)
+        let mut command = tokio::process::Command::new(SYSTEM_PYTHON);
+        if let Some(address) = address {
+            command.env("DBUS_SYSTEM_BUS_ADDRESS", address);
+        }
+        let mut child = command
             .arg("-u")
             .arg(script)
             .stdin(Stdio::piped())
