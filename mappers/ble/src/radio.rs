@@ -292,10 +292,18 @@ impl Radio {
                 }
             }
         }
-        wait_resolved(&device, &address, deadline).await?;
-        let table = self
-            .table(&name, &device, address, wanted, deadline)
-            .await?;
+        let resolved = async {
+            wait_resolved(&device, &address, deadline).await?;
+            self.table(&name, &device, address, wanted, deadline).await
+        };
+        let table = match resolved.await {
+            Ok(table) => table,
+            Err(err) => {
+                // The link is up but useless: give the controller its connection back.
+                let _ = device.disconnect().await;
+                return Err(err);
+            }
+        };
         Ok(Connected {
             adapter: name,
             device,
