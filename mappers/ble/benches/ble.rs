@@ -92,6 +92,10 @@ struct Figures {
     latencies_ms: Vec<f64>,
     rss_kib: u64,
     hwm_kib: u64,
+    /// RssAnon: heap and stacks.
+    anon_kib: u64,
+    /// RssFile: the binary's and the libraries' resident pages.
+    file_kib: u64,
     cpu_percent: f64,
 }
 
@@ -180,6 +184,21 @@ async fn bench() -> Result<(), String> {
         mib(r.hwm_kib),
         m.hwm_kib as f64 / r.hwm_kib as f64
     );
+    for (name, a, b) in [
+        ("of which heap and stacks (RssAnon)", m.anon_kib, r.anon_kib),
+        (
+            "of which binary and libraries (RssFile)",
+            m.file_kib,
+            r.file_kib,
+        ),
+    ] {
+        println!(
+            "| {name} | {:.2} MiB | {:.2} MiB | {:.2} |",
+            mib(a),
+            mib(b),
+            a as f64 / b as f64
+        );
+    }
     println!(
         "| CPU (one core) | {:.2} % | {:.2} % | {:.2} |",
         m.cpu_percent,
@@ -220,7 +239,7 @@ async fn measure(
                         &id(index),
                         "temperature",
                         &value.to_string(),
-                        Duration::from_millis(500),
+                        Duration::from_millis(1500),
                     )
                     .await;
                 if done.is_ok() {
@@ -276,11 +295,13 @@ async fn measure(
         }
         tokio::time::sleep_until((started + Duration::from_secs(seconds as u64)).into()).await;
         let cpu = cpu_seconds(pid, ticks)? - cpu_start;
-        let (rss_kib, hwm_kib) = memory_kib(pid)?;
+        let [rss_kib, hwm_kib, anon_kib, file_kib] = memory_kib(pid)?;
         Ok(Figures {
             latencies_ms,
             rss_kib,
             hwm_kib,
+            anon_kib,
+            file_kib,
             cpu_percent: 100.0 * cpu / started.elapsed().as_secs_f64(),
         })
     }
@@ -312,8 +333,8 @@ fn percentile(values: &[f64], pick: f64) -> f64 {
     sorted.get(index).copied().unwrap_or(f64::NAN)
 }
 
-/// VmRSS and VmHWM of a process, in KiB.
-fn memory_kib(pid: u32) -> Result<(u64, u64), String> {
+/// VmRSS, VmHWM, RssAnon and RssFile of a process, in KiB.
+fn memory_kib(pid: u32) -> Result<[u64; 4], String> {
     let status =
         std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
     let field = |name: &str| {
@@ -323,7 +344,12 @@ fn memory_kib(pid: u32) -> Result<(u64, u64), String> {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
     };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    Ok([
+        field("VmRSS:")?,
+        field("VmHWM:")?,
+        field("RssAnon:")?,
+        field("RssFile:")?,
+    ])
 }
 
 /// utime + stime of a process, in seconds.
