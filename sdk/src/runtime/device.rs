@@ -796,15 +796,16 @@ impl<D: Driver> DeviceTask<D> {
     /// due.
     fn sync_state(&self, run: &mut Running<D>) {
         let now = Instant::now();
+        let state = effective_state(run);
         let due = run.state_heartbeat_at.is_some_and(|at| now >= at);
-        if run.state_published.as_ref() == Some(&run.state) && !due {
+        if run.state_published.as_ref() == Some(&state) && !due {
             return;
         }
-        if run.state_published.as_ref() != Some(&run.state) {
-            tracing::info!(state = %run.state, "device state");
+        if run.state_published.as_ref() != Some(&state) {
+            tracing::info!(state = %state, "device state");
         }
-        if self.publish_state(&run.state) {
-            run.state_published = Some(run.state.clone());
+        if self.publish_state(&state) {
+            run.state_published = Some(state);
             run.state_heartbeat_at = run.spec.state_report_cycle.map(|c| now + c);
         }
     }
@@ -884,6 +885,22 @@ fn refusal_reason(err: &DriverError) -> Option<String> {
         DriverError::Config(_) | DriverError::Unsupported(_) => Some(err.to_string()),
         DriverError::Io(_) | DriverError::Timeout(_) | DriverError::Disconnected(_) => None,
     }
+}
+
+/// The state to publish: the session's, except that a connected device whose sink fails is
+/// `unhealthy` with the sink's name and first failure (its samples wait in the sink's queue).
+fn effective_state<D: Driver>(run: &Running<D>) -> DeviceState {
+    if run.state != DeviceState::Online {
+        return run.state.clone();
+    }
+    run.properties
+        .iter()
+        .flat_map(|p| p.sinks.iter())
+        .find_map(|sink| {
+            sink.failure()
+                .map(|reason| DeviceState::Unhealthy(format!("sink {}: {reason}", sink.name())))
+        })
+        .unwrap_or(DeviceState::Online)
 }
 
 /// Whether two values have the same wire form, without formatting them: floats by their bits
