@@ -440,9 +440,15 @@ impl OtlpReceiver {
         self.port
     }
 
-    /// The next data point (one JSON object per line), waiting up to `timeout`.
+    /// The next data point (one JSON object per line), waiting up to `timeout` (blocks the
+    /// thread: async tests poll [`OtlpReceiver::try_next_point`] instead).
     pub fn next_point(&self, timeout: Duration) -> Option<String> {
         self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// The next data point received so far, if any (never blocks).
+    pub fn try_next_point(&self) -> Option<String> {
+        self.lines.try_recv().ok()
     }
 }
 

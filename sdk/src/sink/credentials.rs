@@ -3,11 +3,14 @@
 //!
 //! Each secret has a list of variable names, edgetwin's first and KubeEdge mapper-framework's
 //! last (`PASSWORD`, `TOKEN`, `USERNAME`), so that a mapper deployed like a KubeEdge mapper keeps
-//! working. For every name `N`, `N_FILE` (a path, e.g. a mounted Kubernetes Secret; one trailing
-//! newline is ignored) is tried before `N` itself. Secrets are read when a sink connects, so a
-//! rotated file is picked up at the next reconnect.
+//! working. For every name `N`, in order: the file `N` in the mapper's secrets directory
+//! (`--secrets-dir`, e.g. a mounted Kubernetes Secret), the file named by `N_FILE`, then the
+//! variable `N` itself (one trailing newline of a file is ignored). Secrets are read when a sink
+//! connects, so a rotated file is picked up at the next reconnect.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A secret value. Its `Debug` never shows it (and it has no `Display`).
 #[derive(Clone, PartialEq, Eq)]
@@ -26,27 +29,40 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The first of `names` that is set (each as `N_FILE`, then `N`), or `None`. An error names the
-/// variable and the file that cannot be read, never a value.
-pub fn lookup(names: &[&str]) -> Result<Option<Secret>, String> {
-    lookup_with(names, |name| std::env::var(name).ok())
+/// Where the sinks of a mapper find their secrets. Cheap to clone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Secrets {
+    dir: Option<Arc<Path>>,
 }
 
-/// [`lookup`] with the environment given as a function (tests).
+impl Secrets {
+    /// Secrets from `dir` (if any), then the environment.
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        Self {
+            dir: dir.map(Arc::from),
+        }
+    }
+
+    /// The first of `names` that is set, or `None`. An error names the file that cannot be read,
+    /// never a value.
+    pub fn lookup(&self, names: &[&str]) -> Result<Option<Secret>, String> {
+        lookup_with(self.dir.as_deref(), names, |name| std::env::var(name).ok())
+    }
+}
+
+/// [`Secrets::lookup`] with the environment given as a function (tests).
 fn lookup_with(
+    dir: Option<&Path>,
     names: &[&str],
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<Secret>, String> {
     for name in names {
+        if let Some(file) = dir.map(|d| d.join(name)).filter(|f| f.exists()) {
+            return read(&file, &format!("{}", file.display())).map(Some);
+        }
         let file_var = format!("{name}_FILE");
         if let Some(path) = env(&file_var).filter(|p| !p.is_empty()) {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("{file_var}={path}: cannot read the file: {e}"))?;
-            let value = text
-                .strip_suffix('\n')
-                .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                .unwrap_or(&text);
-            return Ok(Some(Secret(value.to_owned())));
+            return read(Path::new(&path), &format!("{file_var}={path}")).map(Some);
         }
         if let Some(value) = env(name) {
             return Ok(Some(Secret(value)));
@@ -55,7 +71,18 @@ fn lookup_with(
     Ok(None)
 }
 
-/// How to set a secret, for error messages: `EDGETWIN_X (or EDGETWIN_X_FILE, or X)`.
+/// A secret file's content without one trailing newline.
+fn read(file: &Path, named: &str) -> Result<Secret, String> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("{named}: cannot read the file: {e}"))?;
+    let value = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    Ok(Secret(value.to_owned()))
+}
+
+/// How to set a secret, for error messages: `EDGETWIN_X or EDGETWIN_X_FILE, or X`.
 pub fn how_to_set(names: &[&str]) -> String {
     match names {
         [] => String::new(),
@@ -95,20 +122,28 @@ mod tests {
             ("EDGETWIN_REDIS_PASSWORD_FILE", &path),
             ("EDGETWIN_REDIS_PASSWORD", "from-var"),
         ]);
-        let found = lookup_with(&names, both).expect("readable");
+        let found = lookup_with(None, &names, both).expect("readable");
         assert_eq!(found.as_ref().map(Secret::expose), Some("from-file"));
 
         let kubeedge = env(&[("PASSWORD", "kube")]);
-        let found = lookup_with(&names, kubeedge).expect("set");
+        let found = lookup_with(None, &names, kubeedge).expect("set");
         assert_eq!(found.as_ref().map(Secret::expose), Some("kube"));
 
-        assert_eq!(lookup_with(&names, env(&[])), Ok(None));
+        assert_eq!(lookup_with(None, &names, env(&[])), Ok(None));
+
+        // The secrets directory comes first.
+        std::fs::write(dir.path().join("EDGETWIN_REDIS_PASSWORD"), "from-dir\r\n")
+            .expect("written");
+        let found =
+            lookup_with(Some(dir.path()), &names, env(&[("PASSWORD", "kube")])).expect("readable");
+        assert_eq!(found.as_ref().map(Secret::expose), Some("from-dir"));
     }
 
     #[test]
     fn an_unreadable_file_is_named_and_secrets_are_never_printed() {
         let missing = env(&[("EDGETWIN_INFLUXDB2_TOKEN_FILE", "/nonexistent/token")]);
-        let err = lookup_with(&["EDGETWIN_INFLUXDB2_TOKEN"], missing).expect_err("unreadable");
+        let err =
+            lookup_with(None, &["EDGETWIN_INFLUXDB2_TOKEN"], missing).expect_err("unreadable");
         assert!(
             err.starts_with("EDGETWIN_INFLUXDB2_TOKEN_FILE=/nonexistent/token: cannot read"),
             "{err}"

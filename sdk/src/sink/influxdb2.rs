@@ -12,7 +12,7 @@
 //! point at a time so that only the refused points are dropped; InfluxDB replaces a point written
 //! twice with the same series and time, so nothing is doubled); anything else is retried.
 
-use super::credentials::{self, Secret};
+use super::credentials::{self, Secret, Secrets};
 use super::queue::{Deliver, DeliveryError};
 use super::{DB_TIMEOUT, Influxdb2Spec, Sample};
 use crate::http::post;
@@ -27,14 +27,16 @@ pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 /// Writes batches of points.
 pub(super) struct Influxdb2Destination {
     spec: Influxdb2Spec,
+    secrets: Secrets,
     /// `Token …`, read at the first delivery and again after a failure.
     authorization: Option<String>,
 }
 
 impl Influxdb2Destination {
-    pub(super) fn new(spec: Influxdb2Spec) -> Self {
+    pub(super) fn new(spec: Influxdb2Spec, secrets: Secrets) -> Self {
         Self {
             spec,
+            secrets,
             authorization: None,
         }
     }
@@ -43,7 +45,9 @@ impl Influxdb2Destination {
         if let Some(header) = &self.authorization {
             return Ok(header.clone());
         }
-        let token: Secret = credentials::lookup(TOKEN_VARS)
+        let token: Secret = self
+            .secrets
+            .lookup(TOKEN_VARS)
             .map_err(DeliveryError::transient)?
             .ok_or_else(|| {
                 DeliveryError::transient(format!(

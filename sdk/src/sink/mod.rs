@@ -18,12 +18,6 @@
 //! values the pipeline let through, the same ones the twin gets. `docs/data-pipeline.md`
 //! documents each sink with an example.
 
-#[cfg(any(
-    feature = "sink-redis",
-    feature = "sink-mysql",
-    feature = "sink-influxdb2",
-    feature = "sink-tdengine"
-))]
 pub mod credentials;
 #[cfg(feature = "sink-influxdb2")]
 pub mod influxdb2;
@@ -40,6 +34,7 @@ mod spec;
 pub mod tdengine;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +42,7 @@ use edgetwin_model::value::{PropertyType, Value};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use self::credentials::Secrets;
 use self::queue::{Deliver, QueueLimits, QueueMetrics, SinkQueue, run_worker, sink_backoff};
 pub use self::spec::{
     DB_TIMEOUT, Influxdb2Spec, MysqlSpec, OtelSpec, RedisSpec, SinkSpec, TdEngineSpec, mysql_table,
@@ -149,6 +145,28 @@ impl SinkHandle {
     }
 }
 
+/// How the sinks of a mapper are set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkSettings {
+    /// The bounds of each sink's queue.
+    pub limits: QueueLimits,
+    /// A directory of secret files, one per variable name, looked at before the environment
+    /// (see [`Secrets`]).
+    pub secrets_dir: Option<PathBuf>,
+}
+
+impl Default for SinkSettings {
+    fn default() -> Self {
+        Self {
+            limits: QueueLimits {
+                samples: SINK_QUEUE_CAPACITY,
+                bytes: SINK_QUEUE_BYTES,
+            },
+            secrets_dir: None,
+        }
+    }
+}
+
 /// Every sink of a mapper, created on first use and shared by all devices.
 #[derive(Debug)]
 pub struct Sinks {
@@ -156,36 +174,29 @@ pub struct Sinks {
     metrics: Metrics,
     client_id: String,
     limits: QueueLimits,
+    #[cfg_attr(
+        not(any(
+            feature = "sink-redis",
+            feature = "sink-mysql",
+            feature = "sink-influxdb2",
+            feature = "sink-tdengine"
+        )),
+        allow(dead_code)
+    )]
+    secrets: Secrets,
     open: Mutex<HashMap<SinkSpec, SinkHandle>>,
     workers: Mutex<JoinSet<()>>,
 }
 
 impl Sinks {
     /// A registry whose `mqtt` sinks without an address publish through `bus`.
-    pub fn new(bus: Bus, metrics: Metrics, client_id: &str) -> Arc<Self> {
-        Self::with_limits(
-            bus,
-            metrics,
-            client_id,
-            QueueLimits {
-                samples: SINK_QUEUE_CAPACITY,
-                bytes: SINK_QUEUE_BYTES,
-            },
-        )
-    }
-
-    /// [`Sinks::new`] with other queue limits.
-    pub fn with_limits(
-        bus: Bus,
-        metrics: Metrics,
-        client_id: &str,
-        limits: QueueLimits,
-    ) -> Arc<Self> {
+    pub fn new(bus: Bus, metrics: Metrics, client_id: &str, settings: SinkSettings) -> Arc<Self> {
         Arc::new(Self {
             bus,
             metrics,
             client_id: client_id.to_owned(),
-            limits,
+            limits: settings.limits,
+            secrets: Secrets::new(settings.secrets_dir),
             open: Mutex::new(HashMap::new()),
             workers: Mutex::new(JoinSet::new()),
         })
@@ -240,15 +251,25 @@ impl Sinks {
             #[cfg(feature = "sink-otel")]
             SinkSpec::Otel(otel) => worker.start(otel::OtelDestination::new(otel.clone())),
             #[cfg(feature = "sink-redis")]
-            SinkSpec::Redis(redis) => worker.start(redis::RedisDestination::new(redis.clone())),
+            SinkSpec::Redis(redis) => worker.start(redis::RedisDestination::new(
+                redis.clone(),
+                self.secrets.clone(),
+            )),
             #[cfg(feature = "sink-mysql")]
-            SinkSpec::Mysql(mysql) => worker.start(mysql::MysqlDestination::new(mysql.clone())),
+            SinkSpec::Mysql(mysql) => worker.start(mysql::MysqlDestination::new(
+                mysql.clone(),
+                self.secrets.clone(),
+            )),
             #[cfg(feature = "sink-influxdb2")]
-            SinkSpec::Influxdb2(influx) => {
-                worker.start(influxdb2::Influxdb2Destination::new(influx.clone()));
-            }
+            SinkSpec::Influxdb2(influx) => worker.start(influxdb2::Influxdb2Destination::new(
+                influx.clone(),
+                self.secrets.clone(),
+            )),
             #[cfg(feature = "sink-tdengine")]
-            SinkSpec::TdEngine(td) => worker.start(tdengine::TdEngineDestination::new(td.clone())),
+            SinkSpec::TdEngine(td) => worker.start(tdengine::TdEngineDestination::new(
+                td.clone(),
+                self.secrets.clone(),
+            )),
             #[allow(unreachable_patterns)] // every variant is handled when every feature is on
             other => worker.start(push::NotBuilt::new(other)),
         }

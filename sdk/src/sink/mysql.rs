@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Params, TxOpts, Value as SqlValue};
 
-use super::credentials;
+use super::credentials::Secrets;
 use super::queue::{Deliver, DeliveryError};
 use super::{DB_TIMEOUT, MysqlSpec, Sample, mysql_table};
 
@@ -36,22 +36,27 @@ const REFUSED: &[u16] = &[
 /// Inserts batches of rows.
 pub(super) struct MysqlDestination {
     spec: MysqlSpec,
+    secrets: Secrets,
     connection: Option<Conn>,
     /// Tables created (or found) on the current connection.
     tables: BTreeSet<String>,
 }
 
 impl MysqlDestination {
-    pub(super) fn new(spec: MysqlSpec) -> Self {
+    pub(super) fn new(spec: MysqlSpec, secrets: Secrets) -> Self {
         Self {
             spec,
+            secrets,
             connection: None,
             tables: BTreeSet::new(),
         }
     }
 
     async fn connect(&self) -> Result<Conn, DeliveryError> {
-        let password = credentials::lookup(PASSWORD_VARS).map_err(DeliveryError::transient)?;
+        let password = self
+            .secrets
+            .lookup(PASSWORD_VARS)
+            .map_err(DeliveryError::transient)?;
         let opts = OptsBuilder::default()
             .ip_or_hostname(self.spec.host.clone())
             .tcp_port(self.spec.port)

@@ -14,7 +14,7 @@ use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo,
 };
 
-use super::credentials;
+use super::credentials::Secrets;
 use super::queue::{Deliver, DeliveryError};
 use super::{DB_TIMEOUT, RedisSpec, Sample};
 
@@ -26,25 +26,33 @@ const USER_VARS: &[&str] = &["EDGETWIN_REDIS_USERNAME"];
 /// Adds batches of samples to sorted sets.
 pub(super) struct RedisDestination {
     spec: RedisSpec,
+    secrets: Secrets,
     connection: Option<MultiplexedConnection>,
 }
 
 impl RedisDestination {
-    pub(super) fn new(spec: RedisSpec) -> Self {
+    pub(super) fn new(spec: RedisSpec, secrets: Secrets) -> Self {
         Self {
             spec,
+            secrets,
             connection: None,
         }
     }
 
     async fn connect(&self) -> Result<MultiplexedConnection, DeliveryError> {
         let mut settings = RedisConnectionInfo::default().set_db(self.spec.db);
-        if let Some(password) =
-            credentials::lookup(PASSWORD_VARS).map_err(DeliveryError::transient)?
+        if let Some(password) = self
+            .secrets
+            .lookup(PASSWORD_VARS)
+            .map_err(DeliveryError::transient)?
         {
             settings = settings.set_password(password.expose());
         }
-        if let Some(user) = credentials::lookup(USER_VARS).map_err(DeliveryError::transient)? {
+        if let Some(user) = self
+            .secrets
+            .lookup(USER_VARS)
+            .map_err(DeliveryError::transient)?
+        {
             settings = settings.set_username(user.expose());
         }
         let info = ConnectionAddr::Tcp(self.spec.host.clone(), self.spec.port)

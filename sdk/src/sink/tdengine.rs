@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use edgetwin_model::value::Value;
 use serde::Deserialize;
 
-use super::credentials::{self, Secret};
+use super::credentials::{self, Secret, Secrets};
 use super::queue::{Deliver, DeliveryError};
 use super::{DB_TIMEOUT, Sample, TdEngineSpec, tdengine_stable, tdengine_subtable};
 use crate::http::post;
@@ -42,6 +42,7 @@ pub const CONTENT_TYPE: &str = "text/plain";
 /// Writes batches of rows.
 pub(super) struct TdEngineDestination {
     spec: TdEngineSpec,
+    secrets: Secrets,
     /// `Basic …`, read at the first delivery and again after a failure.
     authorization: Option<String>,
     /// Super tables created (or found) since the last failure.
@@ -57,9 +58,10 @@ struct Answer {
 }
 
 impl TdEngineDestination {
-    pub(super) fn new(spec: TdEngineSpec) -> Self {
+    pub(super) fn new(spec: TdEngineSpec, secrets: Secrets) -> Self {
         Self {
             spec,
+            secrets,
             authorization: None,
             stables: BTreeSet::new(),
         }
@@ -70,7 +72,8 @@ impl TdEngineDestination {
             return Ok(header.clone());
         }
         let read = |names: &[&str], what: &str| -> Result<Secret, DeliveryError> {
-            credentials::lookup(names)
+            self.secrets
+                .lookup(names)
                 .map_err(DeliveryError::transient)?
                 .ok_or_else(|| {
                     DeliveryError::transient(format!(
