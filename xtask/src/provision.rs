@@ -7,19 +7,23 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// Debian packages the tests use, with the command that proves each is installed.
-/// Chromium and its WebDriver drive the dashboard's browser test.
+/// Chromium and its WebDriver drive the dashboard's browser test; Redis and MariaDB are the
+/// servers the database sinks are tested against (started by the tests themselves).
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("mosquitto", "mosquitto"),
     ("socat", "socat"),
     ("chromium", "chromium"),
     ("chromium-driver", "chromedriver"),
+    ("redis-server", "redis-server"),
+    ("mariadb-server", "mariadbd"),
 ];
 
-/// Where the Python venv for test peers (pymodbus) lives, relative to the workspace root.
+/// Where the Python venv for test peers (pymodbus, the OTLP receiver) lives, relative to the workspace root.
 pub const VENV_DIR: &str = "target/peers-venv";
 
-/// Python packages for test peers, pinned (pymodbus 4 drops the datastore API the peers use).
-const PIP_PACKAGES: &[&str] = &["pymodbus[serial]==3.16.1"];
+/// Python packages for test peers, pinned (pymodbus 4 drops the datastore API the peers use;
+/// opentelemetry-proto decodes what the OpenTelemetry sink exports).
+const PIP_PACKAGES: &[&str] = &["pymodbus[serial]==3.16.1", "opentelemetry-proto==1.45.2"];
 
 /// Installs every missing apt package, then the Python venv with the test peers.
 pub fn all(root: &Path) -> Result<()> {
