@@ -278,7 +278,7 @@ impl Sinks {
         handle
     }
 
-    /// Gives queued samples up to `grace` to drain, then stops every worker.
+    /// Gives queued samples up to `grace` to be delivered, then stops every worker.
     pub async fn shutdown(&self, grace: Duration) {
         let queues: Vec<SinkHandle> = self
             .open
@@ -288,7 +288,7 @@ impl Sinks {
             .cloned()
             .collect();
         let drained = async {
-            while queues.iter().any(|h| !h.queue.is_empty()) {
+            while queues.iter().any(|h| !h.queue.is_idle()) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };

@@ -112,6 +112,8 @@ pub struct QueueMetrics {
 struct Waiting {
     samples: VecDeque<Sample>,
     bytes: usize,
+    /// Samples taken by the worker and not yet delivered (or given up).
+    in_flight: usize,
     /// The first reason of the current failing streak; `None` while the sink is up.
     failure: Option<String>,
 }
@@ -190,6 +192,12 @@ impl SinkQueue {
         self.len() == 0
     }
 
+    /// Whether nothing is waiting and nothing is being delivered.
+    pub fn is_idle(&self) -> bool {
+        let waiting = self.lock();
+        waiting.samples.is_empty() && waiting.in_flight == 0
+    }
+
     /// Why the sink is down (the first reason of the failing streak), or `None` while it is up.
     pub fn failure(&self) -> Option<String> {
         self.lock().failure.clone()
@@ -204,12 +212,17 @@ impl SinkQueue {
                     let take = waiting.samples.len().min(max.max(1));
                     let batch: Vec<Sample> = waiting.samples.drain(..take).collect();
                     waiting.bytes -= batch.iter().map(Sample::approx_bytes).sum::<usize>();
+                    waiting.in_flight = batch.len();
                     self.metrics.queued.set(waiting.samples.len() as i64);
                     return batch;
                 }
             }
             self.ready.notified().await;
         }
+    }
+
+    fn set_in_flight(&self, samples: usize) {
+        self.lock().in_flight = samples;
     }
 
     fn set_up(&self) {
@@ -257,6 +270,7 @@ pub async fn run_worker<D: Deliver>(
             };
             metrics.sent.inc_by(delivered as u64);
             batch.drain(..delivered);
+            queue.set_in_flight(batch.len());
             let Some(err) = failure else {
                 queue.set_up();
                 backoff.reset();
@@ -278,6 +292,7 @@ pub async fn run_worker<D: Deliver>(
                     );
                 }
                 batch.remove(0);
+                queue.set_in_flight(batch.len());
                 queue.set_up();
                 continue;
             }
