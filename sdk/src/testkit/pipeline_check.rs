@@ -223,3 +223,77 @@ pub fn assert_predicted(
     );
     actual
 }
+
+/// A consumer of an MQTT sink: keeps every sample published under a topic filter.
+#[derive(Debug)]
+pub struct MqttTap {
+    samples: Arc<Mutex<Vec<(String, TappedSample)>>>,
+    task: JoinHandle<()>,
+}
+
+impl MqttTap {
+    /// Subscribes to `filter` on the broker at `127.0.0.1:port` (QoS 1) and waits for the
+    /// subscription.
+    ///
+    /// # Panics
+    /// When the subscription is not acknowledged in time.
+    pub async fn start(port: u16, filter: &str) -> MqttTap {
+        let mut options = rumqttc::MqttOptions::new(
+            format!("mqtt-tap-{}", std::process::id()),
+            "127.0.0.1",
+            port,
+        );
+        options.set_keep_alive(std::time::Duration::from_secs(5));
+        let (client, mut events) = rumqttc::AsyncClient::new(options, 100);
+        client
+            .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+            .await
+            .expect("subscribe queued");
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&samples);
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let _client = client;
+            let mut subscribed_tx = Some(subscribed_tx);
+            while let Ok(event) = events.poll().await {
+                match event {
+                    rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) => {
+                        if let Some(tx) = subscribed_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) => {
+                        if let Ok(sample) = serde_json::from_slice::<TappedSample>(&p.payload) {
+                            kept.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push((p.topic.clone(), sample));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(10), subscribed)
+            .await
+            .expect("subscribed in time")
+            .expect("subscribed");
+        MqttTap { samples, task }
+    }
+
+    /// `(timestamp, value)` of the samples published on `topic`, in arrival order.
+    pub fn series(&self, topic: &str) -> Vec<(i64, String)> {
+        self.samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(t, _)| t == topic)
+            .map(|(_, s)| (s.timestamp, s.value.clone()))
+            .collect()
+    }
+}
+
+impl Drop for MqttTap {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
