@@ -18,7 +18,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("mariadb-server", "mariadbd"),
 ];
 
-/// Where the Python venv for test peers (pymodbus, the OTLP receiver) lives, relative to the workspace root.
+/// Where the Python venv for test peers (pymodbus, the OTLP receiver) lives, relative to the
+/// workspace root.
 pub const VENV_DIR: &str = "target/peers-venv";
 
 /// Python packages for test peers, pinned (pymodbus 4 drops the datastore API the peers use;
