@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{ChildGuard, clock_ticks, cpu_seconds, env_number, memory_kib, terminate};
-use edgetwin_sdk::testkit::{TestBroker, TestEdge};
-use edgetwin_testkit::servers::{MariaDb, OtlpReceiver, RedisServer, TempDir, free_port};
+use edgetwin_sdk::testkit::{BrokerKind, TestBroker, TestEdge};
+use edgetwin_testkit::free_port;
+use edgetwin_testkit::servers::{MariaDb, OtlpReceiver, RedisServer, TempDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -178,7 +179,7 @@ async fn run(
     for index in 0..devices {
         edge.publish_devices(&device_yaml(index, push))?;
     }
-    let metrics_port = free_port();
+    let metrics_port = free_port().map_err(|e| e.to_string())?;
     let child = Command::new(mapper_binary()?)
         .args(["--node", NODE, "--broker", broker])
         .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
@@ -224,8 +225,8 @@ async fn run(
 async fn bench() -> Result<(), String> {
     let devices = env_number("BENCH_DEVICES", 100) as usize;
     let seconds = env_number("BENCH_SECONDS", 15);
-    let broker = TestBroker::start().await.map_err(|e| e.to_string())?;
-    let edge = TestEdge::start(&broker.addr(), NODE).await;
+    let broker = TestBroker::start(BrokerKind::Embedded).map_err(|e| e.to_string())?;
+    let edge = TestEdge::start(broker.addr(), NODE).await;
     let redis = RedisServer::start("sinks bench").ok_or("redis-server is missing")?;
     let mysql = MariaDb::start("sinks bench").ok_or("mariadbd is missing")?;
     let otlp = OtlpReceiver::start("sinks bench").ok_or("the OTLP receiver is missing")?;

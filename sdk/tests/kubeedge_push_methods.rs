@@ -12,7 +12,7 @@ use edgetwin_sdk::model::devices::load::{self, Manifest};
 use edgetwin_sdk::model::devices::{Device, DeviceModel};
 use edgetwin_sdk::mqtt::Bus;
 use edgetwin_sdk::sink::{Sample, SinkSettings, SinkSpec, Sinks, sink_specs};
-use edgetwin_sdk::testkit::TestBroker;
+use edgetwin_sdk::testkit::{BrokerKind, TestBroker};
 use edgetwin_sdk::{DeviceId, Value};
 use edgetwin_testkit::fixtures::{files_starting_with, kubeedge_dir};
 use edgetwin_testkit::servers::TempDir;
@@ -143,13 +143,14 @@ async fn every_push_method_of_the_samples_runs_against_local_servers() {
         return;
     };
     edgetwin_sdk::cli::init_logging();
-    let broker = TestBroker::start().await.expect("broker");
+    let broker = TestBroker::start(BrokerKind::Embedded).expect("broker");
     let (influx_tx, mut influx) = tokio::sync::mpsc::unbounded_channel();
     let influx_port = influx_like(influx_tx).await;
     let secrets = TempDir::new("secrets");
     std::fs::write(secrets.path().join("EDGETWIN_INFLUXDB2_TOKEN"), "t").expect("token");
     let metrics = Metrics::new();
-    let (bus, _inbound, _task) = Bus::start(&broker.addr(), "fixture-sinks", metrics.clone());
+    let (bus, _inbound, _task) =
+        Bus::start(&broker.addr().into(), "fixture-sinks", metrics.clone());
     let sinks = Sinks::new(
         bus,
         metrics,

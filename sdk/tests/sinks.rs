@@ -8,20 +8,20 @@
 //! `unhealthy` with the sink's failure and `edgetwin_mapper_sink_up` drops to 0; when the server
 //! returns, the waiting samples arrive in order and the device is `online` again.
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{MODEL, Rig, WAIT, meter};
 use edgetwin_sdk::metrics::Metrics;
 use edgetwin_sdk::model::devices::push_method::PushMethod;
 use edgetwin_sdk::mqtt::Bus;
 use edgetwin_sdk::sink::{Sample, SinkSettings, Sinks, sink_specs};
-use edgetwin_sdk::testkit::TestBroker;
+use edgetwin_sdk::testkit::{BrokerKind, TestBroker};
 use edgetwin_sdk::{DeviceId, PropertyType, Value};
 use edgetwin_testkit::servers::{MariaDb, OtlpReceiver, RedisServer, TempDir};
 use serde_json::Value as Json;
+use support::{MODEL, Rig, WAIT, meter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -335,9 +335,9 @@ fn capture(name: &str, port: u16) -> String {
 
 /// A sink registry without MQTT sinks of its own (the bus is a real, idle connection).
 async fn sinks_with(secrets: &TempDir) -> (std::sync::Arc<Sinks>, TestBroker) {
-    let broker = TestBroker::start().await.expect("broker");
+    let broker = TestBroker::start(BrokerKind::Embedded).expect("broker");
     let metrics = Metrics::new();
-    let (bus, _inbound, _task) = Bus::start(&broker.addr(), "sink-test", metrics.clone());
+    let (bus, _inbound, _task) = Bus::start(&broker.addr().into(), "sink-test", metrics.clone());
     let sinks = Sinks::new(
         bus,
         metrics,

@@ -8,7 +8,7 @@
 //! ([`crate::peers::missing`]): the `start` functions then return `None`.
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -52,23 +52,8 @@ impl Drop for TempDir {
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the server to take).
-///
-/// # Panics
-/// When no port can be bound.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// A program from PATH or Debian's sbin directories.
-fn program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+fn free_port() -> u16 {
+    crate::broker::free_port().unwrap_or_else(|e| panic!("no free loopback port: {e}"))
 }
 
 /// Waits until `port` on 127.0.0.1 accepts a connection or `child` exits.
@@ -102,6 +87,8 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: TempDir,
+    server: PathBuf,
+    cli: PathBuf,
 }
 
 impl RedisServer {
@@ -113,18 +100,15 @@ impl RedisServer {
     /// # Panics
     /// When the program is missing and peers are required, or the server does not start.
     pub fn start(test: &str) -> Option<RedisServer> {
-        if program("redis-server").is_none() {
-            peers::missing(
-                test,
-                "redis-server",
-                "not on PATH (Debian package redis-server)",
-            );
-            return None;
-        }
+        // Both from Debian's redis-server package (redis-cli through redis-tools).
+        let server = peers::program(test, "redis-server")?;
+        let cli = peers::program(test, "redis-cli")?;
         let mut server = RedisServer {
             child: None,
             port: free_port(),
             dir: TempDir::new("redis"),
+            server,
+            cli,
         };
         server.restart();
         Some(server)
@@ -152,7 +136,7 @@ impl RedisServer {
     pub fn restart(&mut self) {
         kill(&mut self.child);
         let log = self.dir.path().join("redis.log");
-        let mut child = Command::new(program("redis-server").expect("checked at start"))
+        let mut child = Command::new(&self.server)
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args([
                 "--requirepass",
@@ -183,19 +167,18 @@ impl RedisServer {
     /// # Panics
     /// When `redis-cli` cannot run.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out =
-            Command::new(program("redis-cli").expect("redis-cli (Debian package redis-tools)"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "--no-auth-warning",
-                ])
-                .args(["-a", Self::PASSWORD])
-                .args(args)
-                .output()
-                .expect("redis-cli runs");
+        let out = Command::new(&self.cli)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "--no-auth-warning",
+            ])
+            .args(["-a", Self::PASSWORD])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -213,6 +196,8 @@ pub struct MariaDb {
     child: Option<Child>,
     port: u16,
     dir: TempDir,
+    server: PathBuf,
+    client: PathBuf,
 }
 
 impl MariaDb {
@@ -229,14 +214,10 @@ impl MariaDb {
     /// # Panics
     /// When it is missing and peers are required, or the server does not start.
     pub fn start(test: &str) -> Option<MariaDb> {
-        let (Some(_), Some(install)) = (program("mariadbd"), program("mariadb-install-db")) else {
-            peers::missing(
-                test,
-                "mariadbd",
-                "not installed (Debian package mariadb-server)",
-            );
-            return None;
-        };
+        // All three from Debian's mariadb-server package (the client through its dependencies).
+        let server = peers::program(test, "mariadbd")?;
+        let install = peers::program(test, "mariadb-install-db")?;
+        let client = peers::program(test, "mariadb")?;
         let dir = TempDir::new("mariadb");
         let data = dir.path().join("data");
         let out = Command::new(install)
@@ -273,6 +254,8 @@ impl MariaDb {
             child: None,
             port: free_port(),
             dir,
+            server,
+            client,
         };
         server.restart();
         Some(server)
@@ -301,7 +284,7 @@ impl MariaDb {
         kill(&mut self.child);
         let dir = self.dir.path();
         let log = dir.join("mariadb.err");
-        let mut child = Command::new(program("mariadbd").expect("checked at start"))
+        let mut child = Command::new(&self.server)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
             .arg(format!("--socket={}", dir.join("mysql.sock").display()))
@@ -337,24 +320,22 @@ impl MariaDb {
     /// # Panics
     /// When the client cannot run or the query fails.
     pub fn query(&self, sql: &str) -> String {
-        let out = Command::new(
-            program("mariadb").expect("mariadb client (Debian package mariadb-client)"),
-        )
-        .arg("--no-defaults")
-        .arg(format!(
-            "--socket={}",
-            self.dir.path().join("mysql.sock").display()
-        ))
-        .args([
-            "--user=root",
-            "--batch",
-            "--skip-column-names",
-            Self::DATABASE,
-            "-e",
-            sql,
-        ])
-        .output()
-        .expect("mariadb runs");
+        let out = Command::new(&self.client)
+            .arg("--no-defaults")
+            .arg(format!(
+                "--socket={}",
+                self.dir.path().join("mysql.sock").display()
+            ))
+            .args([
+                "--user=root",
+                "--batch",
+                "--skip-column-names",
+                Self::DATABASE,
+                "-e",
+                sql,
+            ])
+            .output()
+            .expect("mariadb runs");
         assert!(
             out.status.success(),
             "{sql}: {}",
@@ -386,15 +367,7 @@ impl OtlpReceiver {
     /// # Panics
     /// When it is missing and peers are required, or the receiver does not start.
     pub fn start(test: &str) -> Option<OtlpReceiver> {
-        let python = peers_python();
-        if !python.is_file() {
-            peers::missing(
-                test,
-                "the peers venv",
-                &format!("{} does not exist", python.display()),
-            );
-            return None;
-        }
+        let python = peers::python_with(test, "opentelemetry.proto.collector.metrics.v1")?;
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/otlp_receiver.py");
         let port = free_port();
         let mut child = Command::new(&python)
@@ -456,13 +429,4 @@ impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         kill(&mut self.child);
     }
-}
-
-/// The Python of the peers venv: `$EDGETWIN_PEERS_VENV/bin/python`, else the workspace's
-/// `target/peers-venv`.
-pub fn peers_python() -> PathBuf {
-    std::env::var_os("EDGETWIN_PEERS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/peers-venv"))
-        .join("bin/python")
 }

@@ -18,13 +18,18 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("mariadb-server", "mariadbd"),
 ];
 
-/// Where the Python venv for test peers (pymodbus, the OTLP receiver) lives, relative to the
-/// workspace root.
+/// Where the Python venv for test peers (pymodbus, asyncua, the OTLP receiver) lives, relative to
+/// the workspace root.
 pub const VENV_DIR: &str = "target/peers-venv";
 
 /// Python packages for test peers, pinned (pymodbus 4 drops the datastore API the peers use;
-/// opentelemetry-proto decodes what the OpenTelemetry sink exports).
-const PIP_PACKAGES: &[&str] = &["pymodbus[serial]==3.16.1", "opentelemetry-proto==1.45.2"];
+/// asyncua is the OPC UA server the OPC-UA mapper is tested against; opentelemetry-proto decodes
+/// what the OpenTelemetry sink exports).
+const PIP_PACKAGES: &[&str] = &[
+    "pymodbus[serial]==3.16.1",
+    "asyncua==2.1.0",
+    "opentelemetry-proto==1.45.2",
+];
 
 /// Installs every missing apt package, then the Python venv with the test peers.
 pub fn all(root: &Path) -> Result<()> {

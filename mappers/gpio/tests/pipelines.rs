@@ -13,7 +13,7 @@ use edgetwin_mapper_gpio::config::BackendKind;
 use edgetwin_sdk::testkit::pipeline_check::{
     MqttTap, SampleTap, is_subsequence, pipeline_spec, predict, twin_values,
 };
-use edgetwin_sdk::testkit::{TestBroker, TestEdge};
+use edgetwin_sdk::testkit::{BrokerKind, TestBroker, TestEdge};
 use edgetwin_sdk::{Mapper, PropertyType};
 
 const NODE: &str = "edge-node1";
@@ -96,8 +96,8 @@ fn check(
 #[tokio::test]
 async fn pipelines_feed_twin_and_sinks_as_the_preview_predicts() {
     edgetwin_sdk::cli::init_logging();
-    let broker = TestBroker::start().await.expect("broker");
-    let edge = TestEdge::start(&broker.addr(), NODE).await;
+    let broker = TestBroker::start(BrokerKind::Embedded).expect("broker");
+    let edge = TestEdge::start(broker.addr(), NODE).await;
     let tap = SampleTap::start().await;
     let mqtt = MqttTap::start(broker.port(), "panel/#").await;
     edge.publish_devices(&yaml(&tap)).expect("test YAML");

@@ -13,7 +13,7 @@ use edgetwin_mapper_modbus::table::Table;
 use edgetwin_sdk::testkit::pipeline_check::{
     MqttTap, SampleTap, assert_predicted, is_subsequence, twin_values,
 };
-use edgetwin_sdk::testkit::{TestBroker, TestEdge};
+use edgetwin_sdk::testkit::{BrokerKind, TestBroker, TestEdge};
 use edgetwin_sdk::{Mapper, PropertyType};
 
 const NODE: &str = "edge-1";
@@ -75,8 +75,8 @@ async fn pipelines_feed_twin_and_sinks_as_the_preview_predicts() {
     sim.set(1, Table::HoldingRegisters, 0, &[200, 600])
         .expect("initial registers");
 
-    let broker = TestBroker::start().await.expect("broker");
-    let edge = TestEdge::start(&broker.addr(), NODE).await;
+    let broker = TestBroker::start(BrokerKind::Embedded).expect("broker");
+    let edge = TestEdge::start(broker.addr(), NODE).await;
     let tap = SampleTap::start().await;
     let mqtt = MqttTap::start(broker.port(), "plant/#").await;
     edge.publish_devices(&yaml(port, &tap)).expect("test YAML");

@@ -7,12 +7,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use edgetwin_sdk::testkit::kit::servers::{RedisServer, TempDir};
 use edgetwin_sdk::testkit::pipeline_check::{
     SampleTap, assert_predicted, is_subsequence, twin_values,
 };
-use edgetwin_sdk::testkit::{SimDriver, TestBroker, TestEdge};
+use edgetwin_sdk::testkit::{BrokerKind, SimDriver, TestBroker, TestEdge};
 use edgetwin_sdk::{Mapper, PropertyType, Value};
-use edgetwin_testkit::servers::{RedisServer, TempDir};
 use serde_json::Value as Json;
 
 const NODE: &str = "edge-1";
@@ -77,8 +77,8 @@ fn device(tap: &SampleTap, redis: Option<&RedisServer>) -> String {
 async fn pipelines_feed_twin_and_sinks_as_the_preview_predicts() {
     edgetwin_sdk::cli::init_logging();
     let redis = RedisServer::start("sim_pipelines_redis");
-    let broker = TestBroker::start().await.expect("broker");
-    let edge = TestEdge::start(&broker.addr(), NODE).await;
+    let broker = TestBroker::start(BrokerKind::Embedded).expect("broker");
+    let edge = TestEdge::start(broker.addr(), NODE).await;
     let tap = SampleTap::start().await;
     let secrets = TempDir::new("secrets");
     std::fs::write(
