@@ -23,10 +23,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{
+    ChildGuard, Memory, MemoryField, clock_ticks, cpu_seconds, env_number, memory_kib, terminate,
+};
 use edgetwin_sdk::testkit::{BrokerKind, EdgeDevice, TestBroker, TestEdge};
+
+mod common;
 
 const NODE: &str = "bench";
 const PROPERTIES: usize = 10;
@@ -82,13 +87,6 @@ fn mapper_binary() -> Result<PathBuf, String> {
     }
 }
 
-fn env_number(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// The YAML of the model and of device `index`.
 fn device_yaml(index: usize) -> String {
     let mut model_props = String::new();
@@ -111,65 +109,6 @@ fn device_yaml(index: usize) -> String {
     )
 }
 
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32, ticks_per_second: f64) -> Result<f64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
-    // Fields after the command (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or("bad stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<f64, String> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .ok_or_else(|| "bad stat field".to_owned())
-    };
-    // utime and stime are fields 14 and 15 of stat; here 11 and 12 (after pid, comm, state).
-    Ok((ticks(11)? + ticks(12)?) / ticks_per_second)
-}
-
-/// Resident memory of a process, in KiB, from `/proc/PID/status`.
-struct Memory {
-    /// VmRSS: all resident pages.
-    rss: u64,
-    /// VmHWM: the peak of VmRSS.
-    hwm: u64,
-    /// RssAnon: heap and stacks, the process's own memory.
-    anon: u64,
-    /// RssFile: resident pages of the binary and libraries (shared with other processes).
-    file: u64,
-}
-
-/// One figure of a [`Memory`].
-type MemoryField = fn(&Memory) -> u64;
-
-fn memory_kib(pid: u32) -> Result<Memory, String> {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
-    };
-    Ok(Memory {
-        rss: field("VmRSS:")?,
-        hwm: field("VmHWM:")?,
-        anon: field("RssAnon:")?,
-        file: field("RssFile:")?,
-    })
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -187,42 +126,6 @@ fn summary(name: &str, mut samples: Vec<Duration>) -> String {
         percentile(&samples, 99.0).as_secs_f64() * 1e3,
         samples.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     )
-}
-
-/// Kills the child by pid when the bench fails half-way.
-struct ChildGuard(Option<Child>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn terminate(child: &mut Child) -> Result<(), String> {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err("kill -TERM failed".into());
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(exit) = child.try_wait().map_err(|e| e.to_string())? {
-            return if exit.success() {
-                Ok(())
-            } else {
-                Err(format!("the mapper exited with {exit}"))
-            };
-        }
-        if Instant::now() > deadline {
-            return Err("the mapper did not exit within 15 s of SIGTERM".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn read_writes(path: &Path) -> Result<HashMap<(String, String), SystemTime>, String> {

@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ OPTIONS:
   --heartbeat SECONDS      re-report unchanged values this often (default: never)
   --metrics ADDR           serve Prometheus metrics on ADDR, e.g. 127.0.0.1:9100
   --client-id ID           MQTT client id
+  --secrets-dir DIR        passwords and tokens of database sinks, one file per variable name
+                           (e.g. DIR/EDGETWIN_REDIS_PASSWORD), before the environment
   -h, --help               print this help
 
 Logging: RUST_LOG (default info), e.g. RUST_LOG=edgetwin_sdk=debug.
@@ -217,6 +220,10 @@ pub fn parse<D: Driver>(
             "--client-id" => {
                 let id = value()?;
                 builder.options(|o| o.client_id = Some(id))
+            }
+            "--secrets-dir" => {
+                let dir = PathBuf::from(value()?);
+                builder.options(|o| o.secrets_dir = Some(dir))
             }
             other => return Err(format!("unknown argument {other:?}")),
         };

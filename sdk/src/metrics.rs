@@ -87,6 +87,12 @@ pub struct Metrics {
     pub sink_errors: Family<SinkLabels, Counter>,
     /// Samples dropped because a sink's queue was full.
     pub sink_dropped: Family<SinkLabels, Counter>,
+    /// Samples a sink's destination refused for good (not retried).
+    pub sink_rejected: Family<SinkLabels, Counter>,
+    /// Samples waiting in a sink's queue.
+    pub sink_queued: Family<SinkLabels, Gauge>,
+    /// 1 while a sink delivers, 0 from a failed delivery until the next success.
+    pub sink_up: Family<SinkLabels, Gauge>,
     /// MQTT connections (re)established.
     pub mqtt_connects: Counter,
     /// MQTT messages the runtime could not queue (client buffer full while offline).
@@ -117,6 +123,9 @@ impl Metrics {
         let sink_sent = Family::default();
         let sink_errors = Family::default();
         let sink_dropped = Family::default();
+        let sink_rejected = Family::default();
+        let sink_queued = Family::default();
+        let sink_up = Family::default();
         let mqtt_connects = Counter::default();
         let mqtt_dropped = Counter::default();
         registry.register("reads", "Points read", reads.clone());
@@ -160,6 +169,21 @@ impl Metrics {
             sink_dropped.clone(),
         );
         registry.register(
+            "sink_rejected",
+            "Samples a sink's destination refused for good",
+            sink_rejected.clone(),
+        );
+        registry.register(
+            "sink_queued",
+            "Samples waiting in a sink's queue",
+            sink_queued.clone(),
+        );
+        registry.register(
+            "sink_up",
+            "1 while a sink delivers, 0 while its deliveries fail",
+            sink_up.clone(),
+        );
+        registry.register(
             "mqtt_connects",
             "MQTT connections established",
             mqtt_connects.clone(),
@@ -183,6 +207,9 @@ impl Metrics {
             sink_sent,
             sink_errors,
             sink_dropped,
+            sink_rejected,
+            sink_queued,
+            sink_up,
             mqtt_connects,
             mqtt_dropped,
         }

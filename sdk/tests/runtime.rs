@@ -335,9 +335,9 @@ async fn bad_specs_mark_the_device_unhealthy_with_the_reason() {
     rig.publish(&format!(
         "{MODEL}{}{}{}",
         meter(
-            "otel",
+            "creds",
             "",
-            "  properties:\n    - name: level\n      pushMethod:\n        otel:\n          endpointURL: http://127.0.0.1:4318\n"
+            "  properties:\n    - name: level\n      pushMethod:\n        dbMethod:\n          redis:\n            redisClientConfig:\n              addr: \"mapper:s3cret@127.0.0.1:6379\"\n"
         ),
         meter(
             "badpin",
@@ -347,14 +347,18 @@ async fn bad_specs_mark_the_device_unhealthy_with_the_reason() {
         meter("good", "", "")
     ));
     let mapper = rig.mapper(|_| {});
-    let otel = rig
+    // Credentials belong in a file or the environment; the reason does not repeat them.
+    let creds = rig
         .edge
-        .wait_state("default/otel", "unhealthy", WAIT)
+        .wait_state("default/creds", "unhealthy", WAIT)
         .await
-        .expect("otel refused");
+        .expect("credentials in the address refused");
     assert_eq!(
-        otel.reason.as_deref(),
-        Some("device default/otel, property level: pushMethod.otel: not supported yet")
+        creds.reason.as_deref(),
+        Some(
+            "device default/creds, property level: pushMethod.dbMethod.redis.redisClientConfig.addr: \
+             credentials in the address are refused; give them in a file or the environment"
+        )
     );
     let bad = rig
         .edge

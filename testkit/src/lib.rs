@@ -8,7 +8,8 @@
 //! - [`fleet`]: a devices file of many sensors;
 //! - [`fixtures`]: KubeEdge's own files, from the directory in `EDGETWIN_KUBEEDGE_FIXTURES`;
 //! - [`peer_process`]: a peer process driven line by line (pymodbus, asyncua, simulators);
-//! - [`peers`]: whether a test must fail or may skip when an outside peer is missing.
+//! - [`peers`]: whether a test must fail or may skip when an outside peer is missing;
+//! - [`servers`]: Redis, MariaDB and an OTLP/HTTP receiver as real processes on free ports.
 //!
 //! Helpers return errors or panic with a message that names what is missing and how to get it.
 
@@ -20,6 +21,7 @@ pub mod peer_process;
 pub mod peers;
 pub mod pki;
 pub mod proxy;
+pub mod servers;
 
 pub use broker::{
     BrokerKind, MosquittoOptions, TestBroker, TestBrokerError, TlsMaterial, free_port,

@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 /// Debian packages the build and the tests use, with a shell test that proves each is
 /// installed. Chromium and its WebDriver drive the dashboard's browser test; libdbus-1-dev
 /// builds the BLE mapper (BlueZ is on D-Bus), whose tests run python-dbusmock's BlueZ on a
-/// private dbus-daemon.
+/// private dbus-daemon. Redis and MariaDB are the servers the database sinks are tested
+/// against (started by the tests themselves).
 const APT_PACKAGES: &[(&str, &str)] = &[
     (
         "mosquitto",
@@ -24,14 +25,22 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "python3-dbusmock",
         "/usr/bin/python3 -c 'import dbus, dbusmock, gi'",
     ),
+    ("redis-server", "command -v redis-server"),
+    ("mariadb-server", "command -v mariadbd || test -x /usr/sbin/mariadbd"),
 ];
 
-/// Where the Python venv for test peers (pymodbus, asyncua) lives, relative to the workspace root.
+/// Where the Python venv for test peers (pymodbus, asyncua, the OTLP receiver) lives, relative to
+/// the workspace root.
 pub const VENV_DIR: &str = "target/peers-venv";
 
 /// Python packages for test peers, pinned (pymodbus 4 drops the datastore API the peers use;
-/// asyncua is the OPC UA server the OPC-UA mapper is tested against).
-const PIP_PACKAGES: &[&str] = &["pymodbus[serial]==3.16.1", "asyncua==2.1.0"];
+/// asyncua is the OPC UA server the OPC-UA mapper is tested against; opentelemetry-proto decodes
+/// what the OpenTelemetry sink exports).
+const PIP_PACKAGES: &[&str] = &[
+    "pymodbus[serial]==3.16.1",
+    "asyncua==2.1.0",
+    "opentelemetry-proto==1.45.2",
+];
 
 /// Installs every missing apt package, then the Python venv with the test peers.
 pub fn all(root: &Path) -> Result<()> {

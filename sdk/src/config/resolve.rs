@@ -123,6 +123,10 @@ pub fn resolve(
             Some(push) => sink_specs(push).map_err(|m| fail(Some(&prop.name), m))?,
             None => Vec::new(),
         };
+        for sink in &sinks {
+            sink.check_property(&id, &prop.name, model_prop.property_type)
+                .map_err(|m| fail(Some(&prop.name), m))?;
+        }
         if let Some(spec) = &prop.pipeline {
             Pipeline::build(spec).map_err(|e| fail(Some(&prop.name), e.to_string()))?;
         }
@@ -375,15 +379,37 @@ spec:
             "device town/crossing: its DeviceModel \"traffic-light\" was not found"
         );
 
-        let with_otel = DEVICE.replace(
-            "      reportCycle: 1000\n",
-            "      reportCycle: 1000\n      pushMethod:\n        otel:\n          endpointURL: http://x\n",
-        );
-        let (device, model) = load(&with_otel);
-        let err = resolve(&device, Some(&model)).expect_err("otel refused");
+        let with_push = |push: &str| {
+            DEVICE.replace(
+                "      reportCycle: 1000\n",
+                &format!("      reportCycle: 1000\n      pushMethod:\n{push}"),
+            )
+        };
+        let (device, model) = load(&with_push("        anomalyDetection: {}\n"));
+        let err = resolve(&device, Some(&model)).expect_err("anomalyDetection refused");
         assert_eq!(
             err.to_string(),
-            "device town/crossing, property red: pushMethod.otel: not supported yet"
+            "device town/crossing, property red: pushMethod.anomalyDetection: not supported yet"
+        );
+
+        // A sink that cannot carry the property's type is refused with the device.
+        let (device, model) = load(&with_push(
+            "        mqtt: {topic: t}\n        dbMethod:\n          mysql:\n            mysqlClientConfig: {addr: db, database: d, userName: u}\n",
+        ));
+        let resolved = resolve(&device, Some(&model)).expect("mqtt and mysql take booleans");
+        assert_eq!(resolved.properties[0].sinks.len(), 2);
+        let long_name = format!("name: crossing{}", "x".repeat(60));
+        let (device, model) = load(
+            &with_push(
+                "        dbMethod:\n          mysql:\n            mysqlClientConfig: {addr: db, database: d, userName: u}\n",
+            )
+            .replace("name: crossing", &long_name),
+        );
+        let err = resolve(&device, Some(&model)).expect_err("table name too long");
+        assert!(
+            err.to_string()
+                .contains("longer than MySQL's 64 characters"),
+            "{err}"
         );
     }
 }

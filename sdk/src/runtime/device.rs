@@ -262,12 +262,12 @@ impl<D: Driver> DeviceTask<D> {
                     }
                 }
             }
+            self.tick_pipelines(&mut run);
             // Reading first after a (re)connect lets the read-back spare needless writes.
             self.collect_due(&mut run).await;
             if desired_changed || connected_now {
                 Box::pin(self.apply_desired(&mut run)).await;
             }
-            self.tick_pipelines(&mut run);
             self.report_due(&mut run);
             if Instant::now() >= run.health_at {
                 Box::pin(self.check_health(&mut run)).await;
@@ -503,6 +503,8 @@ impl<D: Driver> DeviceTask<D> {
             return;
         };
         prop.raw = Some(value.clone());
+        // What fell due before this sample is released first, as the preview does.
+        self.release_until(prop, &spec.name, at_ms.max(0) as u64);
         let processed = match prop.pipeline.as_mut() {
             None => Some(value),
             Some(pipeline) => {
@@ -540,26 +542,42 @@ impl<D: Driver> DeviceTask<D> {
         prop.current = Some(value);
     }
 
-    /// Releases values that pipelines held (closed windows, rate-limited values).
+    /// Releases values that pipelines held (closed windows, rate-limited values) whose time has
+    /// come. Runs before the reads of the same wake-up.
     fn tick_pipelines(&self, run: &mut Running<D>) {
-        let now_ms = unix_millis();
+        let now_ms = unix_millis().max(0) as u64;
         for (prop, spec) in run.properties.iter_mut().zip(&run.spec.properties) {
+            self.release_until(prop, &spec.name, now_ms);
+        }
+    }
+
+    /// Ticks a property's pipeline at every deadline up to `until`, in order, and emits what is
+    /// released stamped with its deadline: exactly the timer `edgetwin pipeline test` simulates,
+    /// so the preview of recorded samples predicts what the mapper reports.
+    fn release_until(&self, prop: &mut Property, name: &str, until: u64) {
+        while let Some(deadline) = prop
+            .pipeline
+            .as_deref()
+            .and_then(Pipeline::next_deadline)
+            .filter(|due| *due <= until)
+        {
             let Some(pipeline) = prop.pipeline.as_mut() else {
-                continue;
+                return;
             };
-            if pipeline
-                .next_deadline()
-                .is_some_and(|due| due <= now_ms.max(0) as u64)
-            {
-                match pipeline.tick(now_ms.max(0) as u64) {
-                    Ok(Some(pipeline::Outcome::Report { value, .. })) => {
-                        self.emit(prop, &spec.name, value, now_ms);
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
-                        tracing::warn!(property = %spec.name, error = %err, "pipeline tick failed");
-                    }
+            let ticked = pipeline.tick(deadline);
+            let stuck = pipeline.next_deadline() == Some(deadline);
+            match ticked {
+                Ok(Some(pipeline::Outcome::Report { value, .. })) => {
+                    self.emit(prop, name, value, deadline as i64);
                 }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(property = %name, error = %err, "pipeline tick failed");
+                }
+            }
+            // A tick at a deadline consumes what was due; this guards the loop regardless.
+            if stuck {
+                return;
             }
         }
     }
@@ -796,15 +814,16 @@ impl<D: Driver> DeviceTask<D> {
     /// due.
     fn sync_state(&self, run: &mut Running<D>) {
         let now = Instant::now();
+        let state = effective_state(run);
         let due = run.state_heartbeat_at.is_some_and(|at| now >= at);
-        if run.state_published.as_ref() == Some(&run.state) && !due {
+        if run.state_published.as_ref() == Some(&state) && !due {
             return;
         }
-        if run.state_published.as_ref() != Some(&run.state) {
-            tracing::info!(state = %run.state, "device state");
+        if run.state_published.as_ref() != Some(&state) {
+            tracing::info!(state = %state, "device state");
         }
-        if self.publish_state(&run.state) {
-            run.state_published = Some(run.state.clone());
+        if self.publish_state(&state) {
+            run.state_published = Some(state);
             run.state_heartbeat_at = run.spec.state_report_cycle.map(|c| now + c);
         }
     }
@@ -884,6 +903,22 @@ fn refusal_reason(err: &DriverError) -> Option<String> {
         DriverError::Config(_) | DriverError::Unsupported(_) => Some(err.to_string()),
         DriverError::Io(_) | DriverError::Timeout(_) | DriverError::Disconnected(_) => None,
     }
+}
+
+/// The state to publish: the session's, except that a connected device whose sink fails is
+/// `unhealthy` with the sink's name and first failure (its samples wait in the sink's queue).
+fn effective_state<D: Driver>(run: &Running<D>) -> DeviceState {
+    if run.state != DeviceState::Online {
+        return run.state.clone();
+    }
+    run.properties
+        .iter()
+        .flat_map(|p| p.sinks.iter())
+        .find_map(|sink| {
+            sink.failure()
+                .map(|reason| DeviceState::Unhealthy(format!("sink {}: {reason}", sink.name())))
+        })
+        .unwrap_or(DeviceState::Online)
 }
 
 /// Whether two values have the same wire form, without formatting them: floats by their bits

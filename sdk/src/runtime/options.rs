@@ -119,6 +119,9 @@ pub struct Options {
     pub metrics_addr: Option<SocketAddr>,
     /// How long the devices and sinks get to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// A directory of secret files for the database sinks, one per variable name (e.g.
+    /// `EDGETWIN_REDIS_PASSWORD`), looked at before the environment (a mounted Secret).
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -145,6 +148,7 @@ impl Default for Options {
             backoff_max: Duration::from_secs(30),
             metrics_addr: None,
             shutdown_grace: Duration::from_secs(5),
+            secrets_dir: None,
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::driver::{DeviceId, Driver, serves_protocol};
 use crate::http::serve_metrics;
 use crate::metrics::Metrics;
 use crate::mqtt::{Bus, Inbound};
-use crate::sink::Sinks;
+use crate::sink::{SinkSettings, Sinks};
 
 /// A device being served.
 struct Served {
@@ -79,7 +79,15 @@ pub(super) async fn run<D: Driver>(
         )
     });
     let (bus, mut inbound, connection) = Bus::start(&options.broker, &client_id, metrics.clone());
-    let sinks = Sinks::new(bus.clone(), metrics.clone(), &client_id);
+    let sinks = Sinks::new(
+        bus.clone(),
+        metrics.clone(),
+        &client_id,
+        SinkSettings {
+            secrets_dir: options.secrets_dir.clone(),
+            ..SinkSettings::default()
+        },
+    );
     let grace = options.shutdown_grace;
     let ctx = Arc::new(Context {
         options,

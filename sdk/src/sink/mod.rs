@@ -2,36 +2,62 @@
 //!
 //! - `mqtt`: publish to a topic (qos, retained), on the mapper's broker or another one
 //!   (`address`);
-//! - `http`: `POST` the sample as JSON to `hostName:port/requestPath`.
+//! - `http`: `POST` the sample as JSON to `hostName:port/requestPath`;
+//! - `otel` (feature `sink-otel`): OpenTelemetry gauges over OTLP/HTTP;
+//! - `dbMethod.redis` (feature `sink-redis`): a sorted set per device;
+//! - `dbMethod.mysql` (feature `sink-mysql`): a table per property, created when absent;
+//! - `dbMethod.influxdb2` (feature `sink-influxdb2`): the InfluxDB v2 write API;
+//! - `dbMethod.TDEngine` (feature `sink-tdengine`): TDengine's REST interface.
 //!
-//! `otel`, `dbMethod` (influxdb2, redis, TDengine, mysql) and `anomalyDetection` are refused when
-//! the device is loaded with a "not supported yet" error (the device is marked `unhealthy` with
-//! it): a configured destination is never silently ignored.
+//! A sink the mapper was built without, and `anomalyDetection`, are refused when the device is
+//! loaded (the device is marked `unhealthy` with the reason): a configured destination is never
+//! silently ignored. Passwords and tokens come from files or the environment ([`credentials`]).
 //!
-//! Each distinct destination has one bounded, ordered queue and one worker task
-//! ([`queue`]); properties with the same `pushMethod` share it.
+//! Each distinct destination has one bounded, ordered queue and one worker task that delivers in
+//! batches ([`queue`]); properties with the same destination share it. Every sink receives the
+//! values the pipeline let through, the same ones the twin gets. `docs/data-pipeline.md`
+//! documents each sink with an example.
 
+pub mod credentials;
+#[cfg(feature = "sink-influxdb2")]
+pub mod influxdb2;
+#[cfg(feature = "sink-mysql")]
+mod mysql;
+#[cfg(feature = "sink-otel")]
+pub mod otel;
+mod push;
 pub mod queue;
+#[cfg(feature = "sink-redis")]
+mod redis;
 mod spec;
+#[cfg(feature = "sink-tdengine")]
+pub mod tdengine;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edgetwin_model::value::{PropertyType, Value};
-use rumqttc::QoS;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use self::queue::{Deliver, SinkQueue, WorkerCounters, run_worker, sink_backoff};
-pub use self::spec::{SinkSpec, sink_specs};
+use self::credentials::Secrets;
+use self::queue::{Deliver, QueueLimits, QueueMetrics, SinkQueue, run_worker, sink_backoff};
+pub use self::spec::{
+    DB_TIMEOUT, Influxdb2Spec, MysqlSpec, OtelSpec, RedisSpec, SinkSpec, TdEngineSpec, mysql_table,
+    sink_specs, tdengine_stable, tdengine_subtable,
+};
 use crate::driver::DeviceId;
-use crate::http::{HttpTarget, post_json};
 use crate::metrics::{Metrics, SinkLabels};
-use crate::mqtt::{Bus, Inbound};
+use crate::mqtt::Bus;
 
 /// Samples each sink queue holds before dropping the oldest.
 pub const SINK_QUEUE_CAPACITY: usize = 1024;
+
+/// Bytes of samples each sink queue holds before dropping the oldest (by
+/// [`Sample::approx_bytes`]; bounds queues of large string or bytes values).
+pub const SINK_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
 /// One value read from a device, after the pipeline: what every sink receives.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +101,20 @@ impl Sample {
         // Serialising a struct of strings and integers cannot fail.
         serde_json::to_vec(&json).unwrap_or_default()
     }
+
+    /// Roughly how much memory the sample holds (for the queue's byte limit).
+    pub fn approx_bytes(&self) -> usize {
+        let value = match &self.value {
+            Value::String(text) => text.len(),
+            Value::Bytes(bytes) => bytes.len(),
+            Value::Int(_) | Value::Float(_) | Value::Boolean(_) => 0,
+        };
+        std::mem::size_of::<Sample>()
+            + self.device.namespace.len()
+            + self.device.name.len()
+            + self.property.len()
+            + value
+    }
 }
 
 /// A handle to push samples into one sink. Cheap to clone.
@@ -93,6 +133,38 @@ impl SinkHandle {
     pub fn name(&self) -> &str {
         self.queue.name()
     }
+
+    /// Why the sink is down (its deliveries fail), or `None` while it delivers.
+    pub fn failure(&self) -> Option<String> {
+        self.queue.failure()
+    }
+
+    /// Samples waiting to be delivered.
+    pub fn waiting(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// How the sinks of a mapper are set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkSettings {
+    /// The bounds of each sink's queue.
+    pub limits: QueueLimits,
+    /// A directory of secret files, one per variable name, looked at before the environment
+    /// (see [`Secrets`]).
+    pub secrets_dir: Option<PathBuf>,
+}
+
+impl Default for SinkSettings {
+    fn default() -> Self {
+        Self {
+            limits: QueueLimits {
+                samples: SINK_QUEUE_CAPACITY,
+                bytes: SINK_QUEUE_BYTES,
+            },
+            secrets_dir: None,
+        }
+    }
 }
 
 /// Every sink of a mapper, created on first use and shared by all devices.
@@ -101,17 +173,30 @@ pub struct Sinks {
     bus: Bus,
     metrics: Metrics,
     client_id: String,
+    limits: QueueLimits,
+    #[cfg_attr(
+        not(any(
+            feature = "sink-redis",
+            feature = "sink-mysql",
+            feature = "sink-influxdb2",
+            feature = "sink-tdengine"
+        )),
+        allow(dead_code)
+    )]
+    secrets: Secrets,
     open: Mutex<HashMap<SinkSpec, SinkHandle>>,
     workers: Mutex<JoinSet<()>>,
 }
 
 impl Sinks {
     /// A registry whose `mqtt` sinks without an address publish through `bus`.
-    pub fn new(bus: Bus, metrics: Metrics, client_id: &str) -> Arc<Self> {
+    pub fn new(bus: Bus, metrics: Metrics, client_id: &str, settings: SinkSettings) -> Arc<Self> {
         Arc::new(Self {
             bus,
             metrics,
             client_id: client_id.to_owned(),
+            limits: settings.limits,
+            secrets: Secrets::new(settings.secrets_dir),
             open: Mutex::new(HashMap::new()),
             workers: Mutex::new(JoinSet::new()),
         })
@@ -123,18 +208,24 @@ impl Sinks {
         if let Some(handle) = open.get(spec) {
             return handle.clone();
         }
-        let name = spec.name();
-        let labels = SinkLabels { sink: name.clone() };
+        let labels = SinkLabels { sink: spec.name() };
         let queue = SinkQueue::new(
-            name,
-            SINK_QUEUE_CAPACITY,
-            self.metrics.sink_dropped.get_or_create_owned(&labels),
+            labels.sink.clone(),
+            self.limits,
+            QueueMetrics {
+                sent: self.metrics.sink_sent.get_or_create_owned(&labels),
+                errors: self.metrics.sink_errors.get_or_create_owned(&labels),
+                dropped: self.metrics.sink_dropped.get_or_create_owned(&labels),
+                rejected: self.metrics.sink_rejected.get_or_create_owned(&labels),
+                queued: self.metrics.sink_queued.get_or_create_owned(&labels),
+                up: self.metrics.sink_up.get_or_create_owned(&labels),
+            },
         );
-        let counters = WorkerCounters {
-            sent: self.metrics.sink_sent.get_or_create_owned(&labels),
-            errors: self.metrics.sink_errors.get_or_create_owned(&labels),
-        };
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let worker = Worker {
+            queue: Arc::clone(&queue),
+            workers: &mut workers,
+        };
         match spec {
             SinkSpec::Mqtt {
                 broker,
@@ -148,42 +239,46 @@ impl Sinks {
                         let client_id = format!("{}-sink-{}", self.client_id, open.len());
                         let (bus, inbound, task) =
                             Bus::start(broker, &client_id, self.metrics.clone());
-                        workers.spawn(drain_inbound(inbound, task));
+                        worker.workers.spawn(push::drain_inbound(inbound, task));
                         bus
                     }
                 };
-                let destination = MqttDestination {
-                    bus,
-                    topic: topic.clone(),
-                    qos: qos_of(*qos),
-                    retained: *retained,
-                };
-                workers.spawn(run_worker(
-                    Arc::clone(&queue),
-                    destination,
-                    counters,
-                    sink_backoff(),
-                ));
+                worker.start(push::MqttDestination::new(bus, topic, *qos, *retained));
             }
             SinkSpec::Http { target, timeout } => {
-                let destination = HttpDestination {
-                    target: target.clone(),
-                    timeout: *timeout,
-                };
-                workers.spawn(run_worker(
-                    Arc::clone(&queue),
-                    destination,
-                    counters,
-                    sink_backoff(),
-                ));
+                worker.start(push::HttpDestination::new(target.clone(), *timeout));
             }
+            #[cfg(feature = "sink-otel")]
+            SinkSpec::Otel(otel) => worker.start(otel::OtelDestination::new(otel.clone())),
+            #[cfg(feature = "sink-redis")]
+            SinkSpec::Redis(redis) => worker.start(redis::RedisDestination::new(
+                redis.clone(),
+                self.secrets.clone(),
+            )),
+            #[cfg(feature = "sink-mysql")]
+            SinkSpec::Mysql(mysql) => worker.start(mysql::MysqlDestination::new(
+                mysql.clone(),
+                self.secrets.clone(),
+            )),
+            #[cfg(feature = "sink-influxdb2")]
+            SinkSpec::Influxdb2(influx) => worker.start(influxdb2::Influxdb2Destination::new(
+                influx.clone(),
+                self.secrets.clone(),
+            )),
+            #[cfg(feature = "sink-tdengine")]
+            SinkSpec::TdEngine(td) => worker.start(tdengine::TdEngineDestination::new(
+                td.clone(),
+                self.secrets.clone(),
+            )),
+            #[allow(unreachable_patterns)] // every variant is handled when every feature is on
+            other => worker.start(push::NotBuilt::new(other)),
         }
         let handle = SinkHandle { queue };
         open.insert(spec.clone(), handle.clone());
         handle
     }
 
-    /// Gives queued samples up to `grace` to drain, then stops every worker.
+    /// Gives queued samples up to `grace` to be delivered, then stops every worker.
     pub async fn shutdown(&self, grace: Duration) {
         let queues: Vec<SinkHandle> = self
             .open
@@ -193,7 +288,7 @@ impl Sinks {
             .cloned()
             .collect();
         let drained = async {
-            while queues.iter().any(|h| !h.queue.is_empty()) {
+            while queues.iter().any(|h| !h.queue.is_idle()) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
@@ -205,49 +300,16 @@ impl Sinks {
     }
 }
 
-/// A sink's own MQTT connection receives nothing it needs; this keeps its event loop running.
-async fn drain_inbound(
-    mut inbound: tokio::sync::mpsc::Receiver<Inbound>,
-    task: tokio::task::JoinHandle<()>,
-) {
-    while inbound.recv().await.is_some() {}
-    task.abort();
+/// Starts the worker of one queue.
+struct Worker<'a> {
+    queue: Arc<SinkQueue>,
+    workers: &'a mut JoinSet<()>,
 }
 
-fn qos_of(level: u8) -> QoS {
-    match level {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
-    }
-}
-
-struct MqttDestination {
-    bus: Bus,
-    topic: String,
-    qos: QoS,
-    retained: bool,
-}
-
-impl Deliver for MqttDestination {
-    async fn deliver(&mut self, sample: &Sample) -> Result<(), String> {
-        self.bus
-            .publish_wait(&self.topic, sample.to_json(), self.qos, self.retained)
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
-
-struct HttpDestination {
-    target: HttpTarget,
-    timeout: Duration,
-}
-
-impl Deliver for HttpDestination {
-    async fn deliver(&mut self, sample: &Sample) -> Result<(), String> {
-        post_json(&self.target, &sample.to_json(), self.timeout)
-            .await
-            .map_err(|e| e.to_string())
+impl Worker<'_> {
+    fn start<D: Deliver>(self, destination: D) {
+        self.workers
+            .spawn(run_worker(self.queue, destination, sink_backoff()));
     }
 }
 

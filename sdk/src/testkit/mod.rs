@@ -1,9 +1,12 @@
 //! Test helpers for mappers (feature `testkit`): a simulated driver, a minimal in-test edge,
-//! the conformance suite every mapper crate runs, and edgetwin's shared test kit
-//! ([`edgetwin_testkit`]: brokers a test can restart, a cut/heal TCP proxy, KubeEdge fixtures).
+//! the conformance suite every mapper crate runs, the check of a running mapper's pipelines
+//! against `edgetwin pipeline test`'s prediction, and edgetwin's shared test kit
+//! ([`edgetwin_testkit`]: brokers a test can restart, a cut/heal TCP proxy, KubeEdge fixtures,
+//! database and OTLP servers).
 
 pub mod conformance;
 pub mod edge;
+pub mod pipeline_check;
 
 pub use crate::sim::{SimDriver, SimProtocol, SimSession, SimVisitor, WriteRecord};
 pub use edge::{EdgeDevice, StateReport, TestEdge, TwinReport};
