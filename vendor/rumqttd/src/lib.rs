@@ -116,6 +116,11 @@ pub struct ServerSettings {
     pub tls: Option<TlsConfig>,
     pub next_connection_delay_ms: u64,
     pub connections: ConnectionSettings,
+    /// EDGETWIN PATCH: at most this many connections of this listener at once (from accept to
+    /// close, CONNECT pending or not); while it is full the listener accepts nothing and new
+    /// connections wait in the kernel's backlog. `None`: no limit (upstream's behaviour).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 impl ServerSettings {
