@@ -8,6 +8,7 @@
 //! - [`wire`]: KubeEdge's DeviceTwin MQTT topics and JSON payloads, the cloud⇄edge envelope and
 //!   the messages the device controller and an edge agent exchange;
 //! - [`twin`]: the twin engine (desired/reported, versions, delta);
+//! - [`merge_patch`]: JSON merge patch (RFC 7386), as the registry applies it;
 //! - [`limits`]: the size limits every side shares (values, objects, payloads, packets, tunnel
 //!   messages, request bodies).
 //!
@@ -16,6 +17,7 @@
 
 pub mod devices;
 pub mod limits;
+pub mod merge_patch;
 pub mod pipeline;
 pub mod twin;
 pub mod value;
