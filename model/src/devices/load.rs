@@ -9,8 +9,8 @@ use std::path::Path;
 
 pub use super::load_error::{LoadError, Location};
 use super::yaml::{Chunk, TypeMeta, documents};
-use crate::limits;
 use super::{API_VERSION, DEVICE_KIND, DEVICE_MODEL_KIND, Device, DeviceModel, GROUP};
+use crate::limits;
 
 /// A Device or a DeviceModel.
 #[derive(Debug, Clone, PartialEq)]
@@ -439,7 +439,9 @@ spec:
         assert!(matches!(error, LoadError::TooLarge { .. }), "{error}");
         let text = error.to_string();
         assert!(
-            text.starts_with("big.yaml") && text.contains("Device \"big\"") && text.contains("262144"),
+            text.starts_with("big.yaml")
+                && text.contains("Device \"big\"")
+                && text.contains("262144"),
             "{text}"
         );
     }
