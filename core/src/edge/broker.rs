@@ -246,4 +246,55 @@ mod tests {
         .expect("the successor receives the publish");
         assert_eq!(&received[..], b"still here");
     }
+
+    /// An MQTT 3.1.1 CONNECT with a clean session for `client_id`.
+    fn connect_packet(client_id: &str) -> Vec<u8> {
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+        let id = u16::try_from(client_id.len()).unwrap();
+        body.extend(id.to_be_bytes());
+        body.extend(client_id.as_bytes());
+        let mut packet = vec![0x10, u8::try_from(body.len()).unwrap()];
+        packet.extend(body);
+        packet
+    }
+
+    /// Connects and sends CONNECT; `Some` with the stream once the CONNACK arrives within
+    /// `wait`, `None` when it does not.
+    fn mqtt_connect(
+        stream: &mut TcpStream,
+        client_id: &str,
+        wait: Duration,
+    ) -> Option<[u8; 4]> {
+        use std::io::{Read, Write};
+        stream.write_all(&connect_packet(client_id)).unwrap();
+        stream.set_read_timeout(Some(wait)).unwrap();
+        let mut connack = [0u8; 4];
+        stream.read_exact(&mut connack).ok().map(|()| connack)
+    }
+
+    /// At the cap, a new connection waits (no CONNACK) until an open one closes; 256 idle
+    /// connections could otherwise take every descriptor of the agent.
+    #[test]
+    fn at_the_connection_cap_a_new_client_waits_until_one_disconnects() {
+        const CONNACK: [u8; 4] = [0x20, 2, 0, 0];
+        let broker =
+            EmbeddedBroker::start_capped("127.0.0.1:0".parse().unwrap(), 1 << 20, 2).unwrap();
+        let wait = Duration::from_secs(10);
+        let mut first = TcpStream::connect(broker.addr()).unwrap();
+        assert_eq!(mqtt_connect(&mut first, "first", wait), Some(CONNACK));
+        let mut second = TcpStream::connect(broker.addr()).unwrap();
+        assert_eq!(mqtt_connect(&mut second, "second", wait), Some(CONNACK));
+
+        let mut third = TcpStream::connect(broker.addr()).unwrap();
+        assert_eq!(
+            mqtt_connect(&mut third, "third", Duration::from_secs(1)),
+            None,
+            "a third client got in past the cap of 2"
+        );
+        drop(first);
+        third.set_read_timeout(Some(wait)).unwrap();
+        let mut connack = [0u8; 4];
+        std::io::Read::read_exact(&mut third, &mut connack).unwrap();
+        assert_eq!(connack, CONNACK, "the waiting client gets in once one leaves");
+    }
 }
