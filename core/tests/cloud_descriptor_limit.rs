@@ -55,7 +55,9 @@ fn start_cloud(root: &Path, log: &Path) -> (Proc, PathBuf) {
     .expect("config");
     let child = Command::new("sh")
         .arg("-c")
-        .arg(format!("ulimit -n {DESCRIPTORS} && exec \"$0\" cloud -c \"$1\""))
+        .arg(format!(
+            "ulimit -n {DESCRIPTORS} && exec \"$0\" cloud -c \"$1\""
+        ))
         .arg(env!("CARGO_BIN_EXE_edgetwin"))
         .arg(&config)
         .env_remove("EDGETWIN_DATA_DIR")
@@ -130,9 +132,7 @@ fn idle_stream(api: SocketAddr) -> Option<TcpStream> {
 
 /// The status code of the first response on `stream`.
 fn status_of(mut stream: TcpStream) -> String {
-    stream
-        .set_read_timeout(Some(WAIT))
-        .expect("read timeout");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).expect("a response");
     String::from_utf8_lossy(&head[9..12]).into_owned()

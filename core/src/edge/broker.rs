@@ -258,13 +258,9 @@ mod tests {
         packet
     }
 
-    /// Connects and sends CONNECT; `Some` with the stream once the CONNACK arrives within
+    /// Sends CONNECT on `stream`; `Some` with the CONNACK when it arrives within
     /// `wait`, `None` when it does not.
-    fn mqtt_connect(
-        stream: &mut TcpStream,
-        client_id: &str,
-        wait: Duration,
-    ) -> Option<[u8; 4]> {
+    fn mqtt_connect(stream: &mut TcpStream, client_id: &str, wait: Duration) -> Option<[u8; 4]> {
         use std::io::{Read, Write};
         stream.write_all(&connect_packet(client_id)).unwrap();
         stream.set_read_timeout(Some(wait)).unwrap();
@@ -295,6 +291,9 @@ mod tests {
         third.set_read_timeout(Some(wait)).unwrap();
         let mut connack = [0u8; 4];
         std::io::Read::read_exact(&mut third, &mut connack).unwrap();
-        assert_eq!(connack, CONNACK, "the waiting client gets in once one leaves");
+        assert_eq!(
+            connack, CONNACK,
+            "the waiting client gets in once one leaves"
+        );
     }
 }
