@@ -8,7 +8,7 @@
 //!    a desired value      ≤ MAX_VALUE_BYTES (64 KiB)            422 Invalid
 //!  tunnel message         ≤ MAX_TUNNEL_MESSAGE_BYTES (1 MiB)    ≥ one Device + its model
 //!  MQTT packet            ≤ MAX_PACKET_BYTES (1 MiB + 64 KiB)   broker and every client alike
-//!    an MQTT payload      ≤ MAX_PAYLOAD_BYTES (1 MiB)           agent: {code: 413, reason}
+//!    an MQTT payload      ≤ MAX_PAYLOAD_BYTES (1 MiB)           agent: {code: 400, reason}
 //!    a reported value     ≤ MAX_VALUE_BYTES (64 KiB)            agent: {code: 400, reason}
 //! ```
 //!
