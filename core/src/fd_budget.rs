@@ -19,6 +19,10 @@ pub const RESERVED: u64 = 64;
 /// The soft limit is raised to the hard limit, but not beyond this.
 pub const RAISE_UP_TO: u64 = 65_536;
 
+/// The default cap on the embedded broker's open connections (mappers and tools), before its
+/// share of the descriptors caps it further.
+pub const DEFAULT_BROKER_CONNECTIONS: usize = 256;
+
 /// A listener that takes a share of the descriptors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {

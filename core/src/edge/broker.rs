@@ -26,7 +26,7 @@ const MIN_SEGMENT_BYTES: usize = 256 * 1024;
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default cap on the listener's open connections (mappers and tools; fewer when the
 /// descriptor limit says so, see `fd_budget`).
-pub const DEFAULT_MAX_CONNECTIONS: usize = super::config::DEFAULT_BROKER_MAX_CONNECTIONS;
+pub const DEFAULT_MAX_CONNECTIONS: usize = fd_budget::DEFAULT_BROKER_CONNECTIONS;
 /// A new connection must send its CONNECT within this (an idle connection holds a slot).
 const CONNECT_TIMEOUT_MS: u16 = 10_000;
 

@@ -275,7 +275,7 @@ impl Default for HttpConfig {
 }
 
 /// The default cap on the embedded broker's open connections (mappers and tools).
-pub const DEFAULT_BROKER_MAX_CONNECTIONS: usize = 256;
+pub const DEFAULT_BROKER_MAX_CONNECTIONS: usize = crate::fd_budget::DEFAULT_BROKER_CONNECTIONS;
 
 /// The default embedded broker address.
 pub const DEFAULT_BROKER_LISTEN: SocketAddr =
