@@ -12,12 +12,15 @@ pub mod crd;
 pub mod ctl;
 #[cfg(feature = "edge")]
 pub mod edge;
+#[cfg(feature = "edge")]
+pub mod fd_budget;
+#[cfg(feature = "edge")]
+pub mod log_limit;
 pub mod manifests;
 #[cfg(feature = "cli")]
 pub mod scaffold;
 #[cfg(feature = "edge")]
 mod stable_plans;
-#[cfg(feature = "edge")]
 pub mod tunnel;
 #[cfg(feature = "edge")]
 mod wal_checkpoint;

@@ -233,7 +233,10 @@ fn the_traffic_light_walkthrough() {
     assert!(out.starts_with("NAME"), "{out}");
     assert!(out.contains("traffic-light-model"), "{out}");
 
-    let out = ok(registry.ctl(&["delete", "device", "traffic-light"]));
+    // What `get -o name` prints is what `delete` takes, as with kubectl.
+    let name = ok(registry.ctl(&["get", "device", "traffic-light", "-o", "name"]));
+    assert_eq!(name, "device.devices.kubeedge.io/traffic-light\n");
+    let out = ok(registry.ctl(&["delete", name.trim()]));
     assert_eq!(
         out,
         "device.devices.kubeedge.io \"traffic-light\" deleted\n"

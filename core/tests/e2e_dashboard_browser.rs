@@ -64,6 +64,7 @@ fn e2e_the_red_button_sets_desired_and_the_lamp_follows_reported() {
         let dashboard = edgetwin_core::cloud::dashboard::router(
             std::sync::Arc::new(registry.clone()),
             server.stopping(),
+            edgetwin_core::cloud::dashboard::MAX_STREAMS,
         );
         let server = server.merge(dashboard);
         let url = server.url().expect("url");

@@ -18,7 +18,7 @@ on_both_brokers!(
     an_oversize_payload,
     an_unknown_device_state,
     an_empty_topic_level,
-    a_wildcard_in_a_published_topic,
+    a_wildcard_or_nul_in_a_published_topic,
     an_unknown_topic_suffix,
     a_membership_get_that_is_not_json,
 );
@@ -159,7 +159,7 @@ async fn an_oversize_payload(kind: BrokerKind) {
         "x".repeat(1 << 20)
     );
     let answer = update(&mut mapper, &huge).await;
-    assert_error(&answer, 400, "exceeds the limit of 524288 bytes");
+    assert_error(&answer, 400, "exceeds the limit of 1048576 bytes");
     assert_eq!(edge.agent.metrics().rejects(Reject::TooLarge), 1, "{kind}");
     still_serving(&mut mapper).await;
 }
@@ -199,28 +199,94 @@ async fn an_empty_topic_level(kind: BrokerKind) {
     assert_eq!(edge.agent.metrics().rejects(Reject::BadTopic), 1, "{kind}");
 }
 
-async fn a_wildcard_in_a_published_topic(kind: BrokerKind) {
+async fn a_wildcard_or_nul_in_a_published_topic(kind: BrokerKind) {
     let mut edge = Edge::start(kind).await;
     // MQTT client libraries refuse such topics; send the bytes by hand.
-    raw_publish(
-        edge.broker_addr(),
+    for topic in [
         "$hw/events/device/a+b/twin/update",
-        b"{}",
-    )
-    .await;
+        "$hw/events/device/a#/twin/update",
+        "$hw/events/device/a\0b/twin/update",
+    ] {
+        raw_publish(edge.broker_addr(), topic, b"{}").await;
+    }
     let mut mapper = edge.client().await;
     still_serving(&mut mapper).await;
-    let expected = match kind {
-        // mosquitto drops the publishing client (MQTT forbids wildcards in topic names).
-        BrokerKind::Mosquitto => 0,
-        // rumqttd delivers it; the agent refuses the topic.
-        BrokerKind::Embedded => 1,
-    };
+    // Both brokers drop the publishing client (MQTT forbids wildcards and NUL in topic names):
+    // nothing reaches the agent.
+    assert_eq!(edge.agent.metrics().rejects(Reject::BadTopic), 0, "{kind}");
+}
+
+// A current-thread runtime: the agent's tasks run on the test's thread, where the capturing
+// subscriber is the default. Embedded broker only: mosquitto drops a client whose topic has a
+// control character (MQTT 3.1.1 section 1.5.3), so nothing would reach the agent there.
+#[tokio::test]
+async fn a_line_break_in_a_topic_never_reaches_the_log_raw() {
+    let kind = BrokerKind::Embedded;
+    let log = CapturedLog::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    // The agent's tasks run on this test's thread (a current-thread runtime): they log here.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut edge = Edge::start(kind).await;
+    let mut mapper = edge.client().await;
+    let forged = "ERROR forged: pin 17 is high";
+    mapper
+        .publish(
+            &device_topic(&format!("x\n{forged}"), "twin/update"),
+            r#"{"event_id":"f"}"#,
+        )
+        .await
+        .expect("publishes");
+    still_serving(&mut mapper).await;
     assert_eq!(
         edge.agent.metrics().rejects(Reject::BadTopic),
-        expected,
-        "{kind}"
+        1,
+        "{kind}: the topic is refused"
     );
+    let text = log.text();
+    assert!(
+        !text.lines().any(|line| line.starts_with(forged)),
+        "{kind}: a forged line in the log:\n{text}"
+    );
+    assert!(
+        text.contains("x\\nERROR forged"),
+        "{kind}: logged escaped:\n{text}"
+    );
+}
+
+/// A log writer that keeps what is written.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLog {
+    type Writer = CapturedLog;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
 
 async fn an_unknown_topic_suffix(kind: BrokerKind) {

@@ -205,3 +205,107 @@ async fn a_mapper_serves_a_device_of_the_real_edge_agent() {
     .await;
     agent.shutdown().await;
 }
+
+/// Publishes `payload` retained at QoS 1 with a hand-written client (MQTT client libraries
+/// refuse packets over their own limit) and says whether the broker acknowledged it (`false`:
+/// it closed the connection instead).
+async fn raw_retained_publish(addr: std::net::SocketAddr, topic: &str, payload: &[u8]) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        out.extend_from_slice(s);
+    }
+    fn packet(kind: u8, body: Vec<u8>) -> Vec<u8> {
+        let mut out = vec![kind];
+        let mut len = body.len();
+        loop {
+            let mut byte = (len % 128) as u8;
+            len /= 128;
+            if len > 0 {
+                byte |= 0x80;
+            }
+            out.push(byte);
+            if len == 0 {
+                break;
+            }
+        }
+        out.extend(body);
+        out
+    }
+    let mut connect = Vec::new();
+    string(&mut connect, b"MQTT");
+    connect.extend_from_slice(&[4, 0x02, 0, 30]);
+    string(&mut connect, b"raw-retainer");
+    let mut publish = Vec::new();
+    string(&mut publish, topic.as_bytes());
+    publish.extend_from_slice(&[0, 1]); // packet id
+    publish.extend_from_slice(payload);
+
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    stream
+        .write_all(&packet(0x10, connect))
+        .await
+        .expect("CONNECT");
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).await.expect("CONNACK");
+    assert_eq!(connack[0], 0x20, "a CONNACK");
+    // QoS 1, retained. The broker may close the connection while the packet is still sent.
+    let _ = stream.write_all(&packet(0x33, publish)).await;
+    let mut puback = [0u8; 4];
+    let acked = matches!(
+        tokio::time::timeout(WAIT, stream.read_exact(&mut puback)).await,
+        Ok(Ok(_)) if puback[0] == 0x40
+    );
+    let _ = stream.write_all(&[0xE0, 0]).await;
+    acked
+}
+
+/// A retained message of any size a client can publish never knocks a mapper offline: the
+/// broker refuses what is over the packet limit every client of ours reads, and a message at
+/// the limit reaches the mapper, which skips it and goes on serving its device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_retained_message_never_knocks_a_mapper_offline() {
+    edgetwin_sdk::cli::init_logging();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let agent = start_agent(dir.path()).await;
+    let broker = agent.broker();
+    let addr: std::net::SocketAddr = format!("{}:{}", broker.host, broker.port)
+        .parse()
+        .expect("a socket address");
+
+    // 1.5 MB on a topic the mapper subscribes to: over the packet limit, refused.
+    let junk_topic = |name: &str| format!("edgetwin/v1/node/{NODE}/device/default/{name}/spec");
+    let huge = vec![b'x'; 1_500_000];
+    assert!(
+        !raw_retained_publish(addr, &junk_topic("junk"), &huge).await,
+        "the broker refuses a packet over its limit"
+    );
+    // The largest packet the broker takes: accepted and retained.
+    let topic = junk_topic("largest");
+    let largest = edgetwin_model::limits::MAX_PACKET_BYTES - 2 - topic.len() - 2;
+    assert!(
+        raw_retained_publish(addr, &topic, &vec![b'x'; largest]).await,
+        "the broker takes a packet at its limit"
+    );
+
+    let sim = SimDriver::new();
+    let mapper = start_mapper(&agent, &sim);
+    eventually("level reported as 7 at the agent", || async {
+        (reported(&agent, "level").await.as_deref() == Some("7")).then_some(())
+    })
+    .await;
+    assert_eq!(written(&sim), vec![Value::Int(7)]);
+    // Let a reconnect loop show itself, if there is one.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        mapper.metrics().mqtt_connects.get(),
+        1,
+        "the mapper kept its one connection"
+    );
+    assert_eq!(sim.connects(DEVICE), 1);
+
+    mapper.shutdown().await.expect("the mapper stops cleanly");
+    agent.shutdown().await;
+}

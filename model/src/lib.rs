@@ -7,12 +7,17 @@
 //!   limit, map);
 //! - [`wire`]: KubeEdge's DeviceTwin MQTT topics and JSON payloads, the cloud⇄edge envelope and
 //!   the messages the device controller and an edge agent exchange;
-//! - [`twin`]: the twin engine (desired/reported, versions, delta).
+//! - [`twin`]: the twin engine (desired/reported, versions, delta);
+//! - [`merge_patch`]: JSON merge patch (RFC 7386), as the registry applies it;
+//! - [`limits`]: the size limits every side shares (values, objects, payloads, packets, tunnel
+//!   messages, request bodies).
 //!
 //! No I/O: no async runtime, files, sockets, clock or environment. Time and file contents are
 //! inputs; the edge agent, the cloud and the mapper SDK do the I/O around it.
 
 pub mod devices;
+pub mod limits;
+pub mod merge_patch;
 pub mod pipeline;
 pub mod twin;
 pub mod value;

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::breaker::Backoff;
 use crate::metrics::Metrics;
+use edgetwin_model::limits;
 
 /// Where a broker listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -130,8 +131,10 @@ impl Bus {
         let mut options = MqttOptions::new(client_id, broker.host.clone(), broker.port);
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(true);
-        // Spec messages carry a Device and its DeviceModel: allow large ones in.
-        options.set_max_packet_size(1024 * 1024, 256 * 1024);
+        // The broker's packet limit, both ways: whatever the broker accepted reaches the mapper
+        // (a spec message carries a Device and its DeviceModel), and a report the agent refuses
+        // as too large is answered by the agent instead of failing here.
+        options.set_max_packet_size(limits::MAX_PACKET_BYTES, limits::MAX_PACKET_BYTES);
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         // Reports and deltas are small and latency-bound: no Nagle delay.
         eventloop.network_options.set_tcp_nodelay(true);
@@ -210,6 +213,11 @@ impl Bus {
     }
 }
 
+/// A connection that lasted this long resets the reconnect backoff: one that breaks sooner (a
+/// broker that sends a message too large for us right after every subscribe) is retried ever
+/// more slowly, not in a tight loop.
+const STABLE: Duration = Duration::from_secs(10);
+
 async fn connection_loop(
     mut eventloop: EventLoop,
     bus: Bus,
@@ -218,11 +226,12 @@ async fn connection_loop(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut connected = false;
+    let mut connected_at = tokio::time::Instant::now();
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 connected = true;
-                backoff.reset();
+                connected_at = tokio::time::Instant::now();
                 bus.metrics.mqtt_connects.inc();
                 tracing::info!(%broker, "MQTT connected");
                 bus.resubscribe();
@@ -248,8 +257,22 @@ async fn connection_loop(
                 if tx.is_closed() {
                     return;
                 }
+                if connected && connected_at.elapsed() >= STABLE {
+                    backoff.reset();
+                }
                 let delay = backoff.next_delay();
-                if connected {
+                if let rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+                    rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(size),
+                )) = &err
+                {
+                    tracing::error!(
+                        %broker,
+                        size,
+                        limit = limits::MAX_PACKET_BYTES,
+                        retry_in = ?delay,
+                        "the broker sent a message larger than a mapper reads (a retained message on a subscribed topic?): delete it, or set the broker's packet limit to at most the mapper's"
+                    );
+                } else if connected {
                     tracing::warn!(%broker, error = %err, "MQTT connection lost; reconnecting");
                 } else {
                     tracing::debug!(%broker, error = %err, retry_in = ?delay, "MQTT connect failed");

@@ -332,6 +332,7 @@ fn rumqttd_config(listen: SocketAddr) -> Config {
             external_auth: None,
             dynamic_filters: true,
         },
+        max_connections: None,
     };
     Config {
         id: 0,

@@ -6,6 +6,9 @@
 //! - `gen-crds`: regenerates `crds/*.yaml` from the Rust types.
 //! - `up`: builds `edgetwin` and `edgetwin-mapper-gpio` in release mode and runs
 //!   `edgetwin up` (the README's first command, as the cargo alias `cargo up`).
+//! - `fuzz [TARGET] [SECONDS]`: builds the fuzz targets of `fuzz/` (libFuzzer on the stable
+//!   toolchain) and runs each, or one, for a while (default 60 s). Not part of `test`: the
+//!   instrumented release build of the targets' dependencies takes longer than the test budget.
 //! - `bench TARGET [ARGS]`: runs a benchmark in release mode (`cloud`: connection scale of the
 //!   tunnel hub, see `core/benches/cloud.rs`; `cloud-controller`: the real `edgetwin cloud` with
 //!   its device controller, see `core/benches/cloud_controller.rs`; `traffic-light`: desired set
@@ -19,6 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod fuzz;
 mod layering;
 mod provision;
 
@@ -33,6 +37,7 @@ fn main() -> Result<()> {
         Some("layering") => layering::check(&root),
         Some("up") => up(&root, &args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz::command(&root, &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -40,6 +45,7 @@ fn main() -> Result<()> {
                  test [NEXTEST ARGS]  provision peers, then fmt check, clippy -D warnings, all tests\n  \
                  provision            only install what the tests need (apt packages, Python venv)\n  \
                  layering             check the crate and module layering (docs/architecture.md)\n  \
+                 fuzz [TARGET] [SECS] build the fuzz targets (stable toolchain), run each SECS (60)\n  \
                  gen-crds             regenerate crds/*.yaml from the Rust types\n  \
                  up [ARGS]            build edgetwin and the GPIO mapper (release), run edgetwin up\n  \
                  bench cloud [ARGS]   tunnel hub connection-scale benchmark (--nodes N, --tls-nodes M, ...)

@@ -2,6 +2,7 @@
 //! controller, and [`Cloud::start`](server::Cloud::start), which runs them with the hub the edge
 //! nodes connect to.
 
+pub mod capped_listener;
 pub mod config;
 pub mod controller;
 pub mod dashboard;

@@ -226,7 +226,10 @@ async fn open_embedded(
             addr: api_listen,
             source,
         })?;
-    let dashboard = super::dashboard::router(Arc::new(embedded.clone()), api.stopping());
+    // Event streams may take half of the API's connections at most.
+    let max_streams = super::dashboard::MAX_STREAMS.min(api.max_connections() / 2);
+    let dashboard =
+        super::dashboard::router(Arc::new(embedded.clone()), api.stopping(), max_streams);
     let api = api.merge(dashboard);
     let url = api.url().map_err(|source| CloudError::Listen {
         what: "registry API",

@@ -65,6 +65,36 @@ pub fn parse_kind(text: &str) -> Result<Kind, CtlError> {
     }
 }
 
+/// The objects a verb names, as kubectl takes them: `TYPE NAME…`, or `TYPE/NAME…` (what
+/// `get -o name` prints, e.g. `device.devices.kubeedge.io/lamp`), grouped by kind in order.
+pub fn parse_targets(
+    resource: &str,
+    names: &[String],
+) -> Result<Vec<(Kind, Vec<String>)>, CtlError> {
+    if !resource.contains('/') {
+        return Ok(vec![(parse_kind(resource)?, names.to_vec())]);
+    }
+    let mut targets: Vec<(Kind, Vec<String>)> = Vec::new();
+    for text in std::iter::once(resource).chain(names.iter().map(String::as_str)) {
+        let Some((kind, name)) = text.split_once('/') else {
+            return Err(CtlError::Usage(format!(
+                "there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (got {text:?})"
+            )));
+        };
+        let kind = parse_kind(kind)?;
+        if name.is_empty() || name.contains('/') {
+            return Err(CtlError::Usage(format!(
+                "{text:?} is not TYPE/NAME (e.g. device/traffic-light)"
+            )));
+        }
+        match targets.last_mut() {
+            Some((last, names)) if *last == kind => names.push(name.to_owned()),
+            _ => targets.push((kind, vec![name.to_owned()])),
+        }
+    }
+    Ok(targets)
+}
+
 /// Where the server is and how to authenticate: flags (or their environment variables) first,
 /// then the files the cloud wrote into its data directory.
 pub fn connect(
@@ -337,9 +367,23 @@ impl Ctl {
         out: &mut (dyn Write + Send),
         err: &mut (dyn Write + Send),
     ) -> Result<(), CtlError> {
-        let targets: Vec<_> = names
+        self.delete_named(&[(kind, names.to_vec())], out, err).await
+    }
+
+    /// `delete TYPE/NAME…`: deletes objects of several kinds (see [`parse_targets`]).
+    pub async fn delete_named(
+        &self,
+        targets: &[(Kind, Vec<String>)],
+        out: &mut (dyn Write + Send),
+        err: &mut (dyn Write + Send),
+    ) -> Result<(), CtlError> {
+        let targets: Vec<_> = targets
             .iter()
-            .map(|n| (kind, self.namespace.clone(), n.clone(), None))
+            .flat_map(|(kind, names)| {
+                names
+                    .iter()
+                    .map(|n| (*kind, self.namespace.clone(), n.clone(), None))
+            })
             .collect();
         self.delete_all(targets, out, err).await
     }

@@ -764,6 +764,37 @@ fn resource_names_parse_like_kubectl() {
 }
 
 #[test]
+fn targets_are_type_and_names_or_type_slash_name_as_get_o_name_prints() {
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        parse_targets("device", &names(&["a", "b"])).expect("parses"),
+        [(Kind::Device, names(&["a", "b"]))]
+    );
+    assert_eq!(
+        parse_targets(
+            "device.devices.kubeedge.io/a",
+            &names(&["dev/b", "dm/m", "devicemodel.devices.kubeedge.io/n"])
+        )
+        .expect("parses"),
+        [
+            (Kind::Device, names(&["a", "b"])),
+            (Kind::DeviceModel, names(&["m", "n"]))
+        ]
+    );
+    for (resource, rest) in [
+        ("device/a", &["b"][..]),
+        ("device/", &[][..]),
+        ("pods/a", &[][..]),
+        ("device/a/b", &[][..]),
+    ] {
+        assert!(
+            parse_targets(resource, &names(rest)).is_err(),
+            "{resource} {rest:?}"
+        );
+    }
+}
+
+#[test]
 fn connect_reads_the_data_dir_and_explains_what_is_missing() {
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = DataDir::new(temp.path());

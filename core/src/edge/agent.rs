@@ -297,8 +297,11 @@ fn start_bus(
         }
         #[cfg(feature = "embedded-broker")]
         BrokerMode::Embedded(listen) => {
-            let broker =
-                super::broker::EmbeddedBroker::start(listen, config.broker.max_packet_bytes)?;
+            let broker = super::broker::EmbeddedBroker::start_capped(
+                listen,
+                config.broker.max_packet_bytes,
+                config.broker.max_connections,
+            )?;
             let endpoint = Endpoint {
                 host: broker.addr().ip().to_string(),
                 port: broker.addr().port(),

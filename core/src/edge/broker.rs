@@ -16,12 +16,19 @@ use std::time::{Duration, Instant};
 
 use rumqttd::{Broker, Config, ConnectionSettings, LocalLinks, RouterConfig, ServerSettings};
 
+use crate::fd_budget;
+
 /// Segments kept in memory per subscription filter (besides the active one).
 const SEGMENT_COUNT: usize = 2;
 /// Size of one commit-log segment when the packet limit is smaller.
 const MIN_SEGMENT_BYTES: usize = 256 * 1024;
 /// How long to wait for the listener to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default cap on the listener's open connections (mappers and tools; fewer when the
+/// descriptor limit says so, see `fd_budget`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = fd_budget::DEFAULT_BROKER_CONNECTIONS;
+/// A new connection must send its CONNECT within this (an idle connection holds a slot).
+const CONNECT_TIMEOUT_MS: u16 = 10_000;
 
 /// Why the embedded broker did not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,13 +71,27 @@ impl std::fmt::Debug for EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Starts rumqttd on `listen` (port 0 picks a free port) accepting packets up to
-    /// `max_packet_bytes`, and returns once it accepts connections.
+    /// `max_packet_bytes` and [`DEFAULT_MAX_CONNECTIONS`] connections, and returns once it
+    /// accepts connections.
     pub fn start(
         listen: SocketAddr,
         max_packet_bytes: usize,
     ) -> Result<EmbeddedBroker, BrokerError> {
+        EmbeddedBroker::start_capped(listen, max_packet_bytes, DEFAULT_MAX_CONNECTIONS)
+    }
+
+    /// [`start`](Self::start) with at most `max_connections` open connections (or the share the
+    /// descriptor limit leaves, when smaller); more wait in the kernel's backlog. A publish
+    /// larger than `max_packet_bytes` is never stored or forwarded, also from a local link, so
+    /// no subscriber is ever sent a packet larger than the limit every client of ours reads.
+    pub fn start_capped(
+        listen: SocketAddr,
+        max_packet_bytes: usize,
+        max_connections: usize,
+    ) -> Result<EmbeddedBroker, BrokerError> {
         let addr = reserve(listen)?;
-        let mut broker = Broker::new(config(addr, max_packet_bytes));
+        let max_connections = fd_budget::cap(fd_budget::Listener::Broker, max_connections);
+        let mut broker = Broker::new(config(addr, max_packet_bytes, max_connections));
         let links = broker.local_links();
         std::thread::Builder::new()
             .name("embedded-broker".into())
@@ -81,7 +102,7 @@ impl EmbeddedBroker {
             })
             .map_err(BrokerError::Thread)?;
         wait_until_listening(addr, READY_TIMEOUT)?;
-        tracing::info!(%addr, "embedded broker listening");
+        tracing::info!(%addr, max_connections, "embedded broker listening");
         Ok(EmbeddedBroker { addr, links })
     }
 
@@ -121,20 +142,21 @@ pub(crate) fn wait_until_listening(addr: SocketAddr, timeout: Duration) -> Resul
     Ok(())
 }
 
-fn config(addr: SocketAddr, max_packet_bytes: usize) -> Config {
+fn config(addr: SocketAddr, max_packet_bytes: usize, max_connections: usize) -> Config {
     let server = ServerSettings {
         name: "edge".into(),
         listen: addr,
         tls: None,
         next_connection_delay_ms: 1,
         connections: ConnectionSettings {
-            connection_timeout_ms: 60_000,
+            connection_timeout_ms: CONNECT_TIMEOUT_MS,
             max_payload_size: max_packet_bytes,
             max_inflight_count: 100,
             auth: None,
             external_auth: None,
             dynamic_filters: true,
         },
+        max_connections: Some(max_connections),
     };
     Config {
         id: 0,
@@ -143,6 +165,9 @@ fn config(addr: SocketAddr, max_packet_bytes: usize) -> Config {
             max_outgoing_packet_count: 200,
             max_segment_size: max_packet_bytes.max(MIN_SEGMENT_BYTES),
             max_segment_count: SEGMENT_COUNT,
+            // `Publish::len` counts the topic, its length prefix and the packet id: the same
+            // bytes as the packet's remaining length that the network links check.
+            max_publish_size: Some(max_packet_bytes),
             ..RouterConfig::default()
         },
         v4: Some(HashMap::from([("edge".to_owned(), server)])),
@@ -220,5 +245,55 @@ mod tests {
         .await
         .expect("the successor receives the publish");
         assert_eq!(&received[..], b"still here");
+    }
+
+    /// An MQTT 3.1.1 CONNECT with a clean session for `client_id`.
+    fn connect_packet(client_id: &str) -> Vec<u8> {
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+        let id = u16::try_from(client_id.len()).unwrap();
+        body.extend(id.to_be_bytes());
+        body.extend(client_id.as_bytes());
+        let mut packet = vec![0x10, u8::try_from(body.len()).unwrap()];
+        packet.extend(body);
+        packet
+    }
+
+    /// Sends CONNECT on `stream`; `Some` with the CONNACK when it arrives within
+    /// `wait`, `None` when it does not.
+    fn mqtt_connect(stream: &mut TcpStream, client_id: &str, wait: Duration) -> Option<[u8; 4]> {
+        use std::io::{Read, Write};
+        stream.write_all(&connect_packet(client_id)).unwrap();
+        stream.set_read_timeout(Some(wait)).unwrap();
+        let mut connack = [0u8; 4];
+        stream.read_exact(&mut connack).ok().map(|()| connack)
+    }
+
+    /// At the cap, a new connection waits (no CONNACK) until an open one closes; 256 idle
+    /// connections could otherwise take every descriptor of the agent.
+    #[test]
+    fn at_the_connection_cap_a_new_client_waits_until_one_disconnects() {
+        const CONNACK: [u8; 4] = [0x20, 2, 0, 0];
+        let broker =
+            EmbeddedBroker::start_capped("127.0.0.1:0".parse().unwrap(), 1 << 20, 2).unwrap();
+        let wait = Duration::from_secs(10);
+        let mut first = TcpStream::connect(broker.addr()).unwrap();
+        assert_eq!(mqtt_connect(&mut first, "first", wait), Some(CONNACK));
+        let mut second = TcpStream::connect(broker.addr()).unwrap();
+        assert_eq!(mqtt_connect(&mut second, "second", wait), Some(CONNACK));
+
+        let mut third = TcpStream::connect(broker.addr()).unwrap();
+        assert_eq!(
+            mqtt_connect(&mut third, "third", Duration::from_secs(1)),
+            None,
+            "a third client got in past the cap of 2"
+        );
+        drop(first);
+        third.set_read_timeout(Some(wait)).unwrap();
+        let mut connack = [0u8; 4];
+        std::io::Read::read_exact(&mut third, &mut connack).unwrap();
+        assert_eq!(
+            connack, CONNACK,
+            "the waiting client gets in once one leaves"
+        );
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bus::{BusOptions, Endpoint, TlsFiles};
 use crate::edge::store::{StoreOptions, Synchronous};
+use edgetwin_model::limits;
 
 /// The whole agent configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,8 +47,13 @@ pub struct BrokerConfig {
     pub client_id: Option<String>,
     /// MQTT keep-alive in seconds.
     pub keep_alive_secs: u64,
-    /// Largest MQTT packet the agent (and the embedded broker) accepts, in bytes.
+    /// Largest MQTT packet (remaining length) the agent (and the embedded broker) accepts, in
+    /// bytes; at most the mappers' limit (`edgetwin_model::limits::MAX_PACKET_BYTES`), so that
+    /// the broker never accepts a message a mapper cannot read.
     pub max_packet_bytes: usize,
+    /// The embedded broker accepts at most this many connections at once (fewer when the
+    /// descriptor limit says so); more wait until one closes.
+    pub max_connections: usize,
     /// QoS of the messages the agent publishes (0 or 1).
     pub qos: u8,
     /// First reconnect delay in milliseconds (doubles per failure).
@@ -232,7 +238,8 @@ impl Default for BrokerConfig {
             external: None,
             client_id: None,
             keep_alive_secs: 30,
-            max_packet_bytes: 2 << 20,
+            max_packet_bytes: limits::MAX_PACKET_BYTES,
+            max_connections: DEFAULT_BROKER_MAX_CONNECTIONS,
             qos: 1,
             reconnect_min_ms: 100,
             reconnect_max_ms: 5_000,
@@ -253,8 +260,8 @@ impl Default for StoreConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            max_payload_bytes: 512 * 1024,
-            max_value_bytes: 64 * 1024,
+            max_payload_bytes: limits::MAX_PAYLOAD_BYTES,
+            max_value_bytes: limits::MAX_VALUE_BYTES,
         }
     }
 }
@@ -266,6 +273,9 @@ impl Default for HttpConfig {
         }
     }
 }
+
+/// The default cap on the embedded broker's open connections (mappers and tools).
+pub const DEFAULT_BROKER_MAX_CONNECTIONS: usize = crate::fd_budget::DEFAULT_BROKER_CONNECTIONS;
 
 /// The default embedded broker address.
 pub const DEFAULT_BROKER_LISTEN: SocketAddr =
@@ -370,6 +380,9 @@ impl EdgeConfig {
                 "set either `embedded` or `external`, not both",
             ));
         }
+        if self.broker.max_connections == 0 {
+            return Err(invalid("broker.maxConnections", "must be at least 1"));
+        }
         if self.broker.qos > 1 {
             return Err(invalid("broker.qos", "must be 0 or 1"));
         }
@@ -378,6 +391,16 @@ impl EdgeConfig {
                 "broker.maxPacketBytes",
                 "must be larger than limits.maxPayloadBytes, so oversize payloads reach the \
                  agent and get an answer instead of breaking the connection",
+            ));
+        }
+        if self.broker.max_packet_bytes > limits::MAX_PACKET_BYTES {
+            return Err(invalid(
+                "broker.maxPacketBytes",
+                &format!(
+                    "must be at most {} (the largest packet a mapper reads): a larger message \
+                     would be accepted by the broker and break every mapper subscribed to it",
+                    limits::MAX_PACKET_BYTES
+                ),
             ));
         }
         if self.broker.reconnect_min_ms == 0
@@ -396,10 +419,15 @@ impl EdgeConfig {
         }
         if self.limits.max_value_bytes == 0
             || self.limits.max_value_bytes > self.limits.max_payload_bytes
+            || self.limits.max_value_bytes > limits::MAX_VALUE_BYTES
         {
             return Err(invalid(
                 "limits.maxValueBytes",
-                "must be at least 1 and at most limits.maxPayloadBytes",
+                &format!(
+                    "must be at least 1 and at most limits.maxPayloadBytes and {} (the cloud's \
+                     value limit)",
+                    limits::MAX_VALUE_BYTES
+                ),
             ));
         }
         self.broker_mode()
@@ -495,7 +523,10 @@ broker:
   #     keyFile: /etc/edgetwin/client.key
   # clientId: edgetwin-edge-{node}   # keep stable: the broker keeps the session under it
   keepAliveSecs: {keep_alive}
+  # Largest MQTT packet (the broker's and the mappers' limit; at most {max_packet}).
   maxPacketBytes: {max_packet}
+  # The embedded broker's connection cap (fewer when `ulimit -n` is low).
+  maxConnections: {max_connections}
   qos: {qos}
   reconnectMinMs: {rmin}
   reconnectMaxMs: {rmax}
@@ -529,9 +560,9 @@ store:
   batchMax: {batch}
 
 limits:
-  # Larger payloads are answered with a 400 result and not parsed.
+  # Larger payloads are answered with a 400 result and not parsed (at most {max_payload}).
   maxPayloadBytes: {max_payload}
-  # Largest twin value (UTF-8 bytes).
+  # Largest twin value (UTF-8 bytes; at most {max_value}, the cloud's limit).
   maxValueBytes: {max_value}
 
 http:
@@ -542,6 +573,7 @@ http:
             data_dir = d.data_dir.display(),
             keep_alive = d.broker.keep_alive_secs,
             max_packet = d.broker.max_packet_bytes,
+            max_connections = d.broker.max_connections,
             qos = d.broker.qos,
             rmin = d.broker.reconnect_min_ms,
             rmax = d.broker.reconnect_max_ms,
@@ -703,8 +735,14 @@ broker:
             ),
             ("broker:\n  qos: 2", "broker.qos"),
             ("broker:\n  maxPacketBytes: 1000", "broker.maxPacketBytes"),
+            (
+                "broker:\n  maxPacketBytes: 4194304",
+                "broker.maxPacketBytes",
+            ),
+            ("limits:\n  maxValueBytes: 70000", "limits.maxValueBytes"),
             ("broker:\n  reconnectMinMs: 0", "broker.reconnectMinMs"),
             ("store:\n  batchMax: 0", "store.batchMax"),
+            ("broker:\n  maxConnections: 0", "broker.maxConnections"),
             ("store:\n  outboxCapacity: 0", "store.outboxCapacity"),
             ("limits:\n  maxValueBytes: 0", "limits.maxValueBytes"),
             ("broker:\n  external: {url: 'http://x'}", "broker.external"),

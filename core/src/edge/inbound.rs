@@ -64,10 +64,10 @@ pub enum Unserved {
     #[error(transparent)]
     Invalid(#[from] TopicError),
     /// A known topic that mappers do not send to the agent (e.g. an agent's own result topic).
-    #[error("topic `{0}` is not a request to the agent")]
+    #[error("topic `{}` is not a request to the agent", .0.escape_debug())]
     NotARequest(String),
     /// A membership request for another node.
-    #[error("topic `{topic}` is for node {node:?}, this is {this:?}")]
+    #[error("topic `{}` is for node {node:?}, this is {this:?}", .topic.escape_debug())]
     OtherNode {
         /// The topic.
         topic: String,

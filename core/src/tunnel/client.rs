@@ -65,7 +65,7 @@ impl HubClientConfig {
             session: SessionConfig::default(),
             backoff: BackoffConfig::default(),
             connect_timeout: Duration::from_secs(10),
-            max_message_bytes: 1 << 20,
+            max_message_bytes: edgetwin_model::limits::MAX_TUNNEL_MESSAGE_BYTES,
         }
     }
 }

@@ -9,33 +9,42 @@
 //!   [`HubClient`](client::HubClient); [`auth`], [`tls`], [`isolation`]: who may connect and what
 //!   a node may see and send.
 //!
-//! The client side builds with the `edge` feature alone; the hub, token store and sqlite
+//! The frames, the session and node names are pure and build without features (the fuzz
+//! targets use them); the client side needs the `edge` feature; the hub, token store and sqlite
 //! outboxes need `cloud`. The protocol is described in `docs/tunnel.md`.
 
 #[cfg(feature = "cloud")]
 pub mod auth;
+#[cfg(feature = "edge")]
 pub mod backoff;
+#[cfg(feature = "edge")]
 pub mod client;
 #[cfg(feature = "cloud")]
 mod cloud_db;
+#[cfg(feature = "edge")]
 mod connection;
 pub mod frame;
 #[cfg(feature = "cloud")]
 pub mod hub_outbox;
+#[cfg(feature = "edge")]
 pub mod inbox;
 #[cfg(feature = "cloud")]
 pub mod isolation;
 pub mod node;
+#[cfg(feature = "edge")]
 pub mod outbox;
 #[cfg(feature = "cloud")]
 pub mod server;
 pub mod session;
+#[cfg(feature = "edge")]
 pub mod stats;
+#[cfg(feature = "edge")]
 pub mod tls;
 
 #[cfg(all(test, feature = "cloud"))]
 mod tests;
 
+#[cfg(feature = "edge")]
 pub use connection::LinkEnd;
 pub use node::NodeName;
 pub use session::{ResumePoint, Seq, StreamId};

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::SinkExt;
 use futures::future::BoxFuture;
@@ -37,6 +37,8 @@ use super::node::NodeName;
 use super::outbox::OutboxError;
 use super::session::{ResumePoint, Seq, SessionConfig};
 use super::stats::{Counter, StatsSnapshot, TunnelStats};
+use crate::fd_budget;
+use crate::log_limit::Repeated;
 use edgetwin_model::wire::Envelope;
 use edgetwin_model::wire::payload::{BaseMessage, ErrorResult};
 
@@ -55,7 +57,13 @@ pub struct HubConfig {
     pub max_message_bytes: usize,
     /// TLS handshake plus WebSocket upgrade must finish within this.
     pub handshake_timeout: Duration,
+    /// At most this many connections (authenticated or still in their handshake) are open at
+    /// once, fewer when the descriptor limit says so; more wait in the kernel's backlog.
+    pub max_connections: usize,
 }
+
+/// The default of [`HubConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 impl HubConfig {
     /// Defaults for `listen`, with the given TLS configuration.
@@ -65,14 +73,19 @@ impl HubConfig {
             tls,
             insecure: false,
             session: SessionConfig::default(),
-            max_message_bytes: 1 << 20,
+            max_message_bytes: edgetwin_model::limits::MAX_TUNNEL_MESSAGE_BYTES,
             handshake_timeout: Duration::from_secs(10),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
 
 /// Room for the frame around a message (`{"msg":{"seq":…,"prev":…,"message":…}}`).
 const FRAME_OVERHEAD: usize = 128;
+
+/// The first wait after a failed accept; it doubles up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Close code sent to a connection that lost the race against a newer one of the same node.
 const CLOSE_REPLACED: u16 = 4000;
@@ -318,19 +331,36 @@ impl NodeSlot {
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let max_connections =
+        fd_budget::cap(fd_budget::Listener::Tunnel, shared.config.max_connections);
     let mut links = JoinSet::new();
+    let mut errors = Repeated::new();
+    let mut full = Repeated::new();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
+        let room = links.len() < max_connections;
+        if !room && let Some(suppressed) = full.due(Instant::now()) {
+            tracing::warn!(
+                max_connections,
+                suppressed,
+                "tunnel hub connection limit reached: new connections wait"
+            );
+        }
         tokio::select! {
             () = shared.stop.cancelled() => break,
             Some(_) = links.join_next(), if !links.is_empty() => {}
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept(), if room => match accepted {
                 Ok((stream, peer)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
                     links.spawn(serve_connection(Arc::clone(&shared), stream, peer));
                 }
                 Err(error) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(%error, "tunnel hub cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Typically EMFILE: back off instead of spinning, and say so now and then.
+                    if let Some(suppressed) = errors.due(Instant::now()) {
+                        tracing::warn!(%error, suppressed, retry_in = ?backoff, "tunnel hub cannot accept a connection");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 }
             },
         }

@@ -10,6 +10,7 @@ use std::path::Path;
 pub use super::load_error::{LoadError, Location};
 use super::yaml::{Chunk, TypeMeta, documents};
 use super::{API_VERSION, DEVICE_KIND, DEVICE_MODEL_KIND, Device, DeviceModel, GROUP};
+use crate::limits;
 
 /// A Device or a DeviceModel.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +137,19 @@ pub(crate) fn parse_v1beta1(
             kind,
         });
     }
+    let size = match &manifest {
+        Manifest::Device(device) => limits::json_size(device),
+        Manifest::DeviceModel(model) => limits::json_size(model),
+    };
+    limits::check(
+        || format!("{kind} {:?}", manifest.name()),
+        size,
+        limits::MAX_OBJECT_BYTES,
+    )
+    .map_err(|too_large| LoadError::TooLarge {
+        at: chunk.location(source),
+        too_large,
+    })?;
     Ok(manifest)
 }
 
@@ -412,6 +426,23 @@ spec:
         assert_eq!(
             vled.property("status").and_then(|p| p.report_cycle()),
             Some(std::time::Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn an_object_larger_than_the_edge_takes_is_an_error_naming_the_limit() {
+        let yaml = format!(
+            "apiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata:\n  name: big\n  annotations:\n    note: \"{}\"\nspec: {{}}\n",
+            "a".repeat(crate::limits::MAX_OBJECT_BYTES)
+        );
+        let error = from_str(&yaml, "big.yaml").expect_err("too large");
+        assert!(matches!(error, LoadError::TooLarge { .. }), "{error}");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("big.yaml")
+                && text.contains("Device \"big\"")
+                && text.contains("262144"),
+            "{text}"
         );
     }
 }

@@ -108,6 +108,14 @@ pub enum LoadError {
         /// The object's kind.
         kind: &'static str,
     },
+    /// The object is larger than the edge takes ([`crate::limits::MAX_OBJECT_BYTES`] of JSON).
+    #[error("{at}: {too_large} (as JSON): the edge takes objects up to that size")]
+    TooLarge {
+        /// Where the document starts.
+        at: Location,
+        /// What, how large, and the limit.
+        too_large: crate::limits::TooLarge,
+    },
 }
 
 impl LoadError {
@@ -120,7 +128,8 @@ impl LoadError {
             | LoadError::MissingTypeMeta { at, .. }
             | LoadError::OldApiVersion { at, .. }
             | LoadError::UnknownKind { at, .. }
-            | LoadError::MissingName { at, .. } => Some(at),
+            | LoadError::MissingName { at, .. }
+            | LoadError::TooLarge { at, .. } => Some(at),
         }
     }
 }

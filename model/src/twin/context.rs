@@ -29,8 +29,8 @@ pub struct TwinContext<'a> {
 }
 
 impl<'a> TwinContext<'a> {
-    /// The default value size limit: 64 KiB.
-    pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
+    /// The default value size limit: [`crate::limits::MAX_VALUE_BYTES`].
+    pub const DEFAULT_MAX_VALUE_BYTES: usize = crate::limits::MAX_VALUE_BYTES;
 
     /// A context at `now_ms` with the defaults: no schema, cloud wins, 64 KiB values, empty
     /// event id.

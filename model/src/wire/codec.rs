@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::go_json::GoCase;
 
-/// The payload size [`decode`] accepts: 1 MiB, far above any DeviceTwin message (twin values are
+/// The payload size [`decode`] accepts: [`crate::limits::MAX_PAYLOAD_BYTES`] (twin values are
 /// bounded separately by the twin engine).
-pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = crate::limits::MAX_PAYLOAD_BYTES;
 
 /// Where in the JSON text an error was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -56,6 +56,9 @@ pub enum LevelProblem {
     Wildcard,
     /// The level contains U+0000, which MQTT forbids in topics.
     Nul,
+    /// The level contains another control character (a line break would forge log lines; no
+    /// Kubernetes name or node name has one).
+    Control,
 }
 
 impl fmt::Display for LevelProblem {
@@ -65,6 +68,7 @@ impl fmt::Display for LevelProblem {
             LevelProblem::Separator => "contains the level separator `/`",
             LevelProblem::Wildcard => "contains an MQTT wildcard (`+` or `#`)",
             LevelProblem::Nul => "contains a NUL character",
+            LevelProblem::Control => "contains a control character",
         })
     }
 }
@@ -83,13 +87,13 @@ pub struct LevelError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicError {
     /// The topic does not start with a known prefix.
-    #[error("topic `{topic}` is not a KubeEdge DeviceTwin or edgetwin topic")]
+    #[error("topic `{}` is not a KubeEdge DeviceTwin or edgetwin topic", .topic.escape_debug())]
     UnknownPrefix {
         /// The topic.
         topic: String,
     },
     /// A level is empty or contains a wildcard or NUL.
-    #[error("topic `{topic}`: {error}")]
+    #[error("topic `{}`: {error}", .topic.escape_debug())]
     InvalidLevel {
         /// The topic.
         topic: String,
@@ -98,13 +102,16 @@ pub enum TopicError {
         error: LevelError,
     },
     /// The prefix is known but the topic does not end in a known event.
-    #[error("topic `{topic}` does not end in a known event")]
+    #[error("topic `{}` does not end in a known event", .topic.escape_debug())]
     UnknownEvent {
         /// The topic.
         topic: String,
     },
     /// The event is known but the number of id levels before it is wrong.
-    #[error("topic `{topic}` has {found} id levels before the event, expected {expected}")]
+    #[error(
+        "topic `{}` has {found} id levels before the event, expected {expected}",
+        .topic.escape_debug()
+    )]
     IdLevels {
         /// The topic.
         topic: String,
@@ -173,6 +180,8 @@ fn level_problem(level: &str) -> Option<LevelProblem> {
         Some(LevelProblem::Wildcard)
     } else if level.contains('\0') {
         Some(LevelProblem::Nul)
+    } else if level.contains(char::is_control) {
+        Some(LevelProblem::Control)
     } else {
         None
     }
@@ -771,6 +780,26 @@ mod tests {
                 ..
             }
         ));
+        // A line break in a level would forge log lines: refused, and the error shows it escaped.
+        let forged = error("$hw/events/device/x\nERROR forged line/twin/update");
+        assert!(
+            matches!(
+                &forged,
+                TopicError::InvalidLevel {
+                    error: LevelError {
+                        problem: LevelProblem::Control,
+                        ..
+                    },
+                    ..
+                }
+            ),
+            "{forged}"
+        );
+        let message = forged.to_string();
+        assert!(
+            !message.contains('\n') && message.contains("x\\nERROR"),
+            "{message}"
+        );
         for unknown in [
             "$hw/events/device/a/twin/upgrade",
             "$hw/events/device/a/twin",
@@ -944,7 +973,7 @@ mod tests {
             ])
             .prop_map(str::to_owned),
             "[a-z0-9]([a-z0-9.-]{0,14}[a-z0-9])?",
-            "[^/+#\\x00]{1,12}",
+            "[^/+#\\p{Cc}]{1,12}",
         ]
     }
 

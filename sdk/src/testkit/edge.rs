@@ -89,7 +89,10 @@ impl TestEdge {
             broker.port,
         );
         options.set_keep_alive(Duration::from_secs(5));
-        options.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
+        options.set_max_packet_size(
+            edgetwin_model::limits::MAX_PACKET_BYTES,
+            edgetwin_model::limits::MAX_PACKET_BYTES,
+        );
         let (client, mut eventloop) = AsyncClient::new(options, 10_000);
         let shared: Arc<(Mutex<EdgeState>, Notify)> = Arc::default();
         let task = {

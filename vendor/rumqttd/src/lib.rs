@@ -116,6 +116,11 @@ pub struct ServerSettings {
     pub tls: Option<TlsConfig>,
     pub next_connection_delay_ms: u64,
     pub connections: ConnectionSettings,
+    /// EDGETWIN PATCH: at most this many connections of this listener at once (from accept to
+    /// close, CONNECT pending or not); while it is full the listener accepts nothing and new
+    /// connections wait in the kernel's backlog. `None`: no limit (upstream's behaviour).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 impl ServerSettings {
@@ -202,6 +207,13 @@ pub struct RouterConfig {
     // defaults to Round Robin
     #[serde(default)]
     pub shared_subscriptions_strategy: Strategy,
+    /// EDGETWIN PATCH: the largest publish (`Publish::len`: topic, packet id and payload) the
+    /// router stores and forwards, from any link; a larger one is skipped with an error.
+    /// Network links already refuse packets over their `max_payload_size`; this also bounds
+    /// local links, so a retained message never exceeds what the subscribers read. `None`:
+    /// no limit (upstream's behaviour).
+    #[serde(default)]
+    pub max_publish_size: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

@@ -123,7 +123,7 @@ pub fn run(args: CtlArgs) -> ExitCode {
 #[cfg(feature = "cloud")]
 async fn execute(args: CtlArgs) -> Result<(), edgetwin_core::ctl::CtlError> {
     use edgetwin_core::cloud::registry::Kind;
-    use edgetwin_core::ctl::{Ctl, CtlError, connect, output::Format, parse_kind};
+    use edgetwin_core::ctl::{Ctl, CtlError, connect, output::Format, parse_kind, parse_targets};
 
     let client = connect(
         args.server.as_deref(),
@@ -180,8 +180,8 @@ async fn execute(args: CtlArgs) -> Result<(), edgetwin_core::ctl::CtlError> {
         } => match (resource, files.is_empty()) {
             (None, false) => ctl.delete_files(&files, &mut out, &mut err).await,
             (Some(resource), true) => {
-                ctl.delete(parse_kind(&resource)?, &names, &mut out, &mut err)
-                    .await
+                let targets = parse_targets(&resource, &names)?;
+                ctl.delete_named(&targets, &mut out, &mut err).await
             }
             (Some(_), false) => Err(CtlError::Usage("name objects or pass -f, not both".into())),
             (None, true) => Err(CtlError::Usage(

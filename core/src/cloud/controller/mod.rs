@@ -38,6 +38,7 @@ use crate::tunnel::isolation;
 use crate::tunnel::server::Hub;
 use crate::tunnel::{NodeName, ResumePoint, Seq};
 use edgetwin_model::devices::{Device, DeviceModel};
+use edgetwin_model::limits;
 use edgetwin_model::wire::cloud_edge::{
     self, CLOUD_SOURCE, DeviceRef, EdgeMessage, MembershipContent, SummaryContent,
     membership_resource,
@@ -47,6 +48,11 @@ use edgetwin_model::wire::topic::DeviceId;
 use coalesce::Coalescer;
 use membership::{Assignments, NodeUpdate};
 use status::StatusTracker;
+
+/// The largest membership content in one tunnel message: what is left of a tunnel message after
+/// the frame and the envelope around the content.
+const MEMBERSHIP_BUDGET: usize =
+    limits::MAX_TUNNEL_MESSAGE_BYTES - limits::TUNNEL_FRAME_OVERHEAD_BYTES;
 
 /// How the controller behaves.
 #[derive(Debug, Clone)]
@@ -433,7 +439,32 @@ impl Controller {
         self.send(hub, node, &content).await;
     }
 
+    /// Sends a membership update, split into messages that fit the tunnel; a device that does
+    /// not fit even alone gets a Warning event naming the limit instead.
     async fn send(&self, hub: &Hub, node: &NodeName, content: &MembershipContent) {
+        let split = reconcile::split_to_fit(content.clone(), MEMBERSHIP_BUDGET);
+        for (device, size) in split.too_large {
+            ControllerMetrics::bump(&self.shared.metrics.send_failures);
+            let message = format!(
+                "not sent to node {node}: the Device and its model are {size} bytes as JSON, more than a tunnel message holds ({} bytes): make it smaller (at most {} bytes each)",
+                MEMBERSHIP_BUDGET,
+                limits::MAX_OBJECT_BYTES
+            );
+            tracing::warn!(%node, %device, size, "a device too large for the tunnel is not sent");
+            let stored = self.shared.lock().devices.get(&device).cloned();
+            if let Some(stored) = stored {
+                let event = DeviceEvent::warning("TooLarge", message);
+                if let Err(error) = self.registry.record_event(&stored, &event).await {
+                    tracing::warn!(%device, %error, "cannot record an event");
+                }
+            }
+        }
+        for message in &split.messages {
+            self.send_one(hub, node, message).await;
+        }
+    }
+
+    async fn send_one(&self, hub: &Hub, node: &NodeName, content: &MembershipContent) {
         let metrics = &self.shared.metrics;
         let value = match serde_json::to_value(content) {
             Ok(value) => value,

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use crate::tunnel::Seq;
 use edgetwin_model::devices::{Device, DeviceModel};
+use edgetwin_model::limits;
 use edgetwin_model::wire::cloud_edge::{
     DeviceRef, MembershipContent, SummaryContent, edge_view, parse_summary_key,
 };
@@ -108,6 +109,79 @@ pub fn plan<'a>(
         }
     }
     plan
+}
+
+/// A membership update split into messages that each fit the tunnel.
+#[derive(Debug, Default, PartialEq)]
+pub struct Split {
+    /// The messages, each within the budget; the removals travel in the first.
+    pub messages: Vec<MembershipContent>,
+    /// Devices that do not fit a message even alone with their model (a Kubernetes registry
+    /// accepts larger objects than the edge takes), with the size they would need.
+    pub too_large: Vec<(DeviceRef, usize)>,
+}
+
+/// Splits `content` into updates whose JSON is at most `budget` bytes: each device with the
+/// models it uses, removals in the first. The edge applies each update on its own (`complete` is
+/// kept only when everything fits in one).
+pub fn split_to_fit(content: MembershipContent, budget: usize) -> Split {
+    if limits::json_size(&content) <= budget {
+        return Split {
+            messages: vec![content],
+            too_large: Vec::new(),
+        };
+    }
+    let MembershipContent {
+        models,
+        devices,
+        removed,
+        complete: _,
+    } = content;
+    let model_of = |device: &Device| {
+        let name = &device.spec.device_model_ref.as_ref()?.name;
+        models
+            .iter()
+            .find(|m| m.name() == name && m.namespace() == device.namespace())
+    };
+    let empty = |removed: Vec<DeviceRef>| MembershipContent {
+        models: Vec::new(),
+        devices: Vec::new(),
+        removed,
+        complete: false,
+    };
+    let size_of_model = |model: &DeviceModel| limits::json_size(model) + 1;
+    let base = limits::json_size(&empty(Vec::new()));
+    let mut split = Split::default();
+    let mut current = empty(removed);
+    // The size of `current` as JSON, kept up to date item by item (a comma per item).
+    let mut size = limits::json_size(&current);
+    for device in devices {
+        let device_size = limits::json_size(&device) + 1;
+        let model = model_of(&device);
+        let alone = base + device_size + model.map_or(0, size_of_model);
+        if alone > budget {
+            split.too_large.push((DeviceRef::of(&device), alone));
+            continue;
+        }
+        // The model, unless the message has it already.
+        let missing = |current: &MembershipContent| model.filter(|m| !current.models.contains(m));
+        if size + device_size + missing(&current).map_or(0, size_of_model) > budget {
+            split
+                .messages
+                .push(std::mem::replace(&mut current, empty(Vec::new())));
+            size = base;
+        }
+        if let Some(model) = missing(&current) {
+            size += size_of_model(model);
+            current.models.push(model.clone());
+        }
+        size += device_size;
+        current.devices.push(device);
+    }
+    if !current.devices.is_empty() || !current.removed.is_empty() {
+        split.messages.push(current);
+    }
+    split
 }
 
 #[cfg(test)]
@@ -222,5 +296,74 @@ mod tests {
         );
         assert!(plan.remove.is_empty());
         assert_eq!(plan.in_flight, 2);
+    }
+
+    #[test]
+    fn an_update_larger_than_the_budget_is_split_with_each_device_and_its_model() {
+        let device = |name: &str, model: &str, padding: usize| -> Device {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "devices.kubeedge.io/v1beta1",
+                "kind": "Device",
+                "metadata": {"name": name, "namespace": "default",
+                             "annotations": {"pad": "p".repeat(padding)}},
+                "spec": {"deviceModelRef": {"name": model}, "nodeName": "n1"}
+            }))
+            .expect("device")
+        };
+        let models: Vec<DeviceModel> = ["lamp", "fan"]
+            .iter()
+            .map(|name| model(name).as_ref().clone())
+            .collect();
+        let devices: Vec<Device> = (0..10)
+            .map(|i| {
+                device(
+                    &format!("d{i}"),
+                    if i % 2 == 0 { "lamp" } else { "fan" },
+                    900,
+                )
+            })
+            .chain([device("huge", "lamp", 5000)])
+            .collect();
+        let content = MembershipContent {
+            models,
+            devices,
+            removed: vec![device_ref("gone")],
+            complete: false,
+        };
+        let budget = 3000;
+        let split = split_to_fit(content, budget);
+        assert!(split.messages.len() > 1, "{}", split.messages.len());
+        let mut names = Vec::new();
+        for message in &split.messages {
+            assert!(limits::json_size(message) <= budget);
+            for device in &message.devices {
+                let wanted = &device.spec.device_model_ref.as_ref().expect("ref").name;
+                assert!(
+                    message.models.iter().any(|m| m.name() == wanted),
+                    "{} travels with its model",
+                    device.name()
+                );
+                names.push(device.name().to_owned());
+            }
+        }
+        let expected: Vec<String> = (0..10).map(|i| format!("d{i}")).collect();
+        assert_eq!(names, expected, "every device once, in order");
+        assert_eq!(split.messages[0].removed, vec![device_ref("gone")]);
+        assert!(split.messages[1..].iter().all(|m| m.removed.is_empty()));
+        assert_eq!(split.too_large.len(), 1);
+        assert_eq!(split.too_large[0].0, device_ref("huge"));
+        assert!(split.too_large[0].1 > budget);
+    }
+
+    #[test]
+    fn an_update_within_the_budget_stays_one_message() {
+        let content = MembershipContent {
+            removed: vec![device_ref("gone")],
+            complete: true,
+            ..MembershipContent::default()
+        };
+        let split = split_to_fit(content.clone(), 1024);
+        assert_eq!(split.messages, vec![content]);
+        assert!(split.too_large.is_empty());
     }
 }

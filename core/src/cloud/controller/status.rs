@@ -22,6 +22,10 @@
 //! so a property may go from Pending straight to Verified: a read-back equal to the desired value
 //! is Verified either way.
 //!
+//! A desired value larger than the edge takes (`edgetwin_model::limits::MAX_VALUE_BYTES`; the
+//! embedded registry refuses it, the Kubernetes API server does not) is Failed at once, with the
+//! limit in the message: the edge refuses it, so it would otherwise stay Pending for ever.
+//!
 //! Values compare by type (`1.0` equals `1` for a float). A condition is written only when its
 //! type changes; its `lastTransitionTime` is the time of that change.
 
@@ -30,6 +34,7 @@ use std::collections::BTreeMap;
 use edgetwin_model::devices::{
     ConditionType, Device, DeviceStatus, PropertyCondition, Twin, TwinProperty,
 };
+use edgetwin_model::limits;
 use edgetwin_model::twin::{same_value, type_from_name};
 use edgetwin_model::value::PropertyType;
 use edgetwin_model::wire::cloud_edge::{DeviceRef, TwinContent};
@@ -107,8 +112,14 @@ impl StatusTracker {
         }
         for (name, value) in changed_desired(&old, &new) {
             let p = view.properties.entry(name).or_default();
+            p.refused = limits::check(
+                || "the desired value".to_owned(),
+                value.len(),
+                limits::MAX_VALUE_BYTES,
+            )
+            .err()
+            .map(|too_large| format!("{too_large}: the edge does not take it"));
             p.desired = Some(value);
-            p.refused = None;
         }
         let twins: Vec<Twin> = view
             .properties
@@ -328,6 +339,27 @@ mod tests {
         );
 
         let patch = tracker.observe_device(&device(2, "off"), now);
+        assert_eq!(condition_of(&patch), Some(ConditionType::Pending));
+    }
+
+    #[test]
+    fn a_desired_value_larger_than_the_edge_takes_fails_at_once_naming_the_limit() {
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let mut tracker = StatusTracker::default();
+        let big = "x".repeat(70_000);
+        let patch = tracker.observe_device(&device(1, &big), now);
+        assert_eq!(condition_of(&patch), Some(ConditionType::Failed));
+        let condition = patch
+            .as_ref()
+            .and_then(|p| p.twins[0].condition.clone())
+            .expect("a condition");
+        let message = condition.message.unwrap_or_default();
+        assert!(
+            message.contains("70000 bytes") && message.contains("65536"),
+            "{message}"
+        );
+        // A value that fits is Pending again.
+        let patch = tracker.observe_device(&device(2, "on"), now);
         assert_eq!(condition_of(&patch), Some(ConditionType::Pending));
     }
 

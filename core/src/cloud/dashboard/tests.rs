@@ -17,8 +17,13 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// The registry's API server with the dashboard merged in, as `edgetwin cloud` serves them.
 async fn dashboard_server() -> TestServer {
-    TestServer::start_merged(Default::default(), |registry, stopping| {
-        super::router(std::sync::Arc::new(registry.clone()), stopping)
+    dashboard_server_with(super::MAX_STREAMS).await
+}
+
+/// The same with at most `max_streams` event streams.
+async fn dashboard_server_with(max_streams: usize) -> TestServer {
+    TestServer::start_merged(Default::default(), move |registry, stopping| {
+        super::router(std::sync::Arc::new(registry.clone()), stopping, max_streams)
     })
     .await
 }
@@ -249,4 +254,66 @@ async fn open_streams_end_when_the_server_stops() {
     while let Some((name, _)) = events.next().await {
         assert_ne!(name, "synced", "nothing new after the stop");
     }
+}
+
+#[tokio::test]
+async fn streams_over_the_cap_are_refused_with_a_status_and_slots_come_back_when_streams_close() {
+    let server = dashboard_server_with(2).await;
+    seed(&server).await;
+    let mut first = Events::open(&server).await;
+    first.until("synced").await;
+    let mut second = Events::open(&server).await;
+    second.until("synced").await;
+
+    // A third is refused at once, with a Kubernetes Status, and its connection is closed (an
+    // HTTP/1.1 client that keeps connections open must not hold the API's slots with it).
+    let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+    stream
+        .write_all(b"GET /dashboard/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .expect("answered and closed in time")
+        .expect("reads");
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    let body: Value =
+        serde_json::from_str(response.split("\r\n\r\n").nth(1).expect("a body")).expect("JSON");
+    assert_eq!(body["kind"], "Status");
+    assert_eq!(body["reason"], "ServiceUnavailable");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("limit is 2"),
+        "{body}"
+    );
+
+    // A closed stream gives its slot (and its registry watch) back: a new one opens.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+        stream
+            .write_all(b"GET /dashboard/events HTTP/1.0\r\n\r\n")
+            .await
+            .expect("writes");
+        let mut status = [0u8; 12];
+        stream.read_exact(&mut status).await.expect("a status line");
+        if &status == b"HTTP/1.0 200" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed stream's slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(second);
+    server.stop().await;
 }

@@ -21,7 +21,8 @@
 pub mod embedded;
 #[cfg(feature = "kube")]
 pub mod kubernetes;
-pub mod merge_patch;
+/// JSON merge patch (RFC 7386), pure, in the model crate.
+pub use edgetwin_model::merge_patch;
 mod object_set;
 pub mod status;
 

@@ -66,7 +66,8 @@ impl State {
                     Unserved::Invalid(_) | Unserved::OtherNode { .. } => Reject::BadTopic,
                 };
                 self.metrics.reject(reason);
-                tracing::warn!(topic = %inbound.topic, error = %unserved, "inbound message ignored: nobody to answer");
+                // Debug form: the topic is the sender's, line breaks included.
+                tracing::warn!(topic = ?inbound.topic, error = %unserved, "inbound message ignored: nobody to answer");
                 return;
             }
         };
@@ -101,7 +102,7 @@ impl State {
             Ok(value) => Some(value),
             Err(error) => {
                 self.metrics.reject(reject_of(&error));
-                tracing::warn!(topic = %reply, %error, "bad request payload");
+                tracing::warn!(topic = ?reply, %error, "bad request payload");
                 let request = BaseMessage {
                     event_id: payload_event_id(payload, self.options.max_payload_bytes),
                     timestamp: None,

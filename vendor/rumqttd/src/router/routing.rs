@@ -577,6 +577,17 @@ impl Router {
                     let span = tracing::error_span!("publish", topic = ?publish.topic, pkid = publish.pkid);
                     let _guard = span.enter();
 
+                    // EDGETWIN PATCH: a topic name with a wildcard or NUL is a protocol error
+                    // (MQTT 3.1.1 section 4.7.3, 5.0 section 4.7.3): the publisher is
+                    // disconnected, before any acknowledgement, as mosquitto does.
+                    if !valid_topic_name(&publish.topic) {
+                        error!("Topic name with a wildcard or NUL character: disconnecting");
+                        self.router_meters.failed_publishes += 1;
+                        disconnect = true;
+                        disconnect_reason = Some(DisconnectReasonCode::TopicNameInvalid);
+                        break;
+                    }
+
                     let qos = publish.qos;
                     let pkid = publish.pkid;
 
@@ -622,6 +633,20 @@ impl Router {
                     };
 
                     self.router_meters.total_publishes += 1;
+
+                    // EDGETWIN PATCH: a publish larger than the router's limit is skipped (not
+                    // stored, retained or forwarded), so no subscriber is ever sent more than it
+                    // reads; the sender keeps its connection (see `RouterConfig::max_publish_size`).
+                    if let Some(limit) = self.config.max_publish_size {
+                        if publish.len() > limit {
+                            error!(
+                                size = publish.len(),
+                                limit, "Publish larger than the router's limit: skipped"
+                            );
+                            self.router_meters.failed_publishes += 1;
+                            continue;
+                        }
+                    }
 
                     // Try to append publish to commitlog
                     match append_to_commitlog(
@@ -1765,6 +1790,13 @@ fn validate_subscription(
     // (3.1.1 / 5 section 4.7.2 only restricts what leading wildcards match); upstream refused them
     // and dropped the connection (bytebeamio/rumqtt#650).
     Ok(())
+}
+
+/// EDGETWIN PATCH: whether `topic` may name a topic in a PUBLISH: no wildcard (`+`, `#`) and no
+/// NUL character. An empty topic passes here: in MQTT 5 it is resolved through a topic alias, and
+/// the alias check refuses it otherwise.
+fn valid_topic_name(topic: &[u8]) -> bool {
+    !topic.iter().any(|b| matches!(b, b'+' | b'#' | 0))
 }
 
 fn validate_clientid(client_id: &str) -> Result<(), RouterError> {

@@ -426,12 +426,45 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
             listen_addr = self.config.listen.to_string(),
             "Listening for remote connections",
         );
+        // EDGETWIN PATCH: a cap on this listener's open connections, a back-off on accept errors
+        // (EMFILE: upstream retried at once, logging an error each time, millions per minute) and
+        // one log line per interval for repeated errors.
+        let slots = self
+            .config
+            .max_connections
+            .map(|max| Arc::new(tokio::sync::Semaphore::new(max)));
+        let mut accept_errors = RepeatedError::new("Unable to accept socket");
+        let mut tls_errors = RepeatedError::new("Tls accept error");
+        let mut full = RepeatedError::new("Connection limit of the listener reached: waiting");
+        let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
+            let slot = match &slots {
+                Some(slots) => {
+                    let slot = match Arc::clone(slots).try_acquire_owned() {
+                        Ok(slot) => slot,
+                        Err(_) => {
+                            full.warn(&self.config.name);
+                            match Arc::clone(slots).acquire_owned().await {
+                                Ok(slot) => slot,
+                                // The semaphore is never closed.
+                                Err(_) => return Ok(()),
+                            }
+                        }
+                    };
+                    Some(slot)
+                }
+                None => None,
+            };
             // Await new network connection.
             let (stream, addr) = match listener.accept().await {
-                Ok((s, r)) => (s, r),
+                Ok((s, r)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    (s, r)
+                }
                 Err(e) => {
-                    error!(error=?e, "Unable to accept socket.");
+                    accept_errors.error(&e);
+                    time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             };
@@ -445,7 +478,7 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
             let (network, tenant_id) = match self.tls_accept(stream).await {
                 Ok(o) => o,
                 Err(e) => {
-                    error!(error=?e, "Tls accept error");
+                    tls_errors.error(&e);
                     continue;
                 }
             };
@@ -459,6 +492,7 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
             count += 1;
 
             let protocol = self.protocol.clone();
+            let will_handlers = self.awaiting_will_handler.clone();
             match link_type {
                 #[cfg(feature = "websocket")]
                 LinkType::Websocket => {
@@ -469,41 +503,104 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                             continue;
                         }
                     };
+                    let span = tracing::info_span!(
+                        "websocket_link",
+                        client_id = field::Empty,
+                        connection_id = field::Empty
+                    );
                     task::spawn(
-                        remote(
-                            config,
-                            tenant_id.clone(),
-                            router_tx,
-                            stream,
-                            protocol,
-                            self.awaiting_will_handler.clone(),
-                        )
-                        .instrument(tracing::info_span!(
-                            "websocket_link",
-                            client_id = field::Empty,
-                            connection_id = field::Empty
-                        )),
+                        async move {
+                            remote(
+                                config,
+                                tenant_id,
+                                router_tx,
+                                stream,
+                                protocol,
+                                will_handlers,
+                            )
+                            .await;
+                            drop(slot);
+                        }
+                        .instrument(span),
                     )
                 }
-                LinkType::Remote => task::spawn(
-                    remote(
-                        config,
-                        tenant_id.clone(),
-                        router_tx,
-                        network,
-                        protocol,
-                        self.awaiting_will_handler.clone(),
-                    )
-                    .instrument(tracing::error_span!(
+                LinkType::Remote => {
+                    let span = tracing::error_span!(
                         "remote_link",
                         ?tenant_id,
                         client_id = field::Empty,
                         connection_id = field::Empty,
-                    )),
-                ),
+                    );
+                    task::spawn(
+                        async move {
+                            remote(
+                                config,
+                                tenant_id,
+                                router_tx,
+                                network,
+                                protocol,
+                                will_handlers,
+                            )
+                            .await;
+                            // EDGETWIN PATCH: the listener's slot is free again.
+                            drop(slot);
+                        }
+                        .instrument(span),
+                    )
+                }
             };
 
             time::sleep(delay).await;
+        }
+    }
+}
+
+/// EDGETWIN PATCH: the first and longest delay after a failed accept.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// EDGETWIN PATCH: a repeated error is logged at most once per this interval.
+const REPEATED_ERROR_INTERVAL: Duration = Duration::from_secs(10);
+
+/// EDGETWIN PATCH: logs an error that may repeat in a tight loop at most once per
+/// [`REPEATED_ERROR_INTERVAL`], with the number of occurrences left out since the last line.
+struct RepeatedError {
+    what: &'static str,
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RepeatedError {
+    fn new(what: &'static str) -> Self {
+        RepeatedError {
+            what,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether this occurrence is logged (else it is counted).
+    fn due(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < REPEATED_ERROR_INTERVAL)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+
+    fn error(&mut self, error: &dyn std::fmt::Debug) {
+        if let Some(suppressed) = self.due() {
+            error!(?error, suppressed, "{}", self.what);
+        }
+    }
+
+    fn warn(&mut self, listener: &str) {
+        if let Some(suppressed) = self.due() {
+            warn!(listener, suppressed, "{}", self.what);
         }
     }
 }

@@ -714,3 +714,158 @@ async fn json_patches_apply_in_order_all_or_nothing_and_test_preconditions() {
     assert!(not_a_patch.starts_with("HTTP/1.1 400"), "{not_a_patch}");
     assert!(not_a_patch.contains("is not a JSON patch"), "{not_a_patch}");
 }
+
+#[tokio::test]
+async fn what_the_edge_cannot_take_is_refused_with_a_status_naming_the_limit() {
+    use edgetwin_model::limits::{MAX_OBJECT_BYTES, MAX_REQUEST_BODY_BYTES, MAX_VALUE_BYTES};
+    let server = TestServer::start().await;
+    seed(&server.client).await;
+    let client = &server.client;
+
+    // A desired value over the edge's value limit, through the desired subresource and through
+    // an apply.
+    let big = "O".repeat(70_000);
+    let err = client
+        .set_desired::<Value>("default", "traffic-light", &[("red".into(), big.clone())])
+        .await
+        .expect_err("too long");
+    let status = err.api_status().expect("a Status");
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    let cause = &status.details.as_ref().expect("details").causes[0];
+    assert_eq!(cause.field, "spec.properties[0].desired.value");
+    assert!(
+        cause
+            .message
+            .contains(&format!("at most {MAX_VALUE_BYTES} bytes"))
+            && cause.message.contains("got 70000"),
+        "{}",
+        cause.message
+    );
+    let mut with_big_value = device();
+    with_big_value.spec.properties[0].desired =
+        Some(edgetwin_model::devices::TwinProperty::new(big));
+    let err = client
+        .apply::<_, Value>(Kind::Device, "default", "traffic-light", &with_big_value)
+        .await
+        .expect_err("too long");
+    assert_eq!(err.api_status().map(|s| s.code), Some(422));
+
+    // A Device larger than the edge takes (a 1.5 MB annotation).
+    let mut huge = device();
+    huge.metadata.annotations = Some(
+        [("example.com/blob".to_owned(), "a".repeat(1_500_000))]
+            .into_iter()
+            .collect(),
+    );
+    let err = client
+        .apply::<_, Value>(Kind::Device, "default", "traffic-light", &huge)
+        .await
+        .expect_err("too large");
+    let status = err.api_status().expect("a Status");
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    let cause = &status.details.as_ref().expect("details").causes[0];
+    assert!(
+        cause
+            .message
+            .contains(&format!("at most {MAX_OBJECT_BYTES} bytes (256 KiB")),
+        "{}",
+        cause.message
+    );
+    let stored: Device = client
+        .get(Kind::Device, "default", "traffic-light")
+        .await
+        .expect("still there");
+    assert!(stored.metadata.annotations.is_none(), "nothing was stored");
+
+    // A body over the request limit: 413 with a Kubernetes Status, not plain text.
+    let body = "x".repeat(MAX_REQUEST_BODY_BYTES + 1);
+    let response = raw(
+        &server,
+        &format!(
+            "PUT /apis/devices.kubeedge.io/v1beta1/namespaces/default/devices/traffic-light HTTP/1.1\nHost: x\nAuthorization: Bearer {}\nContent-Type: application/json\nContent-Length: {}\nConnection: close\n\n{body}",
+            server.token,
+            body.len()
+        ),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{}", &response[..200]);
+    let json: Value = serde_json::from_str(
+        response
+            .split("\r\n\r\n")
+            .nth(1)
+            .expect("a body after the headers"),
+    )
+    .expect("a JSON body");
+    assert_eq!(json["kind"], "Status");
+    assert_eq!(json["reason"], "RequestEntityTooLarge");
+    assert_eq!(
+        json["message"],
+        format!("Request entity too large: limit is {MAX_REQUEST_BODY_BYTES} bytes (3 MiB)")
+    );
+}
+
+#[tokio::test]
+async fn labels_and_annotation_keys_are_validated_as_kubernetes_does() {
+    let server = TestServer::start().await;
+    seed(&server.client).await;
+    let apply = |labels: &[(&str, &str)]| {
+        let mut device = device();
+        device.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let client = server.client.clone();
+        async move {
+            client
+                .apply::<_, Value>(Kind::Device, "default", "traffic-light", &device)
+                .await
+        }
+    };
+    for good in [
+        &[("app", "traffic-light")][..],
+        &[("example.com/zone", "A_1.b-2")],
+        &[("empty", "")],
+    ] {
+        apply(good)
+            .await
+            .unwrap_or_else(|e| panic!("{good:?}: {e}"));
+    }
+    for (bad, part) in [
+        (
+            &[("app", "has space")][..],
+            "a valid label must be an empty string",
+        ),
+        (&[("app", "line\nbreak")], "a valid label"),
+        (&[("app", "-leading")], "a valid label"),
+        (&[("app", &"v".repeat(64))], "no more than 63 characters"),
+        (&[("bad key", "v")], "name part must consist of"),
+        (&[("Example.com/x", "v")], "prefix part"),
+        (&[("/x", "v")], "prefix part must be non-empty"),
+    ] {
+        let err = apply(bad).await.expect_err("invalid label");
+        let status = err.api_status().expect("a Status");
+        assert_eq!(
+            (status.code, status.reason.as_str()),
+            (422, "Invalid"),
+            "{bad:?}"
+        );
+        let cause = &status.details.as_ref().expect("details").causes[0];
+        assert_eq!(cause.field, "metadata.labels", "{bad:?}");
+        assert!(cause.message.contains(part), "{bad:?}: {}", cause.message);
+    }
+    let mut annotated = device();
+    annotated.metadata.annotations =
+        Some([("no spaces allowed".to_owned(), "v".to_owned())].into());
+    let err = server
+        .client
+        .apply::<_, Value>(Kind::Device, "default", "traffic-light", &annotated)
+        .await
+        .expect_err("invalid annotation key");
+    let status = err.api_status().expect("a Status");
+    assert_eq!(
+        status.details.as_ref().expect("details").causes[0].field,
+        "metadata.annotations"
+    );
+}

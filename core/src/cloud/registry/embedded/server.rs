@@ -9,12 +9,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -28,8 +27,11 @@ use super::api::{
 };
 use super::database::{Stored, namespace_of};
 use super::{Applied, ApplyMode, EmbeddedRegistry, Error, Patch, validate};
+use crate::cloud::capped_listener::CappedListener;
 use crate::cloud::registry::object_set::{Kind, Object};
+use crate::fd_budget::{self, Listener};
 use edgetwin_model::devices::{API_VERSION, Device, DeviceModel};
+use edgetwin_model::limits::{self, MAX_REQUEST_BODY_BYTES};
 
 /// Runs `$body` with `$T` bound to the Rust type of `$kind`.
 macro_rules! by_kind {
@@ -47,6 +49,10 @@ macro_rules! by_kind {
     };
 }
 
+/// At most this many open connections to the API (and the dashboard it serves), fewer when the
+/// descriptor limit says so (see `fd_budget`).
+pub const MAX_CONNECTIONS: usize = 256;
+
 #[derive(Clone)]
 struct AppState {
     registry: EmbeddedRegistry,
@@ -57,6 +63,7 @@ struct AppState {
 /// The API server: bound, not yet serving.
 pub struct ApiServer {
     listener: TcpListener,
+    max_connections: usize,
     app: Router,
     stop: watch::Sender<bool>,
 }
@@ -81,6 +88,7 @@ impl ApiServer {
         });
         Ok(Self {
             listener,
+            max_connections: fd_budget::cap(Listener::RegistryApi, MAX_CONNECTIONS),
             app,
             stop,
         })
@@ -97,6 +105,12 @@ impl ApiServer {
     /// streams) end then, so that the shutdown does not wait for them.
     pub fn stopping(&self) -> watch::Receiver<bool> {
         self.stop.subscribe()
+    }
+
+    /// At most this many connections are open at once ([`MAX_CONNECTIONS`], or fewer when the
+    /// descriptor limit says so); more wait in the kernel's backlog.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// The bound address.
@@ -117,13 +131,9 @@ impl ApiServer {
     ) -> std::io::Result<()> {
         let stop = self.stop;
         let addr = self.listener.local_addr()?;
-        tracing::info!(%addr, "registry API listening");
-        // Small JSON answers and watch events: send each at once (no Nagle delay).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY on a registry API connection");
-            }
-        });
+        let max_connections = self.max_connections;
+        tracing::info!(%addr, max_connections, "registry API listening");
+        let listener = CappedListener::new(self.listener, max_connections, "registry API");
         axum::serve(listener, self.app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -175,7 +185,37 @@ fn router(state: AppState) -> Router {
                 "the server does not allow this method on the requested resource",
             ))
         })
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state)
+}
+
+/// A request body of at most [`MAX_REQUEST_BODY_BYTES`]; a larger one is refused with `413`
+/// and a Kubernetes `Status` (as the API server words it), not read into memory.
+struct RequestBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RequestBody {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(RequestBody(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(failure(ApiStatus::failure(
+                    413,
+                    "RequestEntityTooLarge",
+                    format!(
+                        "Request entity too large: limit is {MAX_REQUEST_BODY_BYTES} bytes ({})",
+                        limits::human(MAX_REQUEST_BODY_BYTES)
+                    ),
+                )))
+            }
+            Err(rejection) => Err(failure(ApiStatus::failure(
+                400,
+                "BadRequest",
+                format!("cannot read the request body: {}", rejection.body_text()),
+            ))),
+        }
+    }
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -406,7 +446,7 @@ async fn create(
     State(state): State<AppState>,
     Path((ns, plural)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> ApiResult {
     by_kind!(kind_of(&plural)?, T => {
         let object: T = object_from_body(&headers, &body, &ns, None)?;
@@ -419,7 +459,7 @@ async fn apply(
     State(state): State<AppState>,
     Path((ns, plural, name)): Path<(String, String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> ApiResult {
     by_kind!(kind_of(&plural)?, T => {
         let object: T = object_from_body(&headers, &body, &ns, Some(&name))?;
@@ -436,7 +476,7 @@ async fn patch(
     State(state): State<AppState>,
     Path((ns, plural, name)): Path<(String, String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> ApiResult {
     edgetwin_hoptrace::mark("registry.patch.received");
     let patch = patch_from_body(&headers, &body)?;
@@ -451,7 +491,7 @@ async fn set_desired(
     State(state): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> ApiResult {
     edgetwin_hoptrace::mark("registry.patch.received");
     require_content_type(
@@ -469,7 +509,7 @@ async fn patch_status(
     State(state): State<AppState>,
     Path((ns, plural, name)): Path<(String, String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> ApiResult {
     let patch = patch_from_body(&headers, &body)?;
     by_kind!(kind_of(&plural)?, T => {

@@ -5,6 +5,11 @@
 //! webhook for) it checks a Device against its DeviceModel: every property must be in the model
 //! and every desired value must be valid for the property's type, limits and access mode.
 //!
+//! Sizes follow `edgetwin_model::limits`, so that nothing accepted here is refused further on: a
+//! Device (as the edge gets it, without status) and a DeviceModel are at most
+//! [`MAX_OBJECT_BYTES`] of JSON, a desired value at most [`MAX_VALUE_BYTES`]. Labels and
+//! annotations are checked as the API server checks them.
+//!
 //! A Device may name a DeviceModel that does not exist (yet): Kubernetes accepts such dangling
 //! references, and applying a directory must not depend on file order. The write then succeeds
 //! with a warning, and its desired values are checked once the model is there (by the device
@@ -13,7 +18,9 @@
 use serde::de::DeserializeOwned;
 
 use crate::cloud::registry::FieldError;
-use edgetwin_model::devices::{Device, DeviceModel};
+use edgetwin_model::devices::{Device, DeviceModel, ObjectMeta};
+use edgetwin_model::limits::{self, MAX_OBJECT_BYTES, MAX_VALUE_BYTES};
+use edgetwin_model::wire::cloud_edge::edge_view;
 
 /// What validation found: errors reject the write, warnings are returned with it.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -62,6 +69,8 @@ pub(crate) fn check_name_and_namespace(name: &str, namespace: &str, errors: &mut
 pub(crate) fn device(device: &Device, model: Option<&DeviceModel>) -> Findings {
     let mut findings = Findings::default();
     check_name_and_namespace(device.name(), device.namespace(), &mut findings.errors);
+    check_labels_and_annotations(&device.metadata, &mut findings.errors);
+    check_size("Device", &edge_view(device), &mut findings.errors);
     let model_name = device.model_name();
     if model_name.is_none_or(str::is_empty) {
         findings
@@ -93,6 +102,19 @@ pub(crate) fn device(device: &Device, model: Option<&DeviceModel>) -> Findings {
                 format!("Duplicate value: {:?}", property.name),
             ));
         }
+        if let Some(desired) = &property.desired
+            && desired.value.len() > MAX_VALUE_BYTES
+        {
+            findings.errors.push(error(
+                format!("{at}.desired.value"),
+                format!(
+                    "Too long: must have at most {MAX_VALUE_BYTES} bytes ({}: the largest value the edge takes), got {}",
+                    limits::human(MAX_VALUE_BYTES),
+                    desired.value.len()
+                ),
+            ));
+            continue;
+        }
         let Some(model) = model else { continue };
         let Some(model_property) = model.property(&property.name) else {
             findings.errors.push(error(
@@ -121,6 +143,8 @@ pub(crate) fn device(device: &Device, model: Option<&DeviceModel>) -> Findings {
 pub(crate) fn device_model(model: &DeviceModel) -> Findings {
     let mut findings = Findings::default();
     check_name_and_namespace(model.name(), model.namespace(), &mut findings.errors);
+    check_labels_and_annotations(&model.metadata, &mut findings.errors);
+    check_size("DeviceModel", model, &mut findings.errors);
     let mut seen = std::collections::HashSet::new();
     for (index, property) in model.spec.properties.iter().enumerate() {
         let at = format!("spec.properties[{index}]");
@@ -150,6 +174,102 @@ pub(crate) fn device_model(model: &DeviceModel) -> Findings {
         }
     }
     findings
+}
+
+/// Refuses an object larger than [`MAX_OBJECT_BYTES`] as JSON: the edge could not take it (a
+/// membership update carries a Device and its model through the tunnel, the retained spec
+/// message carries both to the mapper).
+fn check_size(kind: &str, object: &impl serde::Serialize, errors: &mut Vec<FieldError>) {
+    let size = limits::json_size(object);
+    if size > MAX_OBJECT_BYTES {
+        errors.push(error(
+            "<root>",
+            format!(
+                "Too long: the {kind} is {size} bytes as JSON, it must have at most {MAX_OBJECT_BYTES} bytes ({}: the largest object the edge takes)",
+                limits::human(MAX_OBJECT_BYTES)
+            ),
+        ));
+    }
+}
+
+/// Label keys and values, and annotation keys, as the API server checks them
+/// (`k8s.io/apimachinery` `ValidateLabels`, `ValidateAnnotations`).
+fn check_labels_and_annotations(meta: &ObjectMeta, errors: &mut Vec<FieldError>) {
+    for (key, value) in meta.labels.iter().flatten() {
+        if let Err(why) = qualified_name(key) {
+            errors.push(error(
+                "metadata.labels",
+                format!("Invalid value: {key:?}: {why}"),
+            ));
+        }
+        if let Err(why) = label_value(value) {
+            errors.push(error(
+                "metadata.labels",
+                format!("Invalid value: {value:?}: {why}"),
+            ));
+        }
+    }
+    for key in meta.annotations.iter().flatten().map(|(key, _)| key) {
+        if let Err(why) = qualified_name(&key.to_ascii_lowercase()) {
+            errors.push(error(
+                "metadata.annotations",
+                format!("Invalid value: {key:?}: {why}"),
+            ));
+        }
+    }
+}
+
+/// The regex the API server gives in its messages for a label value and a name part.
+const NAME_PART_REGEX: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
+
+/// A qualified name (`[prefix/]name`): the name part at most 63 characters of alphanumerics,
+/// `-`, `_` and `.`, starting and ending alphanumeric; the prefix a DNS-1123 subdomain.
+fn qualified_name(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        if prefix.is_empty() {
+            return Err("prefix part must be non-empty".into());
+        }
+        dns_subdomain(prefix).map_err(|why| format!("prefix part {why}"))?;
+    }
+    if name.is_empty() {
+        return Err("name part must be non-empty".into());
+    }
+    if name.len() > 63 {
+        return Err("name part must be no more than 63 characters".into());
+    }
+    if !name_part_chars_ok(name) {
+        return Err(format!(
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '{NAME_PART_REGEX}')"
+        ));
+    }
+    Ok(())
+}
+
+/// A label value: empty, or at most 63 characters of alphanumerics, `-`, `_` and `.`, starting
+/// and ending alphanumeric.
+fn label_value(value: &str) -> Result<(), String> {
+    if value.len() > 63 {
+        return Err("must be no more than 63 characters".into());
+    }
+    if !value.is_empty() && !name_part_chars_ok(value) {
+        return Err(format!(
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '({NAME_PART_REGEX})?')"
+        ));
+    }
+    Ok(())
+}
+
+fn name_part_chars_ok(text: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    text.starts_with(alnum)
+        && text.ends_with(alnum)
+        && text
+            .chars()
+            .all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
 }
 
 /// A DNS-1123 subdomain: at most 253 characters, dot-separated labels of lower-case letters,
