@@ -606,8 +606,11 @@ impl Env {
         }
         let device = self.edge.device(&subject.id);
         let mut message = format!(
-            "{property}: the desired value {value:?} was not reported back within {WAIT:?}; reported: {:?}",
-            device.reported.get(&property.name)
+            "{property}: the desired value {value:?} was not reported back within {WAIT:?}; {}",
+            match device.reported.get(&property.name) {
+                Some(reported) => format!("reported {reported:?}"),
+                None => "nothing reported".into(),
+            }
         );
         let written = self.mapper.metrics().writes_of(&subject.id) - writes;
         if let Some(error) = device

@@ -8,7 +8,8 @@
 //! - Reported path: `Hub` → [`ControllerInbox::apply`] → [`status::StatusTracker`] (reported,
 //!   observedDesired, state, condition transitions) → [`coalesce::Coalescer`] → one
 //!   `Registry::patch_status` per device per flush interval, except that a patch settling a
-//!   desired change (Verified, Failed) is written at once.
+//!   desired change (Verified, Failed) is written at once. A written Failed or ReadFailed
+//!   condition is also recorded as a Warning event (`ActuationFailed`, `ReadFailed`).
 //! - Reconcile: the edge's version summary (on connect and every reconcile interval) →
 //!   [`reconcile::plan`] → only the drifted devices are resent, see [`reconcile`].
 //!
