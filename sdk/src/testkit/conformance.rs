@@ -165,6 +165,27 @@ impl Faults for NoFaults {
     fn heal(&self) {}
 }
 
+/// A [`TcpProxy`](edgetwin_testkit::TcpProxy) between the driver and a device that speaks TCP
+/// makes it hang ([`TcpProxy::blackhole`](edgetwin_testkit::TcpProxy::blackhole)) and drop the
+/// link ([`TcpProxy::cut`](edgetwin_testkit::TcpProxy::cut)); refusing a property is the
+/// device's business (not supported here). Point the Device's address at
+/// [`TcpProxy::addr`](edgetwin_testkit::TcpProxy::addr).
+impl Faults for edgetwin_testkit::TcpProxy {
+    fn hang(&self) -> bool {
+        self.blackhole();
+        true
+    }
+
+    fn drop_link(&self) -> bool {
+        self.cut();
+        true
+    }
+
+    fn heal(&self) {
+        edgetwin_testkit::TcpProxy::heal(self);
+    }
+}
+
 /// Runs the scenarios of [`SCENARIOS`]; stops at the first failure. Those of
 /// [`FAULT_SCENARIOS`] are listed in [`ConformanceReport::skipped`]: use [`run_with`].
 pub async fn run<D: Driver>(
