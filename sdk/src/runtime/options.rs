@@ -119,6 +119,9 @@ pub struct Options {
     pub metrics_addr: Option<SocketAddr>,
     /// How long the devices and sinks get to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// How long after connecting to the broker a mapper that serves no device says so (a
+    /// warning naming the node and where devices come from).
+    pub no_devices_warning: Duration,
 }
 
 impl Default for Options {
@@ -145,6 +148,7 @@ impl Default for Options {
             backoff_max: Duration::from_secs(30),
             metrics_addr: None,
             shutdown_grace: Duration::from_secs(5),
+            no_devices_warning: Duration::from_secs(5),
         }
     }
 }
