@@ -464,6 +464,7 @@ mod tests {
                     property: name.into(),
                     ty,
                     writable: true,
+                    limits: Default::default(),
                     visitor,
                 })
                 .collect(),
