@@ -92,10 +92,7 @@ async fn a_normal_start_run_and_stop_of_the_edge_agent_logs_no_warning() {
     // The agent subscribes to twin/get after its own connect: ask until it answers.
     let answered = loop {
         mapper
-            .publish(
-                &device_topic(LIGHT, "twin/get"),
-                r#"{"event_id":"normal"}"#,
-            )
+            .publish(&device_topic(LIGHT, "twin/get"), r#"{"event_id":"normal"}"#)
             .await
             .expect("publishes");
         match mapper.recv_within(Duration::from_millis(500)).await {

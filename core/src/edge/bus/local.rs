@@ -53,11 +53,13 @@ type SharedTx = Arc<Mutex<Option<LinkTx>>>;
 impl LocalClient {
     pub(super) async fn publish_all(&self, messages: Vec<Message>) -> Result<(), BusError> {
         let mut tx = self.tx.lock().await;
-        let tx = tx.as_mut().ok_or(if self.connected_once.load(Ordering::Relaxed) {
-            BusError::NotConnected
-        } else {
-            BusError::NotYetConnected
-        })?;
+        let tx = tx
+            .as_mut()
+            .ok_or(if self.connected_once.load(Ordering::Relaxed) {
+                BusError::NotConnected
+            } else {
+                BusError::NotYetConnected
+            })?;
         // QoS 0 towards the router: rumqttd delivers every forward at the QoS of the receiving
         // subscription, so a publish's own QoS would only make the router acknowledge it.
         let packets = messages.into_iter().map(|message| {

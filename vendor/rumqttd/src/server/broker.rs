@@ -552,9 +552,9 @@ async fn remote<P: Protocol>(
         Ok(p) => p,
         // A peer that closes before sending anything (a port probe, a client giving up) is
         // normal operation; a bad CONNECT is the client's fault, not the broker's.
-        Err(
-            remote::Error::Network(network::Error::Io(err)) | remote::Error::Io(err),
-        ) if err.kind() == io::ErrorKind::ConnectionAborted => {
+        Err(remote::Error::Network(network::Error::Io(err)) | remote::Error::Io(err))
+            if err.kind() == io::ErrorKind::ConnectionAborted =>
+        {
             debug!(error=?err, "closed before sending CONNECT");
             return;
         }
