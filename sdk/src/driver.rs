@@ -100,6 +100,9 @@ pub trait Driver: Send + Sync + 'static {
     /// The protocol name devices select with `spec.protocol.protocolName` (e.g. `modbus`).
     const PROTOCOL: &'static str;
 
+    /// Other names that select this protocol (e.g. `ble` next to KubeEdge's `bluetooth`).
+    const PROTOCOL_ALIASES: &'static [&'static str] = &[];
+
     /// The typed `protocol.configData` (model-level `protocolConfigData` merged under it).
     type ProtocolConfig: DeserializeOwned + fmt::Debug + Send + Sync + 'static;
 
@@ -124,6 +127,12 @@ pub trait Driver: Send + Sync + 'static {
         &self,
         device: &DeviceConfig<Self::ProtocolConfig, Self::VisitorConfig>,
     ) -> impl Future<Output = Result<Self::Session, DriverError>> + Send;
+}
+
+/// Whether a device whose protocol is `name` belongs to driver `D` ([`Driver::PROTOCOL`] or
+/// one of its [`Driver::PROTOCOL_ALIASES`]).
+pub fn serves_protocol<D: Driver>(name: Option<&str>) -> bool {
+    name.is_some_and(|name| name == D::PROTOCOL || D::PROTOCOL_ALIASES.contains(&name))
 }
 
 /// An open connection to one device. The runtime drives one session from one task: calls never
@@ -338,6 +347,36 @@ mod tests {
         drop(rx);
         assert!(push.is_closed());
         assert!(!push.try_push(PointId(1), Value::Int(8)));
+    }
+
+    #[test]
+    fn a_driver_serves_its_protocol_and_its_aliases() {
+        struct Radio;
+        struct Link;
+        impl Session for Link {
+            type Visitor = ();
+            async fn read(&mut self, points: &[&Point<()>]) -> Vec<Result<Value, DriverError>> {
+                vec![Ok(Value::Int(0)); points.len()]
+            }
+            async fn write(&mut self, _: &Point<()>, _: &Value) -> Result<(), DriverError> {
+                Ok(())
+            }
+        }
+        impl Driver for Radio {
+            const PROTOCOL: &'static str = "bluetooth";
+            const PROTOCOL_ALIASES: &'static [&'static str] = &["ble"];
+            type ProtocolConfig = ();
+            type VisitorConfig = ();
+            type Session = Link;
+            async fn connect(&self, _: &DeviceConfig<(), ()>) -> Result<Link, DriverError> {
+                Ok(Link)
+            }
+        }
+        assert!(serves_protocol::<Radio>(Some("bluetooth")));
+        assert!(serves_protocol::<Radio>(Some("ble")));
+        assert!(!serves_protocol::<Radio>(Some("BLE")));
+        assert!(!serves_protocol::<Radio>(Some("modbus")));
+        assert!(!serves_protocol::<Radio>(None));
     }
 
     #[test]

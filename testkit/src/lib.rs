@@ -7,6 +7,7 @@
 //! - [`pki`]: throwaway certificates as PEM files;
 //! - [`fleet`]: a devices file of many sensors;
 //! - [`fixtures`]: KubeEdge's own files, from the directory in `EDGETWIN_KUBEEDGE_FIXTURES`;
+//! - [`peer_process`]: a peer process driven line by line (pymodbus, asyncua, simulators);
 //! - [`peers`]: whether a test must fail or may skip when an outside peer is missing.
 //!
 //! Helpers return errors or panic with a message that names what is missing and how to get it.
@@ -15,6 +16,7 @@ pub mod broker;
 pub mod client;
 pub mod fixtures;
 pub mod fleet;
+pub mod peer_process;
 pub mod peers;
 pub mod pki;
 pub mod proxy;
@@ -24,6 +26,7 @@ pub use broker::{
 };
 pub use client::{Received, TestClient, TestClientError};
 pub use fleet::sensor_fleet_yaml;
+pub use peer_process::PeerProcess;
 pub use proxy::TcpProxy;
 
 /// The generous timeout tests wait for an expected message or state.

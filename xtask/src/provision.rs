@@ -6,13 +6,24 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-/// Debian packages the tests use, with the command that proves each is installed.
-/// Chromium and its WebDriver drive the dashboard's browser test.
+/// Debian packages the build and the tests use, with a shell test that proves each is
+/// installed. Chromium and its WebDriver drive the dashboard's browser test; libdbus-1-dev
+/// builds the BLE mapper (BlueZ is on D-Bus), whose tests run python-dbusmock's BlueZ on a
+/// private dbus-daemon.
 const APT_PACKAGES: &[(&str, &str)] = &[
-    ("mosquitto", "mosquitto"),
-    ("socat", "socat"),
-    ("chromium", "chromium"),
-    ("chromium-driver", "chromedriver"),
+    (
+        "mosquitto",
+        "command -v mosquitto || test -x /usr/sbin/mosquitto",
+    ),
+    ("socat", "command -v socat"),
+    ("chromium", "command -v chromium"),
+    ("chromium-driver", "command -v chromedriver"),
+    ("libdbus-1-dev", "pkg-config --exists dbus-1"),
+    ("dbus", "command -v dbus-daemon"),
+    (
+        "python3-dbusmock",
+        "/usr/bin/python3 -c 'import dbus, dbusmock, gi'",
+    ),
 ];
 
 /// Where the Python venv for test peers (pymodbus, asyncua) lives, relative to the workspace root.
@@ -65,12 +76,11 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn have(cmd: &str) -> bool {
+/// Whether the shell test `probe` succeeds.
+fn have(probe: &str) -> bool {
     Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "command -v {cmd} >/dev/null 2>&1 || test -x /usr/sbin/{cmd}"
-        ))
+        .arg(format!("({probe}) >/dev/null 2>&1"))
         .status()
         .map(|s| s.success())
         .unwrap_or(false)

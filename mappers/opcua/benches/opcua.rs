@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use edgetwin_mapper_opcua::OpcUaDriver;
 use edgetwin_mapper_opcua::config::VisitorConfig;
-use edgetwin_sdk::testkit::{TestBroker, TestEdge};
+use edgetwin_sdk::testkit::{BrokerKind, TestBroker, TestEdge};
 use edgetwin_sdk::{Driver, Mapper, Point, PropertyType, Session};
 use serde_json::json;
 use support::{Peer, device};
@@ -166,8 +166,10 @@ spec:
 }
 
 async fn subscription_latency(mut sim: Peer) -> Peer {
-    let broker = TestBroker::start().await.expect("broker");
-    let edge = TestEdge::start(&broker.addr(), NODE).await;
+    let broker = TestBroker::start_restartable(BrokerKind::Embedded)
+        .await
+        .expect("broker");
+    let edge = TestEdge::start(broker.addr(), NODE).await;
     let data = tempfile::tempdir().expect("temp dir");
     let mapper = Mapper::builder()
         .driver(OpcUaDriver::new(data.path()))
@@ -255,8 +257,10 @@ async fn mapper_rss(sim: &Peer) {
     let binary = std::env::var_os("EDGETWIN_BENCH_MAPPER")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_edgetwin-mapper-opcua")));
-    let broker = TestBroker::start().await.expect("broker");
-    let edge = TestEdge::start(&broker.addr(), NODE).await;
+    let broker = TestBroker::start_restartable(BrokerKind::Embedded)
+        .await
+        .expect("broker");
+    let edge = TestEdge::start(broker.addr(), NODE).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let idle = run_mapper(&binary, &broker.addr().to_string(), dir.path(), None).await;
     edge.publish_devices(&rss_yaml(&sim.url, sim.ns))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use edgetwin_mapper_opcua::OpcUaDriver;
 use edgetwin_sdk::Mapper;
-use edgetwin_sdk::testkit::{TestBroker, TestEdge};
+use edgetwin_sdk::testkit::{BrokerKind, TestBroker, TestEdge};
 use support::{Peer, WAIT, asyncua_python};
 
 const NODE: &str = "opcua-node";
@@ -102,8 +102,10 @@ async fn pushes_polls_and_writes_survive_a_server_restart_without_the_missing_no
     let data = tempfile::tempdir().expect("temp dir");
     let mut peer = Peer::asyncua(&python, 0, certs.path(), None).await;
     let port = peer.port();
-    let broker = TestBroker::start().await.expect("test broker");
-    let edge = TestEdge::start(&broker.addr(), NODE).await;
+    let broker = TestBroker::start_restartable(BrokerKind::Embedded)
+        .await
+        .expect("test broker");
+    let edge = TestEdge::start(broker.addr(), NODE).await;
     let mapper = Mapper::builder()
         .driver(OpcUaDriver::new(data.path()))
         .node(NODE)

@@ -7,7 +7,7 @@ mod support;
 
 use std::process::Stdio;
 
-use edgetwin_sdk::testkit::{TestBroker, TestEdge};
+use edgetwin_sdk::testkit::{BrokerKind, TestBroker, TestEdge};
 use support::{Peer, WAIT, asyncua_python};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
@@ -92,8 +92,10 @@ async fn a_wrong_password_makes_the_device_unhealthy_and_is_never_logged() {
         ),
     )
     .expect("written");
-    let broker = TestBroker::start().await.expect("test broker");
-    let edge = TestEdge::start(&broker.addr(), NODE).await;
+    let broker = TestBroker::start_restartable(BrokerKind::Embedded)
+        .await
+        .expect("test broker");
+    let edge = TestEdge::start(broker.addr(), NODE).await;
     let mut mapper = Command::new(env!("CARGO_BIN_EXE_edgetwin-mapper-opcua"))
         .args([
             "--node",

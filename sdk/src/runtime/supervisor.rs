@@ -20,7 +20,7 @@ use super::source::{decode_spec_message, load_device_profile, load_directory};
 use super::twin::{self, DeviceTopics};
 use super::{Context, MapperError};
 use crate::config::{ResolvedDevice, device_id, resolve};
-use crate::driver::{DeviceId, Driver};
+use crate::driver::{DeviceId, Driver, serves_protocol};
 use crate::http::serve_metrics;
 use crate::metrics::Metrics;
 use crate::mqtt::{Bus, Inbound};
@@ -212,7 +212,7 @@ impl<D: Driver> Supervisor<D> {
             .protocol_name()
             .or_else(|| model.and_then(|m| m.spec.protocol.as_deref()));
         let labels = device.metadata.labels.clone().unwrap_or_default();
-        if protocol != Some(D::PROTOCOL) || !self.ctx.options.selector.matches(&id, &labels) {
+        if !serves_protocol::<D>(protocol) || !self.ctx.options.selector.matches(&id, &labels) {
             // Not ours (any more): a protocol or label change moves a device to another mapper.
             self.remove(&id);
             return;

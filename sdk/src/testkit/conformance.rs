@@ -69,7 +69,7 @@ use serde_json::Value as Json;
 
 use super::edge::{EdgeDevice, TestEdge};
 use crate::config::{ConfigMap, resolve};
-use crate::driver::Driver;
+use crate::driver::{Driver, serves_protocol};
 use crate::runtime::{Mapper, MapperHandle};
 use edgetwin_testkit::{BrokerKind, TestBroker};
 
@@ -315,7 +315,7 @@ impl Subject {
         }
         let mut device = devices
             .into_iter()
-            .find(|d| d.protocol_name() == Some(D::PROTOCOL))
+            .find(|d| serves_protocol::<D>(d.protocol_name()))
             .ok_or_else(|| {
                 format!(
                     "device_yaml has no Device with protocolName {:?}",

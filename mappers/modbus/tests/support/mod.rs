@@ -16,14 +16,11 @@ use edgetwin_sdk::model::devices::{Device, DeviceModel, Manifest, convert, load}
 
 use edgetwin_mapper_modbus::config::{ProtocolConfig, VisitorConfig};
 use edgetwin_mapper_modbus::{ModbusDriver, ModbusSession};
+use edgetwin_sdk::testkit::kit::PeerProcess;
 use edgetwin_sdk::{DeviceConfig, DeviceId, Driver, DriverError, Point, PointId, Session};
 use edgetwin_sdk::{PropertyType, Value};
 use serde_json::{Value as Json, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-
-/// How long a peer gets to print `READY`.
-const STARTUP: Duration = Duration::from_secs(20);
+use tokio::process::{Child, Command};
 
 /// The Python of the peers' venv with pymodbus; `None` when it is missing and peers are not
 /// required (the test then skips; see `edgetwin_sdk::testkit::kit::peers`).
@@ -38,43 +35,14 @@ pub fn have_socat() -> bool {
 
 /// A running peer process with its control channel.
 pub struct Peer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-    /// What followed `READY` (`tcp 127.0.0.1:PORT` or `rtu PATH`).
-    pub ready: String,
+    process: PeerProcess,
 }
 
 impl Peer {
     /// Starts `command` and waits for its `READY` line.
-    pub async fn start(mut command: Command) -> Peer {
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("peer starts");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let ready = tokio::time::timeout(STARTUP, async {
-            loop {
-                match stdout.next_line().await {
-                    Ok(Some(line)) => {
-                        if let Some(rest) = line.strip_prefix("READY ") {
-                            return rest.to_owned();
-                        }
-                    }
-                    other => panic!("peer exited before READY: {other:?}"),
-                }
-            }
-        })
-        .await
-        .expect("peer ready in time");
+    pub async fn start(command: Command) -> Peer {
         Peer {
-            child,
-            stdin,
-            stdout,
-            ready,
+            process: PeerProcess::start(command).await,
         }
     }
 
@@ -137,27 +105,16 @@ impl Peer {
 
     /// The TCP address from the `READY tcp ADDR` line.
     pub fn addr(&self) -> SocketAddr {
-        self.ready
+        let ready = self.process.ready();
+        ready
             .strip_prefix("tcp ")
             .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("not a TCP peer: {}", self.ready))
+            .unwrap_or_else(|| panic!("not a TCP peer: {ready}"))
     }
 
     /// Sends one control command and returns its JSON answer.
     pub async fn command(&mut self, line: &str) -> Json {
-        self.stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .expect("peer stdin");
-        self.stdin.flush().await.expect("peer stdin");
-        let answer = tokio::time::timeout(Duration::from_secs(10), self.stdout.next_line())
-            .await
-            .expect("peer answers in time")
-            .expect("peer stdout")
-            .expect("peer still running");
-        let json: Json = serde_json::from_str(&answer).expect("JSON answer");
-        assert!(json.get("error").is_none(), "{line}: {json}");
-        json
+        self.process.command(line).await
     }
 
     /// Requests received since the last reset.
@@ -192,8 +149,8 @@ impl Peer {
     }
 
     /// Kills the peer (SIGKILL by pid) and waits for it.
-    pub async fn kill(mut self) {
-        let _ = self.child.kill().await;
+    pub async fn kill(self) {
+        self.process.kill().await;
     }
 }
 
@@ -235,7 +192,7 @@ impl PtyPair {
             .kill_on_drop(true)
             .spawn()
             .expect("socat starts");
-        tokio::time::timeout(STARTUP, async {
+        tokio::time::timeout(edgetwin_sdk::testkit::kit::peer_process::STARTUP, async {
             while !(a.exists() && b.exists()) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

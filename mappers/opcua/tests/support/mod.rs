@@ -6,60 +6,27 @@
 #![allow(dead_code)] // Each test binary uses part of the support module.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use edgetwin_mapper_opcua::OpcUaDriver;
 use edgetwin_mapper_opcua::config::{ProtocolConfig, VisitorConfig};
+use edgetwin_sdk::testkit::kit::{self, PeerProcess};
 use edgetwin_sdk::{DeviceConfig, DeviceId, Point, PointId, PropertyType};
 use serde_json::Value as Json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::Command;
 
-/// How long a peer gets to print `READY`.
-const STARTUP: Duration = Duration::from_secs(30);
 /// A generous wait for any expected outcome.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// Whether missing peers fail the test (`cargo xtask test` sets `EDGETWIN_REQUIRE_PEERS=1`).
-pub fn peers_required() -> bool {
-    std::env::var_os("EDGETWIN_REQUIRE_PEERS").is_some_and(|v| v == "1")
-}
-
-/// The Python of the peers' venv with asyncua: `$EDGETWIN_PEERS_VENV`, else the workspace's
-/// `target/peers-venv`. Without it the test fails under `cargo xtask test` and skips (saying
-/// so) otherwise.
+/// The Python of the peers' venv with asyncua; `None` when it is missing and peers are not
+/// required (the test then skips; see `edgetwin_testkit::peers`).
 pub fn asyncua_python() -> Option<PathBuf> {
-    let venv = std::env::var_os("EDGETWIN_PEERS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers-venv"));
-    let python = venv.join("bin/python");
-    let has_asyncua = std::process::Command::new(&python)
-        .args(["-c", "import asyncua"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if has_asyncua {
-        return Some(python);
-    }
-    let message = format!(
-        "python asyncua is missing: no venv with asyncua at {} (run `cargo xtask provision`, or \
-         set EDGETWIN_PEERS_VENV)",
-        venv.display()
-    );
-    if peers_required() {
-        panic!("{message}");
-    }
-    eprintln!("skipping: {message}");
-    None
+    kit::peers::python_with("opcua peers", "asyncua")
 }
 
 /// A running peer process with its control channel.
 pub struct Peer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    process: PeerProcess,
     /// The endpoint URL from the `READY` line.
     pub url: String,
     /// The namespace index of the peer's nodes.
@@ -68,37 +35,11 @@ pub struct Peer {
 
 impl Peer {
     /// Starts `command` and waits for its `READY URL ns=N` line.
-    pub async fn start(mut command: Command) -> Peer {
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("peer starts");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let ready = tokio::time::timeout(STARTUP, async {
-            loop {
-                match stdout.next_line().await {
-                    Ok(Some(line)) => {
-                        if let Some(rest) = line.strip_prefix("READY ") {
-                            return rest.to_owned();
-                        }
-                    }
-                    other => panic!("peer exited before READY: {other:?}"),
-                }
-            }
-        })
-        .await
-        .expect("peer ready in time");
-        let (url, ns) = ready.split_once(" ns=").expect("READY URL ns=N");
-        Peer {
-            child,
-            stdin,
-            stdout,
-            url: url.to_owned(),
-            ns: ns.parse().expect("namespace index"),
-        }
+    pub async fn start(command: Command) -> Peer {
+        let process = PeerProcess::start(command).await;
+        let (url, ns) = process.ready().split_once(" ns=").expect("READY URL ns=N");
+        let (url, ns) = (url.to_owned(), ns.parse().expect("namespace index"));
+        Peer { process, url, ns }
     }
 
     /// python asyncua on `port` (0: a free one) with its certificates in `certs`, and a user
@@ -167,19 +108,7 @@ impl Peer {
 
     /// Sends one control command and returns its JSON answer (an `error` answer fails the test).
     pub async fn command(&mut self, line: &str) -> Json {
-        self.stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .expect("peer stdin");
-        self.stdin.flush().await.expect("peer stdin");
-        let answer = tokio::time::timeout(Duration::from_secs(10), self.stdout.next_line())
-            .await
-            .expect("peer answers in time")
-            .expect("peer stdout")
-            .expect("peer still running");
-        let json: Json = serde_json::from_str(&answer).expect("JSON answer");
-        assert!(json.get("error").is_none(), "{line}: {json}");
-        json
+        self.process.command(line).await
     }
 
     /// A variable's value as text.
@@ -212,8 +141,8 @@ impl Peer {
     }
 
     /// Kills the peer (SIGKILL by pid) and waits for it.
-    pub async fn kill(mut self) {
-        let _ = self.child.kill().await;
+    pub async fn kill(self) {
+        self.process.kill().await;
     }
 }
 
