@@ -309,3 +309,123 @@ async fn an_oversized_retained_message_never_knocks_a_mapper_offline() {
     mapper.shutdown().await.expect("the mapper stops cleanly");
     agent.shutdown().await;
 }
+
+/// A property the device refuses to read becomes, in the cloud's registry, a `ReadFailed`
+/// condition with the driver's reason and a Warning event; the next good read removes it. The
+/// whole path: SDK mapper → agent (`read_error` in `twin/update`) → outbox → tunnel → device
+/// controller → embedded registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_failure_reaches_the_registry_as_a_condition_and_an_event() {
+    use edgetwin_core::cloud::config::{CloudConfig, RegistryConfig};
+    use edgetwin_core::cloud::registry::Kind;
+    use edgetwin_core::cloud::registry::embedded::client::RegistryClient;
+    use edgetwin_core::cloud::registry::embedded::data_dir::DataDir;
+    use edgetwin_core::cloud::server::Cloud;
+    use edgetwin_core::tunnel::auth::TokenStore;
+    use edgetwin_core::tunnel::node::NodeName;
+    use edgetwin_model::devices::{Manifest, load};
+
+    edgetwin_sdk::cli::init_logging();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let loopback = "127.0.0.1:0".parse().expect("address");
+    let cloud_config = CloudConfig {
+        listen: loopback,
+        tls: None,
+        insecure: true,
+        data_dir: dir.path().join("cloud"),
+        registry: RegistryConfig::Embedded {
+            api_listen: loopback,
+        },
+        status_interval_ms: 20,
+        metrics_listen: None,
+    };
+    std::fs::create_dir_all(&cloud_config.data_dir).expect("cloud dir");
+    let node_token = TokenStore::open(&cloud_config.cloud_db())
+        .and_then(|tokens| tokens.create(&NodeName::new(NODE).expect("node name")))
+        .expect("node token");
+    let cloud = Cloud::start(cloud_config.clone())
+        .await
+        .expect("the cloud starts");
+    let api_token = DataDir::new(&cloud_config.data_dir)
+        .load_or_create_token()
+        .expect("API token");
+    let registry = RegistryClient::new(cloud.registry_url().expect("embedded API"), &api_token)
+        .expect("registry client");
+    for document in load::from_str(DEVICES, "devices").expect("YAML") {
+        match &document.manifest {
+            Manifest::Device(d) => registry
+                .apply::<_, serde_json::Value>(Kind::Device, d.namespace(), d.name(), d)
+                .await
+                .map(drop),
+            Manifest::DeviceModel(m) => registry
+                .apply::<_, serde_json::Value>(Kind::DeviceModel, m.namespace(), m.name(), m)
+                .await
+                .map(drop),
+        }
+        .expect("applied");
+    }
+
+    let mut config = EdgeConfig {
+        node_name: NODE.into(),
+        data_dir: dir.path().join("edge"),
+        ..EdgeConfig::default()
+    };
+    config.http.listen = None;
+    config.broker.embedded = Some(EmbeddedBrokerConfig { listen: loopback });
+    config.cloud.url = Some(format!("ws://{}", cloud.tunnel_addr()));
+    config.cloud.insecure = true;
+    config.cloud.token = Some(node_token.expose().to_owned());
+    let agent = agent::start(config, None).await.expect("the agent starts");
+    agent.connected().await;
+    let sim = SimDriver::new();
+    sim.refuse_reads(DEVICE, "count", Some("ERR unknown"));
+    let mapper = start_mapper(&agent, &sim);
+
+    let count_condition = || async {
+        let device: serde_json::Value = registry
+            .get(Kind::Device, "default", "meter")
+            .await
+            .expect("the device");
+        let twins = device["status"]["twins"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        twins
+            .into_iter()
+            .find(|t| t["propertyName"] == "count")
+            .map(|t| t["condition"].clone())
+    };
+    let condition = eventually("count ReadFailed in the registry", || async {
+        count_condition()
+            .await
+            .filter(|c| c["type"] == "ReadFailed")
+    })
+    .await;
+    assert_eq!(
+        condition["message"], "rejected by the device: ERR unknown",
+        "{condition}"
+    );
+    assert_eq!(condition["reason"], "ReadFailed", "{condition}");
+    let events = registry
+        .device_events("default", "meter")
+        .await
+        .expect("events");
+    assert!(
+        events.items.iter().any(|e| e.kind == "Warning"
+            && e.reason == "ReadFailed"
+            && e.message == "property count: rejected by the device: ERR unknown"),
+        "{:?}",
+        events.items
+    );
+
+    // Readable again: the condition is gone (a ReadOnly property has no actuation state).
+    sim.refuse_reads(DEVICE, "count", None);
+    eventually("count readable again in the registry", || async {
+        count_condition().await.filter(|c| c.is_null())
+    })
+    .await;
+
+    mapper.shutdown().await.expect("the mapper stops cleanly");
+    agent.shutdown().await;
+    cloud.shutdown().await;
+}

@@ -118,7 +118,8 @@ pub fn usage<D: Driver>(bin: &str) -> String {
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`): `level` and `target=level`
-/// directives, e.g. `warn,edgetwin_sdk=debug`. (`tracing_subscriber`'s `Targets` rather than
+/// directives, e.g. `warn,edgetwin_sdk=debug`. Colours only when stderr is a terminal, so that
+/// log files and journals get plain text. (`tracing_subscriber`'s `Targets` rather than
 /// `EnvFilter`, whose regex engine would make every mapper binary larger, and binary size is most
 /// of a mapper's resident memory.)
 pub fn init_logging() {
@@ -135,7 +136,11 @@ pub fn init_logging() {
     // A second call (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .try_init();
 }
 

@@ -17,7 +17,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use edgetwin_model::value::{PropertyType, Value};
+use edgetwin_model::value::{Limits, PropertyType, Value};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
@@ -63,6 +63,9 @@ pub struct Point<V> {
     pub ty: PropertyType,
     /// `false` for `accessMode: ReadOnly` properties: the runtime never writes those.
     pub writable: bool,
+    /// The DeviceModel's `minimum` / `maximum` of the property (empty when unset): a negative
+    /// minimum tells a driver that the device stores the value signed.
+    pub limits: Limits,
     /// The merged and deserialised `visitors.configData`.
     pub visitor: V,
 }
@@ -386,6 +389,7 @@ mod tests {
                 property: "power".into(),
                 ty: PropertyType::Boolean,
                 writable: true,
+                limits: Default::default(),
                 visitor: 17u32,
             }],
         };

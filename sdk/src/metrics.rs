@@ -249,6 +249,27 @@ impl Metrics {
             .map_or(0, |c| c.get())
     }
 
+    /// Points of a device that failed to read so far with errors of `kind`
+    /// ([`crate::DriverError::kind`]).
+    pub fn read_errors_of(&self, device: &str, kind: &str) -> u64 {
+        self.read_errors
+            .get(&ErrorLabels {
+                device: device.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .map_or(0, |c| c.get())
+    }
+
+    /// Writes to a device that failed so far with errors of `kind`.
+    pub fn write_errors_of(&self, device: &str, kind: &str) -> u64 {
+        self.write_errors
+            .get(&ErrorLabels {
+                device: device.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .map_or(0, |c| c.get())
+    }
+
     /// `twin/update` messages published for a device so far.
     pub fn reports_of(&self, device: &str) -> u64 {
         self.reports

@@ -76,6 +76,10 @@ struct SimDevice {
     failing_reads: u32,
     /// Register → why writes to it are refused.
     refused_writes: BTreeMap<String, String>,
+    /// Register → why reads of it are refused.
+    refused_reads: BTreeMap<String, String>,
+    /// Requests get no answer (they wait until the device answers again).
+    hung: bool,
     writes: Vec<WriteRecord>,
     connects: u32,
     open_sessions: u32,
@@ -174,6 +178,25 @@ impl SimDriver {
                 d.refused_writes.remove(register);
             }
         });
+    }
+
+    /// Makes reads of `register` fail with [`DriverError::Rejected`]`(reason)` (as a device
+    /// that refuses a point would), or answers them again with `None`.
+    pub fn refuse_reads(&self, device: &str, register: &str, reason: Option<&str>) {
+        self.with_device(device, |d| match reason {
+            Some(reason) => {
+                d.refused_reads
+                    .insert(register.to_owned(), reason.to_owned());
+            }
+            None => {
+                d.refused_reads.remove(register);
+            }
+        });
+    }
+
+    /// Makes a device stop answering (requests wait, sessions stay open) or answer again.
+    pub fn set_hung(&self, device: &str, hung: bool) {
+        self.with_device(device, |d| d.hung = hung);
     }
 
     /// Every write the device received, in order.
@@ -298,6 +321,7 @@ pub struct SimSession {
 }
 
 impl SimSession {
+    /// The request's latency; while the device is hung, until it answers again.
     async fn delay(&self) {
         let latency = self
             .driver
@@ -305,6 +329,9 @@ impl SimSession {
             .unwrap_or(self.latency);
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
+        }
+        while self.driver.with_device(&self.device, |d| d.hung) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -350,6 +377,9 @@ impl Session for SimSession {
                 .iter()
                 .map(|point| {
                     let register = &point.visitor.register;
+                    if let Some(reason) = d.refused_reads.get(register) {
+                        return Err(DriverError::Rejected(reason.clone()));
+                    }
                     let step = d.steps.get(register).copied();
                     let value = d
                         .points
@@ -434,6 +464,7 @@ mod tests {
                     property: name.into(),
                     ty,
                     writable: true,
+                    limits: Default::default(),
                     visitor,
                 })
                 .collect(),

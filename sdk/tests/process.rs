@@ -10,14 +10,19 @@ use std::time::{Duration, Instant};
 use support::{MODEL, NODE, Rig, WAIT, meter};
 
 const CHILD: &str = "EDGETWIN_TEST_MAPPER_BROKER";
+/// The node the child serves (default [`NODE`]).
+const CHILD_NODE: &str = "EDGETWIN_TEST_MAPPER_NODE";
 
-/// The child process: a mapper until SIGTERM. Ignored unless run by the test below.
+/// The child process: a mapper until SIGTERM, logging as a mapper binary does. Ignored unless
+/// run by the tests below.
 #[test]
-#[ignore = "the mapper process of sigterm_publishes_offline_and_exits_0_process"]
+#[ignore = "the mapper process of the tests below"]
 fn mapper_child_process() {
     let Ok(broker) = std::env::var(CHILD) else {
         return;
     };
+    edgetwin_sdk::cli::init_logging();
+    let node = std::env::var(CHILD_NODE).unwrap_or_else(|_| NODE.to_owned());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -26,8 +31,9 @@ fn mapper_child_process() {
         .block_on(
             edgetwin_sdk::Mapper::builder()
                 .driver(edgetwin_sdk::testkit::SimDriver::new())
-                .node(NODE)
+                .node(node)
                 .broker(broker)
+                .options(|o| o.no_devices_warning = Duration::from_millis(500))
                 .build()
                 .expect("valid settings")
                 .run(),
@@ -35,15 +41,9 @@ fn mapper_child_process() {
         .expect("clean run");
 }
 
-#[tokio::test]
-async fn sigterm_publishes_offline_and_exits_0_process() {
-    let rig = Rig::start().await;
-    rig.publish(&format!(
-        "{MODEL}{}{}",
-        meter("a", "", ""),
-        meter("b", "", "")
-    ));
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+/// Starts the child mapper for `node`, its stderr piped.
+fn spawn_mapper(rig: &Rig, node: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "mapper_child_process",
             "--exact",
@@ -51,16 +51,16 @@ async fn sigterm_publishes_offline_and_exits_0_process() {
             "--nocapture",
         ])
         .env(CHILD, rig.broker.addr().to_string())
+        .env(CHILD_NODE, node)
+        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("child starts");
-    for id in ["default/a", "default/b"] {
-        if let Err(err) = rig.edge.wait_state(id, "online", WAIT).await {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{err}");
-        }
-    }
+        .expect("child starts")
+}
+
+/// SIGTERM to `child`, then its exit status and everything it logged.
+async fn terminate(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
     let signalled = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -78,6 +78,32 @@ async fn sigterm_publishes_offline_and_exits_0_process() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let mut logs = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut stderr, &mut logs).expect("stderr");
+    }
+    (status, logs)
+}
+
+#[tokio::test]
+async fn sigterm_publishes_offline_and_exits_0_process() {
+    let rig = Rig::start().await;
+    rig.publish(&format!(
+        "{MODEL}{}{}",
+        meter("a", "", ""),
+        meter("b", "", "")
+    ));
+    let mut child = spawn_mapper(&rig, NODE);
+    for id in ["default/a", "default/b"] {
+        if let Err(err) = rig.edge.wait_state(id, "online", WAIT).await {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{err}");
+        }
+    }
+    // A few cycles of normal work.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, logs) = terminate(child).await;
     assert!(status.success(), "exit status {status}");
     for id in ["default/a", "default/b"] {
         let state = rig
@@ -87,4 +113,31 @@ async fn sigterm_publishes_offline_and_exits_0_process() {
             .expect("offline");
         assert_eq!(state.reason.as_deref(), Some("mapper stopped"));
     }
+    // A normal start, run and clean stop: nothing to warn about, no colour codes in a pipe.
+    assert!(logs.contains("mapper stopped"), "{logs}");
+    for line in logs.lines() {
+        assert!(
+            !line.contains(" WARN ") && !line.contains(" ERROR "),
+            "a normal run logged: {line}\n{logs}"
+        );
+    }
+    assert!(!logs.contains('\u{1b}'), "ANSI codes in a pipe:\n{logs}");
+}
+
+#[tokio::test]
+async fn a_mapper_that_finds_no_devices_for_its_node_says_so_process() {
+    let rig = Rig::start().await;
+    rig.publish(&format!("{MODEL}{}", meter("a", "", "")));
+    let child = spawn_mapper(&rig, "edge-node-1");
+    // The child warns 500 ms after it connects.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let (status, logs) = terminate(child).await;
+    assert!(status.success(), "exit status {status}");
+    let warning = logs
+        .lines()
+        .find(|line| line.contains(" WARN ") && line.contains("no devices to serve"))
+        .unwrap_or_else(|| panic!("no warning about the missing devices:\n{logs}"));
+    assert!(warning.contains("edge-node-1"), "{warning}");
+    assert!(warning.contains("--node"), "{warning}");
+    assert!(warning.contains("nodeName"), "{warning}");
 }

@@ -211,6 +211,96 @@ async fn repeated_read_failures_open_the_breaker_and_the_session_is_reopened() {
 }
 
 #[tokio::test]
+async fn read_failures_reach_the_edge_and_every_property_failing_makes_the_device_unhealthy() {
+    let rig = Rig::start().await;
+    let mapper = rig.online_meter(|o| o.breaker_threshold = 3).await;
+    let id = "default/meter";
+    // A refusal is told at once, with the driver's reason; the device stays online.
+    rig.sim.refuse_reads(id, "count", Some("no such point"));
+    let device = rig
+        .edge
+        .wait_for(id, WAIT, "a read error of count", |d| {
+            d.read_errors.contains_key("count")
+        })
+        .await
+        .expect("read error reported");
+    assert_eq!(
+        device.read_errors["count"],
+        "rejected by the device: no such point"
+    );
+    assert_eq!(
+        device.states.last().map(|s| s.state.as_str()),
+        Some("online")
+    );
+
+    // Every property refused: unhealthy, with the reason.
+    for register in ["level", "enabled"] {
+        rig.sim.refuse_reads(id, register, Some("no such point"));
+    }
+    let unhealthy = rig
+        .edge
+        .wait_state(id, "unhealthy", WAIT)
+        .await
+        .expect("unhealthy when nothing can be read");
+    assert!(
+        unhealthy
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("no property can be read: rejected by the device")),
+        "{unhealthy:?}"
+    );
+
+    // Readable again: online, and every read error cleared (`read_error: null`).
+    for register in ["level", "enabled", "count"] {
+        rig.sim.refuse_reads(id, register, None);
+    }
+    rig.edge
+        .wait_state(id, "online", WAIT)
+        .await
+        .expect("online again");
+    let device = rig
+        .edge
+        .wait_for(id, WAIT, "every read error cleared", |d| {
+            d.read_errors.is_empty()
+        })
+        .await
+        .expect("cleared");
+    assert!(
+        device
+            .read_error_reports
+            .iter()
+            .any(|(name, reason)| name == "count" && reason.is_none()),
+        "{:?}",
+        device.read_error_reports
+    );
+    // Each change was told once, not at every failed cycle.
+    let count_reports = device
+        .read_error_reports
+        .iter()
+        .filter(|(name, _)| name == "count")
+        .count();
+    assert_eq!(count_reports, 2, "{:?}", device.read_error_reports);
+    mapper.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_transient_read_failure_of_one_property_is_told_only_when_it_persists() {
+    let rig = Rig::start().await;
+    let mapper = rig.online_meter(|o| o.breaker_threshold = 3).await;
+    // Two failed cycles of the whole device: below the breaker threshold, nothing for the
+    // cloud (a dying link shows as the device state, not as a failure of every property).
+    rig.sim.fail_next_reads("default/meter", 2);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let device = rig.edge.device("default/meter");
+    assert!(device.read_error_reports.is_empty(), "{device:?}");
+    assert_eq!(
+        device.states.last().map(|s| s.state.as_str()),
+        Some("online")
+    );
+    mapper.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
 async fn a_lost_link_is_noticed_and_reconnected() {
     let rig = Rig::start().await;
     let mapper = rig.online_meter(|_| {}).await;

@@ -69,3 +69,58 @@ async fn a_device_yaml_without_a_writable_property_is_refused_clearly() {
     assert_eq!(failure.scenario, "setup");
     assert!(failure.message.contains("ReadWrite property"), "{failure}");
 }
+
+/// The simulated device misbehaving as the suite asks: refused points, no answers, a lost link.
+struct SimFaults {
+    driver: SimDriver,
+}
+
+const METER: &str = "default/meter";
+
+impl conformance::Faults for SimFaults {
+    fn refuse(&self, property: &str) -> bool {
+        // The fixture's registers are named after their properties.
+        let reason = Some("simulated refusal");
+        self.driver.refuse_reads(METER, property, reason);
+        self.driver.refuse_writes(METER, property, reason);
+        true
+    }
+
+    fn hang(&self) -> bool {
+        self.driver.set_hung(METER, true);
+        true
+    }
+
+    fn drop_link(&self) -> bool {
+        self.driver.set_reachable(METER, false);
+        true
+    }
+
+    fn heal(&self) {
+        for register in ["level", "enabled", "count"] {
+            self.driver.refuse_reads(METER, register, None);
+            self.driver.refuse_writes(METER, register, None);
+        }
+        self.driver.set_hung(METER, false);
+        self.driver.set_reachable(METER, true);
+    }
+}
+
+#[tokio::test]
+async fn the_sim_driver_passes_the_fault_scenarios() {
+    // One simulated world for every scenario, so that the faults reach the device the
+    // scenario's driver talks to.
+    let driver = SimDriver::new();
+    let faults = SimFaults {
+        driver: driver.clone(),
+    };
+    let report = conformance::run_with(|| driver.clone(), DEVICE, &faults)
+        .await
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    println!("{report}");
+    assert_eq!(
+        report.passed.len(),
+        conformance::SCENARIOS.len() + conformance::FAULT_SCENARIOS.len(),
+        "{report}"
+    );
+}

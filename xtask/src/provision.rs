@@ -26,7 +26,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "/usr/bin/python3 -c 'import dbus, dbusmock, gi'",
     ),
     ("redis-server", "command -v redis-server"),
-    ("mariadb-server", "command -v mariadbd || test -x /usr/sbin/mariadbd"),
+    (
+        "mariadb-server",
+        "command -v mariadbd || test -x /usr/sbin/mariadbd",
+    ),
 ];
 
 /// Where the Python venv for test peers (pymodbus, asyncua, the OTLP receiver) lives, relative to

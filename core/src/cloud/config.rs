@@ -204,7 +204,7 @@ tls: null
 #  clientCaFile: null   # accept client certificates issued by this CA
 # Plain ws:// (node tokens in clear): tests and demos only.
 insecure: false
-# cloud.db (node tokens: `edgetwin cloud token create NODE --db DATA_DIR/cloud.db`, per-node
+# cloud.db (node tokens: `edgetwin cloud token create NODE -c THIS_FILE`, per-node
 # outboxes) and the embedded registry's files.
 dataDir: edgetwin-cloud
 # Where Devices and DeviceModels live: one of `embedded` or `kubernetes`.

@@ -68,9 +68,16 @@ struct Up {
 }
 
 impl Up {
+    /// Started with its stderr (and its mapper's) appended to `data_dir/up.log`.
     fn start(data_dir: &Path) -> Self {
         let (edgetwin, mapper) = binaries();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path(data_dir))
+            .expect("log file");
         let mut child = edgetwin_example_traffic_light::up_command(edgetwin, mapper, data_dir)
+            .stderr(log)
             .spawn()
             .expect("edgetwin up starts");
         let stdout = child.stdout.take().expect("stdout");
@@ -142,6 +149,11 @@ impl Drop for Up {
     fn drop(&mut self) {
         stop_up(&mut self.child);
     }
+}
+
+/// The log of the `edgetwin up` runs in `data_dir` (removed with it).
+fn log_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("up.log")
 }
 
 /// Reads the banner for the dashboard URL and the simulated pins' address; the rest of stdout
@@ -259,6 +271,22 @@ fn e2e_up_ctl_set_reaches_the_pin_and_comes_back_verified_and_resumes() {
     // The stored status says ON at once; the pin follows when the mapper has the twin again.
     wait_pin(&again, 17, "high");
     again.interrupt();
+
+    // Two normal starts, a set and two Ctrl-C stops (the mapper's included) log nothing at
+    // WARN or above (`up_command` sets RUST_LOG=warn), and no colour codes into a file.
+    let log = std::fs::read_to_string(log_path(dir.path())).unwrap_or_default();
+    let complaints: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "a normal run of edgetwin up logs no WARN or ERROR:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in a log file: {log}"
+    );
 }
 
 #[test]

@@ -58,6 +58,7 @@ fn device(
                 property: (*property).to_owned(),
                 ty: *ty,
                 writable: true,
+                limits: Default::default(),
                 visitor: serde_json::from_value(visitor.clone()).expect("visitor configData"),
             })
             .collect(),

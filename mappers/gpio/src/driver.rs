@@ -549,6 +549,7 @@ mod tests {
             property: name.into(),
             ty,
             writable,
+            limits: Default::default(),
             visitor: serde_json::from_value(visitor).expect("valid visitor"),
         }
     }

@@ -166,7 +166,16 @@ async fn help_and_bad_arguments() {
         .await
         .expect("runs");
     assert!(help.status.success());
+    let log = String::from_utf8_lossy(&help.stderr);
+    assert!(
+        log.is_empty(),
+        "--help prints the usage alone, no log line: {log}"
+    );
     let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.starts_with("edgetwin mapper for the gpio protocol"),
+        "{text}"
+    );
     assert!(text.contains("--sim-http ADDR"), "{text}");
     assert!(text.contains("--node NAME"), "{text}");
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use edgetwin_sdk::PropertyType;
 use edgetwin_sdk::cycle_duration;
+use edgetwin_sdk::model::value::Limits;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_json::Value as Json;
@@ -195,7 +196,8 @@ pub enum Parity {
 /// The `dataType` names accepted: KubeEdge's property types and explicit register types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataTypeName {
-    /// KubeEdge `int`: an unsigned integer over `limit` (1, 2 or 4) registers, or coils.
+    /// KubeEdge `int`: an unsigned integer over `limit` (1, 2 or 4) registers (signed when the
+    /// model's `minimum` is negative), or coils.
     Int,
     /// KubeEdge `float`: `float32` over 2 registers; over 1 register an unsigned integer
     /// (usually with a `scale`); `float64` over 4.
@@ -430,9 +432,16 @@ impl ProtocolConfig {
 }
 
 impl VisitorConfig {
-    /// Validates the visitor of a property of type `ty` into a [`Field`]; `limits` are the
-    /// device's read limits (a property must fit one request).
-    pub fn field(&self, ty: PropertyType, limits: &PlanLimits) -> Result<Field, ConfigError> {
+    /// Validates the visitor of a property of type `ty` into a [`Field`]; `model` are the
+    /// DeviceModel's `minimum`/`maximum` (a negative minimum makes KubeEdge's `int`, `float` and
+    /// `double` over whole registers signed: two's complement at the register width);
+    /// `limits` are the device's read limits (a property must fit one request).
+    pub fn field(
+        &self,
+        ty: PropertyType,
+        model: &Limits,
+        limits: &PlanLimits,
+    ) -> Result<Field, ConfigError> {
         let table = self.register;
         let address = self.offset.ok_or_else(|| {
             ConfigError::new(
@@ -454,7 +463,17 @@ impl VisitorConfig {
         let (data_type, count) = if table.holds_bits() {
             self.bits_layout(ty)?
         } else {
-            self.register_layout(ty)?
+            let (data_type, count) = self.register_layout(ty)?;
+            let signed = model.minimum().is_some_and(|minimum| minimum < 0.0);
+            let kubeedge_name = matches!(
+                self.data_type,
+                None | Some(DataTypeName::Int | DataTypeName::Float | DataTypeName::Double)
+            );
+            if signed && kubeedge_name {
+                (data_type.signed(), count)
+            } else {
+                (data_type, count)
+            }
         };
         check_type_fits(ty, data_type)?;
         let max = if table.holds_bits() {
@@ -892,7 +911,45 @@ mod tests {
     }
 
     fn field(json: Json, ty: PropertyType) -> Result<Field, ConfigError> {
-        visitor(json).field(ty, &PlanLimits::default())
+        visitor(json).field(ty, &Limits::default(), &PlanLimits::default())
+    }
+
+    #[test]
+    fn a_negative_model_minimum_makes_kubeedge_types_signed() {
+        let signed = Limits::parse(PropertyType::Int, Some("-500"), None).expect("limits");
+        let layout = |json: Json, ty: PropertyType, model: &Limits| {
+            visitor(json)
+                .field(ty, model, &PlanLimits::default())
+                .map(|field| (field.data_type, field.count))
+        };
+        let int = |limit: u16| json!({"register": "holding", "offset": 0, "dataType": "int", "limit": limit});
+        assert_eq!(
+            layout(int(1), PropertyType::Int, &signed),
+            Ok((DataType::Int16, 1))
+        );
+        assert_eq!(
+            layout(int(2), PropertyType::Int, &signed),
+            Ok((DataType::Int32, 2))
+        );
+        assert_eq!(
+            layout(int(4), PropertyType::Int, &signed),
+            Ok((DataType::Int64, 4))
+        );
+        assert_eq!(
+            layout(int(1), PropertyType::Int, &Limits::default()),
+            Ok((DataType::Uint16, 1))
+        );
+        let scaled = json!({"register": "input", "offset": 0, "dataType": "float", "limit": 1, "scale": 0.1});
+        assert_eq!(
+            layout(scaled, PropertyType::Float, &signed),
+            Ok((DataType::Int16, 1))
+        );
+        // An explicit register type is what the device holds, whatever the model allows.
+        let explicit = json!({"register": "holding", "offset": 0, "dataType": "uint16"});
+        assert_eq!(
+            layout(explicit, PropertyType::Int, &signed),
+            Ok((DataType::Uint16, 1))
+        );
     }
 
     #[test]

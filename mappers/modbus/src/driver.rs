@@ -59,7 +59,7 @@ impl Resolved {
             .map(|point| {
                 point
                     .visitor
-                    .field(point.ty, &settings.limits)
+                    .field(point.ty, &point.limits, &settings.limits)
                     .map(|field| (point.id, field))
                     .map_err(|e| visitor_error(&point.property, &e))
             })

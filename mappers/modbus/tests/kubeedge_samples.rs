@@ -46,7 +46,7 @@ fn the_v1beta1_samples_are_valid_as_they_are() {
         .iter()
         .map(|p| {
             p.visitor
-                .field(p.ty, &settings.limits)
+                .field(p.ty, &p.limits, &settings.limits)
                 .expect("valid visitor")
         })
         .collect();
@@ -108,7 +108,7 @@ fn the_converted_v1alpha2_samples_are_valid() {
         for point in &device.points {
             point
                 .visitor
-                .field(point.ty, &settings.limits)
+                .field(point.ty, &point.limits, &settings.limits)
                 .unwrap_or_else(|e| panic!("{files:?} {}: {e}", point.property));
         }
     }
@@ -172,7 +172,7 @@ fn the_v1alpha2_device_profile_is_valid() {
         // "temperature-enable" is a STRING property over a coil: it reads "true"/"false".
         point
             .visitor
-            .field(point.ty, &settings.limits)
+            .field(point.ty, &point.limits, &settings.limits)
             .unwrap_or_else(|e| panic!("{}: {e}", point.property));
     }
 }

@@ -95,9 +95,15 @@ pub struct Twin {
     /// whether the mapper is up to date.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_desired: Option<TwinProperty>,
-    /// edgetwin: where the actuation of the current desired value stands.
+    /// edgetwin: where the actuation of the current desired value stands, or that the property
+    /// cannot be read (`ReadFailed`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub condition: Option<PropertyCondition>,
+    /// In a status patch: remove the stored `condition` (a read works again on a property that
+    /// has no actuation state). Never stored or serialised: only the patch carries it.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub clear_condition: bool,
 }
 
 impl Twin {
@@ -111,7 +117,8 @@ impl Twin {
 }
 
 /// The actuation state of one property's desired value: one current state per property (not a
-/// list), moving Pending → Applied → Verified, or to Failed.
+/// list), moving Pending → Applied → Verified, or to Failed; or ReadFailed while the property
+/// cannot be read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PropertyCondition {
@@ -156,6 +163,9 @@ pub enum ConditionType {
     Verified,
     /// The write failed or the device reported a different value; see `reason` and `message`.
     Failed,
+    /// The property cannot be read (the device refuses or does not answer); `message` says why.
+    /// Cleared by the next good read.
+    ReadFailed,
 }
 
 #[cfg(test)]

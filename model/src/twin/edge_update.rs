@@ -1,6 +1,8 @@
 //! Operations from the edge side: a mapper's `twin/update` and `twin/get`.
 
-use crate::wire::payload::{BaseMessage, DeviceTwinResult, DeviceTwinUpdate, MsgTwin, TwinMap};
+use crate::wire::payload::{
+    BaseMessage, DeviceTwinResult, DeviceTwinUpdate, JsonField, MsgTwin, TwinMap,
+};
 
 use super::context::TwinContext;
 use super::effects::{Effects, EffectsBuilder};
@@ -85,24 +87,30 @@ impl DeviceTwin {
             out.changed(&write.name, before);
         }
         let mut effects = out.finish(self);
-        self.forward_write_errors(ctx, properties, &mut effects);
+        self.forward_device_errors(ctx, properties, &mut effects);
         effects
     }
 
-    /// Puts each `write_error` of a mapper's update (a refused desired value, an edgetwin
-    /// extension) on the cloud-bound sync of its property. It is an event for the cloud, not
-    /// twin state: nothing stores it, and a property the twin does not hold is skipped.
-    fn forward_write_errors(
+    /// Puts each `write_error` (a refused desired value) and `read_error` (the property cannot
+    /// be read, or `null`: it can again) of a mapper's update, edgetwin extensions, on the
+    /// cloud-bound sync of its property. They are events for the cloud, not twin state: nothing
+    /// stores them. A write error is forwarded for a property the twin holds; a read error also
+    /// for one the model defines that was never read (that is when it matters most).
+    fn forward_device_errors(
         &self,
         ctx: &TwinContext<'_>,
         properties: &TwinMap,
         effects: &mut Effects,
     ) {
         for (name, msg) in properties {
-            let Some(error) = msg.as_ref().and_then(|m| m.write_error.as_ref()) else {
+            let Some(msg) = msg.as_ref() else {
                 continue;
             };
-            if self.properties.get(name).is_none_or(|p| p.deleted) {
+            let held = self.properties.get(name).is_some_and(|p| !p.deleted);
+            let write_error = msg.write_error.as_ref().filter(|_| held);
+            let readable = held || (ctx.allows_new(name) && check_name(name).is_ok());
+            let read_error = Some(&msg.read_error).filter(|e| readable && !e.is_missing());
+            if write_error.is_none() && read_error.is_none() {
                 continue;
             }
             let sync = effects.sync.get_or_insert_with(|| DeviceTwinUpdate {
@@ -110,15 +118,19 @@ impl DeviceTwin {
                 timestamp: Some(ctx.now_ms),
                 twin: TwinMap::new().into(),
             });
-            if !matches!(sync.twin, crate::wire::payload::JsonField::Value(_)) {
+            if !matches!(sync.twin, JsonField::Value(_)) {
                 sync.twin = TwinMap::new().into();
             }
-            if let crate::wire::payload::JsonField::Value(twin) = &mut sync.twin {
-                let entry = twin
+            if let JsonField::Value(twin) = &mut sync.twin
+                && let Some(entry) = twin
                     .entry(name.clone())
-                    .or_insert_with(|| Some(MsgTwin::default()));
-                if let Some(entry) = entry {
+                    .or_insert_with(|| Some(MsgTwin::default()))
+            {
+                if let Some(error) = write_error {
                     entry.write_error = Some(error.clone());
+                }
+                if let Some(error) = read_error {
+                    entry.read_error = error.clone();
                 }
             }
         }
@@ -150,6 +162,11 @@ impl DeviceTwin {
         let Some(msg) = msg else {
             return plan_edge_delete(name, existing);
         };
+        if carries_only_device_errors(msg) {
+            // Forwarded as events (see `forward_device_errors`); they change no twin state, and
+            // must not create a property that was never read.
+            return Ok(None);
+        }
         let schema = ctx.property_schema(name);
         let mut twin = self.write_base(ctx, name, msg)?;
         let check = ValueCheck {
@@ -190,6 +207,15 @@ impl DeviceTwin {
             halves,
         }))
     }
+}
+
+/// Whether a mapper's property carries nothing but the edgetwin extensions `write_error` and
+/// `read_error` (no value, no `optional`).
+fn carries_only_device_errors(msg: &MsgTwin) -> bool {
+    msg.expected.is_none()
+        && msg.actual.is_none()
+        && msg.optional.is_none()
+        && (msg.write_error.is_some() || !msg.read_error.is_missing())
 }
 
 /// The new state of `name` after a mapper's `null`: a tombstone whose cleared halves count one
@@ -564,6 +590,67 @@ mod tests {
         assert_eq!(error_of(&effects).0, 400);
         let effects = twin.edge_update(&ctx(NOW), &report(&[]));
         assert!(ok_twin(&effects).is_empty());
+    }
+
+    fn read_error(reason: Option<&str>) -> MsgTwin {
+        MsgTwin {
+            read_error: match reason {
+                Some(reason) => {
+                    crate::wire::payload::JsonField::Value(crate::wire::payload::ReadError {
+                        reason: reason.to_owned(),
+                    })
+                }
+                None => crate::wire::payload::JsonField::Null,
+            },
+            ..MsgTwin::default()
+        }
+    }
+
+    #[test]
+    fn read_errors_reach_the_sync_without_creating_or_changing_properties() {
+        let schema = DeviceSchema::from([
+            ("red".to_owned(), PropertySchema::new(PropertyType::String)),
+            ("hum".to_owned(), PropertySchema::new(PropertyType::Float)),
+        ]);
+        let context = ctx(NOW).with_schema(&schema);
+        let mut twin = lamp();
+        let before = twin.clone();
+        let effects = twin.edge_update(
+            &context,
+            &update(
+                "",
+                vec![
+                    // Held by the twin, and defined by the model but never read.
+                    ("red", Some(read_error(Some("timed out")))),
+                    ("hum", Some(read_error(Some("ERR unknown")))),
+                    // Neither held nor in the model: nowhere to show it.
+                    ("bogus", Some(read_error(Some("what")))),
+                ],
+            ),
+        );
+        assert_eq!(twin, before, "errors are events, not twin state");
+        assert!(ok_twin(&effects).is_empty());
+        let sync = sync_twin(&effects);
+        let reason = |name: &str| {
+            sync[name]
+                .as_ref()
+                .and_then(|t| t.read_error.value())
+                .map(|e| e.reason.clone())
+        };
+        assert_eq!(reason("red").as_deref(), Some("timed out"));
+        assert_eq!(reason("hum").as_deref(), Some("ERR unknown"));
+        assert!(!sync.contains_key("bogus"));
+
+        // Reading works again: the value and the clearing travel together.
+        let mut recovered = read_error(None);
+        recovered.actual = Some(value("41"));
+        let effects = twin.edge_update(&context, &update("", vec![("hum", Some(recovered))]));
+        let hum = sync_twin(&effects)["hum"].as_ref().expect("hum synced");
+        assert_eq!(hum.read_error, crate::wire::payload::JsonField::Null);
+        assert_eq!(
+            hum.actual.as_ref().and_then(|a| a.value.as_deref()),
+            Some("41")
+        );
     }
 
     #[test]

@@ -76,6 +76,7 @@ impl PropertyTwin {
             expected_version: version(Half::Desired),
             actual_version: version(Half::Reported),
             write_error: None,
+            read_error: crate::wire::payload::JsonField::Missing,
         }
     }
 }

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use edgetwin_model::devices::{AccessMode, Device, DeviceModel};
+use edgetwin_model::devices::{AccessMode, Device, DeviceModel, ModelProperty};
 
 use edgetwin_model::pipeline::{Pipeline, PipelineSpec};
-use edgetwin_model::value::PropertyType;
+use edgetwin_model::value::{Limits, PropertyType};
 use serde::de::DeserializeOwned;
 
 use super::merge::{ConfigError, ConfigSite, ConfigText, merge_config};
@@ -44,6 +44,9 @@ pub struct ResolvedProperty {
     pub ty: PropertyType,
     /// Whether desired values may be written (`accessMode` is not `ReadOnly`).
     pub writable: bool,
+    /// The model's `minimum` / `maximum` (empty when unset, not numeric, or not parseable:
+    /// desired values are checked against them elsewhere).
+    pub limits: Limits,
     /// Model visitors with the instance's `visitors.configData` merged over them.
     pub visitor_config: ConfigText,
     /// `collectCycle`, when set.
@@ -134,6 +137,7 @@ pub fn resolve(
             name: prop.name.clone(),
             ty: model_prop.property_type,
             writable: model_prop.access_mode != Some(AccessMode::ReadOnly),
+            limits: model_limits(model_prop),
             visitor_config: ConfigText::new(&merge_config(
                 model_prop
                     .visitors
@@ -160,6 +164,7 @@ pub fn resolve(
                 name: model_prop.name.clone(),
                 ty: model_prop.property_type,
                 writable: model_prop.access_mode != Some(AccessMode::ReadOnly),
+                limits: model_limits(model_prop),
                 visitor_config: ConfigText::new(&merge_config(inherited, None)),
                 collect_cycle: None,
                 report_cycle: None,
@@ -183,6 +188,16 @@ pub fn resolve(
             .as_ref()
             .and_then(|s| s.report_cycle()),
     })
+}
+
+/// A model property's numeric limits; limits that do not parse count as none here.
+fn model_limits(prop: &ModelProperty) -> Limits {
+    Limits::parse(
+        prop.property_type,
+        prop.minimum.as_deref(),
+        prop.maximum.as_deref(),
+    )
+    .unwrap_or_default()
 }
 
 impl ResolvedDevice {
@@ -209,6 +224,7 @@ impl ResolvedDevice {
                 property: prop.name.clone(),
                 ty: prop.ty,
                 writable: prop.writable,
+                limits: prop.limits.clone(),
                 visitor,
             });
         }

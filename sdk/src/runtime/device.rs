@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use super::inbox::DeviceInbox;
 use super::state::DeviceState;
-use super::twin::{self, DeviceTopics, Refused, Reported};
+use super::twin::{self, DeviceTopics, ReadFailure, Refused, Reported};
 use super::{Context, unix_millis};
 use crate::breaker::{Backoff, CircuitBreaker};
 use crate::config::ResolvedDevice;
@@ -49,6 +49,10 @@ struct Property {
     write: Option<Box<WriteState>>,
     /// The last read error, to log a change of error once instead of every cycle.
     last_error: Option<Box<str>>,
+    /// Consecutive failed reads in this session.
+    read_failures: u32,
+    /// The read error the edge was last told of (`read_error`), until a good read clears it.
+    read_error_sent: Option<Box<str>>,
 }
 
 /// What the desired path of a writable property remembers.
@@ -101,6 +105,10 @@ struct Running<D: Driver> {
     twin_get_at: Instant,
     twin_get_backoff: Backoff,
     health_at: Instant,
+    /// The device is `unhealthy` because none of its polled properties can be read.
+    read_unhealthy: bool,
+    /// Read errors to tell the edge of (property index → reason, `None`: reads work again).
+    read_error_changes: Vec<(usize, Option<String>)>,
 }
 
 impl<D: Driver> DeviceTask<D> {
@@ -169,6 +177,8 @@ impl<D: Driver> DeviceTask<D> {
                 reported_at: None,
                 write: p.writable.then(Box::default),
                 last_error: None,
+                read_failures: 0,
+                read_error_sent: None,
             })
             .collect::<Vec<_>>();
         let report_tick = properties
@@ -201,6 +211,8 @@ impl<D: Driver> DeviceTask<D> {
             twin_get_at: now,
             twin_get_backoff: Backoff::new(TWIN_GET_RETRY, TWIN_GET_RETRY_MAX),
             health_at: now + options.health_interval,
+            read_unhealthy: false,
+            read_error_changes: Vec::new(),
         }))
     }
 
@@ -236,9 +248,14 @@ impl<D: Driver> DeviceTask<D> {
                 run.twin_get_at = now;
                 run.twin_get_backoff.reset();
                 run.state_published = None;
-                for prop in &mut run.properties {
+                for (index, prop) in run.properties.iter_mut().enumerate() {
                     prop.reported = None;
+                    if let Some(reason) = &prop.read_error_sent {
+                        run.read_error_changes
+                            .push((index, Some(reason.to_string())));
+                    }
                 }
+                self.publish_read_errors(&mut run);
             }
             // A twin taken together with a resync answered a request sent before the reconnect:
             // ask again, or a broker restart right after that answer would leave the device
@@ -284,6 +301,7 @@ impl<D: Driver> DeviceTask<D> {
                     Some(Pushed::Value(point, value)) => {
                         self.metrics.read(1, Duration::ZERO);
                         self.on_value(&mut run, point, value);
+                        self.publish_read_errors(&mut run);
                     }
                     Some(Pushed::Failed(err)) => Box::pin(self.lose_session(&mut run, err)).await,
                     None => {
@@ -361,10 +379,12 @@ impl<D: Driver> DeviceTask<D> {
             Err(err) => tracing::warn!(error = %err, "subscribe failed; polling every point"),
         }
         for prop in &mut run.properties {
+            prop.read_failures = 0;
             if let Some(write) = prop.write.as_mut() {
                 write.written = None;
             }
         }
+        run.read_unhealthy = false;
         run.unread_pushed = run.pushed.iter().copied().collect();
         run.session = Some(session);
         run.state = DeviceState::Online;
@@ -447,16 +467,20 @@ impl<D: Driver> DeviceTask<D> {
         let now_ms = unix_millis();
         let mut ok = 0;
         let mut transient = None;
+        let mut failed = Vec::new();
         for (id, result) in ids.iter().zip(results) {
             match result {
                 Ok(value) => {
                     ok += 1;
-                    run.properties[id.0].last_error = None;
+                    let prop = &mut run.properties[id.0];
+                    prop.last_error = None;
+                    prop.read_failures = 0;
                     self.on_value_at(run, *id, value, now_ms, read_back);
                 }
                 Err(err) => {
                     self.metrics.read_error(err.kind());
                     let prop = &mut run.properties[id.0];
+                    prop.read_failures = prop.read_failures.saturating_add(1);
                     let message = err.to_string();
                     if prop.last_error.as_deref() != Some(message.as_str()) {
                         let name = &run.spec.properties[id.0].name;
@@ -466,9 +490,10 @@ impl<D: Driver> DeviceTask<D> {
                     if err.is_transient() {
                         let disconnected = matches!(err, DriverError::Disconnected(_));
                         if disconnected || transient.is_none() {
-                            transient = Some(err);
+                            transient = Some(err.clone());
                         }
                     }
+                    failed.push((id.0, err));
                 }
             }
         }
@@ -482,6 +507,76 @@ impl<D: Driver> DeviceTask<D> {
             }
             _ => run.breaker.record_success(),
         }
+        if run.session.is_some() {
+            self.note_read_errors(run, failed);
+        }
+        self.publish_read_errors(run);
+    }
+
+    /// Read failures the session survived, for the edge: a refusal at once, a transient failure
+    /// once it persisted for `breaker_threshold` reads (a dying link shows as the device state,
+    /// not as a failure of every property). Marks the device `unhealthy` when every polled
+    /// property has failed that often, and `online` again at the next good read.
+    fn note_read_errors(&self, run: &mut Running<D>, failed: Vec<(usize, DriverError)>) {
+        let threshold = self.ctx.options.breaker_threshold.max(1);
+        for (index, err) in failed {
+            let prop = &mut run.properties[index];
+            if err.is_transient() && prop.read_failures < threshold {
+                continue;
+            }
+            let reason = err.to_string();
+            if prop.read_error_sent.as_deref() != Some(reason.as_str()) {
+                prop.read_error_sent = Some(reason.clone().into_boxed_str());
+                run.read_error_changes.push((index, Some(reason)));
+            }
+        }
+        let polled = || {
+            run.properties
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| !run.pushed.contains(&PointId(*index)))
+        };
+        let all_failing =
+            polled().next().is_some() && polled().all(|(_, p)| p.read_failures >= threshold);
+        if all_failing && matches!(run.state, DeviceState::Online) {
+            let reason = polled()
+                .find_map(|(_, p)| p.last_error.as_deref())
+                .unwrap_or("no answer");
+            run.state = DeviceState::Unhealthy(format!("no property can be read: {reason}"));
+            run.read_unhealthy = true;
+        } else if !all_failing && run.read_unhealthy {
+            run.read_unhealthy = false;
+            if matches!(run.state, DeviceState::Unhealthy(_)) {
+                run.state = DeviceState::Online;
+            }
+        }
+    }
+
+    /// Publishes one `twin/update` with the read errors to tell the edge of (`read_error`, or
+    /// `null` for a property that reads again).
+    fn publish_read_errors(&self, run: &mut Running<D>) {
+        if run.read_error_changes.is_empty() {
+            return;
+        }
+        let entries: Vec<ReadFailure> = run
+            .read_error_changes
+            .drain(..)
+            .filter(|(index, _)| run.properties[*index].report_to_cloud)
+            .map(|(index, reason)| ReadFailure {
+                name: run.spec.properties[index].name.clone(),
+                ty: run.properties[index].ty,
+                reason,
+            })
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        self.ctx.bus.publish(
+            &self.topics.twin_update,
+            twin::twin_read_errors(&entries, unix_millis()),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+        );
     }
 
     fn on_value(&self, run: &mut Running<D>, id: PointId, value: Value) {
@@ -502,6 +597,9 @@ impl<D: Driver> DeviceTask<D> {
         else {
             return;
         };
+        if prop.read_error_sent.take().is_some() {
+            run.read_error_changes.push((id.0, None));
+        }
         prop.raw = Some(value.clone());
         // What fell due before this sample is released first, as the preview does.
         self.release_until(prop, &spec.name, at_ms.max(0) as u64);
@@ -787,7 +885,7 @@ impl<D: Driver> DeviceTask<D> {
         };
         match result {
             Ok(()) => {
-                if matches!(run.state, DeviceState::Unhealthy(_)) {
+                if matches!(run.state, DeviceState::Unhealthy(_)) && !run.read_unhealthy {
                     run.state = DeviceState::Online;
                 }
             }

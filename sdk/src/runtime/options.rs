@@ -122,6 +122,9 @@ pub struct Options {
     /// A directory of secret files for the database sinks, one per variable name (e.g.
     /// `EDGETWIN_REDIS_PASSWORD`), looked at before the environment (a mounted Secret).
     pub secrets_dir: Option<PathBuf>,
+    /// How long after connecting to the broker a mapper that serves no device says so (a
+    /// warning naming the node and where devices come from).
+    pub no_devices_warning: Duration,
 }
 
 impl Default for Options {
@@ -149,6 +152,7 @@ impl Default for Options {
             metrics_addr: None,
             shutdown_grace: Duration::from_secs(5),
             secrets_dir: None,
+            no_devices_warning: Duration::from_secs(5),
         }
     }
 }

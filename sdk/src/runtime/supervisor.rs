@@ -46,6 +46,8 @@ struct Supervisor<D: Driver> {
     ctx: Arc<Context>,
     devices: HashMap<DeviceId, Served>,
     routes: HashMap<String, (DeviceId, Route)>,
+    /// Devices of this node the source announced, of any protocol.
+    announced: usize,
 }
 
 /// Runs the mapper until `stop` completes.
@@ -107,22 +109,38 @@ pub(super) async fn run<D: Driver>(
         ctx: Arc::clone(&ctx),
         devices: HashMap::new(),
         routes: HashMap::new(),
+        announced: 0,
     };
     if ctx.options.source == DeviceSource::SpecTopic {
         let node = wire::topic::TopicLevel::new(ctx.options.node.as_str())
             .map_err(|_| MapperError::BadNode(ctx.options.node.clone()))?;
         ctx.bus.subscribe(&wire::topic::spec_filter(&node));
     }
+    supervisor.announced = initial.len();
     for (device, model) in initial {
         supervisor.upsert(&device, model.as_ref());
     }
 
     tokio::pin!(stop);
+    // When to say that no device came: some time after the first connection.
+    let mut check_devices_at: Option<tokio::time::Instant> = None;
+    let mut connected_once = false;
     loop {
         tokio::select! {
             () = &mut stop => break,
+            () = sleep_until_some(check_devices_at) => {
+                check_devices_at = None;
+                supervisor.warn_if_no_devices();
+            }
             message = inbound.recv() => match message {
-                Some(Inbound::Connected) => supervisor.resync_all(),
+                Some(Inbound::Connected) => {
+                    if !connected_once {
+                        connected_once = true;
+                        check_devices_at =
+                            Some(tokio::time::Instant::now() + ctx.options.no_devices_warning);
+                    }
+                    supervisor.resync_all();
+                }
                 Some(Inbound::Message { topic, payload }) => supervisor.on_message(&topic, &payload),
                 None => {
                     tracing::error!("the MQTT connection task ended; stopping");
@@ -146,7 +164,54 @@ pub(super) async fn run<D: Driver>(
     Ok(())
 }
 
+/// Completes at `at`; never without it.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl<D: Driver> Supervisor<D> {
+    /// Says so when the mapper serves no device: the node name or the selector is wrong, or
+    /// the devices never reached the source. A mapper with nothing to do looks healthy otherwise.
+    fn warn_if_no_devices(&self) {
+        if !self.devices.is_empty() {
+            return;
+        }
+        let options = &self.ctx.options;
+        let node = options.node.as_str();
+        let protocol = D::PROTOCOL;
+        let source = match &options.source {
+            DeviceSource::SpecTopic => format!(
+                "the edge agent of node {node:?} publishes each Device whose spec.nodeName is {node:?} (retained on edgetwin/v1/node/{node}/device/NAMESPACE/NAME/spec): check that --node matches the agent's nodeName (`edgetwin edge` logs it at start) and that such Devices exist with protocolName {protocol:?}, or read devices from YAML with --devices DIR"
+            ),
+            DeviceSource::Directory(dir) => format!(
+                "the Devices of {} with protocolName {protocol:?}",
+                dir.display()
+            ),
+            DeviceSource::DeviceProfile(file) => format!(
+                "the devices of {} with protocol {protocol:?}",
+                file.display()
+            ),
+        };
+        tracing::warn!(
+            node,
+            protocol,
+            announced = self.announced,
+            after = ?options.no_devices_warning,
+            "no devices to serve: this mapper serves {source}{}",
+            if self.announced > 0 {
+                format!(
+                    "; {} device(s) were announced, none of them with protocol {protocol:?} and matching the selector",
+                    self.announced
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+
     /// Adds a device, or restarts it when its spec changed (desired values alone do not count:
     /// they arrive as twin deltas).
     fn upsert(&mut self, device: &Device, model: Option<&DeviceModel>) {
@@ -291,6 +356,7 @@ impl<D: Driver> Supervisor<D> {
                     self.remove(&id);
                     return;
                 }
+                self.announced += 1;
                 match decode_spec_message(payload) {
                     Ok((device, model)) if device_id(&device) == id => {
                         self.upsert(&device, model.as_ref());

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use edgetwin_model::value::PropertyType;
 use edgetwin_model::wire::payload::{
     BaseMessage, DeviceTwinDelta, DeviceTwinUpdate, DeviceUpdate, JsonField, Metadata, MsgTwin,
-    TwinMap, TwinReply, TwinValue, WriteError,
+    ReadError, TwinMap, TwinReply, TwinValue, WriteError,
 };
 use edgetwin_model::wire::topic::DeviceEvent;
 use edgetwin_model::wire::{self, Topic};
@@ -38,6 +38,18 @@ pub struct Refused {
     pub reason: String,
     /// The last value read from the device, in wire form, when one is known.
     pub actual: Option<String>,
+}
+
+/// A property whose reads fail, or work again, reported in a `twin/update` as the edgetwin
+/// extension `read_error` (the cloud shows it as the property's `ReadFailed` condition).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadFailure {
+    /// The property.
+    pub name: String,
+    /// The property type (`metadata.type`).
+    pub ty: PropertyType,
+    /// Why its reads fail; `None`: they work again (`read_error: null`).
+    pub reason: Option<String>,
 }
 
 /// The topics of one device, formatted once.
@@ -112,6 +124,33 @@ pub fn twin_write_errors(refused: &[Refused], now_ms: i64) -> Vec<u8> {
                     value: entry.value.clone(),
                     reason: entry.reason.clone(),
                 }),
+                ..MsgTwin::default()
+            };
+            (entry.name.clone(), Some(property))
+        })
+        .collect();
+    encoded(&DeviceTwinUpdate {
+        event_id: Some(String::new()),
+        timestamp: Some(now_ms),
+        twin: JsonField::Value(twin),
+    })
+}
+
+/// A `twin/update` telling the edge which properties cannot be read (`read_error` with the
+/// reason) and which can again (`read_error: null`). It carries no values.
+pub fn twin_read_errors(failures: &[ReadFailure], now_ms: i64) -> Vec<u8> {
+    let twin: TwinMap = failures
+        .iter()
+        .map(|entry| {
+            let property = MsgTwin {
+                metadata: Some(Metadata::of_type(entry.ty.twin_type_name())),
+                read_error: entry
+                    .reason
+                    .as_ref()
+                    .map(|reason| ReadError {
+                        reason: reason.clone(),
+                    })
+                    .into(),
                 ..MsgTwin::default()
             };
             (entry.name.clone(), Some(property))
@@ -250,6 +289,29 @@ mod tests {
         assert_eq!(
             String::from_utf8(payload).expect("utf-8"),
             r#"{"event_id":"","timestamp":7,"twin":{"green":{"actual":{"value":"false","metadata":{"timestamp":7}},"metadata":{"type":"boolean"},"write_error":{"value":"true","reason":"red is ON"}},"speed":{"metadata":{"type":"int"},"write_error":{"value":"9000","reason":"out of range"}}}}"#
+        );
+    }
+
+    #[test]
+    fn read_failures_carry_the_reason_or_null_and_no_value() {
+        let payload = twin_read_errors(
+            &[
+                ReadFailure {
+                    name: "hum".into(),
+                    ty: PropertyType::Float,
+                    reason: Some("rejected by the device: ERR unknown".into()),
+                },
+                ReadFailure {
+                    name: "temp".into(),
+                    ty: PropertyType::Float,
+                    reason: None,
+                },
+            ],
+            9,
+        );
+        assert_eq!(
+            String::from_utf8(payload).expect("utf-8"),
+            r#"{"event_id":"","timestamp":9,"twin":{"hum":{"metadata":{"type":"float"},"read_error":{"reason":"rejected by the device: ERR unknown"}},"temp":{"metadata":{"type":"float"},"read_error":null}}}"#
         );
     }
 

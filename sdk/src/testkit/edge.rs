@@ -58,6 +58,11 @@ pub struct EdgeDevice {
     pub states: Vec<StateReport>,
     /// The latest `write_error` (refused desired value) reported per property.
     pub write_errors: BTreeMap<String, WriteError>,
+    /// Why each property that cannot be read fails (its latest `read_error`; a `read_error:
+    /// null` removes the entry).
+    pub read_errors: BTreeMap<String, String>,
+    /// Every `read_error` reported, in order: the property and its reason (`None`: cleared).
+    pub read_error_reports: Vec<(String, Option<String>)>,
     /// How many `twin/get` requests arrived.
     pub twin_gets: u32,
 }
@@ -389,8 +394,26 @@ fn on_message(
                 .collect();
             device.reported.extend(values.clone());
             for (name, twin) in update.twin.value().into_iter().flatten() {
-                if let Some(error) = twin.as_ref().and_then(|t| t.write_error.clone()) {
+                let Some(twin) = twin else {
+                    continue;
+                };
+                if let Some(error) = twin.write_error.clone() {
                     device.write_errors.insert(name.clone(), error);
+                }
+                match &twin.read_error {
+                    JsonField::Value(error) => {
+                        device
+                            .read_errors
+                            .insert(name.clone(), error.reason.clone());
+                        device
+                            .read_error_reports
+                            .push((name.clone(), Some(error.reason.clone())));
+                    }
+                    JsonField::Null => {
+                        device.read_errors.remove(name);
+                        device.read_error_reports.push((name.clone(), None));
+                    }
+                    JsonField::Missing => {}
                 }
             }
             device.reports.push(TwinReport {

@@ -39,6 +39,7 @@ pub fn run_registry(args: CloudArgs) -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let result = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)

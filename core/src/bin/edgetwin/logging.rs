@@ -10,7 +10,8 @@ use tracing_subscriber::prelude::*;
 /// Used when `RUST_LOG` is unset or not understood.
 const DEFAULT_FILTER: &str = "info,rumqttd=warn";
 
-/// Installs the subscriber; `RUST_LOG` overrides the default `info` (rumqttd: `warn`).
+/// Installs the subscriber; `RUST_LOG` overrides the default `info` (rumqttd: `warn`). Colours
+/// only when stderr is a terminal: log files and journals get plain text.
 pub fn init() {
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) => directives.parse::<Targets>().unwrap_or_else(|error| {
@@ -23,7 +24,11 @@ pub fn init() {
     };
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
 }
 

@@ -108,18 +108,31 @@ enum TokenCommand {
         /// The edge nodes' names (Kubernetes node names).
         #[arg(required = true)]
         nodes: Vec<String>,
-        /// The cloud's sqlite database.
-        #[arg(long, env = "EDGETWIN_CLOUD_DB", default_value = "edgetwin-cloud.db")]
-        db: PathBuf,
+        #[command(flatten)]
+        db: TokenDb,
     },
     /// Revoke NODE's token: its next connection attempt is refused.
     Revoke {
         /// The edge node's name.
         node: String,
-        /// The cloud's sqlite database.
-        #[arg(long, env = "EDGETWIN_CLOUD_DB", default_value = "edgetwin-cloud.db")]
-        db: PathBuf,
+        #[command(flatten)]
+        db: TokenDb,
     },
+}
+
+/// Where the node tokens live: the `cloud.db` the cloud reads, found like the cloud finds it.
+#[derive(Debug, clap::Args)]
+struct TokenDb {
+    /// The cloud's sqlite database itself (overrides --data-dir and --config).
+    #[arg(long, env = "EDGETWIN_CLOUD_DB", value_name = "FILE")]
+    db: Option<PathBuf>,
+    /// The cloud's data directory (its `dataDir`): the tokens go to DIR/cloud.db.
+    #[arg(long, env = "EDGETWIN_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The cloud configuration (YAML) whose `dataDir` holds cloud.db; without any of these
+    /// flags, the default configuration's (`edgetwin-cloud/cloud.db`).
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,8 +228,10 @@ fn main() -> ExitCode {
 #[cfg(feature = "cloud")]
 fn token(command: TokenCommand) -> ExitCode {
     let result = match command {
-        TokenCommand::Create { nodes, db } => cloud_token::create_tokens(&nodes, &db),
-        TokenCommand::Revoke { node, db } => cloud_token::revoke_token(&node, &db),
+        TokenCommand::Create { nodes, db } => cloud_token::database(db.db, db.data_dir, db.config)
+            .and_then(|db| cloud_token::create_tokens(&nodes, &db)),
+        TokenCommand::Revoke { node, db } => cloud_token::database(db.db, db.data_dir, db.config)
+            .and_then(|db| cloud_token::revoke_token(&node, &db)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -164,13 +164,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     };
 
+    let me = this_command();
     println!(
         "edgetwin up: the traffic light is running (data in {})\n  \
          dashboard   {}/#token={api_token}\n  \
          sim pins    {sim_url}/sim/gpiochip0\n  \
          broker      mqtt://{broker}\n  \
-         try         edgetwin ctl set traffic-light red=ON\n              \
-         edgetwin ctl get device traffic-light -o yaml\n  \
+         try         {me} ctl set traffic-light red=ON\n              \
+         {me} ctl get device traffic-light -o yaml\n  \
          stop        Ctrl-C",
         dir.root().display(),
         registry_url,
@@ -191,6 +192,43 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     stop_all(Some(mapper), agent, cloud).await;
     outcome
+}
+
+/// How to run this executable from the current directory, as printed in the hints: `edgetwin`
+/// when that name on the PATH is this file, else its path (relative to the current directory
+/// when inside it, e.g. `target/release/edgetwin` after `cargo up`).
+fn this_command() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "edgetwin".to_owned();
+    };
+    let cwd = std::env::current_dir().ok();
+    let path = std::env::var_os("PATH");
+    command_for(&exe, cwd.as_deref(), path.as_deref())
+}
+
+/// [`this_command`] with its inputs explicit (for tests).
+fn command_for(exe: &Path, cwd: Option<&Path>, path: Option<&std::ffi::OsStr>) -> String {
+    let same_file =
+        |candidate: &Path| match (std::fs::canonicalize(candidate), std::fs::canonicalize(exe)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+    if let Some(name) = exe.file_name()
+        && let Some(path) = path
+        && let Some(found) = std::env::split_paths(path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+        && same_file(&found)
+    {
+        return name.to_string_lossy().into_owned();
+    }
+    match cwd.and_then(|cwd| exe.strip_prefix(cwd).ok()) {
+        Some(relative) if relative.parent().is_some_and(|p| !p.as_os_str().is_empty()) => {
+            relative.display().to_string()
+        }
+        Some(relative) => format!("./{}", relative.display()),
+        None => exe.display().to_string(),
+    }
 }
 
 /// The mapper binary: the flag or environment, else next to this executable. A missing binary
@@ -338,5 +376,48 @@ async fn terminate(child: &mut Child) {
     {
         tracing::warn!("the GPIO mapper did not stop on SIGTERM; killing it");
         let _ = child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+
+    #[test]
+    fn the_hint_names_a_command_that_runs_as_printed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join("target/release");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        let exe = bin.join("edgetwin");
+        std::fs::write(&exe, b"").expect("write");
+        // Not on the PATH: the path from the current directory.
+        let elsewhere = OsString::from("/nonexistent-dir");
+        assert_eq!(
+            command_for(&exe, Some(dir.path()), Some(&elsewhere)),
+            "target/release/edgetwin"
+        );
+        assert_eq!(
+            command_for(&exe, Some(&bin), Some(&elsewhere)),
+            "./edgetwin"
+        );
+        assert_eq!(
+            command_for(&exe, Some(Path::new("/nonexistent-dir")), None),
+            exe.display().to_string()
+        );
+        // On the PATH (this very file): the bare name.
+        let path =
+            std::env::join_paths([Path::new("/nonexistent-dir"), bin.as_path()]).expect("join");
+        assert_eq!(command_for(&exe, Some(dir.path()), Some(&path)), "edgetwin");
+        // Another `edgetwin` first on the PATH: not this one, so the path.
+        let other = dir.path().join("other");
+        std::fs::create_dir_all(&other).expect("mkdir");
+        std::fs::write(other.join("edgetwin"), b"x").expect("write");
+        let path = std::env::join_paths([other.as_path(), bin.as_path()]).expect("join");
+        assert_eq!(
+            command_for(&exe, Some(dir.path()), Some(&path)),
+            "target/release/edgetwin"
+        );
     }
 }

@@ -8,7 +8,8 @@
 //! - Reported path: `Hub` → [`ControllerInbox::apply`] → [`status::StatusTracker`] (reported,
 //!   observedDesired, state, condition transitions) → [`coalesce::Coalescer`] → one
 //!   `Registry::patch_status` per device per flush interval, except that a patch settling a
-//!   desired change (Verified, Failed) is written at once.
+//!   desired change (Verified, Failed) is written at once. A written Failed or ReadFailed
+//!   condition is also recorded as a Warning event (`ActuationFailed`, `ReadFailed`).
 //! - Reconcile: the edge's version summary (on connect and every reconcile interval) →
 //!   [`reconcile::plan`] → only the drifted devices are resent, see [`reconcile`].
 //!
@@ -508,18 +509,7 @@ impl Controller {
     async fn write_status(&self, pending: Vec<(DeviceRef, edgetwin_model::devices::DeviceStatus)>) {
         let metrics = &self.shared.metrics;
         for (key, patch) in pending {
-            let failed = patch
-                .twins
-                .iter()
-                .filter_map(|t| t.condition.as_ref().map(|c| (t, c)))
-                .filter(|(_, c)| c.kind == edgetwin_model::devices::ConditionType::Failed)
-                .map(|(t, c)| {
-                    (
-                        t.property_name.clone(),
-                        c.message.clone().unwrap_or_default(),
-                    )
-                })
-                .collect::<Vec<_>>();
+            let events = condition_events(&patch);
             edgetwin_hoptrace::mark("controller.status.write");
             match self
                 .registry
@@ -529,11 +519,7 @@ impl Controller {
                 Ok(device) => {
                     edgetwin_hoptrace::mark("controller.status.committed");
                     ControllerMetrics::bump(&metrics.status_writes);
-                    for (property, message) in failed {
-                        let event = DeviceEvent::warning(
-                            "ActuationFailed",
-                            format!("property {property}: {message}"),
-                        );
+                    for event in events {
                         if let Err(error) = self.registry.record_event(&device, &event).await {
                             tracing::warn!(device = %key, %error, "cannot record an event");
                         }
@@ -550,4 +536,29 @@ impl Controller {
             }
         }
     }
+}
+
+/// The events a status patch records: a Warning `ActuationFailed` for each property that turns
+/// Failed, a Warning `ReadFailed` for each that turns ReadFailed.
+fn condition_events(patch: &edgetwin_model::devices::DeviceStatus) -> Vec<DeviceEvent> {
+    use edgetwin_model::devices::ConditionType;
+    patch
+        .twins
+        .iter()
+        .filter_map(|twin| {
+            let condition = twin.condition.as_ref()?;
+            let message = format!(
+                "property {}: {}",
+                twin.property_name,
+                condition.message.as_deref().unwrap_or_default()
+            );
+            match condition.kind {
+                ConditionType::Failed => Some(DeviceEvent::warning("ActuationFailed", message)),
+                ConditionType::ReadFailed => {
+                    Some(DeviceEvent::warning("ReadFailed", message).with_action("Read"))
+                }
+                _ => None,
+            }
+        })
+        .collect()
 }

@@ -16,6 +16,12 @@
 //! as the message, until the device reports the desired value (Verified) or a new desired value
 //! arrives (Pending).
 //!
+//! A `read_error` from the edge (the property cannot be read, another edgetwin extension) makes
+//! the property ReadFailed, with the driver's reason as the message, whatever its actuation
+//! state: while the device cannot be read nothing can be verified. A `read_error: null` or a
+//! reported value (the property reads again) ends it: the property takes the condition its
+//! actuation gives, or none (the ReadFailed condition is removed).
+//!
 //! The edge's twin engine syncs only what the edge *wrote* (and refusals); the agent adds an echo
 //! of each desired value it accepts from the cloud (the whole property, see
 //! `edge::service::to_cloud`), whose desired half is `observedDesired`. The echo is best effort,
@@ -38,7 +44,7 @@ use edgetwin_model::limits;
 use edgetwin_model::twin::{same_value, type_from_name};
 use edgetwin_model::value::PropertyType;
 use edgetwin_model::wire::cloud_edge::{DeviceRef, TwinContent};
-use edgetwin_model::wire::payload::DeviceMsg;
+use edgetwin_model::wire::payload::{DeviceMsg, JsonField};
 
 use super::desired::{changed_desired, desired_values};
 
@@ -52,6 +58,8 @@ struct PropertyView {
     condition: Option<ConditionType>,
     /// Why the device refused the current desired value, if it did.
     refused: Option<String>,
+    /// Why the property cannot be read, while it cannot.
+    read_error: Option<String>,
 }
 
 impl PropertyView {
@@ -59,8 +67,12 @@ impl PropertyView {
         same_value(self.value_type.unwrap_or(PropertyType::String), a, b)
     }
 
-    /// The condition the three values give (see the module docs); none without a desired value.
+    /// The condition the three values give (see the module docs), or ReadFailed; none without a
+    /// desired value or a read error.
     fn expected_condition(&self) -> Option<ConditionType> {
+        if self.read_error.is_some() {
+            return Some(ConditionType::ReadFailed);
+        }
         let desired = self.desired.as_deref()?;
         let holds = |v: &Option<String>| v.as_deref().is_some_and(|v| self.same(v, desired));
         Some(if holds(&self.reported) {
@@ -146,6 +158,15 @@ impl StatusTracker {
         if let Some(type_name) = twin.metadata.as_ref().and_then(|m| m.value_type.as_deref()) {
             p.value_type = type_from_name(type_name).or(p.value_type);
         }
+        match &twin.read_error {
+            JsonField::Value(error) => p.read_error = Some(error.reason.clone()),
+            JsonField::Null => p.read_error = None,
+            JsonField::Missing => {}
+        }
+        if twin.actual.as_ref().is_some_and(|a| a.value.is_some()) && twin.read_error.is_missing() {
+            // A value read: the property reads again.
+            p.read_error = None;
+        }
         let mut out = Twin::new(content.property.clone());
         if let Some(expected) = twin.expected.as_ref().and_then(|v| v.value.clone()) {
             p.observed = Some(expected.clone());
@@ -170,8 +191,13 @@ impl StatusTracker {
         }
         if let Some(changed) = transition(&content.property, p, view.generation, now) {
             out.condition = changed.condition;
+            out.clear_condition = changed.clear_condition;
         }
-        if out.reported.is_none() && out.observed_desired.is_none() && out.condition.is_none() {
+        if out.reported.is_none()
+            && out.observed_desired.is_none()
+            && out.condition.is_none()
+            && !out.clear_condition
+        {
             return None;
         }
         patch(vec![out])
@@ -217,39 +243,55 @@ fn seed(device: &Device) -> DeviceView {
             p.observed = twin.observed_desired.as_ref().map(|v| v.value.clone());
             p.reported = twin.reported.as_ref().map(|v| v.value.clone());
             p.condition = twin.condition.as_ref().map(|c| c.kind);
-            p.refused = twin
-                .condition
-                .as_ref()
-                .filter(|c| c.kind == ConditionType::Failed)
-                .map(|c| c.message.clone().unwrap_or_default());
+            let message_of = |kind| {
+                twin.condition
+                    .as_ref()
+                    .filter(|c| c.kind == kind)
+                    .map(|c| c.message.clone().unwrap_or_default())
+            };
+            p.refused = message_of(ConditionType::Failed);
+            p.read_error = message_of(ConditionType::ReadFailed);
         }
     }
     view
 }
 
-/// The twin carrying a condition change of `p`, if its condition changes.
+/// The twin carrying a condition change of `p`, if its condition changes. A property that has
+/// no condition to take once it reads again loses its ReadFailed condition.
 fn transition(
     name: &str,
     p: &mut PropertyView,
     generation: Option<i64>,
     now: jiff::Timestamp,
 ) -> Option<Twin> {
-    let kind = p.expected_condition()?;
+    let Some(kind) = p.expected_condition() else {
+        if p.condition != Some(ConditionType::ReadFailed) {
+            return None;
+        }
+        p.condition = None;
+        return Some(Twin {
+            clear_condition: true,
+            ..Twin::new(name)
+        });
+    };
     if p.condition == Some(kind) {
         return None;
     }
     p.condition = Some(kind);
     let mut condition = PropertyCondition::new(kind, now);
     condition.observed_generation = generation;
-    if kind == ConditionType::Failed {
-        condition.message = p.refused.clone();
-    }
+    condition.message = match kind {
+        ConditionType::Failed => p.refused.clone(),
+        ConditionType::ReadFailed => p.read_error.clone(),
+        _ => None,
+    };
     condition.reason = Some(
         match kind {
             ConditionType::Pending => "DesiredValueSent",
             ConditionType::Applied => "AcceptedByEdge",
             ConditionType::Verified => "ReadBackMatches",
             ConditionType::Failed => "ActuationFailed",
+            ConditionType::ReadFailed => "ReadFailed",
         }
         .to_owned(),
     );
@@ -269,7 +311,7 @@ fn patch(twins: Vec<Twin>) -> Option<DeviceStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgetwin_model::wire::payload::{MsgTwin, TwinValue, WriteError};
+    use edgetwin_model::wire::payload::{MsgTwin, ReadError, TwinValue, WriteError};
 
     fn device(generation: i64, power: &str) -> Device {
         serde_json::from_value(serde_json::json!({
@@ -411,6 +453,81 @@ mod tests {
         assert_eq!(condition_of(&patch), Some(ConditionType::Failed));
         let patch = tracker.edge_twin(&key(), &sync(None, Some("on")), now);
         assert_eq!(condition_of(&patch), Some(ConditionType::Verified));
+    }
+
+    fn read_failure(reason: Option<&str>, actual: Option<&str>) -> TwinContent {
+        let mut content = sync(None, actual);
+        if let Some(twin) = content.twin.as_mut() {
+            twin.read_error = match reason {
+                Some(reason) => JsonField::Value(ReadError {
+                    reason: reason.into(),
+                }),
+                None => JsonField::Null,
+            };
+        }
+        content
+    }
+
+    fn cleared(patch: &Option<DeviceStatus>) -> bool {
+        patch
+            .as_ref()
+            .and_then(|p| p.twin("power"))
+            .is_some_and(|t| t.clear_condition)
+    }
+
+    #[test]
+    fn a_read_failure_is_a_condition_until_the_property_reads_again() {
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let mut tracker = StatusTracker::default();
+        // A property without a desired value (ReadOnly): ReadFailed, then no condition at all.
+        let patch = tracker.edge_twin(&key(), &read_failure(Some("ERR unknown"), None), now);
+        assert_eq!(condition_of(&patch), Some(ConditionType::ReadFailed));
+        let condition = patch
+            .as_ref()
+            .and_then(|p| p.twins[0].condition.clone())
+            .expect("condition");
+        assert_eq!(condition.message.as_deref(), Some("ERR unknown"));
+        assert_eq!(condition.reason.as_deref(), Some("ReadFailed"));
+        // The same failure again: nothing to write.
+        let patch = tracker.edge_twin(&key(), &read_failure(Some("ERR unknown"), None), now);
+        assert_eq!(patch, None);
+        let patch = tracker.edge_twin(&key(), &read_failure(None, Some("41")), now);
+        assert!(cleared(&patch), "{patch:?}");
+        assert_eq!(condition_of(&patch), None);
+        assert_eq!(tracker.condition(&key(), "power"), None);
+
+        // With a desired value: ReadFailed wins while it lasts, then the actuation state is back;
+        // a reported value alone also ends it.
+        tracker.observe_device(&device(1, "on"), now);
+        tracker.edge_twin(&key(), &sync(Some("on"), None), now);
+        let patch = tracker.edge_twin(&key(), &read_failure(Some("timed out"), None), now);
+        assert_eq!(condition_of(&patch), Some(ConditionType::ReadFailed));
+        let patch = tracker.edge_twin(&key(), &sync(None, Some("on")), now);
+        assert_eq!(condition_of(&patch), Some(ConditionType::Verified));
+        assert!(!cleared(&patch));
+    }
+
+    #[test]
+    fn a_restarted_controller_keeps_a_stored_read_failure() {
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let mut stored = device(1, "on");
+        let mut failed = PropertyCondition::new(ConditionType::ReadFailed, now);
+        failed.message = Some("ERR unknown".into());
+        stored.status = Some(DeviceStatus {
+            twins: vec![Twin {
+                condition: Some(failed),
+                ..Twin::new("power")
+            }],
+            ..DeviceStatus::default()
+        });
+        let mut tracker = StatusTracker::default();
+        assert_eq!(tracker.observe_device(&stored, now), None);
+        assert_eq!(
+            tracker.condition(&key(), "power"),
+            Some(ConditionType::ReadFailed)
+        );
+        let patch = tracker.edge_twin(&key(), &read_failure(None, None), now);
+        assert_eq!(condition_of(&patch), Some(ConditionType::Pending));
     }
 
     #[test]

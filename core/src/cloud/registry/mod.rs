@@ -66,16 +66,26 @@ pub struct DeviceEvent {
     pub reason: String,
     /// A human-readable message.
     pub message: String,
+    /// What was being done when it happened (a Kubernetes Event's `action`): `Actuate` (writing
+    /// a desired value) or `Read` (reading the device).
+    pub action: &'static str,
 }
 
 impl DeviceEvent {
-    /// A Warning event, the kind recorded for a Failed actuation.
+    /// A Warning event about an actuation, the kind recorded for a Failed actuation.
     pub fn warning(reason: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             kind: EventKind::Warning,
             reason: reason.into(),
             message: message.into(),
+            action: "Actuate",
         }
+    }
+
+    /// The same event about another action (`Read`).
+    pub fn with_action(mut self, action: &'static str) -> Self {
+        self.action = action;
+        self
     }
 }
 

@@ -5,11 +5,12 @@
 //! in which *only the fields that are set* change the stored status:
 //! - `twins` merge by `propertyName`: a twin in the patch updates the stored twin of the same
 //!   property field by field (`reported`, `observedDesired`, `condition` each replace the stored
-//!   value when set and keep it when absent); a twin for a new property is appended;
+//!   value when set and keep it when absent; `clearCondition`, which only a patch carries,
+//!   removes the stored condition); a twin for a new property is appended;
 //! - `state`, `lastOnlineTime`, `reportToCloud`, `reportCycle`, `observedGeneration` replace the
 //!   stored value when set.
 //!
-//! Nothing is ever removed by a patch. The same function folds several pending patches into one
+//! Nothing else is ever removed by a patch. The same function folds several pending patches into one
 //! (`merge(&mut pending, &next)`), which is how a caller coalesces status writes.
 
 use edgetwin_model::devices::{DeviceStatus, Twin};
@@ -31,6 +32,11 @@ pub fn merge(status: &mut DeviceStatus, patch: &DeviceStatus) -> bool {
 fn merge_twin(twin: &mut Twin, patch: &Twin) {
     replace_if_set(&mut twin.reported, &patch.reported);
     replace_if_set(&mut twin.observed_desired, &patch.observed_desired);
+    if patch.clear_condition {
+        twin.condition = None;
+        // Kept when folding patches: the folded patch must still clear what is stored.
+        twin.clear_condition = true;
+    }
     replace_if_set(&mut twin.condition, &patch.condition);
 }
 
@@ -80,6 +86,49 @@ mod tests {
         assert_eq!(status.twin("amber"), Some(&reported("amber", "OFF")));
         assert_eq!(status.state.as_deref(), Some("online"), "unset fields keep");
         assert_eq!(status.observed_generation, Some(4));
+    }
+
+    #[test]
+    fn a_cleared_condition_is_removed_and_a_later_one_kept_when_folded() {
+        let failed = PropertyCondition::new(ConditionType::ReadFailed, jiff::Timestamp::UNIX_EPOCH);
+        let mut status = DeviceStatus {
+            twins: vec![Twin {
+                condition: Some(failed.clone()),
+                ..reported("hum", "40")
+            }],
+            ..DeviceStatus::default()
+        };
+        let clear = DeviceStatus {
+            twins: vec![Twin {
+                clear_condition: true,
+                ..Twin::new("hum")
+            }],
+            ..DeviceStatus::default()
+        };
+        let mut folded = clear.clone();
+        merge(
+            &mut folded,
+            &DeviceStatus {
+                twins: vec![Twin {
+                    condition: Some(failed.clone()),
+                    ..Twin::new("hum")
+                }],
+                ..DeviceStatus::default()
+            },
+        );
+        let mut again = status.clone();
+        merge(&mut again, &folded);
+        assert_eq!(
+            again.twin("hum").and_then(|t| t.condition.clone()),
+            Some(failed)
+        );
+
+        assert!(merge(&mut status, &clear));
+        let hum = status.twin("hum").expect("kept");
+        assert_eq!(hum.condition, None);
+        assert_eq!(hum.reported, Some(TwinProperty::new("40")), "kept");
+        let json = serde_json::to_value(&status).expect("serialises");
+        assert!(!json.to_string().contains("clear"), "{json}");
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //!   agent's client id.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use rumqttd::local::{LinkRx, LinkTx};
@@ -42,6 +43,8 @@ const EVENTS_CAPACITY: usize = 1024;
 pub(super) struct LocalClient {
     tx: SharedTx,
     stop: Arc<watch::Sender<bool>>,
+    /// Whether the link has been up once (tells a start from a lost link).
+    connected_once: Arc<AtomicBool>,
 }
 
 /// The link's sending half while connected.
@@ -50,7 +53,13 @@ type SharedTx = Arc<Mutex<Option<LinkTx>>>;
 impl LocalClient {
     pub(super) async fn publish_all(&self, messages: Vec<Message>) -> Result<(), BusError> {
         let mut tx = self.tx.lock().await;
-        let tx = tx.as_mut().ok_or(BusError::NotConnected)?;
+        let tx = tx
+            .as_mut()
+            .ok_or(if self.connected_once.load(Ordering::Relaxed) {
+                BusError::NotConnected
+            } else {
+                BusError::NotYetConnected
+            })?;
         // QoS 0 towards the router: rumqttd delivers every forward at the QoS of the receiving
         // subscription, so a publish's own QoS would only make the router acknowledge it.
         let packets = messages.into_iter().map(|message| {
@@ -92,11 +101,13 @@ pub(super) fn start(links: LocalLinks, options: BusOptions) -> Started {
     let (stop_tx, stop) = watch::channel(false);
     let (connection_tx, connection) = watch::channel(Connection::Down);
     let (events_tx, events) = mpsc::channel(EVENTS_CAPACITY);
+    let connected_once = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn(
         LinkTask {
             links,
             options,
             tx: tx.clone(),
+            connected_once: connected_once.clone(),
             stop,
             connection: connection_tx,
             events: events_tx,
@@ -106,6 +117,7 @@ pub(super) fn start(links: LocalLinks, options: BusOptions) -> Started {
     let client = LocalClient {
         tx,
         stop: Arc::new(stop_tx),
+        connected_once,
     };
     (client, connection, events, task)
 }
@@ -123,6 +135,7 @@ struct LinkTask {
     links: LocalLinks,
     options: BusOptions,
     tx: SharedTx,
+    connected_once: Arc<AtomicBool>,
     stop: watch::Receiver<bool>,
     connection: watch::Sender<Connection>,
     events: mpsc::Sender<BusEvent>,
@@ -142,6 +155,7 @@ impl LinkTask {
                         client_id = %self.options.client_id,
                         "connected to the embedded broker (local link) and subscribed"
                     );
+                    self.connected_once.store(true, Ordering::Relaxed);
                     self.connection.send_replace(Connection::Up);
                     if self
                         .events
@@ -162,6 +176,9 @@ impl LinkTask {
             };
             match ended {
                 Ended::Stopped => break,
+                // `disconnect` sent DISCONNECT and the router dropped the link before the
+                // forwarding loop saw the stop: the clean end, not a loss.
+                Ended::Lost(_) if *self.stop.borrow() => break,
                 Ended::Lost(reason) => {
                     tracing::warn!(%reason, retry_in = ?backoff, "local link to the embedded broker lost; reconnecting");
                     let _ = self.events.send(BusEvent::Disconnected { reason }).await;

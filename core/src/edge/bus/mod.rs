@@ -105,6 +105,9 @@ pub enum BusError {
     /// The local link to the embedded broker is down (it is being re-established).
     #[error("not connected to the embedded broker")]
     NotConnected,
+    /// The local link to the embedded broker has not been up yet (the agent is starting).
+    #[error("not yet connected to the embedded broker")]
+    NotYetConnected,
 }
 
 /// What the bus tells the service.

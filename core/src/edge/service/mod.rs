@@ -54,7 +54,7 @@ use rumqttc::QoS;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::edge::bus::{AckToken, Bus, BusEvent, BusEvents, Message};
+use crate::edge::bus::{AckToken, Bus, BusError, BusEvent, BusEvents, Message};
 use crate::edge::devices::{DeviceEntry, Devices, ModelEntry, model_key};
 use crate::edge::metrics::Metrics;
 use crate::edge::store::{Batch, DeviceKey, ObjectKey, OutboxEntry, Scope, Store, StoreError};
@@ -610,6 +610,11 @@ async fn publish(bus: &Bus, metrics: &Metrics, qos: QoS, messages: Vec<to_mapper
         return;
     }
     let count = messages.len();
+    // Specs (retained, not empty) are published again on every (re)connect; a cleared spec
+    // (empty retained payload) is not.
+    let all_republished = messages
+        .iter()
+        .all(|message| message.retain && !message.payload.is_empty());
     // Messages per kind, counted once the bus has taken them (a batch holds a few kinds).
     let mut per_kind: Vec<(&'static str, u64)> = Vec::new();
     for message in &messages {
@@ -637,6 +642,14 @@ async fn publish(bus: &Bus, metrics: &Metrics, qos: QoS, messages: Vec<to_mapper
             for (kind, n) in per_kind {
                 metrics.messages_out(kind, n);
             }
+        }
+        // The devices loaded at start, before the link's first connect: their specs are
+        // published on connect, and mappers ask for twins and membership when they connect.
+        Err(error @ BusError::NotYetConnected) => {
+            tracing::debug!(%error, count, "publish before the first connect skipped");
+        }
+        Err(error @ BusError::NotConnected) if all_republished => {
+            tracing::debug!(%error, count, "specs wait for the reconnect");
         }
         Err(error) => tracing::warn!(%error, count, "publish failed"),
     }

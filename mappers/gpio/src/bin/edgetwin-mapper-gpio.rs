@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use edgetwin_mapper_gpio::cli::{GpioArgs, USAGE};
-use edgetwin_mapper_gpio::{GpioDriver, sim_http};
+use edgetwin_mapper_gpio::{GpioDriver, platform, sim_http};
 use edgetwin_sdk::Mapper;
 use edgetwin_sdk::cli::{self, Parsed};
 
@@ -25,9 +25,14 @@ fn main() -> ExitCode {
         Ok(split) => split,
         Err(message) => return bad_arguments(&message),
     };
-    let driver = match gpio.backend {
-        Some(backend) => GpioDriver::new(backend),
-        None => GpioDriver::detect(),
+    // Detected now, logged once the arguments are known to ask for a run (`--help` prints
+    // the usage alone).
+    let (driver, detected) = match gpio.backend {
+        Some(backend) => (GpioDriver::new(backend), None),
+        None => {
+            let (backend, why) = platform::default_backend();
+            (GpioDriver::new(backend), Some((backend, why)))
+        }
     };
     for wire in &gpio.wires {
         if let Err(err) = driver.sim().chip(&wire.chip).wire(wire.output, wire.input) {
@@ -38,7 +43,12 @@ fn main() -> ExitCode {
     let builder = cli::from_env(Mapper::builder().driver(driver));
     let mapper = match cli::parse(builder, &rest) {
         Ok(Parsed::Run(builder)) => match builder.build() {
-            Ok(mapper) => mapper,
+            Ok(mapper) => {
+                if let Some((backend, why)) = detected {
+                    tracing::info!(%backend, reason = %why, "default GPIO backend");
+                }
+                mapper
+            }
             Err(err) => return bad_arguments(&err.to_string()),
         },
         Ok(Parsed::Help) => {

@@ -49,6 +49,16 @@ impl DataType {
         }
     }
 
+    /// The signed type of the same width (two's complement); other types are unchanged.
+    pub fn signed(self) -> DataType {
+        match self {
+            DataType::Uint16 => DataType::Int16,
+            DataType::Uint32 => DataType::Int32,
+            DataType::Uint64 => DataType::Int64,
+            other => other,
+        }
+    }
+
     /// Whether values of this type are numbers (scale and offset apply).
     pub fn is_numeric(self) -> bool {
         !matches!(self, DataType::String | DataType::Bytes)

@@ -3,12 +3,14 @@
 use std::time::Duration;
 
 use edgetwin_sdk::PropertyType;
+use edgetwin_sdk::model::value::Limits;
 use serde_json::{Value as Json, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::*;
 use crate::sim::{SimConfig, Simulator, serve_tcp};
+use crate::table::Table;
 
 struct Server {
     sim: Simulator,
@@ -50,6 +52,7 @@ fn device(port: u16, extra: Json, points: &[(impl AsRef<str>, PropertyType, Json
                 property: name.as_ref().to_owned(),
                 ty: *ty,
                 writable: true,
+                limits: Default::default(),
                 visitor: serde_json::from_value(visitor.clone()).expect("visitor parses"),
             })
             .collect(),
@@ -561,4 +564,68 @@ async fn values_out_of_range_are_rejected_before_anything_is_sent() {
         "{err}"
     );
     assert_eq!(server.sim.stats().requests, 0);
+}
+
+/// KubeEdge's `int` over one register whose DeviceModel allows negative values
+/// (`minimum: "-500"`) is two's complement: `-123` is written as 0xFF85 and read back as
+/// `-123`; without a negative minimum the same register stays unsigned.
+#[tokio::test]
+async fn a_model_with_a_negative_minimum_makes_kubeedge_int_signed() {
+    let server = uniform_server().await;
+    let visitor = |offset: u16| json!({"register": "holding", "offset": offset, "dataType": "int", "limit": 1});
+    let mut config = device(
+        server.port,
+        json!({}),
+        &[
+            ("setpoint", PropertyType::Int, visitor(0)),
+            ("counter", PropertyType::Int, visitor(1)),
+            (
+                "wide",
+                PropertyType::Int,
+                json!({"register": "holding", "offset": 2, "dataType": "int", "limit": 2}),
+            ),
+        ],
+    );
+    let signed = Limits::parse(PropertyType::Int, Some("-500"), Some("500")).expect("limits");
+    config.points[0].limits = signed.clone();
+    config.points[2].limits = signed;
+    config.points[1].limits = Limits::parse(PropertyType::Int, Some("0"), None).expect("limits");
+    let mut session = connect(&config).await;
+
+    session
+        .write(&config.points[0], &Value::Int(-123))
+        .await
+        .expect("-123 fits a signed register");
+    assert_eq!(
+        server
+            .sim
+            .get(1, Table::HoldingRegisters, 0, 1)
+            .expect("get"),
+        vec![0xFF85]
+    );
+    session
+        .write(&config.points[2], &Value::Int(-2))
+        .await
+        .expect("-2 fits two signed registers");
+    assert_eq!(
+        server
+            .sim
+            .get(1, Table::HoldingRegisters, 2, 2)
+            .expect("get"),
+        vec![0xFFFF, 0xFFFE]
+    );
+    server
+        .sim
+        .set(1, Table::HoldingRegisters, 1, &[0xFF85])
+        .expect("set");
+    let values = read_all(&mut session, &config).await;
+    assert_eq!(values[0], Ok(Value::Int(-123)));
+    assert_eq!(values[1], Ok(Value::Int(65_413)), "minimum 0: unsigned");
+    assert_eq!(values[2], Ok(Value::Int(-2)));
+
+    let err = session
+        .write(&config.points[1], &Value::Int(-1))
+        .await
+        .expect_err("an unsigned register refuses -1");
+    assert!(err.to_string().contains("does not fit uint16"), "{err}");
 }

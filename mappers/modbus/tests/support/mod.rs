@@ -231,6 +231,7 @@ pub fn device(
                 property: property.as_ref().to_owned(),
                 ty: *ty,
                 writable: true,
+                limits: Default::default(),
                 visitor: serde_json::from_value(visitor.clone())
                     .expect("visitors configData parses"),
             })
@@ -314,6 +315,7 @@ pub fn driver_config(
                 property: property.name.clone(),
                 ty,
                 writable: true,
+                limits: Default::default(),
                 visitor: serde_json::from_value(Json::Object(visitor))
                     .unwrap_or_else(|e| panic!("{}: {e}", property.name)),
             }

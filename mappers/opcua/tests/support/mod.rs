@@ -163,6 +163,7 @@ pub fn device(
                 property: property.as_ref().to_owned(),
                 ty: *ty,
                 writable: true,
+                limits: Default::default(),
                 visitor: serde_json::from_value(visitor.clone())
                     .expect("visitors configData parses"),
             })

@@ -40,6 +40,6 @@ pub use result::{ErrorResult, TwinReply};
 pub use spec::DeviceSpecMessage;
 pub use state::{DeviceMsg, DeviceStatus, DeviceUpdate};
 pub use twin::{
-    DeviceTwinDelta, DeviceTwinDocument, DeviceTwinResult, DeviceTwinUpdate, MsgTwin, TwinDoc,
-    TwinMap, TwinValue, TwinVersion, WriteError,
+    DeviceTwinDelta, DeviceTwinDocument, DeviceTwinResult, DeviceTwinUpdate, MsgTwin, ReadError,
+    TwinDoc, TwinMap, TwinValue, TwinVersion, WriteError,
 };

@@ -68,6 +68,11 @@ pub struct MsgTwin {
     /// An event, not twin state: the edge forwards it to the cloud and does not store it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_error: Option<WriteError>,
+    /// edgetwin extension (KubeEdge ignores it): whether the device can be read. A value says
+    /// the property's reads fail and why; `null` says they work again; absent says nothing new.
+    /// Like `write_error`, an event the edge forwards to the cloud and does not store.
+    #[serde(skip_serializing_if = "JsonField::is_missing")]
+    pub read_error: JsonField<ReadError>,
 }
 
 /// A desired value the device could not write, and why: the `write_error` of a [`MsgTwin`].
@@ -77,6 +82,14 @@ pub struct WriteError {
     /// The desired value that could not be written.
     pub value: String,
     /// Why the device refused it (the driver's message).
+    pub reason: String,
+}
+
+/// Why a property cannot be read: the `read_error` of a [`MsgTwin`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReadError {
+    /// The driver's message, e.g. `rejected by the device: ERR unknown`.
     pub reason: String,
 }
 
@@ -240,6 +253,33 @@ mod tests {
             ..MsgTwin::default()
         };
         assert!(!encode_str(&plain).contains("write_error"));
+    }
+
+    #[test]
+    fn a_read_error_and_its_clearing_round_trip_and_are_left_out_when_absent() {
+        let failing = r#"{"event_id":"","twin":{"hum":{"metadata":{"type":"float"},"read_error":{"reason":"rejected by the device: ERR unknown"}}}}"#;
+        let update: DeviceTwinUpdate = decode(failing.as_bytes()).expect("decodes");
+        let hum = update.twin.value().expect("twin")["hum"]
+            .as_ref()
+            .expect("hum");
+        assert_eq!(
+            hum.read_error,
+            JsonField::Value(ReadError {
+                reason: "rejected by the device: ERR unknown".into(),
+            })
+        );
+        assert_eq!(encode_str(&update), failing);
+
+        let cleared =
+            r#"{"event_id":"","twin":{"hum":{"actual":{"value":"41"},"read_error":null}}}"#;
+        let update: DeviceTwinUpdate = decode(cleared.as_bytes()).expect("decodes");
+        let hum = update.twin.value().expect("twin")["hum"]
+            .as_ref()
+            .expect("hum");
+        assert_eq!(hum.read_error, JsonField::Null);
+        assert_eq!(encode_str(&update), cleared);
+
+        assert!(!encode_str(&MsgTwin::default()).contains("read_error"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 #[cfg(feature = "prometheus")]
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use tracing::{error, field, info, warn, Instrument};
+use tracing::{debug, error, field, info, warn, Instrument};
 use uuid::Uuid;
 
 #[cfg(feature = "websocket")]
@@ -647,8 +647,16 @@ async fn remote<P: Protocol>(
 
     let connect_packet = match mqtt_connect(config, &mut network).await {
         Ok(p) => p,
+        // A peer that closes before sending anything (a port probe, a client giving up) is
+        // normal operation; a bad CONNECT is the client's fault, not the broker's.
+        Err(remote::Error::Network(network::Error::Io(err)) | remote::Error::Io(err))
+            if err.kind() == io::ErrorKind::ConnectionAborted =>
+        {
+            debug!(error=?err, "closed before sending CONNECT");
+            return;
+        }
         Err(e) => {
-            error!(error=?e, "Error while handling MQTT connect packet");
+            warn!(error=?e, "Error while handling MQTT connect packet");
             return;
         }
     };
@@ -713,11 +721,11 @@ async fn remote<P: Protocol>(
 
     match link.start().await {
         // Connection got closed. This shouldn't usually happen.
-        Ok(_) => error!("connection-stop"),
+        Ok(_) => info!("connection-stop"),
         // No need to send a disconnect message when disconnection
-        // originated internally in the router.
+        // originated internally in the router (a client's DISCONNECT, a takeover).
         Err(remote::Error::Link(e)) => {
-            error!(error=?e, "router-drop");
+            info!(error=?e, "router-drop");
             send_disconnect = false;
         }
         // Connection was closed by peer
@@ -726,9 +734,9 @@ async fn remote<P: Protocol>(
         {
             info!(error=?err, "disconnected");
         }
-        // Any other error
+        // Any other error: the client's link broke (reset, bad packet), the broker runs on.
         Err(e) => {
-            error!(error=?e, "disconnected");
+            warn!(error=?e, "disconnected");
         }
     };
 

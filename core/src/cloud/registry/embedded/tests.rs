@@ -439,6 +439,7 @@ async fn events_are_counted_listed_and_deleted_with_the_device() {
         kind: EventKind::Normal,
         reason: "Verified".into(),
         message: "red is ON".into(),
+        action: "Actuate",
     };
     Registry::record_event(&registry, &stored, &other)
         .await

@@ -338,7 +338,7 @@ impl KubeRegistry {
             },
             reason: event.reason.clone(),
             note: Some(event.message.clone()),
-            action: "Actuate".into(),
+            action: event.action.into(),
             secondary: None,
         };
         self.recorder

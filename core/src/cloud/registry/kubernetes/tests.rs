@@ -529,6 +529,40 @@ async fn failed_actuations_become_kubernetes_warning_events() {
     record.await.expect("task").expect("recorded");
 }
 
+#[tokio::test]
+async fn a_read_failure_is_a_warning_event_of_the_read_action() {
+    let (client, mut api) = mock_client();
+    let registry = KubeRegistry::start(client, KubeRegistryConfig::new("cloud-0"));
+    let _feeds = initial_sync(&mut api, vec![device_json("100", None)], vec![]).await;
+    let device = registry
+        .get_device("default", "traffic-light")
+        .await
+        .expect("get")
+        .expect("cached");
+    let record = tokio::spawn({
+        let registry = registry.clone();
+        async move {
+            let event = DeviceEvent::warning("ReadFailed", "property count: ERR unknown")
+                .with_action("Read");
+            registry.record_event(&device, &event).await
+        }
+    });
+    let request = api
+        .expect(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events?",
+            JSON,
+        )
+        .await;
+    let body = request.body().clone();
+    assert_eq!(body["type"], "Warning");
+    assert_eq!(body["reason"], "ReadFailed");
+    assert_eq!(body["note"], "property count: ERR unknown");
+    assert_eq!(body["action"], "Read");
+    request.reply(201, body);
+    record.await.expect("task").expect("recorded");
+}
+
 fn lease_json(holder: Option<&str>, renew: &str, transitions: i32, rv: &str) -> Value {
     json!({
         "apiVersion": "coordination.k8s.io/v1",
