@@ -7,12 +7,14 @@
 //!   limit, map);
 //! - [`wire`]: KubeEdge's DeviceTwin MQTT topics and JSON payloads, the cloud⇄edge envelope and
 //!   the messages the device controller and an edge agent exchange;
-//! - [`twin`]: the twin engine (desired/reported, versions, delta).
+//! - [`twin`]: the twin engine (desired/reported, versions, delta);
+//! - [`mac`]: HMAC and PBKDF2 over SHA-2 (sealed spec messages, broker password files).
 //!
 //! No I/O: no async runtime, files, sockets, clock or environment. Time and file contents are
 //! inputs; the edge agent, the cloud and the mapper SDK do the I/O around it.
 
 pub mod devices;
+pub mod mac;
 pub mod pipeline;
 pub mod twin;
 pub mod value;
