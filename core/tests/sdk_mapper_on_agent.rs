@@ -8,7 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use edgetwin_core::edge::agent::{self, AgentHandle};
-use edgetwin_core::edge::config::{EdgeConfig, EmbeddedBrokerConfig};
+use edgetwin_core::edge::access::secrets::default_credentials_file;
+use edgetwin_core::edge::config::{BusClientConfig, EdgeConfig, EmbeddedBrokerConfig};
+use edgetwin_model::wire::spec_auth::BusCredentials;
 use edgetwin_core::edge::store::DeviceKey;
 use edgetwin_model::wire::payload::DeviceTwinUpdate;
 use edgetwin_sdk::testkit::SimDriver;
@@ -84,6 +86,11 @@ async fn start_agent(dir: &Path) -> AgentHandle {
     config.broker.embedded = Some(EmbeddedBrokerConfig {
         listen: "127.0.0.1:0".parse().expect("address"),
     });
+    config.bus.clients.push(BusClientConfig {
+        name: "sim".into(),
+        protocols: vec!["sim".into()],
+        ..BusClientConfig::default()
+    });
     let agent = agent::start(config, Some(&devices))
         .await
         .expect("the agent starts");
@@ -91,8 +98,11 @@ async fn start_agent(dir: &Path) -> AgentHandle {
     agent
 }
 
-fn start_mapper(agent: &AgentHandle, sim: &SimDriver) -> MapperHandle {
+fn start_mapper(agent: &AgentHandle, dir: &Path, sim: &SimDriver) -> MapperHandle {
     let broker = agent.broker();
+    let credentials = default_credentials_file(&dir.join("data"), "sim");
+    let credentials = std::fs::read_to_string(credentials).expect("the mapper's credentials");
+    let credentials = BusCredentials::from_json(&credentials).expect("a credentials file");
     Mapper::builder()
         .driver(sim.clone())
         .node(NODE)
@@ -100,6 +110,7 @@ fn start_mapper(agent: &AgentHandle, sim: &SimDriver) -> MapperHandle {
         .options(|o| {
             o.backoff_initial = Duration::from_millis(50);
             o.backoff_max = Duration::from_millis(300);
+            o.credentials = Some(credentials);
         })
         .build()
         .expect("valid mapper settings")
@@ -153,7 +164,7 @@ async fn a_mapper_serves_a_device_of_the_real_edge_agent() {
     let dir = tempfile::tempdir().expect("temp dir");
     let agent = start_agent(dir.path()).await;
     let sim = SimDriver::new();
-    let mapper = start_mapper(&agent, &sim);
+    let mapper = start_mapper(&agent, dir.path(), &sim);
 
     // The spec came from the agent's retained topic; twin/get gave the desired 7: written once,
     // read back and reported; the device is online at the agent; `count` is collected too.

@@ -6,15 +6,28 @@
 //! local links to it.
 //! The agent starts at most one, and talks to it through a local link (see `edge::bus`), not TCP.
 //!
+//! Access: every network client is authenticated and authorised by the node's bus policy
+//! ([`BusAccess`], `edge::access`), through the vendored rumqttd's `ConnectAuthority`; the
+//! agent's own local links are not network clients and may do everything.
+//!
 //! Memory: rumqttd keeps recent publishes per subscription filter in an in-memory commit log of
 //! `segment_bytes × SEGMENT_COUNT`; we keep segments small (the agent consumes its filters
 //! immediately, and mappers their own) so the edge stays within its RSS budget.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rumqttd::{Broker, Config, ConnectionSettings, LocalLinks, RouterConfig, ServerSettings};
+use rumqttd::protocol::{ConnectReturnCode, Login};
+use rumqttd::{
+    Broker, ClientPermissions, Config, ConnectAuthority, ConnectionSettings, LocalLinks,
+    RouterConfig, ServerSettings,
+};
+
+use crate::edge::access::BusAccess;
+use crate::edge::access::policy::{Principal, Refusal};
 
 /// Segments kept in memory per subscription filter (besides the active one).
 const SEGMENT_COUNT: usize = 2;
@@ -64,13 +77,32 @@ impl std::fmt::Debug for EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Starts rumqttd on `listen` (port 0 picks a free port) accepting packets up to
-    /// `max_packet_bytes`, and returns once it accepts connections.
+    /// `max_packet_bytes`, with network clients held to `access`, and returns once it accepts
+    /// connections.
     pub fn start(
         listen: SocketAddr,
         max_packet_bytes: usize,
+        access: Arc<BusAccess>,
+    ) -> Result<EmbeddedBroker, BrokerError> {
+        Self::start_with(listen, max_packet_bytes, Some(access))
+    }
+
+    /// A broker without access control, for the tests of the broker's and bus's plumbing.
+    #[cfg(test)]
+    pub(crate) fn start_open(
+        listen: SocketAddr,
+        max_packet_bytes: usize,
+    ) -> Result<EmbeddedBroker, BrokerError> {
+        Self::start_with(listen, max_packet_bytes, None)
+    }
+
+    fn start_with(
+        listen: SocketAddr,
+        max_packet_bytes: usize,
+        access: Option<Arc<BusAccess>>,
     ) -> Result<EmbeddedBroker, BrokerError> {
         let addr = reserve(listen)?;
-        let mut broker = Broker::new(config(addr, max_packet_bytes));
+        let mut broker = Broker::new(config(addr, max_packet_bytes, access));
         let links = broker.local_links();
         std::thread::Builder::new()
             .name("embedded-broker".into())
@@ -121,7 +153,70 @@ pub(crate) fn wait_until_listening(addr: SocketAddr, timeout: Duration) -> Resul
     Ok(())
 }
 
-fn config(addr: SocketAddr, max_packet_bytes: usize) -> Config {
+/// Refused publishes logged per connection before the log goes quiet (then one in
+/// [`QUIET_EVERY`]); every refusal is counted in the metrics.
+const LOUD_REFUSALS: u64 = 10;
+/// While quiet, one refused publish in this many is logged.
+const QUIET_EVERY: u64 = 1000;
+
+/// rumqttd's view of the bus policy.
+struct Authority(Arc<BusAccess>);
+
+impl ConnectAuthority for Authority {
+    fn authenticate(
+        &self,
+        client_id: &str,
+        login: Option<&Login>,
+    ) -> Result<Arc<dyn ClientPermissions>, ConnectReturnCode> {
+        let login = login.map(|l| (l.username.as_str(), l.password.as_str()));
+        match self.0.authenticate(client_id, login) {
+            Ok(who) => Ok(Arc::new(Client {
+                access: Arc::clone(&self.0),
+                who,
+                refused: AtomicU64::new(0),
+            })),
+            Err(Refusal::BadLogin) => Err(ConnectReturnCode::BadUserNamePassword),
+            Err(Refusal::AnonymousNotAllowed | Refusal::ReservedClientId) => {
+                Err(ConnectReturnCode::NotAuthorized)
+            }
+        }
+    }
+}
+
+/// A connected network client's permissions.
+struct Client {
+    access: Arc<BusAccess>,
+    who: Principal,
+    refused: AtomicU64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("who", &self.access.policy().name_of(self.who))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientPermissions for Client {
+    fn may_publish(&self, topic: &str) -> bool {
+        let quiet = {
+            let seen = self.refused.load(Ordering::Relaxed);
+            seen >= LOUD_REFUSALS && seen % QUIET_EVERY != 0
+        };
+        let allowed = self.access.may_publish(self.who, topic, quiet);
+        if !allowed {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        allowed
+    }
+
+    fn may_subscribe(&self, filter: &str) -> bool {
+        self.access.may_subscribe(self.who, filter)
+    }
+}
+
+fn config(addr: SocketAddr, max_packet_bytes: usize, access: Option<Arc<BusAccess>>) -> Config {
     let server = ServerSettings {
         name: "edge".into(),
         listen: addr,
@@ -134,6 +229,9 @@ fn config(addr: SocketAddr, max_packet_bytes: usize) -> Config {
             auth: None,
             external_auth: None,
             dynamic_filters: true,
+            authority: access.map(|access| {
+                Arc::new(Authority(access)) as Arc<dyn ConnectAuthority>
+            }),
         },
     };
     Config {
@@ -156,7 +254,7 @@ mod tests {
 
     #[test]
     fn starts_on_a_free_port_and_accepts_connections() {
-        let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
+        let broker = EmbeddedBroker::start_open("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
         assert_ne!(broker.addr().port(), 0);
         TcpStream::connect(broker.addr()).unwrap();
     }
@@ -165,7 +263,7 @@ mod tests {
     fn a_taken_port_is_a_clear_error() {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
-        let err = EmbeddedBroker::start(addr, 1 << 20).unwrap_err();
+        let err = EmbeddedBroker::start_open(addr, 1 << 20).unwrap_err();
         assert!(matches!(err, BrokerError::Bind { .. }), "{err}");
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }
@@ -178,7 +276,7 @@ mod tests {
         use rumqttd::Notification;
         use rumqttd::protocol::{Filter, Packet, QoS, RetainForwardRule, Subscribe};
 
-        let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
+        let broker = EmbeddedBroker::start_open("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
         let links = broker.local_links();
         let connect = |links: LocalLinks| {
             tokio::task::spawn_blocking(move || links.connect("agent").unwrap())
