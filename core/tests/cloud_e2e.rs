@@ -287,13 +287,10 @@ const MAPPER: &str = "mapper";
 /// `write_error` and the value it holds.
 async fn mapper(edge: &EdgeProc, name: &str) -> (Seen, tokio::task::JoinHandle<()>) {
     let login = login(edge);
-    let mut client = TestClient::connect_as(
-        edge.broker,
-        name,
-        Some((&login.username, &login.password)),
-    )
-    .await
-    .expect("mapper connects");
+    let mut client =
+        TestClient::connect_as(edge.broker, name, Some((&login.username, &login.password)))
+            .await
+            .expect("mapper connects");
     client
         .subscribe("$hw/events/device/#")
         .await

@@ -692,7 +692,10 @@ async fn the_agents_client_id_is_reserved_and_every_request_is_answered() {
             let agent_id = format!("edgetwin-edge-{NODE}");
             let mut refused = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                for credentials in [None, Some((login.username.as_str(), login.password.as_str()))] {
+                for credentials in [
+                    None,
+                    Some((login.username.as_str(), login.password.as_str())),
+                ] {
                     match TestClient::connect_as(addr, &agent_id, credentials).await {
                         Err(_) => refused += 1,
                         Ok(_) => panic!("a client took the agent's client id"),

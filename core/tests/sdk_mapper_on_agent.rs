@@ -7,12 +7,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use edgetwin_core::edge::agent::{self, AgentHandle};
 use edgetwin_core::edge::access::secrets::default_credentials_file;
+use edgetwin_core::edge::agent::{self, AgentHandle};
 use edgetwin_core::edge::config::{BusClientConfig, EdgeConfig, EmbeddedBrokerConfig};
-use edgetwin_model::wire::spec_auth::BusCredentials;
 use edgetwin_core::edge::store::DeviceKey;
 use edgetwin_model::wire::payload::DeviceTwinUpdate;
+use edgetwin_model::wire::spec_auth::BusCredentials;
 use edgetwin_sdk::testkit::SimDriver;
 use edgetwin_sdk::{Mapper, MapperHandle, Value};
 use serde_json::json;

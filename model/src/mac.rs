@@ -36,10 +36,7 @@ pub fn equal_macs(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// HMAC over `D`, whose block is `BLOCK` bytes.
-fn hmac<D: Digest, const BLOCK: usize>(
-    key: &[u8],
-    parts: &[&[u8]],
-) -> sha2::digest::Output<D> {
+fn hmac<D: Digest, const BLOCK: usize>(key: &[u8], parts: &[&[u8]]) -> sha2::digest::Output<D> {
     let mut block = [0u8; BLOCK];
     if key.len() > BLOCK {
         let hashed = D::digest(key);
@@ -73,9 +70,13 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 /// The bytes of a hex string (either case); `None` when it is not hex of whole bytes.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    let digit = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let digit = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
     let text = text.as_bytes();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     text.chunks_exact(2)

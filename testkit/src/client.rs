@@ -98,11 +98,11 @@ impl TestClient {
                         payload: p.payload,
                         retain: p.retain,
                     })),
-                    Ok(Event::Incoming(Packet::SubAck(ack))) => Some(Note::SubAck(
-                        ack.return_codes
-                            .iter()
-                            .all(|code| matches!(code, rumqttc::SubscribeReasonCode::Success(_))),
-                    )),
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        Some(Note::SubAck(ack.return_codes.iter().all(|code| {
+                            matches!(code, rumqttc::SubscribeReasonCode::Success(_))
+                        })))
+                    }
                     Ok(Event::Incoming(Packet::PubAck(_))) => Some(Note::PubAck),
                     Ok(_) => None,
                     Err(e) => {

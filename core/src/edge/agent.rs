@@ -138,7 +138,12 @@ pub async fn start(
     let metrics = Arc::new(Metrics::new());
     let secrets = secrets::load_or_create(&config.data_dir, &config.bus)?;
     let access = Arc::new(BusAccess::new(
-        BusPolicy::new(node.clone(), config.client_id(), &config.bus, secrets.clients),
+        BusPolicy::new(
+            node.clone(),
+            config.client_id(),
+            &config.bus,
+            secrets.clients,
+        ),
         metrics.clone(),
     ));
     let options = ServiceOptions {

@@ -202,7 +202,7 @@ impl ClientPermissions for Client {
     fn may_publish(&self, topic: &str) -> bool {
         let quiet = {
             let seen = self.refused.load(Ordering::Relaxed);
-            seen >= LOUD_REFUSALS && seen % QUIET_EVERY != 0
+            seen >= LOUD_REFUSALS && !seen.is_multiple_of(QUIET_EVERY)
         };
         let allowed = self.access.may_publish(self.who, topic, quiet);
         if !allowed {
@@ -229,9 +229,8 @@ fn config(addr: SocketAddr, max_packet_bytes: usize, access: Option<Arc<BusAcces
             auth: None,
             external_auth: None,
             dynamic_filters: true,
-            authority: access.map(|access| {
-                Arc::new(Authority(access)) as Arc<dyn ConnectAuthority>
-            }),
+            authority: access
+                .map(|access| Arc::new(Authority(access)) as Arc<dyn ConnectAuthority>),
         },
     };
     Config {

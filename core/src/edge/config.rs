@@ -106,11 +106,10 @@ impl BusConfig {
             if !names.insert(name.as_str()) {
                 return Err(("bus.clients[].name", format!("{name:?} is listed twice")));
             }
-            if let Some(device) = client
-                .devices
-                .iter()
-                .find(|d| d.split_once('/').is_none_or(|(ns, n)| ns.is_empty() || n.is_empty() || n.contains('/')))
-            {
+            if let Some(device) = client.devices.iter().find(|d| {
+                d.split_once('/')
+                    .is_none_or(|(ns, n)| ns.is_empty() || n.is_empty() || n.contains('/'))
+            }) {
                 return Err((
                     "bus.clients[].devices",
                     format!("{device:?} is not namespace/name"),
@@ -509,7 +508,12 @@ impl EdgeConfig {
         self.broker_mode()
             .map_err(|reason| invalid("broker.external", &reason))?;
         self.bus
-            .check(self.broker.external.as_ref().and_then(|e| e.username.as_deref()))
+            .check(
+                self.broker
+                    .external
+                    .as_ref()
+                    .and_then(|e| e.username.as_deref()),
+            )
             .map_err(|(field, reason)| invalid(field, &reason))?;
         Ok(())
     }

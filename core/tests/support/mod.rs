@@ -11,8 +11,8 @@ use edgetwin_core::edge::agent::{self, AgentHandle};
 use edgetwin_core::edge::config::{
     BusClientConfig, EdgeConfig, EmbeddedBrokerConfig, ExternalBrokerConfig,
 };
-use edgetwin_model::wire::spec_auth::BusCredentials;
 use edgetwin_core::edge::store::{DeviceKey, Store};
+use edgetwin_model::wire::spec_auth::BusCredentials;
 use edgetwin_testkit::{BrokerKind, TestBroker, TestClient};
 use serde_json::Value;
 

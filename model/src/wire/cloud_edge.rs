@@ -413,7 +413,10 @@ mod tests {
         // Fixed values (64-bit FNV-1a of `g=0;` and of `g=1;a=1:2:on;`, checked independently):
         // edges and clouds of different builds must agree.
         assert_eq!(desired_digest(None, []), "0d0c3f712bbe39c8");
-        assert_eq!(desired_digest(Some(1), [("a", 1, "on")]), fnv(b"g=1;a=1:2:on;"));
+        assert_eq!(
+            desired_digest(Some(1), [("a", 1, "on")]),
+            fnv(b"g=1;a=1:2:on;")
+        );
         let base = desired_digest(Some(2), [("power", 2, "on"), ("mode", 2, "eco")]);
         assert_eq!(
             base,

@@ -72,10 +72,7 @@ impl SpecKey {
     }
 
     fn mac(&self, topic: &str, body_without_brace: &[u8]) -> [u8; 32] {
-        hmac_sha256(
-            &self.0,
-            &[topic.as_bytes(), &[0], body_without_brace, b"}"],
-        )
+        hmac_sha256(&self.0, &[topic.as_bytes(), &[0], body_without_brace, b"}"])
     }
 }
 
@@ -135,7 +132,9 @@ pub enum SealError {
     #[error("the spec message is not sealed (no trailing \"{MAC_MEMBER}\" member)")]
     Unsealed,
     /// The MAC does not match: written by someone without the node's spec key, or changed.
-    #[error("the spec message's {MAC_MEMBER} does not match: not from this node's agent, or altered")]
+    #[error(
+        "the spec message's {MAC_MEMBER} does not match: not from this node's agent, or altered"
+    )]
     Mismatch,
     /// What was given to seal is not a non-empty JSON object's text.
     #[error("only a non-empty JSON object can be sealed")]

@@ -649,8 +649,14 @@ mod tests {
             ("a/#", "a/b/#"),
             ("a/+/c", "a/b/c"),
             ("a/+/+", "a/+/c"),
-            ("$hw/events/device/#", "$hw/events/device/+/+/twin/update/delta"),
-            ("e/v1/node/n1/device/+/+/spec", "e/v1/node/n1/device/+/+/spec"),
+            (
+                "$hw/events/device/#",
+                "$hw/events/device/+/+/twin/update/delta",
+            ),
+            (
+                "e/v1/node/n1/device/+/+/spec",
+                "e/v1/node/n1/device/+/+/spec",
+            ),
         ] {
             assert!(super::filter_covers(grant, filter), "{grant} ⊇ {filter}");
         }
@@ -662,7 +668,10 @@ mod tests {
             ("#", "$hw/events/device/x/twin/update"),
             ("+/events/#", "$hw/events/#"),
             ("$hw/events/device/#", "#"),
-            ("e/v1/node/n1/device/+/+/spec", "e/v1/node/+/device/+/+/spec"),
+            (
+                "e/v1/node/n1/device/+/+/spec",
+                "e/v1/node/+/device/+/+/spec",
+            ),
         ] {
             assert!(!super::filter_covers(grant, filter), "{grant} ⊉ {filter}");
         }

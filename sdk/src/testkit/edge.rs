@@ -17,8 +17,8 @@ use edgetwin_model::wire::payload::{
     DeviceSpecMessage, DeviceTwinDelta, DeviceTwinResult, DeviceTwinUpdate, DeviceUpdate,
     JsonField, Metadata, MsgTwin, TwinMap, TwinValue, WriteError,
 };
-use edgetwin_model::wire::topic::DeviceEvent;
 use edgetwin_model::wire::spec_auth::{self, SpecKey};
+use edgetwin_model::wire::topic::DeviceEvent;
 use edgetwin_model::wire::{self, Topic};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::Notify;

@@ -21,8 +21,8 @@ use edgetwin_core::cloud::registry::Kind;
 use edgetwin_core::cloud::registry::embedded::client::RegistryClient;
 use edgetwin_core::cloud::registry::embedded::data_dir::DataDir;
 use edgetwin_core::cloud::server::{Cloud, CloudHandle};
-use edgetwin_core::edge::agent::{self, AgentHandle};
 use edgetwin_core::edge::access::secrets::default_credentials_file;
+use edgetwin_core::edge::agent::{self, AgentHandle};
 use edgetwin_core::edge::config::{BusClientConfig, EdgeConfig, EmbeddedBrokerConfig};
 use edgetwin_core::tunnel::auth::TokenStore;
 use edgetwin_core::tunnel::node::NodeName;
@@ -168,13 +168,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let broker = agent.broker();
     let broker = format!("{}:{}", broker.host, broker.port);
-    let (mut mapper, sim_url) = match start_mapper(&mapper_bin, &broker, &credentials, args.sim_http).await {
-        Ok(started) => started,
-        Err(err) => {
-            stop_all(None, agent, cloud).await;
-            return Err(err);
-        }
-    };
+    let (mut mapper, sim_url) =
+        match start_mapper(&mapper_bin, &broker, &credentials, args.sim_http).await {
+            Ok(started) => started,
+            Err(err) => {
+                stop_all(None, agent, cloud).await;
+                return Err(err);
+            }
+        };
 
     println!(
         "edgetwin up: the traffic light is running (data in {})\n  \

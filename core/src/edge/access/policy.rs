@@ -22,8 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use edgetwin_model::devices::{Device, DeviceModel};
 use edgetwin_model::mac::equal_macs;
 use edgetwin_model::wire::topic::{
-    DeviceEvent, DeviceId, NodeEvent, Topic, TopicLevel, filter_covers, filter_matches,
-    spec_filter,
+    DeviceEvent, DeviceId, NodeEvent, Topic, TopicLevel, filter_covers, filter_matches, spec_filter,
 };
 
 use crate::edge::config::{AGENT_CLIENT_ID_PREFIX, BusConfig};
@@ -265,7 +264,10 @@ impl BusPolicy {
             None if self.anonymous => Principal::Anonymous,
             None => return Err(Refusal::AnonymousNotAllowed),
         };
-        let owner = self.clients.iter().position(|c| c.owns_client_id(client_id));
+        let owner = self
+            .clients
+            .iter()
+            .position(|c| c.owns_client_id(client_id));
         match (owner, who) {
             (Some(owner), Principal::Client(index)) if owner != index => {
                 Err(Refusal::ReservedClientId)
@@ -435,9 +437,16 @@ mod tests {
             );
         }
         // `gpiox` is not `gpio`'s.
-        assert!(policy.authenticate("gpiox", Some(("app", "app-secret"))).is_ok());
+        assert!(
+            policy
+                .authenticate("gpiox", Some(("app", "app-secret")))
+                .is_ok()
+        );
         let (open, _) = node_policy(true);
-        assert_eq!(open.authenticate("kubeedge-mapper", None), Ok(Principal::Anonymous));
+        assert_eq!(
+            open.authenticate("kubeedge-mapper", None),
+            Ok(Principal::Anonymous)
+        );
         assert_eq!(
             open.authenticate("gpio-1", None),
             Err(Refusal::ReservedClientId)
@@ -503,7 +512,9 @@ mod tests {
         assert!(!allowed("$hw/events/device/plant/pump/twin/update"));
         assert!(!allowed("$hw/events/device/pump/twin/update"));
         assert!(!allowed("edgetwin/v1/node/n1/device/default/light/spec"));
-        assert!(!allowed("$hw/events/device/default/light/twin/update/delta"));
+        assert!(!allowed(
+            "$hw/events/device/default/light/twin/update/delta"
+        ));
     }
 
     #[test]
@@ -523,7 +534,14 @@ mod tests {
         let specs = "edgetwin/v1/node/n1/device/+/+/spec";
         assert!(policy.may_subscribe(gpio, specs));
         assert!(!policy.may_subscribe(anonymous, specs));
-        for filter in ["#", "+/#", "edgetwin/#", "$hw/#", "$hw/events/node/n2/#", "$SYS/#"] {
+        for filter in [
+            "#",
+            "+/#",
+            "edgetwin/#",
+            "$hw/#",
+            "$hw/events/node/n2/#",
+            "$SYS/#",
+        ] {
             assert!(!policy.may_subscribe(gpio, filter), "{filter}");
         }
     }

@@ -171,7 +171,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let first = load_or_create(dir.path(), &bus(&["gpio"])).expect("made");
         let file = default_credentials_file(dir.path(), "gpio");
-        assert_eq!(first.files, [file.clone()]);
+        assert_eq!(first.files, std::slice::from_ref(&file));
         assert_eq!(mode(&file), 0o600);
         assert_eq!(mode(&secrets_dir(dir.path()).join("spec.key")), 0o600);
         assert_eq!(mode(&secrets_dir(dir.path())), 0o700);

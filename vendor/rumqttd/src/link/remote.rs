@@ -1,7 +1,7 @@
+use crate::access::Permissions;
 use crate::link::local::{LinkError, LinkRx, LinkTx};
 use crate::link::network;
 use crate::link::network::Network;
-use crate::access::Permissions;
 use crate::local::LinkBuilder;
 use crate::protocol::{ConnAck, Connect, ConnectReturnCode, Login, Packet, Protocol};
 use crate::router::{Event, Notification};
@@ -216,7 +216,9 @@ where
             let decision = authority
                 .authenticate(&connect.client_id, login.as_ref())
                 .and_then(|permissions| match will {
-                    Some(will) if !Permissions(Some(permissions.clone())).may_publish(&will.topic) => {
+                    Some(will)
+                        if !Permissions(Some(permissions.clone())).may_publish(&will.topic) =>
+                    {
                         Err(ConnectReturnCode::NotAuthorized)
                     }
                     _ => Ok(permissions),
