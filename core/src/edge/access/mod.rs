@@ -6,6 +6,7 @@
 //! [`BusAccess`] is the running form: the policy, the node's devices as the policy needs them
 //! (the twin service replaces them on every membership change) and the counters of refusals.
 
+pub mod config;
 pub mod mosquitto;
 pub mod policy;
 pub mod secrets;

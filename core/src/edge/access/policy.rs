@@ -25,7 +25,7 @@ use edgetwin_model::wire::topic::{
     DeviceEvent, DeviceId, NodeEvent, Topic, TopicLevel, filter_covers, filter_matches, spec_filter,
 };
 
-use crate::edge::config::{AGENT_CLIENT_ID_PREFIX, BusConfig};
+use super::config::{AGENT_CLIENT_ID_PREFIX, BusConfig};
 use crate::edge::store::DeviceKey;
 
 /// Matches every protocol in a client's `protocols`.
@@ -56,7 +56,7 @@ impl std::fmt::Debug for ClientGrant {
 
 impl ClientGrant {
     /// A grant from the configuration and the client's password.
-    pub fn new(config: &crate::edge::config::BusClientConfig, password: String) -> ClientGrant {
+    pub fn new(config: &super::config::BusClientConfig, password: String) -> ClientGrant {
         ClientGrant {
             name: config.name.clone(),
             protocols: config.protocols.iter().cloned().collect(),
@@ -351,8 +351,8 @@ pub fn is_reserved(topic: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::config::BusClientConfig;
     use super::*;
-    use crate::edge::config::BusClientConfig;
 
     const NODE: &str = "n1";
 

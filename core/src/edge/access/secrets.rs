@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use edgetwin_model::mac::to_hex;
 use edgetwin_model::wire::spec_auth::{BusCredentials, SpecKey};
 
+use super::config::BusConfig;
 use super::policy::ClientGrant;
-use crate::edge::config::BusConfig;
 
 /// Why the bus's secrets could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -145,8 +145,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecretsError + '_ {
 
 #[cfg(test)]
 mod tests {
+    use super::config::BusClientConfig;
     use super::*;
-    use crate::edge::config::BusClientConfig;
 
     fn bus(names: &[&str]) -> BusConfig {
         BusConfig {
