@@ -351,8 +351,8 @@ pub fn is_reserved(topic: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::config::BusClientConfig;
     use super::*;
+    use crate::edge::access::config::BusClientConfig;
 
     const NODE: &str = "n1";
 

@@ -145,8 +145,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecretsError + '_ {
 
 #[cfg(test)]
 mod tests {
-    use super::config::BusClientConfig;
     use super::*;
+    use crate::edge::access::config::BusClientConfig;
 
     fn bus(names: &[&str]) -> BusConfig {
         BusConfig {
