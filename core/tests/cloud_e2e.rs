@@ -229,6 +229,8 @@ impl CloudProc {
 struct EdgeProc {
     proc: Proc,
     broker: SocketAddr,
+    /// The credentials file the edge wrote for the scripted mapper.
+    credentials: PathBuf,
     config: PathBuf,
     log: PathBuf,
 }
@@ -242,7 +244,7 @@ impl EdgeProc {
         std::fs::write(
             &config,
             format!(
-                "nodeName: {node}\ndataDir: {}\nbroker:\n  embedded:\n    listen: {broker}\nhttp:\n  listen: null\ncloud:\n  url: ws://{cloud}\n  token: {token}\n  insecure: true\n  reconnectMinMs: 50\n  reconnectMaxMs: 200\n  reconcileIntervalSecs: 1\n",
+                "nodeName: {node}\ndataDir: {}\nbroker:\n  embedded:\n    listen: {broker}\nhttp:\n  listen: null\ncloud:\n  url: ws://{cloud}\n  token: {token}\n  insecure: true\n  reconnectMinMs: 50\n  reconnectMaxMs: 200\n  reconcileIntervalSecs: 1\nbus:\n  clients:\n  - name: {MAPPER}\n    protocols: ['*']\n",
                 root.join(node).display()
             ),
         )
@@ -251,6 +253,7 @@ impl EdgeProc {
         let mut edge = EdgeProc {
             proc: Proc(edgetwin().arg("--version").spawn().expect("version")),
             broker,
+            credentials: root.join(node).join("bus").join(format!("{MAPPER}.json")),
             config,
             log,
         };
@@ -270,12 +273,24 @@ impl EdgeProc {
 /// What a scripted mapper wrote to its devices: (device id, property, value), in order.
 type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
 
-/// A mapper on `broker`: answers each delta by reporting the desired values as read back, except
-/// [`REFUSED`], answered with a `write_error` and the value it holds.
-async fn mapper(broker: SocketAddr, name: &str) -> (Seen, tokio::task::JoinHandle<()>) {
-    let mut client = TestClient::connect(broker, name)
-        .await
-        .expect("mapper connects");
+/// The credentials the edge wrote for the scripted mappers.
+fn login(edge: &EdgeProc) -> edgetwin_model::wire::spec_auth::BusCredentials {
+    let text = std::fs::read_to_string(&edge.credentials).expect("the mapper's credentials");
+    edgetwin_model::wire::spec_auth::BusCredentials::from_json(&text).expect("a credentials file")
+}
+
+/// The bus client the scripted mappers log in as (client ids `{MAPPER}-…` are its own).
+const MAPPER: &str = "mapper";
+
+/// A mapper on `edge`'s broker, logged in with the credentials the edge wrote for it: answers
+/// each delta by reporting the desired values as read back, except [`REFUSED`], answered with a
+/// `write_error` and the value it holds.
+async fn mapper(edge: &EdgeProc, name: &str) -> (Seen, tokio::task::JoinHandle<()>) {
+    let login = login(edge);
+    let mut client =
+        TestClient::connect_as(edge.broker, name, Some((&login.username, &login.password)))
+            .await
+            .expect("mapper connects");
     client
         .subscribe("$hw/events/device/#")
         .await
@@ -414,14 +429,19 @@ fn power(device: &Value) -> (Option<String>, Option<String>) {
 /// Publishes `temp` readings for lamp-1 every 50 ms from its own client; the last value sent is
 /// in the returned counter.
 async fn sensor(
-    broker: SocketAddr,
+    edge: &EdgeProc,
 ) -> (
     Arc<std::sync::atomic::AtomicU64>,
     tokio::task::JoinHandle<()>,
 ) {
-    let client = TestClient::connect(broker, "sensor")
-        .await
-        .expect("sensor connects");
+    let login = login(edge);
+    let client = TestClient::connect_as(
+        edge.broker,
+        &format!("{MAPPER}-sensor"),
+        Some((&login.username, &login.password)),
+    )
+    .await
+    .expect("sensor connects");
     let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = Arc::clone(&last);
     let task = tokio::spawn(async move {
@@ -480,7 +500,7 @@ impl OneNode {
         };
         let target = proxy.as_ref().map_or(cloud.tunnel, TcpProxy::addr);
         let edge = EdgeProc::start(&path, "n1", target, &tokens["n1"]);
-        let (seen, mapper) = mapper(edge.broker, "mapper-n1").await;
+        let (seen, mapper) = mapper(&edge, "mapper-n1").await;
         cloud.apply_devices(&path);
         let cloud = Arc::new(cloud);
         let c = Arc::clone(&cloud);
@@ -545,8 +565,8 @@ async fn e2e_process_set_reaches_only_the_right_node_and_is_verified() {
     let tokens = cloud.tokens(&["n1", "n2"]);
     let edge1 = EdgeProc::start(&path, "n1", cloud.tunnel, &tokens["n1"]);
     let edge2 = EdgeProc::start(&path, "n2", cloud.tunnel, &tokens["n2"]);
-    let (seen1, task1) = mapper(edge1.broker, "mapper-n1").await;
-    let (seen2, task2) = mapper(edge2.broker, "mapper-n2").await;
+    let (seen1, task1) = mapper(&edge1, "mapper-n1").await;
+    let (seen2, task2) = mapper(&edge2, "mapper-n2").await;
 
     // The devices are created while the nodes and their mappers run.
     cloud.apply_devices(&path);
@@ -609,7 +629,7 @@ async fn e2e_process_set_reaches_only_the_right_node_and_is_verified() {
 async fn e2e_process_partition_converges_after_heal_without_double_actuation() {
     let (node, proxy) = OneNode::start(true).await;
     let proxy = proxy.expect("proxy");
-    let (sent, sensor_task) = sensor(node.edge.broker).await;
+    let (sent, sensor_task) = sensor(&node.edge).await;
 
     proxy.cut();
     // Desired changes in the cloud and readings at the edge go on while the link is down.
@@ -660,7 +680,7 @@ async fn e2e_process_partition_converges_after_heal_without_double_actuation() {
 async fn e2e_process_sigkill_cloud_then_edge_mid_traffic_converges() {
     let (mut node, _) = OneNode::start(false).await;
     let path = node.root.path().to_owned();
-    let (sent, sensor_task) = sensor(node.edge.broker).await;
+    let (sent, sensor_task) = sensor(&node.edge).await;
 
     // SIGKILL the cloud while readings flow, change the desired value, restart it.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -684,8 +704,8 @@ async fn e2e_process_sigkill_cloud_then_edge_mid_traffic_converges() {
     sensor_task.abort();
     node.mapper.abort();
     node.edge.restart();
-    let (seen, mapper_task) = mapper(node.edge.broker, "mapper-n1-again").await;
-    let (sent, sensor_task) = sensor(node.edge.broker).await;
+    let (seen, mapper_task) = mapper(&node.edge, "mapper-n1-again").await;
+    let (sent, sensor_task) = sensor(&node.edge).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     set_power(&node.cloud, "off");
     let floor = sent.load(std::sync::atomic::Ordering::SeqCst);
@@ -794,7 +814,7 @@ async fn e2e_process_applied_then_a_tampered_edge_store_is_repaired_by_the_versi
             .expect("writes");
     }
     node.edge.restart();
-    let (seen, mapper_task) = mapper(node.edge.broker, "mapper-n1-restored").await;
+    let (seen, mapper_task) = mapper(&node.edge, "mapper-n1-restored").await;
     proxy.heal();
 
     // The summary on reconnect shows the drift; the cloud resends lamp-1 and the edge has the

@@ -47,15 +47,13 @@ async fn a_node_with_a_hundred_devices_serves_a_burst_of_reports_right_after_sta
     std::fs::write(&devices_file, sensor_fleet_yaml(NODE, DEVICES, PROPERTIES))
         .expect("devices file");
 
-    let edge = Edge::start_with_devices(kind, devices_file).await;
+    let mut edge = Edge::start_with_devices(kind, devices_file).await;
     assert_eq!(
         edge.agent.devices_outcome().map(|o| o.added.len()),
         Some(DEVICES),
         "{kind}"
     );
-    let mut mapper = TestClient::connect(edge.broker_addr(), "burst")
-        .await
-        .expect("connects");
+    let mut mapper = edge.bare_client().await;
     mapper
         .subscribe("$hw/events/device/+/+/twin/+/result")
         .await
@@ -345,11 +343,14 @@ async fn cloud_updated_over_mqtt_changes_nothing(kind: BrokerKind) {
         twin["twin"]["red"]["expected"]["value"], "OFF",
         "{kind}: {twin}"
     );
+    // Refused by the embedded broker's bus policy (only the agent may publish it), or, on a
+    // broker without access control, ignored by the agent.
+    let metrics = edge.agent.metrics();
     assert_eq!(
-        edge.agent
-            .metrics()
-            .rejects(edgetwin_core::edge::metrics::Reject::ForgedCloudUpdate),
-        1
+        metrics.rejects(edgetwin_core::edge::metrics::Reject::ForgedCloudUpdate)
+            + metrics.bus_refusals("publish"),
+        1,
+        "{kind}"
     );
 }
 
@@ -646,7 +647,7 @@ async fn accepted_desired_values_are_echoed_and_the_version_summary_is_queued(ki
     }
 
     // A newer summary replaces an unsent one; its digest covers the spec's generation and the
-    // version of each desired value held.
+    // version and value of each desired value held.
     service.queue_summary(Some(4)).await.expect("queues");
     service.queue_summary(Some(5)).await.expect("queues");
     let entries = service.outbox_peek(0, 100).await.expect("peeks");
@@ -664,11 +665,96 @@ async fn accepted_desired_values_are_echoed_and_the_version_summary_is_queued(ki
     let device = &membership.devices[0];
     let expected = edgetwin_model::wire::cloud_edge::desired_digest(
         device.generation(),
-        ["green", "red", "yellow"].map(|name| (name, 123_456)),
+        ["green", "red", "yellow"].map(|name| (name, 123_456, "OFF")),
     );
     assert_eq!(
         content.devices,
         std::collections::BTreeMap::from([(LIGHT.to_owned(), expected)]),
         "{kind}"
     );
+}
+
+/// Another client that presents the agent's MQTT client id (`edgetwin-edge-{node}`) is refused,
+/// whatever its credentials: the id is reserved. So the agent keeps its link to the embedded
+/// broker and answers every request while the takeover is tried again and again. (Before the
+/// id was reserved, each attempt replaced the agent's link and requests went unanswered.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_client_id_is_reserved_and_every_request_is_answered() {
+    const REQUESTS: usize = 400;
+    let mut edge = Edge::start(BrokerKind::Embedded).await;
+    let mut mapper = edge.client().await;
+    let login = edge.credentials(TEST_CLIENT);
+    let addr = edge.broker_addr();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let thief = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let agent_id = format!("edgetwin-edge-{NODE}");
+            let mut refused = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for credentials in [
+                    None,
+                    Some((login.username.as_str(), login.password.as_str())),
+                ] {
+                    match TestClient::connect_as(addr, &agent_id, credentials).await {
+                        Err(_) => refused += 1,
+                        Ok(_) => panic!("a client took the agent's client id"),
+                    }
+                }
+            }
+            refused
+        })
+    };
+    for n in 0..REQUESTS {
+        let event_id = format!("g{n}");
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            request(
+                &mut mapper,
+                &device_topic(LIGHT, "twin/get"),
+                &format!(r#"{{"event_id":"{event_id}"}}"#),
+                &device_topic(LIGHT, "twin/get/result"),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("request {n} of {REQUESTS} unanswered"));
+        assert_eq!(answer["event_id"], event_id.as_str());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let refused = thief.await.expect("the thief ends");
+    assert!(refused > 0, "the takeover was tried");
+    assert!(edge.agent.metrics().bus_refusals("connect") >= refused);
+}
+
+/// A client with credentials for every device can still neither replace a device's retained spec
+/// (e.g. to drop the model's interlock) nor set a desired value with `expected`: the embedded
+/// broker refuses the spec publish (only the agent writes specs), and the agent answers the
+/// `expected` with an error result and keeps the cloud's desired value (`desiredPolicy`
+/// defaults to `CloudWins`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_client_can_neither_forge_a_spec_nor_set_a_desired_value() {
+    let mut edge = Edge::start(BrokerKind::Embedded).await;
+    let mut intruder = edge.client().await;
+    let spec = format!("edgetwin/v1/node/{NODE}/device/{LIGHT}/spec");
+    let original = intruder.recv_on(&spec).await.expect("the retained spec");
+    intruder
+        .publish(&spec, r#"{"device":{"kind":"Device"},"model":null}"#)
+        .await
+        .expect("acknowledged (and dropped)");
+    assert_eq!(edge.agent.metrics().bus_refusals("publish"), 1);
+    let mut reader = edge.client().await;
+    let retained = reader.recv_on(&spec).await.expect("the retained spec");
+    assert_eq!(retained.payload, original.payload, "the agent's spec stays");
+
+    let answer = request(
+        &mut intruder,
+        &device_topic(LIGHT, "twin/update"),
+        r#"{"event_id":"e1","twin":{"red":{"expected":{"value":"ON"}}}}"#,
+        &device_topic(LIGHT, "twin/update/result"),
+    )
+    .await;
+    assert_eq!(answer["event_id"], "e1", "{answer}");
+    assert_eq!(answer["code"], 403, "{answer}");
+    let twin = twin_get(&mut intruder, LIGHT).await;
+    assert_eq!(twin["twin"]["red"]["expected"]["value"], "OFF", "{twin}");
 }

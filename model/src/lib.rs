@@ -10,13 +10,15 @@
 //! - [`twin`]: the twin engine (desired/reported, versions, delta);
 //! - [`merge_patch`]: JSON merge patch (RFC 7386), as the registry applies it;
 //! - [`limits`]: the size limits every side shares (values, objects, payloads, packets, tunnel
-//!   messages, request bodies).
+//!   messages, request bodies);
+//! - [`mac`]: HMAC and PBKDF2 over SHA-2 (sealed spec messages, broker password files).
 //!
 //! No I/O: no async runtime, files, sockets, clock or environment. Time and file contents are
 //! inputs; the edge agent, the cloud and the mapper SDK do the I/O around it.
 
 pub mod devices;
 pub mod limits;
+pub mod mac;
 pub mod merge_patch;
 pub mod pipeline;
 pub mod twin;

@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use edgetwin_model::wire::spec_auth::BusCredentials;
+
 use crate::driver::Driver;
 use crate::runtime::{IdForm, Mapper, MapperBuilder, Selector};
 
@@ -43,6 +45,9 @@ OPTIONS:
   --client-id ID           MQTT client id
   --secrets-dir DIR        passwords and tokens of database sinks, one file per variable name
                            (e.g. DIR/EDGETWIN_REDIS_PASSWORD), before the environment
+  --credentials FILE       the node's bus credentials (login and spec key) the edge agent wrote
+                           for this mapper [env EDGETWIN_CREDENTIALS]; with them, only spec
+                           messages sealed by the agent are applied
   -h, --help               print this help
 
 Logging: RUST_LOG (default info), e.g. RUST_LOG=edgetwin_sdk=debug.
@@ -76,14 +81,19 @@ pub fn main<D: Driver>(driver: D) -> ExitCode {
     run_with(mapper, &bin, async {})
 }
 
-/// Runs a built mapper on a current-thread runtime until SIGTERM/SIGINT, with `beside` spawned
-/// on the same runtime (a mapper's own companion task, e.g. a diagnostics endpoint), and
-/// returns the exit status: 0 after a clean shutdown, 1 when the mapper failed.
+/// Runs a built mapper on a current-thread runtime until SIGTERM/SIGINT (also when the process
+/// named by [`PARENT_PID_ENV`] dies), with `beside` spawned on the same runtime (a mapper's own
+/// companion task, e.g. a diagnostics endpoint), and returns the exit status: 0 after a clean
+/// shutdown, 1 when the mapper failed.
 pub fn run_with<D: Driver>(
     mapper: Mapper<D>,
     bin: &str,
     beside: impl Future<Output = ()> + Send + 'static,
 ) -> ExitCode {
+    if let Err(message) = end_with_parent() {
+        eprintln!("{bin}: {message}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -164,12 +174,54 @@ pub fn from_env<D: Driver>(mut builder: MapperBuilder<D>) -> MapperBuilder<D> {
     builder
 }
 
+/// The environment variable that names the process this mapper must not outlive (its parent,
+/// e.g. `edgetwin up`): the mapper gets SIGTERM when that process dies, even by SIGKILL.
+pub const PARENT_PID_ENV: &str = "EDGETWIN_PARENT_PID";
+
+/// With [`PARENT_PID_ENV`] set, asks the kernel for SIGTERM when the parent dies (Linux's
+/// parent-death signal), and fails when the parent is not that process any more (it died before
+/// the request, and the mapper was re-parented).
+fn end_with_parent() -> Result<(), String> {
+    let Ok(text) = std::env::var(PARENT_PID_ENV) else {
+        return Ok(());
+    };
+    let parent: i32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{PARENT_PID_ENV}={text:?} is not a process id"))?;
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{Signal, getppid, set_parent_process_death_signal};
+        set_parent_process_death_signal(Some(Signal::TERM))
+            .map_err(|e| format!("cannot ask to end with the parent process: {e}"))?;
+        if getppid().map(|pid| pid.as_raw_nonzero().get()) != Some(parent) {
+            return Err(format!(
+                "the parent process {parent} ({PARENT_PID_ENV}) is gone; not starting"
+            ));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::warn!(parent, "{PARENT_PID_ENV} is only honoured on Linux");
+    Ok(())
+}
+
+/// Reads a bus credentials file; the error names the file and what is wrong, never a secret.
+pub fn read_credentials(path: &str) -> Result<BusCredentials, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--credentials {path:?}: cannot read: {e}"))?;
+    BusCredentials::from_json(&text).map_err(|e| format!("--credentials {path:?}: {e}"))
+}
+
 /// Applies command-line arguments (without the program name) to a builder.
 pub fn parse<D: Driver>(
     mut builder: MapperBuilder<D>,
     args: &[String],
 ) -> Result<Parsed<D>, String> {
     let mut selector = Selector::default();
+    if let Ok(path) = std::env::var("EDGETWIN_CREDENTIALS") {
+        let credentials = read_credentials(&path)?;
+        builder = builder.options(|o| o.credentials = Some(credentials));
+    }
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -229,6 +281,10 @@ pub fn parse<D: Driver>(
             "--secrets-dir" => {
                 let dir = PathBuf::from(value()?);
                 builder.options(|o| o.secrets_dir = Some(dir))
+            }
+            "--credentials" => {
+                let credentials = read_credentials(&value()?)?;
+                builder.options(|o| o.credentials = Some(credentials))
             }
             other => return Err(format!("unknown argument {other:?}")),
         };

@@ -120,15 +120,19 @@ const REQUEST_CAPACITY: usize = 1024;
 const INBOUND_CAPACITY: usize = 1024;
 
 impl Bus {
-    /// Starts the connection task for `client_id` on `broker`. Incoming messages and
-    /// (re)connects arrive on the returned receiver; the task ends when the receiver is dropped
-    /// after [`Bus::disconnect`].
+    /// Starts the connection task for `client_id` on `broker`, logging in with `login`
+    /// (username, password) when given. Incoming messages and (re)connects arrive on the returned
+    /// receiver; the task ends when the receiver is dropped after [`Bus::disconnect`].
     pub fn start(
         broker: &BrokerAddr,
+        login: Option<(&str, &str)>,
         client_id: &str,
         metrics: Metrics,
     ) -> (Bus, mpsc::Receiver<Inbound>, JoinHandle<()>) {
         let mut options = MqttOptions::new(client_id, broker.host.clone(), broker.port);
+        if let Some((username, password)) = login {
+            options.set_credentials(username, password);
+        }
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(true);
         // The broker's packet limit, both ways: whatever the broker accepted reaches the mapper

@@ -149,8 +149,12 @@ async fn every_push_method_of_the_samples_runs_against_local_servers() {
     let secrets = TempDir::new("secrets");
     std::fs::write(secrets.path().join("EDGETWIN_INFLUXDB2_TOKEN"), "t").expect("token");
     let metrics = Metrics::new();
-    let (bus, _inbound, _task) =
-        Bus::start(&broker.addr().into(), "fixture-sinks", metrics.clone());
+    let (bus, _inbound, _task) = Bus::start(
+        &broker.addr().into(),
+        None,
+        "fixture-sinks",
+        metrics.clone(),
+    );
     let sinks = Sinks::new(
         bus,
         metrics,

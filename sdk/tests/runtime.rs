@@ -816,3 +816,32 @@ async fn the_mapper_survives_a_broker_restart() {
     );
     mapper.shutdown().await.expect("clean shutdown");
 }
+
+/// With credentials, the mapper applies only spec messages sealed with the node's spec key: a
+/// spec from anyone else (here unsealed, then sealed with another key) never reaches the driver,
+/// whichever broker carried it.
+#[tokio::test]
+async fn with_credentials_only_sealed_specs_are_applied() {
+    use edgetwin_sdk::model::wire::spec_auth::{BusCredentials, SpecKey};
+    let rig = Rig::start().await;
+    let key = SpecKey::from_bytes([7; 32]);
+    let credentials = BusCredentials {
+        username: "sim".into(),
+        password: "unused-by-the-open-test-broker".into(),
+        spec_key: key.clone(),
+    };
+    let mapper = rig.mapper(|o| o.credentials = Some(credentials));
+    rig.publish(&format!("{MODEL}{}", meter("forged", "", "")));
+    rig.edge.seal_specs_with(Some(SpecKey::from_bytes([8; 32])));
+    rig.publish(&format!("{MODEL}{}", meter("wrong-key", "", "")));
+    rig.edge.seal_specs_with(Some(key));
+    rig.publish(&format!("{MODEL}{}", meter("sealed", "", "")));
+    // Handled in order: once the sealed device is online, the others were seen.
+    rig.edge
+        .wait_state("default/sealed", "online", WAIT)
+        .await
+        .expect("the sealed spec is applied");
+    assert_eq!(rig.sim.connects("default/forged"), 0);
+    assert_eq!(rig.sim.connects("default/wrong-key"), 0);
+    mapper.shutdown().await.expect("clean shutdown");
+}

@@ -337,7 +337,8 @@ fn capture(name: &str, port: u16) -> String {
 async fn sinks_with(secrets: &TempDir) -> (std::sync::Arc<Sinks>, TestBroker) {
     let broker = TestBroker::start(BrokerKind::Embedded).expect("broker");
     let metrics = Metrics::new();
-    let (bus, _inbound, _task) = Bus::start(&broker.addr().into(), "sink-test", metrics.clone());
+    let (bus, _inbound, _task) =
+        Bus::start(&broker.addr().into(), None, "sink-test", metrics.clone());
     let sinks = Sinks::new(
         bus,
         metrics,

@@ -331,6 +331,7 @@ fn rumqttd_config(listen: SocketAddr) -> Config {
             auth: None,
             external_auth: None,
             dynamic_filters: true,
+            authority: None,
         },
         max_connections: None,
     };

@@ -16,7 +16,7 @@ pub enum TestClientError {
     /// The broker did not answer in time.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, String),
-    /// The connection failed.
+    /// The connection failed (a broker's refusal names its return code).
     #[error("MQTT connection: {0}")]
     Connection(String),
     /// The client was closed.
@@ -43,8 +43,10 @@ impl Received {
 }
 
 enum Note {
+    Connected,
     Message(Received),
-    SubAck,
+    /// Whether every filter was granted.
+    SubAck(bool),
     PubAck,
     Error(String),
 }
@@ -65,25 +67,42 @@ impl std::fmt::Debug for TestClient {
 }
 
 impl TestClient {
-    /// Connects with a clean session and waits for the broker's CONNACK.
+    /// Connects without credentials with a clean session and waits for the broker's CONNACK.
     pub async fn connect(addr: SocketAddr, client_id: &str) -> Result<TestClient, TestClientError> {
+        TestClient::connect_as(addr, client_id, None).await
+    }
+
+    /// Connects with `login` (username, password) when given, with a clean session, and waits
+    /// for the broker's CONNACK; a refused connection is [`TestClientError::Connection`].
+    pub async fn connect_as(
+        addr: SocketAddr,
+        client_id: &str,
+        login: Option<(&str, &str)>,
+    ) -> Result<TestClient, TestClientError> {
         let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(8 << 20, 8 << 20);
+        if let Some((username, password)) = login {
+            options.set_credentials(username, password);
+        }
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
         eventloop.network_options.set_tcp_nodelay(true);
         let (tx, notes) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
                 let note = match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => None,
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => Some(Note::Connected),
                     Ok(Event::Incoming(Packet::Publish(p))) => Some(Note::Message(Received {
                         topic: p.topic,
                         payload: p.payload,
                         retain: p.retain,
                     })),
-                    Ok(Event::Incoming(Packet::SubAck(_))) => Some(Note::SubAck),
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        Some(Note::SubAck(ack.return_codes.iter().all(|code| {
+                            matches!(code, rumqttc::SubscribeReasonCode::Success(_))
+                        })))
+                    }
                     Ok(Event::Incoming(Packet::PubAck(_))) => Some(Note::PubAck),
                     Ok(_) => None,
                     Err(e) => {
@@ -105,21 +124,38 @@ impl TestClient {
             buffered: Default::default(),
             task,
         };
-        // A subscription round trip proves the connection is up.
-        this.subscribe("edgetwin-test/ping").await?;
+        let first = tokio::time::timeout(TIMEOUT, this.notes.recv())
+            .await
+            .map_err(|_| TestClientError::Timeout(TIMEOUT, "the CONNACK".into()))?;
+        match first {
+            Some(Note::Connected) => {}
+            Some(Note::Error(error)) => return Err(TestClientError::Connection(error)),
+            _ => return Err(TestClientError::Closed),
+        }
+        // A subscription round trip proves the connection is up (the broker may refuse the
+        // filter: any SUBACK will do).
+        this.try_subscribe("edgetwin-test/ping").await?;
         Ok(this)
     }
 
     /// Subscribes to `filter` at QoS 1 and waits for the SUBACK.
     pub async fn subscribe(&mut self, filter: &str) -> Result<(), TestClientError> {
+        self.try_subscribe(filter).await.map(|_| ())
+    }
+
+    /// Subscribes to `filter` at QoS 1 and returns whether the broker granted it (a SUBACK
+    /// without the failure code).
+    pub async fn try_subscribe(&mut self, filter: &str) -> Result<bool, TestClientError> {
         self.client
             .subscribe(filter, QoS::AtLeastOnce)
             .await
             .map_err(|_| TestClientError::Closed)?;
-        self.wait_for(format!("SUBACK for {filter}"), |n| {
-            matches!(n, Note::SubAck)
-        })
-        .await
+        let ack = self
+            .wait_for(format!("SUBACK for {filter}"), |n| {
+                matches!(n, Note::SubAck(_))
+            })
+            .await?;
+        Ok(matches!(ack, Note::SubAck(true)))
     }
 
     /// Publishes at QoS 1 and waits for the broker's PUBACK.
@@ -134,6 +170,7 @@ impl TestClient {
             .map_err(|_| TestClientError::Closed)?;
         self.wait_for(format!("PUBACK for {topic}"), |n| matches!(n, Note::PubAck))
             .await
+            .map(|_| ())
     }
 
     /// Publishes without waiting for anything (QoS 0 or 1).
@@ -189,7 +226,7 @@ impl TestClient {
                 Note::Message(message) if message.topic == topic => return Ok(message),
                 Note::Message(message) => self.buffered.push_back(message),
                 Note::Error(e) => tracing::debug!(error = %e, "test client connection error"),
-                Note::SubAck | Note::PubAck => {}
+                Note::Connected | Note::SubAck(_) | Note::PubAck => {}
             }
         }
     }
@@ -209,7 +246,7 @@ impl TestClient {
         &mut self,
         what: String,
         done: impl Fn(&Note) -> bool,
-    ) -> Result<(), TestClientError> {
+    ) -> Result<Note, TestClientError> {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
             let note = tokio::time::timeout_at(deadline, self.notes.recv())
@@ -217,12 +254,12 @@ impl TestClient {
                 .map_err(|_| TestClientError::Timeout(TIMEOUT, what.clone()))?
                 .ok_or(TestClientError::Closed)?;
             if done(&note) {
-                return Ok(());
+                return Ok(note);
             }
             match note {
                 Note::Message(message) => self.buffered.push_back(message),
                 Note::Error(e) => tracing::debug!(error = %e, "test client connection error"),
-                Note::SubAck | Note::PubAck => {}
+                Note::Connected | Note::SubAck(_) | Note::PubAck => {}
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The edge agent: wires the store, the twin service, the broker (embedded or external), the bus
 //! and the HTTP endpoint, and shuts them down in order.
 //!
-//! Start order: store (migrated) → state loaded → devices file parsed → embedded broker → bus →
+//! Start order: store (migrated) → bus secrets (spec key, client credentials) → state loaded →
+//! devices file parsed → embedded broker (with the bus policy) → bus →
 //! service task → devices file applied → HTTP endpoint. The agent serves every twin from the store
 //! as soon as the bus is subscribed; no cloud is needed (offline autonomy).
 
@@ -12,6 +13,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use super::access::BusAccess;
+use super::access::policy::BusPolicy;
+use super::access::secrets::{self, SecretsError};
 use super::bus::{Bus, BusError, BusEvents, Connection, Endpoint};
 use super::config::{BrokerMode, ConfigError, EdgeConfig};
 use super::http::{self, Readiness};
@@ -62,6 +66,9 @@ pub enum AgentError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The bus's secrets (spec key, client credentials) could not be read or written.
+    #[error("bus credentials: {0}")]
+    Secrets(#[from] SecretsError),
     /// The service failed.
     #[error(transparent)]
     Service(#[from] ServiceError),
@@ -106,6 +113,7 @@ pub struct AgentHandle {
     metrics: Arc<Metrics>,
     devices_outcome: Option<MembershipOutcome>,
     cloud: Option<HubLink>,
+    access: Arc<BusAccess>,
 }
 
 /// Starts the agent. `devices_file`, when given, is loaded as the node's complete device list, as
@@ -128,6 +136,16 @@ pub async fn start(
     claim_data_dir(&mut store, &config)?;
     let stream = tunnel_stream(&mut store)?;
     let metrics = Arc::new(Metrics::new());
+    let secrets = secrets::load_or_create(&config.data_dir, &config.bus)?;
+    let access = Arc::new(BusAccess::new(
+        BusPolicy::new(
+            node.clone(),
+            config.client_id(),
+            &config.bus,
+            secrets.clients,
+        ),
+        metrics.clone(),
+    ));
     let options = ServiceOptions {
         node: node.clone(),
         qos: if config.broker.qos == 0 {
@@ -138,11 +156,13 @@ pub async fn start(
         max_payload_bytes: config.limits.max_payload_bytes,
         max_value_bytes: config.limits.max_value_bytes,
         batch_max: config.store.batch_max,
+        spec_key: secrets.spec_key,
+        access: Some(access.clone()),
     };
     let service = TwinService::load(store, options, metrics.clone())?;
     let membership = devices_file.map(read_devices_file).transpose()?;
 
-    let (bus, events, bus_task, endpoint) = start_bus(&config, &node)?;
+    let (bus, events, bus_task, endpoint) = start_bus(&config, &node, &access)?;
     let (service, service_task) = service.spawn(bus.clone(), events);
     let devices_outcome = match membership {
         Some(membership) => Some(service.apply_membership(membership).await?),
@@ -190,6 +210,7 @@ pub async fn start(
         metrics,
         devices_outcome,
         cloud,
+        access,
     })
 }
 
@@ -197,6 +218,11 @@ impl AgentHandle {
     /// The cloud link, when `cloud.url` is configured.
     pub fn cloud(&self) -> Option<&HubLink> {
         self.cloud.as_ref()
+    }
+
+    /// The bus policy in force (the embedded broker's access control).
+    pub fn bus_access(&self) -> &Arc<BusAccess> {
+        &self.access
     }
 
     /// The twin service API (for the cloud tunnel, tools and tests).
@@ -281,6 +307,7 @@ fn claim_data_dir(store: &mut Store, config: &EdgeConfig) -> Result<(), AgentErr
 fn start_bus(
     config: &EdgeConfig,
     node: &TopicLevel,
+    access: &Arc<BusAccess>,
 ) -> Result<(Bus, BusEvents, JoinHandle<()>, Endpoint), AgentError> {
     let mode = config
         .broker_mode()
@@ -297,10 +324,11 @@ fn start_bus(
         }
         #[cfg(feature = "embedded-broker")]
         BrokerMode::Embedded(listen) => {
-            let broker = super::broker::EmbeddedBroker::start_capped(
+            let broker = super::broker::EmbeddedBroker::start(
                 listen,
                 config.broker.max_packet_bytes,
                 config.broker.max_connections,
+                Arc::clone(access),
             )?;
             let endpoint = Endpoint {
                 host: broker.addr().ip().to_string(),
@@ -312,7 +340,10 @@ fn start_bus(
             Ok((bus, events, task, endpoint))
         }
         #[cfg(not(feature = "embedded-broker"))]
-        BrokerMode::Embedded(_) => Err(AgentError::NoEmbeddedBroker),
+        BrokerMode::Embedded(_) => {
+            let _ = access;
+            Err(AgentError::NoEmbeddedBroker)
+        }
     }
 }
 

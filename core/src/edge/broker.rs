@@ -6,15 +6,28 @@
 //! local links to it.
 //! The agent starts at most one, and talks to it through a local link (see `edge::bus`), not TCP.
 //!
+//! Access: every network client is authenticated and authorised by the node's bus policy
+//! ([`BusAccess`], `edge::access`), through the vendored rumqttd's `ConnectAuthority`; the
+//! agent's own local links are not network clients and may do everything.
+//!
 //! Memory: rumqttd keeps recent publishes per subscription filter in an in-memory commit log of
 //! `segment_bytes × SEGMENT_COUNT`; we keep segments small (the agent consumes its filters
 //! immediately, and mappers their own) so the edge stays within its RSS budget.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rumqttd::{Broker, Config, ConnectionSettings, LocalLinks, RouterConfig, ServerSettings};
+use rumqttd::protocol::{ConnectReturnCode, Login};
+use rumqttd::{
+    Broker, ClientPermissions, Config, ConnectAuthority, ConnectionSettings, LocalLinks,
+    RouterConfig, ServerSettings,
+};
+
+use crate::edge::access::BusAccess;
+use crate::edge::access::policy::{Principal, Refusal};
 
 use crate::fd_budget;
 
@@ -71,27 +84,38 @@ impl std::fmt::Debug for EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Starts rumqttd on `listen` (port 0 picks a free port) accepting packets up to
-    /// `max_packet_bytes` and [`DEFAULT_MAX_CONNECTIONS`] connections, and returns once it
-    /// accepts connections.
+    /// `max_packet_bytes` and at most `max_connections` open connections (or the share the
+    /// descriptor limit leaves, when smaller; more wait in the kernel's backlog), with network
+    /// clients held to `access`, and returns once it accepts connections. A publish larger than
+    /// `max_packet_bytes` is never stored or forwarded, also from a local link, so no subscriber
+    /// is ever sent a packet larger than the limit every client of ours reads.
     pub fn start(
         listen: SocketAddr,
         max_packet_bytes: usize,
+        max_connections: usize,
+        access: Arc<BusAccess>,
     ) -> Result<EmbeddedBroker, BrokerError> {
-        EmbeddedBroker::start_capped(listen, max_packet_bytes, DEFAULT_MAX_CONNECTIONS)
+        Self::start_with(listen, max_packet_bytes, max_connections, Some(access))
     }
 
-    /// [`start`](Self::start) with at most `max_connections` open connections (or the share the
-    /// descriptor limit leaves, when smaller); more wait in the kernel's backlog. A publish
-    /// larger than `max_packet_bytes` is never stored or forwarded, also from a local link, so
-    /// no subscriber is ever sent a packet larger than the limit every client of ours reads.
-    pub fn start_capped(
+    /// A broker without access control, for the tests of the broker's and bus's plumbing.
+    #[cfg(test)]
+    pub(crate) fn start_open(
+        listen: SocketAddr,
+        max_packet_bytes: usize,
+    ) -> Result<EmbeddedBroker, BrokerError> {
+        Self::start_with(listen, max_packet_bytes, DEFAULT_MAX_CONNECTIONS, None)
+    }
+
+    fn start_with(
         listen: SocketAddr,
         max_packet_bytes: usize,
         max_connections: usize,
+        access: Option<Arc<BusAccess>>,
     ) -> Result<EmbeddedBroker, BrokerError> {
         let addr = reserve(listen)?;
         let max_connections = fd_budget::cap(fd_budget::Listener::Broker, max_connections);
-        let mut broker = Broker::new(config(addr, max_packet_bytes, max_connections));
+        let mut broker = Broker::new(config(addr, max_packet_bytes, max_connections, access));
         let links = broker.local_links();
         std::thread::Builder::new()
             .name("embedded-broker".into())
@@ -142,7 +166,75 @@ pub(crate) fn wait_until_listening(addr: SocketAddr, timeout: Duration) -> Resul
     Ok(())
 }
 
-fn config(addr: SocketAddr, max_packet_bytes: usize, max_connections: usize) -> Config {
+/// Refused publishes logged per connection before the log goes quiet (then one in
+/// [`QUIET_EVERY`]); every refusal is counted in the metrics.
+const LOUD_REFUSALS: u64 = 10;
+/// While quiet, one refused publish in this many is logged.
+const QUIET_EVERY: u64 = 1000;
+
+/// rumqttd's view of the bus policy.
+struct Authority(Arc<BusAccess>);
+
+impl ConnectAuthority for Authority {
+    fn authenticate(
+        &self,
+        client_id: &str,
+        login: Option<&Login>,
+    ) -> Result<Arc<dyn ClientPermissions>, ConnectReturnCode> {
+        let login = login.map(|l| (l.username.as_str(), l.password.as_str()));
+        match self.0.authenticate(client_id, login) {
+            Ok(who) => Ok(Arc::new(Client {
+                access: Arc::clone(&self.0),
+                who,
+                refused: AtomicU64::new(0),
+            })),
+            Err(Refusal::BadLogin) => Err(ConnectReturnCode::BadUserNamePassword),
+            Err(Refusal::AnonymousNotAllowed | Refusal::ReservedClientId) => {
+                Err(ConnectReturnCode::NotAuthorized)
+            }
+        }
+    }
+}
+
+/// A connected network client's permissions.
+struct Client {
+    access: Arc<BusAccess>,
+    who: Principal,
+    refused: AtomicU64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("who", &self.access.policy().name_of(self.who))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientPermissions for Client {
+    fn may_publish(&self, topic: &str) -> bool {
+        let quiet = {
+            let seen = self.refused.load(Ordering::Relaxed);
+            seen >= LOUD_REFUSALS && !seen.is_multiple_of(QUIET_EVERY)
+        };
+        let allowed = self.access.may_publish(self.who, topic, quiet);
+        if !allowed {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        allowed
+    }
+
+    fn may_subscribe(&self, filter: &str) -> bool {
+        self.access.may_subscribe(self.who, filter)
+    }
+}
+
+fn config(
+    addr: SocketAddr,
+    max_packet_bytes: usize,
+    max_connections: usize,
+    access: Option<Arc<BusAccess>>,
+) -> Config {
     let server = ServerSettings {
         name: "edge".into(),
         listen: addr,
@@ -155,6 +247,8 @@ fn config(addr: SocketAddr, max_packet_bytes: usize, max_connections: usize) -> 
             auth: None,
             external_auth: None,
             dynamic_filters: true,
+            authority: access
+                .map(|access| Arc::new(Authority(access)) as Arc<dyn ConnectAuthority>),
         },
         max_connections: Some(max_connections),
     };
@@ -181,7 +275,7 @@ mod tests {
 
     #[test]
     fn starts_on_a_free_port_and_accepts_connections() {
-        let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
+        let broker = EmbeddedBroker::start_open("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
         assert_ne!(broker.addr().port(), 0);
         TcpStream::connect(broker.addr()).unwrap();
     }
@@ -190,7 +284,7 @@ mod tests {
     fn a_taken_port_is_a_clear_error() {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
-        let err = EmbeddedBroker::start(addr, 1 << 20).unwrap_err();
+        let err = EmbeddedBroker::start_open(addr, 1 << 20).unwrap_err();
         assert!(matches!(err, BrokerError::Bind { .. }), "{err}");
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }
@@ -203,7 +297,7 @@ mod tests {
         use rumqttd::Notification;
         use rumqttd::protocol::{Filter, Packet, QoS, RetainForwardRule, Subscribe};
 
-        let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
+        let broker = EmbeddedBroker::start_open("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
         let links = broker.local_links();
         let connect = |links: LocalLinks| {
             tokio::task::spawn_blocking(move || links.connect("agent").unwrap())
@@ -274,7 +368,7 @@ mod tests {
     fn at_the_connection_cap_a_new_client_waits_until_one_disconnects() {
         const CONNACK: [u8; 4] = [0x20, 2, 0, 0];
         let broker =
-            EmbeddedBroker::start_capped("127.0.0.1:0".parse().unwrap(), 1 << 20, 2).unwrap();
+            EmbeddedBroker::start_with("127.0.0.1:0".parse().unwrap(), 1 << 20, 2, None).unwrap();
         let wait = Duration::from_secs(10);
         let mut first = TcpStream::connect(broker.addr()).unwrap();
         assert_eq!(mqtt_connect(&mut first, "first", wait), Some(CONNACK));

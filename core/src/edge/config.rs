@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::access::config::{AGENT_CLIENT_ID_PREFIX, BusClientConfig, BusConfig};
 use super::bus::{BusOptions, Endpoint, TlsFiles};
 use crate::edge::store::{StoreOptions, Synchronous};
 use edgetwin_model::limits;
@@ -24,6 +25,8 @@ pub struct EdgeConfig {
     pub data_dir: PathBuf,
     /// The MQTT broker the agent and the mappers meet on.
     pub broker: BrokerConfig,
+    /// Who may use the broker, and for what (docs/security.md).
+    pub bus: BusConfig,
     /// The cloud tunnel.
     pub cloud: CloudConfig,
     /// The sqlite store.
@@ -223,6 +226,7 @@ impl Default for EdgeConfig {
             node_name: default_node_name(),
             data_dir: PathBuf::from("/var/lib/edgetwin"),
             broker: BrokerConfig::default(),
+            bus: BusConfig::default(),
             cloud: CloudConfig::default(),
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
@@ -432,6 +436,14 @@ impl EdgeConfig {
         }
         self.broker_mode()
             .map_err(|reason| invalid("broker.external", &reason))?;
+        self.bus
+            .check(
+                self.broker
+                    .external
+                    .as_ref()
+                    .and_then(|e| e.username.as_deref()),
+            )
+            .map_err(|(field, reason)| invalid(field, &reason))?;
         Ok(())
     }
 
@@ -530,6 +542,20 @@ broker:
   qos: {qos}
   reconnectMinMs: {rmin}
   reconnectMaxMs: {rmax}
+
+bus:
+  # Mappers and apps that may use the broker besides the agent. The agent writes each one's
+  # credentials file ({{dataDir}}/bus/NAME.json: MQTT login and the key that authenticates the
+  # spec messages); start the mapper with --credentials FILE. See docs/security.md.
+  clients: []
+  # - name: gpio
+  #   protocols: [gpio]          # it reports for the node's devices of these protocols
+  #   devices: [default/lamp]    # and for these devices
+  # Clients without credentials (unmodified KubeEdge mappers) may connect and report, but never
+  # write desired values or specs.
+  anonymous: false
+  # Topic filters the clients may use for their own data (pushMethod), e.g. [data/#].
+  dataTopics: []
 
 cloud:
   # The cloud tunnel URL (wss://host:10000); null: the edge runs alone from its store.

@@ -5,14 +5,14 @@
 //! property schemas, KubeEdge's membership device (with the desired twins), and the retained spec
 //! message mappers built on the edgetwin SDK read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::edge::store::{DeviceKey, ObjectKey};
-use edgetwin_model::devices::{AccessMode, Device, DeviceModel};
-use edgetwin_model::twin::{DeviceSchema, DeviceTwin, PropertySchema};
+use edgetwin_model::devices::{AccessMode, DesiredPolicy, Device, DeviceModel};
+use edgetwin_model::twin::{DeviceSchema, DeviceTwin, EdgeDesired, PropertySchema};
 use edgetwin_model::wire::cloud_edge::desired_cloud_version;
 use edgetwin_model::wire::payload::{
     self as wire, Metadata, MsgTwin, TwinMap, TwinValue, TwinVersion,
@@ -79,6 +79,47 @@ pub struct DeviceEntry {
     pub id_form: IdForm,
     namespaced_id: DeviceId,
     named_id: DeviceId,
+    /// Which desired values a mapper's `twin/update` may write (`desiredPolicy`).
+    pub edge_desired: EdgeDesiredRule,
+}
+
+/// Which desired values the device takes from the edge (`desiredPolicy`), held per device so
+/// that a mapper's `twin/update` needs no work to find out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EdgeDesiredRule {
+    /// The Device's policy allows edge writes.
+    by_default: bool,
+    /// Properties whose own policy says otherwise.
+    exceptions: BTreeSet<String>,
+}
+
+impl EdgeDesiredRule {
+    /// The rule of `device`'s spec.
+    pub fn of(device: &Device) -> EdgeDesiredRule {
+        let by_default = device.spec.desired_policy == Some(DesiredPolicy::EdgeMayWrite);
+        let exceptions = device
+            .spec
+            .properties
+            .iter()
+            .filter(|p| {
+                p.desired_policy
+                    .is_some_and(|policy| (policy == DesiredPolicy::EdgeMayWrite) != by_default)
+            })
+            .map(|p| p.name.clone())
+            .collect();
+        EdgeDesiredRule {
+            by_default,
+            exceptions,
+        }
+    }
+
+    /// The rule as the twin engine takes it.
+    pub fn view(&self) -> EdgeDesired<'_> {
+        EdgeDesired {
+            by_default: self.by_default,
+            exceptions: Some(&self.exceptions).filter(|e| !e.is_empty()),
+        }
+    }
 }
 
 impl DeviceEntry {
@@ -96,6 +137,7 @@ impl DeviceEntry {
         device.spec.methods.shrink_to_fit();
         Ok(DeviceEntry {
             key,
+            edge_desired: EdgeDesiredRule::of(&device),
             device,
             model,
             twin: DeviceTwin::default(),
@@ -105,6 +147,12 @@ impl DeviceEntry {
             namespaced_id,
             named_id,
         })
+    }
+
+    /// Replaces the Device (a new spec from the cloud).
+    pub fn set_device(&mut self, device: Device) {
+        self.edge_desired = EdgeDesiredRule::of(&device);
+        self.device = device;
     }
 
     /// The device id in `form`.

@@ -11,6 +11,7 @@
 //! | `edgetwin_devices` | gauge | |
 //! | `edgetwin_broker_connected` | gauge | |
 //! | `edgetwin_broker_reconnects_total` | counter | |
+//! | `edgetwin_bus_refused_total` | counter | `what`: connect, publish, subscribe (the embedded broker's access control) |
 
 use std::time::Duration;
 
@@ -73,6 +74,11 @@ struct KindLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhatLabel {
+    what: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -90,6 +96,7 @@ pub struct Metrics {
     devices: Gauge,
     broker_connected: Gauge,
     broker_reconnects: Counter,
+    bus_refused: Family<WhatLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -118,6 +125,7 @@ impl Metrics {
         let devices = Gauge::default();
         let broker_connected = Gauge::default();
         let broker_reconnects = Counter::default();
+        let bus_refused = Family::<WhatLabel, Counter>::default();
         registry.register(
             "edgetwin_messages_in",
             "MQTT messages received by the agent, by kind",
@@ -163,6 +171,11 @@ impl Metrics {
             "Connections to the broker after the first",
             broker_reconnects.clone(),
         );
+        registry.register(
+            "edgetwin_bus_refused",
+            "Connections, publishes and subscriptions the bus policy refused",
+            bus_refused.clone(),
+        );
         Metrics {
             registry,
             messages_in,
@@ -174,7 +187,18 @@ impl Metrics {
             devices,
             broker_connected,
             broker_reconnects,
+            bus_refused,
         }
+    }
+
+    /// Counts a connection, publish or subscription the bus policy refused.
+    pub fn bus_refused(&self, what: &'static str) {
+        self.bus_refused.get_or_create(&WhatLabel { what }).inc();
+    }
+
+    /// How many `what`s the bus policy refused (tests and diagnostics).
+    pub fn bus_refusals(&self, what: &'static str) -> u64 {
+        self.bus_refused.get_or_create(&WhatLabel { what }).get()
     }
 
     /// Counts a received message.

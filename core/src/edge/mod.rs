@@ -1,6 +1,7 @@
 //! The edge agent: the MQTT event bus, the twin service over the store, the loopback HTTP
 //! endpoint for health and metrics, and the agent that wires them together.
 
+pub mod access;
 pub mod agent;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;

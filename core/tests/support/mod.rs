@@ -6,9 +6,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use edgetwin_core::edge::access::secrets::default_credentials_file;
 use edgetwin_core::edge::agent::{self, AgentHandle};
-use edgetwin_core::edge::config::{EdgeConfig, EmbeddedBrokerConfig, ExternalBrokerConfig};
+use edgetwin_core::edge::config::{
+    BusClientConfig, EdgeConfig, EmbeddedBrokerConfig, ExternalBrokerConfig,
+};
 use edgetwin_core::edge::store::{DeviceKey, Store};
+use edgetwin_model::wire::spec_auth::BusCredentials;
 use edgetwin_testkit::{BrokerKind, TestBroker, TestClient};
 use serde_json::Value;
 
@@ -18,6 +22,9 @@ pub const NODE: &str = "edge-node1";
 pub const LIGHT: &str = "default/traffic-light-instance-01";
 /// The traffic light's id in the `{name}` form.
 pub const LIGHT_NAME: &str = "traffic-light-instance-01";
+
+/// The bus client the tests' MQTT clients log in as: it may report for every device.
+pub const TEST_CLIENT: &str = "test";
 
 /// The traffic light's key.
 pub fn light() -> DeviceKey {
@@ -130,14 +137,40 @@ impl Edge {
             .expect("the broker host is an IP address")
     }
 
-    /// A client subscribed to every KubeEdge and edgetwin topic.
-    pub async fn client(&mut self) -> TestClient {
+    /// The credentials the agent wrote for the bus client `name`.
+    pub fn credentials(&self, name: &str) -> BusCredentials {
+        let file = default_credentials_file(self.dir.path(), name);
+        let text = std::fs::read_to_string(&file).expect("the credentials file");
+        BusCredentials::from_json(&text).expect("a credentials file")
+    }
+
+    /// A client logged in as [`TEST_CLIENT`], without subscriptions.
+    pub async fn bare_client(&mut self) -> TestClient {
         self.clients += 1;
-        let mut client = TestClient::connect(self.broker_addr(), &format!("test-{}", self.clients))
-            .await
-            .expect("client connects");
-        client.subscribe("$hw/#").await.expect("subscribes");
-        client.subscribe("edgetwin/#").await.expect("subscribes");
+        let login = self.credentials(TEST_CLIENT);
+        TestClient::connect_as(
+            self.broker_addr(),
+            &format!("{TEST_CLIENT}-{}", self.clients),
+            Some((&login.username, &login.password)),
+        )
+        .await
+        .expect("client connects")
+    }
+
+    /// A client logged in as [`TEST_CLIENT`], subscribed to every device and node event of
+    /// KubeEdge and to the node's spec messages.
+    pub async fn client(&mut self) -> TestClient {
+        let mut client = self.bare_client().await;
+        for filter in [
+            "$hw/events/device/#".to_owned(),
+            format!("$hw/events/node/{NODE}/#"),
+            format!("edgetwin/v1/node/{NODE}/device/+/+/spec"),
+        ] {
+            assert!(
+                client.try_subscribe(&filter).await.expect("subscribes"),
+                "{filter} refused"
+            );
+        }
         client
     }
 
@@ -155,6 +188,11 @@ fn config(kind: BrokerKind, data_dir: PathBuf, mosquitto: Option<&TestBroker>) -
         ..EdgeConfig::default()
     };
     config.http.listen = Some("127.0.0.1:0".parse().expect("address"));
+    config.bus.clients.push(BusClientConfig {
+        name: TEST_CLIENT.into(),
+        protocols: vec!["*".into()],
+        ..BusClientConfig::default()
+    });
     config.broker.reconnect_min_ms = 20;
     config.broker.reconnect_max_ms = 200;
     match (kind, mosquitto) {

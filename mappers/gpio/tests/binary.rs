@@ -200,3 +200,65 @@ async fn help_and_bad_arguments() {
     let text = String::from_utf8_lossy(&wire.stderr);
     assert!(text.contains("has no line 99"), "{text}");
 }
+
+/// Started with `EDGETWIN_PARENT_PID` (as `edgetwin up` starts it), the mapper ends when its
+/// parent is killed with SIGKILL, instead of retrying a dead broker forever. The parent is a
+/// shell that starts the mapper and waits.
+#[tokio::test]
+async fn the_mapper_ends_when_its_parent_is_killed() {
+    // A port nobody listens on: the mapper retries its broker until it ends.
+    let dead_broker = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let mut parent = Command::new("sh")
+        .arg("-c")
+        .arg(
+            r#"EDGETWIN_PARENT_PID=$$ "$0" --backend sim --node n1 --broker "$1" & echo "$!"; wait"#,
+        )
+        .arg(BIN)
+        .arg(dead_broker.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sh starts");
+    let stdout = parent.stdout.take().expect("stdout piped");
+    let line = tokio::time::timeout(WAIT, BufReader::new(stdout).lines().next_line())
+        .await
+        .expect("the shell prints the mapper's pid")
+        .expect("stdout readable")
+        .expect("a line");
+    let mapper: u32 = line.trim().parse().expect("a pid");
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| {
+                let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
+                !matches!(state, Some('Z' | 'X'))
+            })
+            .unwrap_or(false)
+    };
+    // Let the mapper start and begin retrying its broker.
+    let started = tokio::time::Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{mapper}/cmdline"))
+        .is_ok_and(|cmdline| cmdline.contains("edgetwin-mapper-gpio"))
+    {
+        assert!(started.elapsed() < WAIT, "the mapper never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(alive(mapper), "the mapper runs while its parent lives");
+
+    parent.start_kill().expect("SIGKILL the parent");
+    parent.wait().await.expect("the parent is reaped");
+    let killed = tokio::time::Instant::now();
+    while alive(mapper) {
+        if killed.elapsed() > WAIT {
+            // Do not leave it behind.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &mapper.to_string()])
+                .status();
+            panic!("the mapper outlived its parent by {WAIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

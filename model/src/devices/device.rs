@@ -38,6 +38,25 @@ pub struct DeviceSpec {
     /// How the device state is reported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_report: Option<StateReport>,
+    /// edgetwin extension: who sets the desired values of the device's properties (a property's
+    /// own `desiredPolicy` overrides it). Default `CloudWins`. KubeEdge ignores it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_policy: Option<DesiredPolicy>,
+}
+
+/// edgetwin extension: who may set a property's desired value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum DesiredPolicy {
+    /// Only the cloud sets the desired value (the Device's `spec`). A `twin/update` with
+    /// `expected` from the edge node's bus is refused with an error result, and whatever else
+    /// the edge holds is replaced by the spec's value at the next reconcile.
+    #[default]
+    CloudWins,
+    /// A client on the edge node that may report for the device (its mapper, an app with a
+    /// credential for it) may also set the desired value with `expected`: the agent accepts it
+    /// and the cloud writes it into the Device's spec, where `kubectl` and `edgetwin ctl` show
+    /// it. A cloud change that crosses it still wins.
+    EdgeMayWrite,
 }
 
 /// A reference to the DeviceModel (same namespace).
@@ -77,6 +96,10 @@ pub struct DeviceProperty {
     /// is reported or pushed (see `docs/data-pipeline.md`). KubeEdge ignores it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<crate::pipeline::PipelineSpec>,
+    /// edgetwin extension: who sets this property's desired value; overrides the Device's
+    /// `spec.desiredPolicy`. KubeEdge ignores it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_policy: Option<DesiredPolicy>,
 }
 
 impl DeviceProperty {
@@ -159,6 +182,25 @@ impl Device {
     /// A property of the spec by name.
     pub fn property(&self, name: &str) -> Option<&DeviceProperty> {
         self.spec.properties.iter().find(|p| p.name == name)
+    }
+
+    /// Who sets the desired value of `property`: the property's own `desiredPolicy`, else the
+    /// Device's, else [`DesiredPolicy::CloudWins`].
+    pub fn desired_policy(&self, property: &str) -> DesiredPolicy {
+        self.property(property)
+            .and_then(|p| p.desired_policy)
+            .or(self.spec.desired_policy)
+            .unwrap_or_default()
+    }
+
+    /// Whether some property of the device may get its desired value from the edge.
+    pub fn takes_edge_desired(&self) -> bool {
+        self.spec.desired_policy == Some(DesiredPolicy::EdgeMayWrite)
+            || self
+                .spec
+                .properties
+                .iter()
+                .any(|p| p.desired_policy == Some(DesiredPolicy::EdgeMayWrite))
     }
 
     /// Every way in which the device does not fit `model`: another model name, duplicate or

@@ -27,7 +27,8 @@ pub mod status;
 mod yaml;
 
 pub use device::{
-    Device, DeviceMethod, DeviceModelRef, DeviceProperty, DeviceSpec, ModelMismatch, StateReport,
+    DesiredPolicy, Device, DeviceMethod, DeviceModelRef, DeviceProperty, DeviceSpec, ModelMismatch,
+    StateReport,
 };
 pub use device_model::{
     AccessMode, DeviceModel, DeviceModelSpec, DeviceModelStatus, ModelError, ModelProperty,

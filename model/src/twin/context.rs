@@ -1,7 +1,32 @@
 //! [`TwinContext`]: everything an operation needs besides the twin and the request.
 
+use std::collections::BTreeSet;
+
 use super::schema::{DeviceSchema, PropertySchema};
 use super::version::ConflictPolicy;
+
+/// Which properties an edge update may write the desired value of (`expected`, or a `null` that
+/// deletes it): the device's default, except the properties listed.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeDesired<'a> {
+    /// Whether a property not in `exceptions` may be written.
+    pub by_default: bool,
+    /// Properties for which the opposite of `by_default` holds.
+    pub exceptions: Option<&'a BTreeSet<String>>,
+}
+
+impl EdgeDesired<'_> {
+    /// Every property (KubeEdge's behaviour: any mapper may write `expected`).
+    pub const ANY: EdgeDesired<'static> = EdgeDesired {
+        by_default: true,
+        exceptions: None,
+    };
+
+    /// Whether the edge may write the desired value of `property`.
+    pub fn allows(&self, property: &str) -> bool {
+        self.by_default != self.exceptions.is_some_and(|e| e.contains(property))
+    }
+}
 
 /// The inputs of one operation that are not part of the twin or the request: the time, the
 /// device's rules and the limits. The engine reads no clock and no configuration of its own.
@@ -17,6 +42,8 @@ pub struct TwinContext<'a> {
     pub max_value_bytes: usize,
     /// The device's policy for crossing desired writes.
     pub conflict_policy: ConflictPolicy,
+    /// Which desired values an edge update may write (default: any, as KubeEdge).
+    pub edge_desired: EdgeDesired<'a>,
     /// The device's property schemas, when its model is known. With a schema, types and bounds
     /// come from it and properties outside it are refused; without one, a property's type is the
     /// `metadata.type` it was created with (KubeEdge's behaviour).
@@ -40,6 +67,7 @@ impl<'a> TwinContext<'a> {
             event_id: "",
             max_value_bytes: Self::DEFAULT_MAX_VALUE_BYTES,
             conflict_policy: ConflictPolicy::default(),
+            edge_desired: EdgeDesired::ANY,
             schema: None,
             builds_delta: true,
         }
@@ -54,6 +82,12 @@ impl<'a> TwinContext<'a> {
     /// The same context with a conflict policy.
     pub fn with_policy(mut self, conflict_policy: ConflictPolicy) -> Self {
         self.conflict_policy = conflict_policy;
+        self
+    }
+
+    /// The same context with a rule for edge-written desired values.
+    pub fn with_edge_desired(mut self, edge_desired: EdgeDesired<'a>) -> Self {
+        self.edge_desired = edge_desired;
         self
     }
 

@@ -160,6 +160,11 @@ impl DeviceTwin {
         check_name(name)?;
         let existing = self.properties.get(name);
         let Some(msg) = msg else {
+            if existing.is_some_and(|p| p.desired.is_some()) && !ctx.edge_desired.allows(name) {
+                return Err(TwinError::DesiredFromCloudOnly {
+                    property: name.to_owned(),
+                });
+            }
             return plan_edge_delete(name, existing);
         };
         if carries_only_device_errors(msg) {
@@ -189,6 +194,11 @@ impl DeviceTwin {
                 .is_some_and(|current| same_value(twin.value_type, &current.value, value));
             if unchanged {
                 continue;
+            }
+            if half == Half::Desired && !ctx.edge_desired.allows(name) {
+                return Err(TwinError::DesiredFromCloudOnly {
+                    property: name.to_owned(),
+                });
             }
             *twin.half_mut(half) = Some(TwinHalf {
                 value: value.to_owned(),
@@ -558,6 +568,65 @@ mod tests {
             Some("ON"),
             "green is not reported yet"
         );
+    }
+
+    #[test]
+    fn a_desired_value_from_the_cloud_only_is_refused_whole_and_changes_nothing() {
+        use crate::twin::EdgeDesired;
+        let mut twin = lamp();
+        let before = twin.clone();
+        let cloud_only = EdgeDesired {
+            by_default: false,
+            exceptions: None,
+        };
+        let context = ctx(2_000).with_edge_desired(cloud_only);
+        // `expected` for green, next to an allowed report of red: the whole update is refused.
+        let mixed = update(
+            "mixed",
+            vec![
+                (
+                    "red",
+                    Some(MsgTwin {
+                        actual: Some(value("ON")),
+                        ..MsgTwin::default()
+                    }),
+                ),
+                (
+                    "green",
+                    Some(MsgTwin {
+                        expected: Some(value("ON")),
+                        ..MsgTwin::default()
+                    }),
+                ),
+            ],
+        );
+        let effects = twin.edge_update(&context, &mixed);
+        let (code, reason) = error_of(&effects);
+        assert_eq!(code, 403);
+        assert!(
+            reason.contains("\"green\"") && reason.contains("CloudWins"),
+            "{reason}"
+        );
+        assert!(effects.sync.is_none() && effects.delta.is_none());
+        assert_eq!(twin, before);
+        // Deleting a property that holds a desired value writes it too.
+        let effects = twin.edge_update(&context, &update("del", vec![("red", None)]));
+        assert_eq!(error_of(&effects).0, 403);
+        // The value it already holds is no write; reports stay allowed.
+        let effects = twin.edge_update(&context, &edge_desire(&[("green", "OFF")]));
+        assert!(ok_twin(&effects).is_empty());
+        let effects = twin.edge_update(&context, &report(&[("green", "ON")]));
+        assert_eq!(ok_twin(&effects).len(), 1);
+        // A listed exception may be written.
+        let green = std::collections::BTreeSet::from(["green".to_owned()]);
+        let context = ctx(3_000).with_edge_desired(EdgeDesired {
+            by_default: false,
+            exceptions: Some(&green),
+        });
+        let effects = twin.edge_update(&context, &edge_desire(&[("green", "ON")]));
+        assert_eq!(ok_twin(&effects).len(), 1);
+        let effects = twin.edge_update(&context, &edge_desire(&[("red", "ON")]));
+        assert_eq!(error_of(&effects).0, 403);
     }
 
     #[test]

@@ -101,6 +101,17 @@ pub enum TwinError {
         /// The property.
         property: String,
     },
+    /// An edge write of a desired value (`expected`, or a `null` that would delete it) for a
+    /// property whose desired value comes from the cloud only (`desiredPolicy`).
+    #[error(
+        "property {property:?} takes its desired value from the cloud only (desiredPolicy \
+         CloudWins): report with `actual`; the Device's owner can allow edge writes with \
+         desiredPolicy: EdgeMayWrite"
+    )]
+    DesiredFromCloudOnly {
+        /// The property.
+        property: String,
+    },
 }
 
 /// KubeEdge's reason text for a value of the wrong type (`dtcommon.ValidateValue`).
@@ -116,10 +127,12 @@ fn wrong_type_reason(value_type: PropertyType) -> &'static str {
 }
 
 impl TwinError {
-    /// The result code KubeEdge sends for this error: 404 for an unknown device, 400 otherwise.
+    /// The result code KubeEdge sends for this error: 404 for an unknown device, 400 otherwise
+    /// (and edgetwin's 403 for a desired value the edge may not write).
     pub fn code(&self) -> i64 {
         match self {
             TwinError::DeviceNotFound => ErrorResult::NOT_FOUND,
+            TwinError::DesiredFromCloudOnly { .. } => ErrorResult::FORBIDDEN,
             _ => ErrorResult::BAD_REQUEST,
         }
     }

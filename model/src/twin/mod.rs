@@ -109,7 +109,7 @@ mod proptests;
 #[cfg(test)]
 mod testkit;
 
-pub use context::TwinContext;
+pub use context::{EdgeDesired, TwinContext};
 pub use edge_update::EdgeUndo;
 pub use effects::Effects;
 pub use error::{RejectReason, Rejection, TwinError, get_device_not_found};

@@ -17,7 +17,7 @@
 //!
 //! **Version summary.** On every connection and every reconcile interval the edge sends one
 //! [`SummaryContent`]: per device a 16-hex-digit [`desired_digest`] of the spec generation it
-//! holds and the cloud version of each desired value it holds. The controller computes the same
+//! holds and the cloud version and value of each desired value it holds. The controller computes the same
 //! digest from the registry's Device ([`expected_digest`]) and resends only the devices whose
 //! digests differ (and removes the devices the node should not have), so an in-sync node costs
 //! one small message per interval and zero resends.
@@ -189,17 +189,22 @@ pub fn desired_cloud_version(device: &Device) -> i64 {
 }
 
 /// The digest of a device's desired state: its spec `generation` and, per property that has a
-/// desired value, the cloud version of the value held. 64-bit FNV-1a over
-/// `g={generation};{name}={version};…` (names in order), as 16 hex digits: both ends compute it
-/// the same way, whatever their build.
+/// desired value, the cloud version and the value held. 64-bit FNV-1a over
+/// `g={generation};{name}={version}:{value bytes}:{value};…` (names in order), as 16 hex digits:
+/// both ends compute it the same way, whatever their build. The value is part of it so that an
+/// edge holding another value at the same version (written at the edge, restored from an old
+/// backup) is noticed and repaired.
 pub fn desired_digest<'a>(
     generation: Option<i64>,
-    properties: impl IntoIterator<Item = (&'a str, u64)>,
+    properties: impl IntoIterator<Item = (&'a str, u64, &'a str)>,
 ) -> String {
-    let properties: BTreeMap<&str, u64> = properties.into_iter().collect();
+    let properties: BTreeMap<&str, (u64, &str)> = properties
+        .into_iter()
+        .map(|(name, version, value)| (name, (version, value)))
+        .collect();
     let mut text = format!("g={};", generation.unwrap_or(0));
-    for (name, version) in properties {
-        text.push_str(&format!("{name}={version};"));
+    for (name, (version, value)) in properties {
+        text.push_str(&format!("{name}={version}:{}:{value};", value.len()));
     }
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0100_0000_01b3;
@@ -210,17 +215,15 @@ pub fn desired_digest<'a>(
 }
 
 /// The digest an edge holding `device` (as the controller sends it) reports once it has applied
-/// it: every desired value at the device's [`desired_cloud_version`].
+/// it: every desired value of the spec at the device's [`desired_cloud_version`].
 pub fn expected_digest(device: &Device) -> String {
     let version = u64::try_from(desired_cloud_version(&edge_view(device))).unwrap_or(0);
     desired_digest(
         device.generation(),
-        device
-            .spec
-            .properties
-            .iter()
-            .filter(|p| p.desired.is_some())
-            .map(|p| (p.name.as_str(), version)),
+        device.spec.properties.iter().filter_map(|p| {
+            let desired = p.desired.as_ref()?;
+            Some((p.name.as_str(), version, desired.value.as_str()))
+        }),
     )
 }
 
@@ -406,24 +409,39 @@ mod tests {
     }
 
     #[test]
-    fn the_digest_is_fixed_and_covers_generation_names_and_versions() {
-        // A fixed value (64-bit FNV-1a of `g=0;`, checked independently): edges and clouds of
-        // different builds must agree.
+    fn the_digest_is_fixed_and_covers_generation_names_versions_and_values() {
+        // Fixed values (64-bit FNV-1a of `g=0;` and of `g=1;a=1:2:on;`, checked independently):
+        // edges and clouds of different builds must agree.
         assert_eq!(desired_digest(None, []), "0d0c3f712bbe39c8");
-        let base = desired_digest(Some(2), [("power", 2), ("mode", 2)]);
+        assert_eq!(
+            desired_digest(Some(1), [("a", 1, "on")]),
+            fnv(b"g=1;a=1:2:on;")
+        );
+        let base = desired_digest(Some(2), [("power", 2, "on"), ("mode", 2, "eco")]);
         assert_eq!(
             base,
-            desired_digest(Some(2), [("mode", 2), ("power", 2)]),
+            desired_digest(Some(2), [("mode", 2, "eco"), ("power", 2, "on")]),
             "order-free"
         );
         for other in [
-            desired_digest(Some(3), [("power", 2), ("mode", 2)]),
-            desired_digest(Some(2), [("power", 1), ("mode", 2)]),
-            desired_digest(Some(2), [("power", 2)]),
-            desired_digest(Some(2), [("power", 2), ("mood", 2)]),
+            desired_digest(Some(3), [("power", 2, "on"), ("mode", 2, "eco")]),
+            desired_digest(Some(2), [("power", 1, "on"), ("mode", 2, "eco")]),
+            desired_digest(Some(2), [("power", 2, "on")]),
+            desired_digest(Some(2), [("power", 2, "on"), ("mood", 2, "eco")]),
+            desired_digest(Some(2), [("power", 2, "off"), ("mode", 2, "eco")]),
         ] {
             assert_ne!(base, other);
         }
+    }
+
+    /// 64-bit FNV-1a, written out for the fixed value above.
+    fn fnv(bytes: &[u8]) -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{hash:016x}")
     }
 
     #[test]
@@ -442,7 +460,7 @@ mod tests {
         assert_eq!(desired_cloud_version(&edge_view(&device)), 4);
         assert_eq!(
             expected_digest(&device),
-            desired_digest(Some(4), [("power", 4)])
+            desired_digest(Some(4), [("power", 4, "on")])
         );
     }
 }

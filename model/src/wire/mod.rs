@@ -14,6 +14,7 @@ pub mod codec;
 pub mod envelope;
 mod go_json;
 pub mod payload;
+pub mod spec_auth;
 pub mod topic;
 
 pub use codec::{WireError, decode, encode};

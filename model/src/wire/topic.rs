@@ -619,9 +619,72 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
     topic_levels.next().is_none()
 }
 
+/// Whether every topic that `filter` matches is also matched by `grant` (both MQTT filters): a
+/// subscription to `filter` stays within what `grant` allows. `a/+/c` is within `a/#` and `a/+/+`
+/// but not within `a/b/c`; `#` is within `#` only; `$`-topics are never within a filter that
+/// starts with a wildcard.
+pub fn filter_covers(grant: &str, filter: &str) -> bool {
+    let wildcard_start = |f: &str| f.starts_with(['+', '#']);
+    if filter.starts_with('$') && wildcard_start(grant) {
+        return false;
+    }
+    let mut grant_levels = grant.split('/');
+    let mut filter_levels = filter.split('/');
+    loop {
+        match (grant_levels.next(), filter_levels.next()) {
+            (Some("#"), _) => return true,
+            (Some(_), Some("#")) => return false,
+            (Some("+"), Some(_)) => {}
+            (Some(g), Some(f)) if g == f && f != "+" => {}
+            (Some(_), Some(_)) => return false,
+            (None, None) => return true,
+            // `a/#` also matches `a`.
+            (Some(g), None) => return g == "#",
+            (None, Some(_)) => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+
+    #[test]
+    fn a_filter_is_covered_only_by_grants_that_match_everything_it_matches() {
+        for (grant, filter) in [
+            ("#", "#"),
+            ("#", "a/+/c"),
+            ("a/#", "a"),
+            ("a/#", "a/b/#"),
+            ("a/+/c", "a/b/c"),
+            ("a/+/+", "a/+/c"),
+            (
+                "$hw/events/device/#",
+                "$hw/events/device/+/+/twin/update/delta",
+            ),
+            (
+                "e/v1/node/n1/device/+/+/spec",
+                "e/v1/node/n1/device/+/+/spec",
+            ),
+        ] {
+            assert!(super::filter_covers(grant, filter), "{grant} ⊇ {filter}");
+        }
+        for (grant, filter) in [
+            ("a/b/c", "a/+/c"),
+            ("a/+", "a/#"),
+            ("a/+/c", "a/b"),
+            ("a", "a/b"),
+            ("#", "$hw/events/device/x/twin/update"),
+            ("+/events/#", "$hw/events/#"),
+            ("$hw/events/device/#", "#"),
+            (
+                "e/v1/node/n1/device/+/+/spec",
+                "e/v1/node/+/device/+/+/spec",
+            ),
+        ] {
+            assert!(!super::filter_covers(grant, filter), "{grant} ⊉ {filter}");
+        }
+    }
 
     use super::*;
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use edgetwin_model::wire;
+use edgetwin_model::wire::spec_auth::BusCredentials;
 
 use crate::driver::DeviceId;
 use crate::mqtt::BrokerAddr;
@@ -89,6 +90,11 @@ pub struct Options {
     pub broker: BrokerAddr,
     /// The MQTT client id (default: `edgetwin-mapper-{protocol}-{node}-{pid}`).
     pub client_id: Option<String>,
+    /// The node's bus credentials (the agent writes them; `--credentials FILE`): the MQTT login,
+    /// and the key without which no spec message is applied. Without them the mapper connects
+    /// anonymously and applies unsealed spec messages (a broker that lets only the agent publish
+    /// specs must then guard them; docs/security.md).
+    pub credentials: Option<BusCredentials>,
     /// Where device specs come from.
     pub source: DeviceSource,
     /// Which devices this instance serves.
@@ -136,6 +142,7 @@ impl Default for Options {
                 port: 1883,
             },
             client_id: None,
+            credentials: None,
             source: DeviceSource::SpecTopic,
             selector: Selector::default(),
             id_form: IdForm::default(),

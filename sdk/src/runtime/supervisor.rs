@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use edgetwin_model::devices::{Device, DeviceModel};
-use edgetwin_model::wire::{self, Topic};
+use edgetwin_model::wire::{self, Topic, spec_auth};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -80,7 +80,12 @@ pub(super) async fn run<D: Driver>(
             std::process::id()
         )
     });
-    let (bus, mut inbound, connection) = Bus::start(&options.broker, &client_id, metrics.clone());
+    let login = options
+        .credentials
+        .as_ref()
+        .map(|c| (c.username.as_str(), c.password.as_str()));
+    let (bus, mut inbound, connection) =
+        Bus::start(&options.broker, login, &client_id, metrics.clone());
     let sinks = Sinks::new(
         bus.clone(),
         metrics.clone(),
@@ -354,6 +359,12 @@ impl<D: Driver> Supervisor<D> {
                 let id = DeviceId::new(namespace.as_str(), name.as_str());
                 if payload.is_empty() {
                     self.remove(&id);
+                    return;
+                }
+                if let Some(credentials) = &self.ctx.options.credentials
+                    && let Err(err) = spec_auth::verify(&credentials.spec_key, topic, payload)
+                {
+                    tracing::error!(%topic, error = %err, "device spec not authentic; not applied");
                     return;
                 }
                 self.announced += 1;

@@ -236,9 +236,10 @@ impl Sinks {
                 let bus = match broker {
                     None => self.bus.clone(),
                     Some(broker) => {
+                        // Another broker: the node's bus credentials are not for it.
                         let client_id = format!("{}-sink-{}", self.client_id, open.len());
                         let (bus, inbound, task) =
-                            Bus::start(broker, &client_id, self.metrics.clone());
+                            Bus::start(broker, None, &client_id, self.metrics.clone());
                         worker.workers.spawn(push::drain_inbound(inbound, task));
                         bus
                     }

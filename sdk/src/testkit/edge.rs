@@ -17,6 +17,7 @@ use edgetwin_model::wire::payload::{
     DeviceSpecMessage, DeviceTwinDelta, DeviceTwinResult, DeviceTwinUpdate, DeviceUpdate,
     JsonField, Metadata, MsgTwin, TwinMap, TwinValue, WriteError,
 };
+use edgetwin_model::wire::spec_auth::{self, SpecKey};
 use edgetwin_model::wire::topic::DeviceEvent;
 use edgetwin_model::wire::{self, Topic};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -73,6 +74,8 @@ struct EdgeState {
     /// Retained spec payloads by topic, published again after a reconnect.
     specs: BTreeMap<String, Vec<u8>>,
     connects: u32,
+    /// Seals the spec messages published from now on, as the edge agent does.
+    spec_key: Option<SpecKey>,
 }
 
 /// The in-test edge. Dropping it stops its connection.
@@ -146,9 +149,21 @@ impl TestEdge {
         self.lock().devices.get(id).cloned().unwrap_or_default()
     }
 
-    /// Publishes a device spec payload, retained, on the edgetwin spec topic of this node.
+    /// Seals every spec message published from now on with `key`, as the edge agent does
+    /// (`wire::spec_auth`); `None` publishes them unsealed again.
+    pub fn seal_specs_with(&self, key: Option<SpecKey>) {
+        self.lock().spec_key = key;
+    }
+
+    /// Publishes a device spec payload, retained, on the edgetwin spec topic of this node
+    /// (sealed when [`TestEdge::seal_specs_with`] gave a key and the payload is an object).
     pub fn publish_spec(&self, namespace: &str, name: &str, payload: Vec<u8>) {
         let topic = self.spec_topic(namespace, name);
+        let key = self.lock().spec_key.clone();
+        let payload = match key {
+            Some(key) => spec_auth::seal(&key, &topic, &payload).unwrap_or(payload),
+            None => payload,
+        };
         self.lock().specs.insert(topic.clone(), payload.clone());
         let _ = self
             .client

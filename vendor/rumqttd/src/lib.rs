@@ -18,6 +18,7 @@ use tracing_subscriber::{
     Registry,
 };
 
+pub use access::{ClientPermissions, ConnectAuthority};
 pub use link::alerts;
 pub use link::local;
 pub use link::meters;
@@ -27,6 +28,8 @@ pub use server::{Broker, LinkType, LocalLinks, Server};
 
 pub use self::router::shared_subs::Strategy;
 
+// EDGETWIN-PATCH: authentication and topic authorisation per client.
+mod access;
 mod link;
 pub mod protocol;
 mod router;
@@ -157,6 +160,10 @@ pub struct ConnectionSettings {
     pub external_auth: Option<AuthHandler>,
     #[serde(default)]
     pub dynamic_filters: bool,
+    /// EDGETWIN-PATCH: authenticates every CONNECT and authorises the client's publishes and
+    /// subscriptions (see `access`).
+    #[serde(skip)]
+    pub authority: Option<Arc<dyn ConnectAuthority>>,
 }
 
 impl ConnectionSettings {
@@ -182,6 +189,7 @@ impl fmt::Debug for ConnectionSettings {
             .field("auth", &self.auth)
             .field("external_auth", &self.external_auth.is_some())
             .field("dynamic_filters", &self.dynamic_filters)
+            .field("authority", &self.authority.is_some())
             .finish()
     }
 }

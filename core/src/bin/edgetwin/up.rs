@@ -21,8 +21,9 @@ use edgetwin_core::cloud::registry::Kind;
 use edgetwin_core::cloud::registry::embedded::client::RegistryClient;
 use edgetwin_core::cloud::registry::embedded::data_dir::DataDir;
 use edgetwin_core::cloud::server::{Cloud, CloudHandle};
+use edgetwin_core::edge::access::secrets::default_credentials_file;
 use edgetwin_core::edge::agent::{self, AgentHandle};
-use edgetwin_core::edge::config::{EdgeConfig, EmbeddedBrokerConfig};
+use edgetwin_core::edge::config::{BusClientConfig, EdgeConfig, EmbeddedBrokerConfig};
 use edgetwin_core::tunnel::auth::TokenStore;
 use edgetwin_core::tunnel::node::NodeName;
 use edgetwin_model::devices::Manifest;
@@ -37,6 +38,10 @@ const DEVICE_YAML: &str = include_str!("../../../../examples/traffic-light/devic
 const NODE: &str = "edge-node1";
 /// The mapper binary's file name.
 const MAPPER_BIN: &str = "edgetwin-mapper-gpio";
+/// Tells an SDK mapper to end when the process of this id dies (`edgetwin_sdk::cli`).
+const PARENT_PID_ENV: &str = "EDGETWIN_PARENT_PID";
+/// The GPIO mapper's name on the node's bus.
+const MAPPER_CLIENT: &str = "gpio";
 /// What the mapper prints once its simulated-pin view listens.
 const SIM_HTTP_LINE: &str = "sim-http listening on ";
 /// How long the mapper may take to start, and to stop after SIGTERM.
@@ -145,6 +150,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     edge_config.cloud.ca_file = Some(tls.ca.clone());
     edge_config.cloud.insecure = false;
     edge_config.http.listen = None;
+    // The GPIO mapper logs in with its own credentials, which the agent writes.
+    edge_config.bus.clients.push(BusClientConfig {
+        name: MAPPER_CLIENT.to_owned(),
+        protocols: vec!["gpio".to_owned()],
+        ..BusClientConfig::default()
+    });
+    let credentials = default_credentials_file(&edge_config.data_dir, MAPPER_CLIENT);
     let agent = match agent::start(edge_config, None).await {
         Ok(agent) => agent,
         Err(err) => {
@@ -156,13 +168,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let broker = agent.broker();
     let broker = format!("{}:{}", broker.host, broker.port);
-    let (mut mapper, sim_url) = match start_mapper(&mapper_bin, &broker, args.sim_http).await {
-        Ok(started) => started,
-        Err(err) => {
-            stop_all(None, agent, cloud).await;
-            return Err(err);
-        }
-    };
+    let (mut mapper, sim_url) =
+        match start_mapper(&mapper_bin, &broker, &credentials, args.sim_http).await {
+            Ok(started) => started,
+            Err(err) => {
+                stop_all(None, agent, cloud).await;
+                return Err(err);
+            }
+        };
 
     let me = this_command();
     println!(
@@ -301,11 +314,16 @@ async fn seed_example(url: &str, token: &str) -> anyhow::Result<()> {
 async fn start_mapper(
     bin: &Path,
     broker: &str,
+    credentials: &Path,
     sim_http: SocketAddr,
 ) -> anyhow::Result<(Child, String)> {
     let mut command = Command::new(bin);
     command
         .args(["--node", NODE, "--broker", broker, "--backend", "sim"])
+        .arg("--credentials")
+        .arg(credentials)
+        // The mapper ends when this process dies, however it dies.
+        .env(PARENT_PID_ENV, std::process::id().to_string())
         .arg("--sim-http")
         .arg(sim_http.to_string())
         .stdin(Stdio::null())

@@ -282,7 +282,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn broker() -> EmbeddedBroker {
-        EmbeddedBroker::start("127.0.0.1:0".parse().expect("address"), 1 << 20)
+        EmbeddedBroker::start_open("127.0.0.1:0".parse().expect("address"), 1 << 20)
             .expect("broker starts")
     }
 

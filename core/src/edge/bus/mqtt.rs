@@ -491,7 +491,7 @@ mod tests {
         let (bus, mut events, _task) = Bus::start(opts).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(bus.connection(), Connection::Down);
-        let broker = crate::edge::broker::EmbeddedBroker::start(
+        let broker = crate::edge::broker::EmbeddedBroker::start_open(
             std::net::SocketAddr::from(([127, 0, 0, 1], port)),
             1 << 20,
         )

@@ -8,10 +8,10 @@ use crate::edge::devices::{
     DeviceEntry, ModelEntry, desired_twins, device_key, membership_device, model_key,
 };
 use crate::edge::store::{Batch, DeviceKey, NewEntry, ObjectKey, OutboxKind, StoreError};
-use edgetwin_model::devices::Device;
-use edgetwin_model::twin::{DeviceTwin, TwinContext};
+use edgetwin_model::devices::{DesiredPolicy, Device};
+use edgetwin_model::twin::{DeviceTwin, TwinContext, same_value};
 use edgetwin_model::wire::cloud_edge::{DeviceRef, SummaryContent, desired_digest, summary_key};
-use edgetwin_model::wire::payload::{DeviceTwinUpdate, JsonField};
+use edgetwin_model::wire::payload::{DeviceTwinUpdate, JsonField, TwinMap};
 
 use super::to_cloud;
 use super::to_mappers::Publications;
@@ -84,7 +84,7 @@ impl State {
         for key in refreshed {
             if let Some(entry) = self.devices.get_mut(&key) {
                 entry.model = model_key(&entry.device).and_then(|k| self.models.get(&k).cloned());
-                out.spec(&self.options.node, entry);
+                out.spec(&self.options.node, &self.options.spec_key, entry);
                 outcome.updated.push(key);
             }
         }
@@ -161,7 +161,7 @@ impl State {
         }
         tracing::info!(device = %entry.key, "device added");
         out.effects(&self.options.node, &entry, &effects, &ctx);
-        out.spec(&self.options.node, &entry);
+        out.spec(&self.options.node, &self.options.spec_key, &entry);
         self.devices.insert(entry);
         Ok(Ok(()))
     }
@@ -181,16 +181,14 @@ impl State {
             return Ok(false);
         };
         let spec_changed = entry.device != device || entry.model != model;
+        let mut desired = desired_twins(&device, model.as_deref().map(|m| &m.model), now_ms);
+        cloud_values_win(&mut desired, &device, &entry.twin);
         let update = DeviceTwinUpdate {
             event_id: Some(String::new()),
             timestamp: Some(now_ms),
-            twin: JsonField::Value(desired_twins(
-                &device,
-                model.as_deref().map(|m| &m.model),
-                now_ms,
-            )),
+            twin: JsonField::Value(desired),
         };
-        entry.device = device;
+        entry.set_device(device);
         entry.model = model;
         let event_id = uuid::Uuid::new_v4().to_string();
         let ctx = context(
@@ -209,7 +207,7 @@ impl State {
         scope.commit()?;
         out.effects(&self.options.node, entry, &effects, &ctx);
         if spec_changed {
-            out.spec(&self.options.node, entry);
+            out.spec(&self.options.node, &self.options.spec_key, entry);
         }
         Ok(spec_changed || !effects.changed.is_empty())
     }
@@ -341,23 +339,46 @@ impl State {
     }
 }
 
-/// The digest of what the edge holds of a device: the generation of its stored spec and the
-/// cloud version of each desired value the spec lists (0 when the twin lacks the property).
+/// Makes the spec's desired values authoritative where the cloud alone sets them
+/// (`desiredPolicy: CloudWins`): each carries the edge counter the twin holds, so the engine
+/// accepts it (rule 2) and replaces whatever else the edge holds at the same revision — a value a
+/// mapper wrote before the policy refused it, or one restored from an old copy of the store. Where
+/// the edge may write desired values, the edge counter stays 0: an edge write the cloud has not
+/// seen is kept until the cloud adopts it (or a newer revision crosses it).
+fn cloud_values_win(desired: &mut TwinMap, device: &Device, twin: &DeviceTwin) {
+    for (name, entry) in desired.iter_mut() {
+        let (Some(entry), Some(held)) = (entry.as_mut(), twin.property(name)) else {
+            continue;
+        };
+        if device.desired_policy(name) != DesiredPolicy::CloudWins {
+            continue;
+        }
+        if let Some(version) = entry.expected_version.as_mut() {
+            version.edge = i64::try_from(held.desired_version.edge).unwrap_or(i64::MAX);
+        }
+    }
+}
+
+/// The digest of what the edge holds of a device: the generation of its stored spec and, for
+/// each desired value the spec lists, the cloud version and the value the twin holds (0 and
+/// nothing when the twin lacks it). A held value equal by type to the spec's counts as the spec's
+/// text, so that `1.0` held for a spec's `1` is not taken for drift.
 fn digest(entry: &DeviceEntry) -> String {
     desired_digest(
         entry.device.generation(),
-        entry
-            .device
-            .spec
-            .properties
-            .iter()
-            .filter(|p| p.desired.is_some())
-            .map(|p| {
-                let version = entry
-                    .twin
-                    .property(&p.name)
-                    .map_or(0, |twin| twin.desired_version.cloud);
-                (p.name.as_str(), version)
-            }),
+        entry.device.spec.properties.iter().filter_map(|p| {
+            let wanted = p.desired.as_ref()?.value.as_str();
+            let Some(twin) = entry.twin.property(&p.name) else {
+                return Some((p.name.as_str(), 0, ""));
+            };
+            let held = twin.desired.as_ref().map_or("", |half| {
+                if same_value(twin.value_type, &half.value, wanted) {
+                    wanted
+                } else {
+                    half.value.as_str()
+                }
+            });
+            Some((p.name.as_str(), twin.desired_version.cloud, held))
+        }),
     )
 }

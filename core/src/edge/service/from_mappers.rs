@@ -198,7 +198,8 @@ impl State {
             now_ms,
             &event_id,
             self.options.max_value_bytes,
-        );
+        )
+        .with_edge_desired(entry.edge_desired.view());
         let undo = entry.twin.save_for_edge_update(&update);
         let effects = entry.twin.edge_update(&ctx, &update);
         if !effects.changed.is_empty() || effects.sync.is_some() {

@@ -54,6 +54,8 @@ use rumqttc::QoS;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::edge::access::BusAccess;
+use crate::edge::access::policy::DeviceIndex;
 use crate::edge::bus::{AckToken, Bus, BusError, BusEvent, BusEvents, Message};
 use crate::edge::devices::{DeviceEntry, Devices, ModelEntry, model_key};
 use crate::edge::metrics::Metrics;
@@ -63,6 +65,7 @@ use edgetwin_model::twin::{
     DeviceSchema, DeviceTwin, Effects, PropertySummary, PropertyTwin, Rejection, TwinContext,
 };
 use edgetwin_model::wire::payload::DeviceTwinUpdate;
+use edgetwin_model::wire::spec_auth::SpecKey;
 use edgetwin_model::wire::topic::TopicLevel;
 
 use to_mappers::Publications;
@@ -80,6 +83,10 @@ pub struct ServiceOptions {
     pub max_value_bytes: usize,
     /// Most inbound messages per transaction.
     pub batch_max: usize,
+    /// The key that seals the spec messages (`edge::access::secrets`).
+    pub spec_key: SpecKey,
+    /// The embedded broker's access control, told about every change of the node's devices.
+    pub access: Option<Arc<BusAccess>>,
 }
 
 /// Errors of the service API.
@@ -279,7 +286,7 @@ impl TwinService {
         metrics: Arc<Metrics>,
     ) -> Result<TwinService, ServiceError> {
         let state = State::load(&store, options, metrics)?;
-        state.metrics.set_devices(state.devices.len());
+        state.devices_changed();
         state.metrics.set_outbox_entries(store.outbox_len()?);
         let outbox_last_seq = watch::Sender::new(store.outbox_last_seq()?);
         Ok(TwinService {
@@ -368,7 +375,11 @@ impl TwinService {
                             *connected_before = true;
                             // Retained specs may be gone (e.g. a restarted broker): publish again.
                             for entry in self.state.devices.iter() {
-                                publications.spec(&self.state.options.node, entry);
+                                publications.spec(
+                                    &self.state.options.node,
+                                    &self.state.options.spec_key,
+                                    entry,
+                                );
                             }
                         }
                         BusEvent::Disconnected { reason } => {
@@ -500,6 +511,8 @@ impl TwinService {
                 batch.commit()?;
                 Ok(value)
             });
+        // Before the spec messages go out: the broker lets a new device's mapper in at once.
+        self.state.devices_changed();
         match &result {
             Ok(_) => {
                 edgetwin_hoptrace::mark("edge.cloud.committed");
@@ -519,7 +532,6 @@ impl TwinService {
                 self.reload();
             }
         }
-        self.state.metrics.set_devices(self.state.devices.len());
         self.update_outbox_metric();
         result
     }
@@ -531,7 +543,10 @@ impl TwinService {
             self.state.options.clone(),
             self.state.metrics.clone(),
         ) {
-            Ok(state) => self.state = state,
+            Ok(state) => {
+                self.state = state;
+                self.state.devices_changed();
+            }
             Err(error) => tracing::error!(%error, "cannot reload the state from the store"),
         }
     }
@@ -559,6 +574,16 @@ impl TwinService {
 }
 
 impl State {
+    /// Publishes the device count, and the node's devices to the bus access control.
+    fn devices_changed(&self) {
+        self.metrics.set_devices(self.devices.len());
+        if let Some(access) = &self.options.access {
+            access.set_devices(DeviceIndex::of(
+                self.devices.iter().map(|e| (&e.device, e.model())),
+            ));
+        }
+    }
+
     fn load(
         store: &Store,
         options: ServiceOptions,

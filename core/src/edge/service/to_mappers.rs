@@ -6,6 +6,7 @@ use crate::edge::devices::{DeviceEntry, SpecMessage};
 use crate::edge::store::DeviceKey;
 use edgetwin_model::twin::{Effects, TwinContext};
 use edgetwin_model::wire::payload::{BaseMessage, ErrorResult};
+use edgetwin_model::wire::spec_auth::{self, SpecKey};
 use edgetwin_model::wire::topic::{DeviceEvent, DeviceId, NodeEvent, Topic, TopicLevel};
 
 /// One message to publish.
@@ -143,8 +144,9 @@ impl Publications {
         }
     }
 
-    /// Queues the retained spec message of a device.
-    pub fn spec(&mut self, node: &TopicLevel, entry: &DeviceEntry) {
+    /// Queues the retained spec message of a device, sealed with `key`
+    /// (`wire::spec_auth`).
+    pub fn spec(&mut self, node: &TopicLevel, key: &SpecKey, entry: &DeviceEntry) {
         let message = SpecMessage {
             device: &entry.device,
             model: entry.model(),
@@ -152,7 +154,12 @@ impl Publications {
         let Some(topic) = spec_topic(node, &entry.key) else {
             return;
         };
-        if let Some(payload) = encode(&topic, &message) {
+        let sealed = encode(&topic, &message).and_then(|body| {
+            spec_auth::seal(key, &topic, &body)
+                .inspect_err(|error| tracing::error!(%topic, %error, "cannot seal a spec message; not published"))
+                .ok()
+        });
+        if let Some(payload) = sealed {
             self.messages.push(Outgoing {
                 topic,
                 payload,

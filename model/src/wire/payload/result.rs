@@ -23,6 +23,9 @@ impl ErrorResult {
     pub const BAD_REQUEST: i64 = 400;
     /// The device or property does not exist.
     pub const NOT_FOUND: i64 = 404;
+    /// The request is understood but not allowed (edgetwin: a desired value the device takes
+    /// from the cloud only).
+    pub const FORBIDDEN: i64 = 403;
     /// The request conflicts with a newer version.
     pub const CONFLICT: i64 = 409;
     /// The edge failed to handle a valid request.

@@ -1,3 +1,4 @@
+use crate::access::Permissions;
 use crate::protocol::{
     Filter, LastWill, LastWillProperties, Packet, Publish, QoS, RetainForwardRule, Subscribe,
     Unsubscribe,
@@ -49,6 +50,8 @@ pub struct LinkBuilder<'a> {
     dynamic_filters: bool,
     // default to 0, indicating to not use topic alias
     topic_alias_max: u16,
+    // EDGETWIN-PATCH: the client's permissions (none: everything, as for local links)
+    permissions: Permissions,
 }
 
 impl<'a> LinkBuilder<'a> {
@@ -62,6 +65,7 @@ impl<'a> LinkBuilder<'a> {
             last_will_properties: None,
             dynamic_filters: false,
             topic_alias_max: 0,
+            permissions: Permissions::default(),
         }
     }
 
@@ -80,6 +84,12 @@ impl<'a> LinkBuilder<'a> {
         last_will_properties: Option<LastWillProperties>,
     ) -> Self {
         self.last_will_properties = last_will_properties;
+        self
+    }
+
+    /// EDGETWIN-PATCH: what the connection may publish and subscribe to.
+    pub(crate) fn permissions(mut self, permissions: Permissions) -> Self {
+        self.permissions = permissions;
         self
     }
 
@@ -111,6 +121,7 @@ impl<'a> LinkBuilder<'a> {
         connection
             .last_will(self.last_will, self.last_will_properties)
             .topic_alias_max(self.topic_alias_max);
+        connection.permissions = self.permissions;
         let incoming = Incoming::new(connection.client_id.to_owned());
         let (outgoing, link_rx) = Outgoing::new(connection.client_id.to_owned());
         let outgoing_data_buffer = outgoing.buffer();

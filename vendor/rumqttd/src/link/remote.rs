@@ -1,3 +1,4 @@
+use crate::access::Permissions;
 use crate::link::local::{LinkError, LinkRx, LinkTx};
 use crate::link::network;
 use crate::link::network::Network;
@@ -68,6 +69,7 @@ impl<P: Protocol> RemoteLink<P> {
         connect_packet: Packet,
         dynamic_filters: bool,
         assigned_client_id: Option<String>,
+        permissions: Permissions,
     ) -> Result<RemoteLink<P>, Error> {
         let Packet::Connect(connect, props, lastwill, lastwill_props, _) = connect_packet else {
             return Err(Error::NotConnectPacket(connect_packet));
@@ -100,6 +102,7 @@ impl<P: Protocol> RemoteLink<P> {
             .last_will_properties(lastwill_props)
             .dynamic_filters(dynamic_filters)
             .topic_alias_max(topic_alias_max.unwrap_or(0))
+            .permissions(permissions)
             .build()?;
 
         let id = link_rx.id();
@@ -176,10 +179,11 @@ impl<P: Protocol> RemoteLink<P> {
 
 /// Read MQTT connect packet from network and verify it.
 /// authentication and checks are done here.
+/// EDGETWIN-PATCH: also returns the client's permissions (see `access`).
 pub async fn mqtt_connect<P>(
     config: Arc<ConnectionSettings>,
     network: &mut Network<P>,
-) -> Result<Packet, Error>
+) -> Result<(Packet, Permissions), Error>
 where
     P: Protocol,
 {
@@ -193,14 +197,45 @@ where
     })
     .await??;
 
-    let (connect, _props, login) = match packet {
-        Packet::Connect(ref connect, ref props, _, _, ref login) => (connect, props, login),
+    let (connect, _props, will, login) = match packet {
+        Packet::Connect(ref connect, ref props, ref will, _, ref login) => {
+            (connect, props, will, login)
+        }
         packet => return Err(Error::NotConnectPacket(packet)),
     };
 
     Span::current().record("client_id", &connect.client_id);
 
     handle_auth(config.clone(), login.as_ref(), &connect.client_id).await?;
+
+    // EDGETWIN-PATCH: the authority decides who connects and what it may do; a refused client
+    // gets a CONNACK that says why. Its last will is a publish like any other.
+    let permissions = match &config.authority {
+        None => Permissions::default(),
+        Some(authority) => {
+            let decision = authority
+                .authenticate(&connect.client_id, login.as_ref())
+                .and_then(|permissions| match will {
+                    Some(will)
+                        if !Permissions(Some(permissions.clone())).may_publish(&will.topic) =>
+                    {
+                        Err(ConnectReturnCode::NotAuthorized)
+                    }
+                    _ => Ok(permissions),
+                });
+            match decision {
+                Ok(permissions) => Permissions(Some(permissions)),
+                Err(code) => {
+                    let ack = ConnAck {
+                        session_present: false,
+                        code,
+                    };
+                    network.write(Packet::ConnAck(ack, None)).await?;
+                    return Err(Error::InvalidAuth);
+                }
+            }
+        }
+    };
 
     // When keep_alive feature is disabled client can live forever, which is not good in
     // distributed broker context so currenlty we don't allow it.
@@ -224,7 +259,7 @@ where
     }
 
     // Ok((connect, props, lastwill, lastwill_props))
-    Ok(packet)
+    Ok((packet, permissions))
 }
 
 async fn handle_auth(
@@ -288,6 +323,7 @@ mod tests {
             auth: None,
             external_auth: None,
             dynamic_filters: false,
+            authority: None,
         }
     }
 

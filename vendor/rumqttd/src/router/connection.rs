@@ -6,6 +6,7 @@ use crate::{protocol::LastWill, Topic};
 use std::collections::{HashMap, HashSet};
 
 use super::ConnectionEvents;
+use crate::access::Permissions;
 
 /// Used to register a new connection with the router
 /// Connection messages encompasses a handle for router to
@@ -33,6 +34,8 @@ pub struct Connection {
     pub(crate) broker_topic_aliases: Option<BrokerAliases>,
     /// subscription IDs for a connection
     pub(crate) subscription_ids: HashMap<Filter, usize>,
+    /// EDGETWIN-PATCH: what the client may publish and subscribe to.
+    pub(crate) permissions: Permissions,
 }
 
 impl Connection {
@@ -66,6 +69,7 @@ impl Connection {
             topic_aliases: HashMap::new(),
             broker_topic_aliases: None,
             subscription_ids: HashMap::new(),
+            permissions: Permissions::default(),
         }
     }
 

@@ -591,6 +591,22 @@ impl Router {
                     let qos = publish.qos;
                     let pkid = publish.pkid;
 
+                    // EDGETWIN-PATCH: a publish the client may not make is acknowledged and
+                    // dropped (QoS 2: dropped when released, below).
+                    if qos != QoS::ExactlyOnce
+                        && !self.connections[id].permissions.may_publish(&publish.topic)
+                    {
+                        if qos == QoS::AtLeastOnce {
+                            let puback = PubAck {
+                                pkid,
+                                reason: PubAckReason::NotAuthorized,
+                            };
+                            self.ackslog.get_mut(id).unwrap().puback(puback);
+                            force_ack = true;
+                        }
+                        continue;
+                    }
+
                     // Prepare acks for the above publish
                     // If any of the publish in the batch results in force flush,
                     // set global force flush flag. Force flush is triggered when the
@@ -704,6 +720,13 @@ impl Router {
 
                             disconnect = true;
                             break;
+                        }
+
+                        // EDGETWIN-PATCH: a filter the client may not subscribe to fails alone (0x80, the
+                        // failure code of both MQTT 3.1.1 and 5).
+                        if !connection.permissions.may_subscribe(&f.path) {
+                            return_codes.push(SubscribeReasonCode::Failure);
+                            continue;
                         }
 
                         let mut filter = f.path.clone();
@@ -858,6 +881,12 @@ impl Router {
                             break;
                         }
                     };
+
+                    // EDGETWIN-PATCH: a QoS 2 publish the client may not make ends here.
+                    if !self.connections[id].permissions.may_publish(&publish.topic) {
+                        force_ack = true;
+                        continue;
+                    }
 
                     // Try to append publish to commitlog
                     match append_to_commitlog(

@@ -645,7 +645,7 @@ async fn remote<P: Protocol>(
 
     let dynamic_filters = config.dynamic_filters;
 
-    let connect_packet = match mqtt_connect(config, &mut network).await {
+    let (connect_packet, permissions) = match mqtt_connect(config, &mut network).await {
         Ok(p) => p,
         // A peer that closes before sending anything (a port probe, a client giving up) is
         // normal operation; a bad CONNECT is the client's fault, not the broker's.
@@ -705,6 +705,7 @@ async fn remote<P: Protocol>(
         connect_packet,
         dynamic_filters,
         assigned_client_id,
+        permissions,
     )
     .await
     {
