@@ -133,8 +133,11 @@ impl Bus {
         // Spec messages carry a Device and its DeviceModel: allow large ones in.
         options.set_max_packet_size(1024 * 1024, 256 * 1024);
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
-        // Reports and deltas are small and latency-bound: no Nagle delay.
+        // Reports and deltas are small and latency-bound: no Nagle delay, and every read
+        // acknowledged at once, so that a broker writing with Nagle on (mosquitto's default)
+        // does not hold the next delta behind its PUBACK of our last report.
         eventloop.network_options.set_tcp_nodelay(true);
+        eventloop.network_options.set_tcp_quickack(true);
         let subscriptions = Arc::new(Mutex::new(BTreeSet::new()));
         let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
         let bus = Bus {
