@@ -811,7 +811,10 @@ fn start_mosquitto(work: &Path, port: u16, nodelay: bool) -> Mosquitto {
     let guard = Mosquitto(child);
     let deadline = Instant::now() + TIMEOUT;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto does not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto does not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     guard
@@ -851,9 +854,12 @@ async fn paho_stage(work: &Path, devices: &Path) {
         let child = AgentProcess(spawn(kind, work, data.path(), Some(devices), port));
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         {
-            let (client, mut rx) =
-                connect_when_up(addr, "paho-ready", &["$hw/events/device/+/+/twin/get/result"])
-                    .await;
+            let (client, mut rx) = connect_when_up(
+                addr,
+                "paho-ready",
+                &["$hw/events/device/+/+/twin/get/result"],
+            )
+            .await;
             served(&client, &mut rx).await;
             client.disconnect().await.expect("disconnect");
         }
@@ -883,16 +889,30 @@ async fn paho_stage(work: &Path, devices: &Path) {
         let latency = |v: &serde_json::Value| {
             format!(
                 "{} / {}",
-                micros(Duration::from_micros(v["p50_us"].as_f64().unwrap_or(0.0) as u64)),
-                micros(Duration::from_micros(v["p99_us"].as_f64().unwrap_or(0.0) as u64))
+                micros(Duration::from_micros(
+                    v["p50_us"].as_f64().unwrap_or(0.0) as u64
+                )),
+                micros(Duration::from_micros(
+                    v["p99_us"].as_f64().unwrap_or(0.0) as u64
+                ))
             )
         };
         let back = run(&["back-to-back", "--count", "2000", "--warmup", "200"], 0);
         let nodelay = run(
-            &["--nodelay", "back-to-back", "--count", "2000", "--warmup", "200"],
+            &[
+                "--nodelay",
+                "back-to-back",
+                "--count",
+                "2000",
+                "--warmup",
+                "200",
+            ],
             30_000,
         );
-        let paced = run(&["paced", "--rate", "20", "--count", "200", "--warmup", "20"], 10_000);
+        let paced = run(
+            &["paced", "--rate", "20", "--count", "200", "--warmup", "20"],
+            10_000,
+        );
         let burst = run(&["burst", "--count", "5000"], 20_000);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = read_memory(child.0.id());
@@ -904,7 +924,11 @@ async fn paho_stage(work: &Path, devices: &Path) {
             latency(&nodelay),
             latency(&paced),
             burst["per_second"].as_f64().unwrap_or(0.0),
-            if lost > 0 { format!(" ({lost} results missing)") } else { String::new() },
+            if lost > 0 {
+                format!(" ({lost} results missing)")
+            } else {
+                String::new()
+            },
             mib(idle.rss),
             mib(idle.anon),
             mib(after.rss),
@@ -983,7 +1007,10 @@ async fn soak(work: &Path, devices: &Path) {
             let twin: Vec<String> = (0..PROPERTIES)
                 .map(|p| format!(r#""p{p}":{{"actual":{{"value":"{}"}}}}"#, round * 10 + p))
                 .collect();
-            let payload = format!(r#"{{"event_id":"s{round}-{device}","twin":{{{}}}}}"#, twin.join(","));
+            let payload = format!(
+                r#"{{"event_id":"s{round}-{device}","twin":{{{}}}}}"#,
+                twin.join(",")
+            );
             publisher
                 .publish(
                     format!("$hw/events/device/default/dev-{device}/twin/update"),
@@ -1004,8 +1031,10 @@ async fn soak(work: &Path, devices: &Path) {
                         format!("$hw/events/device/default/unknown-{id}/twin/update"),
                         QoS::AtLeastOnce,
                         false,
-                        format!(r#"{{"event_id":"u{id}","twin":{{"p0":{{"actual":{{"value":"1"}}}}}}}}"#)
-                            .into_bytes(),
+                        format!(
+                            r#"{{"event_id":"u{id}","twin":{{"p0":{{"actual":{{"value":"1"}}}}}}}}"#
+                        )
+                        .into_bytes(),
                     )
                     .await
                     .expect("publish");
@@ -1036,15 +1065,27 @@ async fn soak(work: &Path, devices: &Path) {
     let max_rss = after_warm_up.iter().map(|m| m.rss).max().unwrap_or(0);
     let max_anon = after_warm_up.iter().map(|m| m.anon).max().unwrap_or(0);
     println!("| | VmRSS | RssAnon |\n|---|---|---|");
-    println!("| idle, 100 devices | {:.2} MiB | {:.2} MiB |", mib(idle.rss), mib(idle.anon));
+    println!(
+        "| idle, 100 devices | {:.2} MiB | {:.2} MiB |",
+        mib(idle.rss),
+        mib(idle.anon)
+    );
     println!(
         "| end of warm-up ({}s) | {:.2} MiB | {:.2} MiB |",
         warm_up.as_secs(),
         mib(first.rss),
         mib(first.anon)
     );
-    println!("| highest after warm-up | {:.2} MiB | {:.2} MiB |", mib(max_rss), mib(max_anon));
-    println!("| end, 2 s after the load | {:.2} MiB | {:.2} MiB |", mib(end.rss), mib(end.anon));
+    println!(
+        "| highest after warm-up | {:.2} MiB | {:.2} MiB |",
+        mib(max_rss),
+        mib(max_anon)
+    );
+    println!(
+        "| end, 2 s after the load | {:.2} MiB | {:.2} MiB |",
+        mib(end.rss),
+        mib(end.anon)
+    );
     println!(
         "\ngrowth after warm-up: {:.2} MiB VmRSS ({}), VmHWM {:.2} MiB; {published} reports published ({bursts} bursts of unknown ids), {} results received",
         mib(max_rss.saturating_sub(first.rss)),

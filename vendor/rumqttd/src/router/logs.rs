@@ -48,14 +48,16 @@ impl Storage for PublishData {
             p.response_topic.as_ref().map_or(0, String::len)
                 + p.correlation_data.as_ref().map_or(0, Bytes::len)
                 + p.content_type.as_ref().map_or(0, String::len)
-                + p
-                    .user_properties
+                + p.user_properties
                     .iter()
                     .map(|(k, v)| k.len() + v.len() + std::mem::size_of::<(String, String)>())
                     .sum::<usize>()
                 + p.subscription_identifiers.len() * std::mem::size_of::<usize>()
         });
-        std::mem::size_of::<PublishData>() + publish.topic.len() + publish.payload.len() + properties
+        std::mem::size_of::<PublishData>()
+            + publish.topic.len()
+            + publish.payload.len()
+            + properties
     }
 }
 
@@ -598,7 +600,10 @@ mod test {
             assert_eq!(held, data.size());
             assert!(data.size() <= 16 * 1024 + 512, "{} bytes held", data.size());
         }
-        assert!(data.native[a].log.size() > 0, "the smaller log keeps its messages");
+        assert!(
+            data.native[a].log.size() > 0,
+            "the smaller log keeps its messages"
+        );
         data.clear(b);
         assert_eq!(data.size(), data.native[a].log.size());
     }

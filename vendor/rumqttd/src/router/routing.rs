@@ -184,7 +184,11 @@ impl Router {
             let Some((filter, parked)) = self.datalog.parked(filter_idx) else {
                 continue;
             };
-            if self.offline_subscriptions.get(filter).is_some_and(|n| *n > 0) {
+            if self
+                .offline_subscriptions
+                .get(filter)
+                .is_some_and(|n| *n > 0)
+            {
                 continue;
             }
             let subscribers = self.subscription_map.get(filter);

@@ -683,7 +683,13 @@ mod tests {
         let next = log.readv(end, 10, &mut out).unwrap();
         assert_eq!(out.len(), 1);
         verify(99, 10, out.pop().unwrap());
-        assert_eq!(next, Done { start: end, end: (2, 26) });
+        assert_eq!(
+            next,
+            Done {
+                start: end,
+                end: (2, 26)
+            }
+        );
     }
 
     #[test]

@@ -8,9 +8,9 @@ use crate::local::LinkBuilder;
 use crate::protocol::v4::V4;
 use crate::protocol::v5::V5;
 use crate::protocol::{Packet, Protocol};
+use crate::server::quickack::QuickAckStream;
 #[cfg(any(feature = "use-rustls", feature = "use-native-tls"))]
 use crate::server::tls::{self, TLSAcceptor};
-use crate::server::quickack::QuickAckStream;
 #[cfg(feature = "prometheus")]
 use crate::Meter;
 use crate::{meters, ConnectionSettings};

@@ -89,7 +89,9 @@ mod tests {
     /// connection as interactive and delays its ACKs.
     async fn interactive_pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let (mut a, mut b) = (client, server);
         let mut byte = [0u8; 1];
