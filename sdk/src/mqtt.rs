@@ -133,11 +133,10 @@ impl Bus {
         // Spec messages carry a Device and its DeviceModel: allow large ones in.
         options.set_max_packet_size(1024 * 1024, 256 * 1024);
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
-        // Reports and deltas are small and latency-bound: no Nagle delay, and every read
-        // acknowledged at once, so that a broker writing with Nagle on (mosquitto's default)
-        // does not hold the next delta behind its PUBACK of our last report.
+        // Reports and deltas are small and latency-bound: no Nagle delay. (Not TCP_QUICKACK as
+        // the agent sets it: that is an API of the vendored rumqttc only, and a mapper crate
+        // outside this workspace builds the SDK against rumqttc from crates.io.)
         eventloop.network_options.set_tcp_nodelay(true);
-        eventloop.network_options.set_tcp_quickack(true);
         let subscriptions = Arc::new(Mutex::new(BTreeSet::new()));
         let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
         let bus = Bus {
