@@ -7,19 +7,31 @@
 //! (b) p50/p99 latency `twin/update` → `update/result`, against a raw broker round trip through
 //!     an echo client;
 //! (c) RSS of the `edgetwin` process serving 100 devices × 10 properties;
-//! (d) cold start to serving: process spawn → first `twin/get/result` from the store.
+//! (d) cold start to serving: process spawn → first `twin/get/result` from the store;
+//! (e) a client that is not ours (Eclipse paho for Python, `paho_mapper.py`) reporting like a
+//!     KubeEdge mapper to the `edgetwin edge` process, back to back (the next report when the
+//!     result arrives; paho as it comes, with Nagle's algorithm on, and with TCP_NODELAY set on
+//!     its socket), paced (20/s) and in a burst of 5,000, through the embedded broker and
+//!     through mosquitto with `set_tcp_nodelay` false (Debian's default) and true; with the
+//!     agent's RSS before and after. The baseline is the embedded broker in the same run: the
+//!     ratio of the back-to-back p50s is printed;
+//! (soak) the `edgetwin edge` process with its embedded broker under 100 devices × 10 properties
+//!     at 10 Hz, plus every 30 s a burst of reports for 10,000 device ids it never saw, for
+//!     `EDGETWIN_BENCH_SOAK_SECS` (default 600) seconds: its RSS sampled every second, flat
+//!     after warm-up (the first fifth, at most 60 s) when it grows by at most 1 MiB. Long: runs
+//!     only when named (`EDGETWIN_BENCH_STAGES=soak`).
 //!
 //! Plus the store alone: commits per second at both `synchronous` levels with and without
 //! batching, which is what the choice of `synchronous` rests on.
 //!
 //! `EDGETWIN_BENCH_STAGES` runs only some stages, e.g. `c` or `store,a` (default: all of
-//! `store,a,b,c,d`); `EDGETWIN_BENCH_BROKER` only one broker (`embedded`, `mosquitto`);
+//! `store,a,b,c,d,e`); `EDGETWIN_BENCH_BROKER` only one broker (`embedded`, `mosquitto`);
 //! `EDGETWIN_BENCH_VARIANTS` only some of stage (a)'s runs (`256-normal`, `1-normal`,
 //! `256-full`, and `echo`: the agent's message pattern without an agent, the ceiling of (a)).
 //!
 //! `EDGETWIN_BENCH_AGENT` names the `edgetwin` binary to run (default: the one cargo built for
 //! this bench). `cargo bench` builds it with the dev-dependencies' features (tokio `full`, i.e.
-//! the multi-thread scheduler), so for (c) and (d) pass the binary a user deploys:
+//! the multi-thread scheduler), so for (c), (d) and (e) pass the binary a user deploys:
 //! `cargo build --release -p edgetwin-core --no-default-features --features
 //! cli,edge,embedded-broker --bin edgetwin` (BENCHMARKS.md, "Edge agent").
 
@@ -163,6 +175,14 @@ fn main() {
             micros(starts[starts.len() - 1]),
             starts.len()
         );
+        }
+
+        if stage("e") {
+            paho_stage(work.path(), &devices).await;
+        }
+
+        if std::env::var("EDGETWIN_BENCH_STAGES").is_ok_and(|s| s.split(',').any(|s| s.trim() == "soak")) {
+            soak(work.path(), &devices).await;
         }
     });
 }
@@ -653,8 +673,15 @@ async fn process_rss(kind: BrokerKind, work: &Path, devices: &Path) -> Memory {
     let count = DEVICES * PROPERTIES;
     rate(&publisher, &mut rx, (0..count).map(report), count).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).expect("proc status");
+    let result = read_memory(child.id());
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    result
+}
+
+/// The memory of process `pid` now, from `/proc/PID/status`.
+fn read_memory(pid: u32) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     let number = |name: &str| -> u64 {
         status
             .lines()
@@ -663,17 +690,14 @@ async fn process_rss(kind: BrokerKind, work: &Path, devices: &Path) -> Memory {
             .unwrap_or(0)
     };
     let kib = |name: &str| number(name) * 1024;
-    let result = Memory {
+    Memory {
         rss: kib("VmRSS:"),
         hwm: kib("VmHWM:"),
         anon: kib("RssAnon:"),
         file: kib("RssFile:"),
         shmem: kib("RssShmem:"),
         threads: number("Threads:"),
-    };
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
-    result
+    }
 }
 
 async fn cold_starts(kind: BrokerKind, work: &Path, devices: &Path, runs: usize) -> Vec<Duration> {
@@ -728,4 +752,349 @@ fn micros(d: Duration) -> String {
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// The brokers of stage (e): the embedded one, and mosquitto as Debian ships it and tuned.
+#[derive(Clone, Copy, PartialEq)]
+enum PahoBroker {
+    Embedded,
+    /// mosquitto with `set_tcp_nodelay false` (its default).
+    MosquittoDefault,
+    /// mosquitto with `set_tcp_nodelay true`.
+    MosquittoNoDelay,
+}
+
+impl std::fmt::Display for PahoBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Embedded => "embedded",
+            Self::MosquittoDefault => "mosquitto, set_tcp_nodelay false",
+            Self::MosquittoNoDelay => "mosquitto, set_tcp_nodelay true",
+        })
+    }
+}
+
+/// A mosquitto process this bench started, killed by pid when dropped.
+struct Mosquitto(Child);
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts mosquitto on `port` with a configuration of its own: a loopback listener, anonymous
+/// clients, no persistence, `set_tcp_nodelay` as asked, and `max_queued_messages` raised from
+/// 1,000 (mosquitto drops QoS 1 messages past it for a client that reads slower than they come:
+/// paho during the burst); everything else as Debian ships it.
+fn start_mosquitto(work: &Path, port: u16, nodelay: bool) -> Mosquitto {
+    let program = edgetwin_testkit::peers::program("edge bench (e)", "mosquitto")
+        .expect("mosquitto (apt-get install mosquitto)");
+    let conf = work.join(format!("mosquitto-{port}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             log_dest none\nset_tcp_nodelay {nodelay}\nmax_queued_messages 100000\n"
+        ),
+    )
+    .expect("mosquitto config");
+    let child = Command::new(program)
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto starts");
+    let guard = Mosquitto(child);
+    let deadline = Instant::now() + TIMEOUT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto does not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    guard
+}
+
+/// Stage (e): paho for Python against the `edgetwin edge` process on each broker.
+async fn paho_stage(work: &Path, devices: &Path) {
+    let Some(python) = edgetwin_testkit::peers::python_with("edge bench (e)", "paho.mqtt") else {
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/paho_mapper.py");
+    println!(
+        "\n## (e) paho (Python) mapper → `edgetwin edge`, {DEVICES} devices, QoS 1: twin/update → update/result\n"
+    );
+    println!(
+        "| broker | back to back p50 / p99 | the same, paho with TCP_NODELAY | paced 20/s p50 / p99 | burst of 5,000: results/s | agent VmRSS (RssAnon) idle → after |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut back_to_back_p50 = Vec::new();
+    for broker in [
+        PahoBroker::Embedded,
+        PahoBroker::MosquittoDefault,
+        PahoBroker::MosquittoNoDelay,
+    ] {
+        let port = free_port().expect("port");
+        let _mosquitto = match broker {
+            PahoBroker::Embedded => None,
+            PahoBroker::MosquittoDefault => Some(start_mosquitto(work, port, false)),
+            PahoBroker::MosquittoNoDelay => Some(start_mosquitto(work, port, true)),
+        };
+        let kind = if broker == PahoBroker::Embedded {
+            BrokerKind::Embedded
+        } else {
+            BrokerKind::Mosquitto
+        };
+        let data = tempfile::tempdir_in(work).expect("data dir");
+        let child = AgentProcess(spawn(kind, work, data.path(), Some(devices), port));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        {
+            let (client, mut rx) = connect_when_up(
+                addr,
+                "paho-ready",
+                &["$hw/events/device/+/+/twin/get/result"],
+            )
+            .await;
+            served(&client, &mut rx).await;
+            client.disconnect().await.expect("disconnect");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle = read_memory(child.0.id());
+        let run = |mode: &[&str], offset: usize| {
+            let mut command = Command::new(&python);
+            command
+                .arg(&script)
+                .arg("--port")
+                .arg(port.to_string())
+                .arg("--devices")
+                .arg(DEVICES.to_string())
+                .arg("--properties")
+                .arg(PROPERTIES.to_string())
+                .arg("--offset")
+                .arg(offset.to_string())
+                .args(mode);
+            let out = command.output().expect("python runs");
+            assert!(
+                out.status.success(),
+                "paho_mapper.py {mode:?} on {broker}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("paho_mapper.py JSON")
+        };
+        let latency = |v: &serde_json::Value| {
+            format!(
+                "{} / {}",
+                micros(Duration::from_micros(
+                    v["p50_us"].as_f64().unwrap_or(0.0) as u64
+                )),
+                micros(Duration::from_micros(
+                    v["p99_us"].as_f64().unwrap_or(0.0) as u64
+                ))
+            )
+        };
+        let back = run(&["back-to-back", "--count", "2000", "--warmup", "200"], 0);
+        let nodelay = run(
+            &[
+                "--nodelay",
+                "back-to-back",
+                "--count",
+                "2000",
+                "--warmup",
+                "200",
+            ],
+            30_000,
+        );
+        let paced = run(
+            &["paced", "--rate", "20", "--count", "200", "--warmup", "20"],
+            10_000,
+        );
+        let burst = run(&["burst", "--count", "5000"], 20_000);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = read_memory(child.0.id());
+        back_to_back_p50.push((broker, back["p50_us"].as_f64().unwrap_or(0.0)));
+        let lost = burst["missing"].as_u64().unwrap_or(0);
+        println!(
+            "| {broker} | {} | {} | {} | {:.0}{} | {:.2} ({:.2}) → {:.2} ({:.2}) MiB |",
+            latency(&back),
+            latency(&nodelay),
+            latency(&paced),
+            burst["per_second"].as_f64().unwrap_or(0.0),
+            if lost > 0 {
+                format!(" ({lost} results missing)")
+            } else {
+                String::new()
+            },
+            mib(idle.rss),
+            mib(idle.anon),
+            mib(after.rss),
+            mib(after.anon),
+        );
+        drop(child);
+    }
+    if let Some((_, embedded)) = back_to_back_p50.first().copied() {
+        for (broker, p50) in back_to_back_p50.iter().skip(1) {
+            println!(
+                "\nback-to-back p50, {broker} ÷ embedded: {:.2}×",
+                p50 / embedded.max(1.0)
+            );
+        }
+    }
+}
+
+/// An `edgetwin edge` process, killed by pid when dropped (also when the bench panics).
+struct AgentProcess(Child);
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Stage (soak): see the header.
+async fn soak(work: &Path, devices: &Path) {
+    let duration = Duration::from_secs(
+        std::env::var("EDGETWIN_BENCH_SOAK_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(600),
+    );
+    let warm_up = (duration / 5).min(Duration::from_secs(60));
+    const UNKNOWN_BURST: usize = 10_000;
+    const BURST_EVERY: Duration = Duration::from_secs(30);
+    println!(
+        "\n## (soak) `edgetwin edge`, embedded broker: {DEVICES} devices × {PROPERTIES} properties at 10 Hz + {UNKNOWN_BURST} unknown device ids every {}s, {}s\n",
+        BURST_EVERY.as_secs(),
+        duration.as_secs()
+    );
+    let port = free_port().expect("port");
+    let data = tempfile::tempdir_in(work).expect("data dir");
+    let child = AgentProcess(spawn(
+        BrokerKind::Embedded,
+        work,
+        data.path(),
+        Some(devices),
+        port,
+    ));
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (publisher, mut rx) =
+        connect_when_up(addr, "soak", &["$hw/events/device/+/+/twin/+/result"]).await;
+    served(&publisher, &mut rx).await;
+    let idle = read_memory(child.0.id());
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = received.clone();
+    let drain = tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut samples: Vec<(Duration, Memory)> = Vec::new();
+    let mut next_sample = started;
+    let mut next_burst = started + BURST_EVERY;
+    let (mut round, mut bursts, mut published) = (0usize, 0usize, 0usize);
+    while started.elapsed() < duration {
+        tick.tick().await;
+        for device in 0..DEVICES {
+            let twin: Vec<String> = (0..PROPERTIES)
+                .map(|p| format!(r#""p{p}":{{"actual":{{"value":"{}"}}}}"#, round * 10 + p))
+                .collect();
+            let payload = format!(
+                r#"{{"event_id":"s{round}-{device}","twin":{{{}}}}}"#,
+                twin.join(",")
+            );
+            publisher
+                .publish(
+                    format!("$hw/events/device/default/dev-{device}/twin/update"),
+                    QoS::AtLeastOnce,
+                    false,
+                    payload.into_bytes(),
+                )
+                .await
+                .expect("publish");
+            published += 1;
+        }
+        round += 1;
+        if Instant::now() >= next_burst {
+            for i in 0..UNKNOWN_BURST {
+                let id = bursts * UNKNOWN_BURST + i;
+                publisher
+                    .publish(
+                        format!("$hw/events/device/default/unknown-{id}/twin/update"),
+                        QoS::AtLeastOnce,
+                        false,
+                        format!(
+                            r#"{{"event_id":"u{id}","twin":{{"p0":{{"actual":{{"value":"1"}}}}}}}}"#
+                        )
+                        .into_bytes(),
+                    )
+                    .await
+                    .expect("publish");
+            }
+            published += UNKNOWN_BURST;
+            bursts += 1;
+            next_burst += BURST_EVERY;
+        }
+        if Instant::now() >= next_sample {
+            samples.push((started.elapsed(), read_memory(child.0.id())));
+            next_sample += Duration::from_secs(1);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let end = read_memory(child.0.id());
+    drop(child);
+    drain.abort();
+
+    let after_warm_up: Vec<&Memory> = samples
+        .iter()
+        .filter(|(at, _)| *at >= warm_up)
+        .map(|(_, m)| m)
+        .collect();
+    let Some(first) = after_warm_up.first() else {
+        println!("too short to pass warm-up ({}s)", warm_up.as_secs());
+        return;
+    };
+    let max_rss = after_warm_up.iter().map(|m| m.rss).max().unwrap_or(0);
+    let max_anon = after_warm_up.iter().map(|m| m.anon).max().unwrap_or(0);
+    println!("| | VmRSS | RssAnon |\n|---|---|---|");
+    println!(
+        "| idle, 100 devices | {:.2} MiB | {:.2} MiB |",
+        mib(idle.rss),
+        mib(idle.anon)
+    );
+    println!(
+        "| end of warm-up ({}s) | {:.2} MiB | {:.2} MiB |",
+        warm_up.as_secs(),
+        mib(first.rss),
+        mib(first.anon)
+    );
+    println!(
+        "| highest after warm-up | {:.2} MiB | {:.2} MiB |",
+        mib(max_rss),
+        mib(max_anon)
+    );
+    println!(
+        "| end, 2 s after the load | {:.2} MiB | {:.2} MiB |",
+        mib(end.rss),
+        mib(end.anon)
+    );
+    println!(
+        "\ngrowth after warm-up: {:.2} MiB VmRSS ({}), VmHWM {:.2} MiB; {published} reports published ({bursts} bursts of unknown ids), {} results received",
+        mib(max_rss.saturating_sub(first.rss)),
+        if max_rss.saturating_sub(first.rss) <= 1024 * 1024 {
+            "flat: within 1 MiB"
+        } else {
+            "NOT flat"
+        },
+        mib(end.hwm),
+        received.load(std::sync::atomic::Ordering::Relaxed),
+    );
 }

@@ -140,7 +140,9 @@ impl Bus {
         // as too large is answered by the agent instead of failing here.
         options.set_max_packet_size(limits::MAX_PACKET_BYTES, limits::MAX_PACKET_BYTES);
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
-        // Reports and deltas are small and latency-bound: no Nagle delay.
+        // Reports and deltas are small and latency-bound: no Nagle delay. (Not TCP_QUICKACK as
+        // the agent sets it: that is an API of the vendored rumqttc only, and a mapper crate
+        // outside this workspace builds the SDK against rumqttc from crates.io.)
         eventloop.network_options.set_tcp_nodelay(true);
         let subscriptions = Arc::new(Mutex::new(BTreeSet::new()));
         let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);

@@ -32,17 +32,19 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Where the Python venv for test peers (pymodbus, asyncua, the OTLP receiver) lives, relative to
-/// the workspace root.
+/// Where the Python venv for test peers (pymodbus, asyncua, the OTLP receiver, paho-mqtt) lives,
+/// relative to the workspace root.
 pub const VENV_DIR: &str = "target/peers-venv";
 
 /// Python packages for test peers, pinned (pymodbus 4 drops the datastore API the peers use;
 /// asyncua is the OPC UA server the OPC-UA mapper is tested against; opentelemetry-proto decodes
-/// what the OpenTelemetry sink exports).
+/// what the OpenTelemetry sink exports; paho-mqtt is the MQTT client that is not ours in the edge
+/// bench, `core/benches/paho_mapper.py`).
 const PIP_PACKAGES: &[&str] = &[
     "pymodbus[serial]==3.16.1",
     "asyncua==2.1.0",
     "opentelemetry-proto==1.45.2",
+    "paho-mqtt==2.1.0",
 ];
 
 /// Installs every missing apt package, then the Python venv with the test peers.

@@ -10,9 +10,13 @@
 //! ([`BusAccess`], `edge::access`), through the vendored rumqttd's `ConnectAuthority`; the
 //! agent's own local links are not network clients and may do everything.
 //!
-//! Memory: rumqttd keeps recent publishes per subscription filter in an in-memory commit log of
-//! `segment_bytes × SEGMENT_COUNT`; we keep segments small (the agent consumes its filters
-//! immediately, and mappers their own) so the edge stays within its RSS budget.
+//! Memory: rumqttd keeps the publishes of each subscription filter in an in-memory commit log.
+//! The vendored broker counts a log's size in the bytes its entries really hold and empties a log
+//! once every (clean-session) subscriber has read it (vendor/rumqttd/EDGETWIN-PATCH.md), so at
+//! rest the logs are empty. What they hold for readers that lag behind (the agent during a burst
+//! of reports, a slow mapper) is bounded for all filters together by `LOG_BUDGET_BYTES`; past
+//! that the largest log drops its oldest messages, and a reader that had not read them skips them
+//! (rumqttd logs a warning).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -31,10 +35,17 @@ use crate::edge::access::policy::{Principal, Refusal};
 
 use crate::fd_budget;
 
-/// Segments kept in memory per subscription filter (besides the active one).
-const SEGMENT_COUNT: usize = 2;
-/// Size of one commit-log segment when the packet limit is smaller.
-const MIN_SEGMENT_BYTES: usize = 256 * 1024;
+/// Size of one commit-log segment, in the bytes its entries hold (a message of the size limit
+/// fills a segment by itself). Also the step in which an over-budget log drops messages.
+const SEGMENT_BYTES: usize = 64 * 1024;
+/// The most all commit logs together hold: about 5,800 unread reports of 100 bytes (an entry
+/// costs ≈ 260 bytes besides its topic and payload), so a burst of 5,000 reports published at
+/// once waits for the agent without loss, while the agent's RSS stays within its budget
+/// (BENCHMARKS.md, "Edge agent").
+const LOG_BUDGET_BYTES: usize = 2 * 1024 * 1024;
+/// Full segments kept per subscription filter besides the active one: one filter may use the
+/// whole budget (the agent reads every report through one wildcard filter).
+const SEGMENT_COUNT: usize = LOG_BUDGET_BYTES / SEGMENT_BYTES;
 /// How long to wait for the listener to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default cap on the listener's open connections (mappers and tools; fewer when the
@@ -257,11 +268,12 @@ fn config(
         router: RouterConfig {
             max_connections: 1024,
             max_outgoing_packet_count: 200,
-            max_segment_size: max_packet_bytes.max(MIN_SEGMENT_BYTES),
+            max_segment_size: SEGMENT_BYTES,
             max_segment_count: SEGMENT_COUNT,
             // `Publish::len` counts the topic, its length prefix and the packet id: the same
             // bytes as the packet's remaining length that the network links check.
             max_publish_size: Some(max_packet_bytes),
+            max_total_log_bytes: LOG_BUDGET_BYTES,
             ..RouterConfig::default()
         },
         v4: Some(HashMap::from([("edge".to_owned(), server)])),

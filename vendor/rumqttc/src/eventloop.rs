@@ -389,6 +389,16 @@ pub(crate) async fn socket_connect(
     }))
 }
 
+/// EDGETWIN PATCH: the TCP stream, wrapped to acknowledge every read at once when asked
+/// (`NetworkOptions::set_tcp_quickack`).
+fn quick_ack(tcp: TcpStream, quickack: bool) -> Box<dyn AsyncReadWrite> {
+    if quickack {
+        Box::new(crate::quickack::QuickAckStream::new(tcp))
+    } else {
+        Box::new(tcp)
+    }
+}
+
 async fn network_connect(
     options: &MqttOptions,
     network_options: NetworkOptions,
@@ -421,15 +431,17 @@ async fn network_connect(
             Some(proxy) => proxy.connect(&domain, port, network_options).await?,
             None => {
                 let addr = format!("{domain}:{port}");
+                let quickack = network_options.tcp_quickack;
                 let tcp = socket_connect(addr, network_options).await?;
-                Box::new(tcp)
+                quick_ack(tcp, quickack)
             }
         }
         #[cfg(not(feature = "proxy"))]
         {
             let addr = format!("{domain}:{port}");
+            let quickack = network_options.tcp_quickack;
             let tcp = socket_connect(addr, network_options).await?;
-            Box::new(tcp)
+            quick_ack(tcp, quickack)
         }
     };
 

@@ -109,6 +109,7 @@ mod client;
 mod eventloop;
 mod framed;
 pub mod mqttbytes;
+mod quickack;
 mod state;
 pub mod v5;
 
@@ -397,6 +398,7 @@ pub struct NetworkOptions {
     tcp_send_buffer_size: Option<u32>,
     tcp_recv_buffer_size: Option<u32>,
     tcp_nodelay: bool,
+    tcp_quickack: bool,
     conn_timeout: u64,
     #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
     bind_device: Option<String>,
@@ -408,6 +410,7 @@ impl NetworkOptions {
             tcp_send_buffer_size: None,
             tcp_recv_buffer_size: None,
             tcp_nodelay: false,
+            tcp_quickack: false,
             conn_timeout: 5,
             #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
             bind_device: None,
@@ -416,6 +419,13 @@ impl NetworkOptions {
 
     pub fn set_tcp_nodelay(&mut self, nodelay: bool) {
         self.tcp_nodelay = nodelay;
+    }
+
+    /// EDGETWIN PATCH: acknowledge every read at once (TCP_QUICKACK re-armed after each read;
+    /// Linux only, plain TCP and TLS over TCP). A broker that writes without TCP_NODELAY then
+    /// never holds its next packet to us for our delayed ACK (see `quickack.rs`).
+    pub fn set_tcp_quickack(&mut self, quickack: bool) {
+        self.tcp_quickack = quickack;
     }
 
     pub fn set_tcp_send_buffer_size(&mut self, size: u32) {

@@ -222,6 +222,11 @@ pub struct RouterConfig {
     /// no limit (upstream's behaviour).
     #[serde(default)]
     pub max_publish_size: Option<usize>,
+    /// EDGETWIN PATCH: the most bytes all commit logs together may hold (0: no limit beyond
+    /// each log's `max_segment_size × max_segment_count`). Past it the oldest messages of the
+    /// largest log are dropped; a reader that had not read them yet skips them.
+    #[serde(default)]
+    pub max_total_log_bytes: usize,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

@@ -95,8 +95,12 @@ pub(super) fn start(options: BusOptions) -> Result<Started, BusError> {
     let mqtt = mqtt_options(&options)?;
     let (client, mut eventloop) = AsyncClient::new(mqtt, REQUEST_CAPACITY);
     // Results and acks are small packets answered one by one: without TCP_NODELAY, Nagle's
-    // algorithm holds them back until the peer's delayed ACK (tens of ms on Linux).
+    // algorithm holds them back until the peer's delayed ACK (tens of ms on Linux). The same
+    // from the broker's side: a broker writing with Nagle on (mosquitto's default) sends the
+    // first PUBACK of our answers and holds the rest, and the next request, until we acknowledge
+    // it; quick ACKs after every read keep that from waiting for our delayed-ACK timer.
     eventloop.network_options.set_tcp_nodelay(true);
+    eventloop.network_options.set_tcp_quickack(true);
     let generation = Arc::new(AtomicU64::new(0));
     let (connection_tx, connection) = watch::channel(Connection::Down);
     let (events_tx, events) = mpsc::unbounded_channel();

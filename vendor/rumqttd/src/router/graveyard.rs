@@ -5,6 +5,9 @@ use super::{
     ConnectionEvents,
 };
 
+/// EDGETWIN PATCH: entries past which the metrics of departed clean sessions are dropped.
+const MAX_SAVED_METRICS: usize = 1024;
+
 pub struct Graveyard {
     connections: HashMap<String, SavedState>,
 }
@@ -50,6 +53,13 @@ impl Graveyard {
 
     /// Save only metrics for connection
     pub fn save_metrics(&mut self, id: String, metrics: ConnectionEvents) {
+        // EDGETWIN PATCH: the events of clean sessions that left are kept for the console only;
+        // a client connecting under ever new ids grew this map without bound. Past the limit
+        // they are dropped (saved persistent sessions are kept).
+        if self.connections.len() >= MAX_SAVED_METRICS {
+            self.connections
+                .retain(|_, saved| saved.session_state.is_some());
+        }
         self.connections.insert(
             id,
             SavedState {

@@ -1,6 +1,6 @@
 use super::Ack;
 use slab::Slab;
-use tracing::{info, trace};
+use tracing::{info, trace, warn};
 
 use crate::protocol::{
     matches, ConnAck, ConnAckProperties, PingResp, PubAck, PubComp, PubRec, PubRel, Publish,
@@ -14,6 +14,8 @@ use crate::Storage;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::time::Instant;
+
+use bytes::Bytes;
 
 type PubWithProp = (Publish, Option<PublishProperties>);
 
@@ -34,14 +36,35 @@ impl From<PubWithProp> for PublishData {
     }
 }
 
-// TODO: remove this from here
+/// EDGETWIN PATCH: what an entry of a commit log holds in memory, in bytes: the entry itself
+/// (the publish, its properties, the timestamp) and what it owns on the heap. Upstream counted the
+/// topic and payload lengths plus 4, a third of the real cost of a small message, so a log grew
+/// to about three times its configured size. The router copies topic and payload into buffers of
+/// their own before appending (`append_to_commitlog`), so these are the bytes it keeps alive.
 impl Storage for PublishData {
-    // TODO: calculate size of publish properties as well!
     fn size(&self) -> usize {
         let publish = &self.publish;
-        4 + publish.topic.len() + publish.payload.len()
+        let properties = self.properties.as_ref().map_or(0, |p| {
+            p.response_topic.as_ref().map_or(0, String::len)
+                + p.correlation_data.as_ref().map_or(0, Bytes::len)
+                + p.content_type.as_ref().map_or(0, String::len)
+                + p.user_properties
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + std::mem::size_of::<(String, String)>())
+                    .sum::<usize>()
+                + p.subscription_identifiers.len() * std::mem::size_of::<usize>()
+        });
+        std::mem::size_of::<PublishData>()
+            + publish.topic.len()
+            + publish.payload.len()
+            + properties
     }
 }
+
+/// EDGETWIN PATCH: topics whose matching filters [`DataLog::matches`] remembers. The cache is
+/// emptied when it is full: every publish to a new topic would otherwise add an entry for ever
+/// (a client publishing on ever new device ids grew it without bound).
+const MAX_CACHED_TOPICS: usize = 2048;
 
 /// Stores 'device' data and 'actions' data in native commitlog
 /// organized by subscription filter. Device data is replicated
@@ -58,6 +81,8 @@ pub struct DataLog {
     pub native: Slab<Data<PublishData>>,
     /// Map of subscription filter name to filter index
     filter_indexes: HashMap<Filter, FilterIdx>,
+    /// EDGETWIN PATCH: bytes held by all the logs together (see `Storage for PublishData`).
+    total_bytes: u64,
     retained_publishes: HashMap<Topic, PublishData>,
     /// List of filters associated with a topic
     publish_filters: HashMap<Topic, Vec<FilterIdx>>,
@@ -83,6 +108,7 @@ impl DataLog {
 
         Ok(DataLog {
             config,
+            total_bytes: 0,
             native,
             publish_filters,
             filter_indexes,
@@ -136,6 +162,9 @@ impl DataLog {
                     .collect();
 
                 if !v.is_empty() {
+                    if self.publish_filters.len() >= MAX_CACHED_TOPICS {
+                        self.publish_filters = HashMap::new();
+                    }
                     self.publish_filters.insert(topic.to_owned(), v.clone());
                 }
 
@@ -223,6 +252,70 @@ impl DataLog {
             .collect();
 
         Ok((next, o))
+    }
+
+    /// EDGETWIN PATCH: the filter of log `filter_idx` and how many subscriptions wait parked
+    /// at its end (caught up).
+    pub fn parked(&self, filter_idx: FilterIdx) -> Option<(&Filter, usize)> {
+        let data = self.native.get(filter_idx)?;
+        Some((&data.filter, data.waiters.waiters().len()))
+    }
+
+    /// EDGETWIN PATCH: drops what log `filter_idx` holds (when nobody can read it any more);
+    /// the log continues at the same offset.
+    pub fn clear(&mut self, filter_idx: FilterIdx) {
+        if let Some(data) = self.native.get_mut(filter_idx) {
+            self.total_bytes -= data.log.size();
+            data.log.clear();
+        }
+    }
+
+    /// EDGETWIN PATCH: appends `item` to log `filter_idx` (see [`Data::append`]), then keeps
+    /// all logs together within `max_total_log_bytes`: while they hold more, the oldest
+    /// segment of the largest log is dropped (all of it when it has only its active one).
+    pub fn append(
+        &mut self,
+        filter_idx: FilterIdx,
+        item: PublishData,
+        notifications: &mut VecDeque<(ConnectionId, DataRequest)>,
+    ) -> Option<(Offset, Filter)> {
+        let data = self.native.get_mut(filter_idx)?;
+        let before = data.log.size();
+        let (offset, filter) = data.append(item, notifications);
+        let filter = filter.clone();
+        let after = data.log.size();
+        self.total_bytes = self.total_bytes + after - before;
+        let budget = self.config.max_total_log_bytes as u64;
+        while budget > 0 && self.total_bytes > budget {
+            let Some((_, largest)) = self.native.iter_mut().max_by_key(|(_, d)| d.log.size())
+            else {
+                break;
+            };
+            let before = largest.log.size();
+            if !largest.log.drop_oldest() {
+                largest.log.clear();
+            }
+            let dropped = before - largest.log.size();
+            warn!(
+                filter = largest.filter,
+                dropped, "commit logs over their byte budget: dropped the oldest messages"
+            );
+            self.total_bytes -= dropped;
+            if dropped == 0 {
+                break;
+            }
+        }
+        Some((offset, filter))
+    }
+
+    /// EDGETWIN PATCH: bytes held by every log (see `Storage for PublishData`).
+    pub fn size(&self) -> u64 {
+        self.total_bytes
+    }
+
+    /// EDGETWIN PATCH: topics whose filters are cached.
+    pub fn cached_topics(&self) -> usize {
+        self.publish_filters.len()
     }
 
     pub fn shadow(&mut self, filter: &str) -> Option<PubWithProp> {
@@ -448,6 +541,7 @@ mod test {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
+            max_total_log_bytes: 0,
         };
         let mut data = DataLog::new(config).unwrap();
         data.next_native_offset("topic/a");
@@ -456,6 +550,72 @@ mod test {
         data.next_native_offset("topic/+");
 
         assert_eq!(data.publish_filters.get("topic/a").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_topic_cache_is_bounded() {
+        let config = RouterConfig {
+            max_segment_size: 1024,
+            max_connections: 10,
+            max_segment_count: 10,
+            max_outgoing_packet_count: 1024,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Strategy::RoundRobin,
+            max_total_log_bytes: 0,
+        };
+        let mut data = DataLog::new(config).unwrap();
+        data.next_native_offset("dev/+/update");
+        for n in 0..3 * super::MAX_CACHED_TOPICS {
+            let matched = data.matches(&format!("dev/{n}/update")).unwrap();
+            assert_eq!(matched.len(), 1);
+            assert!(data.cached_topics() <= super::MAX_CACHED_TOPICS);
+        }
+    }
+
+    #[test]
+    fn all_logs_together_stay_within_their_byte_budget() {
+        use super::PublishData;
+        use crate::protocol::Publish;
+        use std::collections::VecDeque;
+        let config = RouterConfig {
+            max_segment_size: 4096,
+            max_connections: 10,
+            max_segment_count: 10,
+            max_outgoing_packet_count: 1024,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Strategy::RoundRobin,
+            max_total_log_bytes: 16 * 1024,
+        };
+        let mut data = DataLog::new(config).unwrap();
+        let (a, _) = data.next_native_offset("a");
+        let (b, _) = data.next_native_offset("b");
+        let mut notifications = VecDeque::new();
+        for n in 0..1000 {
+            let idx = if n % 4 == 0 { a } else { b };
+            let item = PublishData::from((Publish::new(vec![b'x'], vec![0u8; 200], false), None));
+            data.append(idx, item, &mut notifications).unwrap();
+            let held = data.native[a].log.size() + data.native[b].log.size();
+            assert_eq!(held, data.size());
+            assert!(data.size() <= 16 * 1024 + 512, "{} bytes held", data.size());
+        }
+        assert!(
+            data.native[a].log.size() > 0,
+            "the smaller log keeps its messages"
+        );
+        data.clear(b);
+        assert_eq!(data.size(), data.native[a].log.size());
+    }
+
+    #[test]
+    fn an_entry_counts_the_bytes_it_holds() {
+        use super::{PublishData, Storage};
+        use crate::protocol::Publish;
+        let small = PublishData::from((Publish::new(vec![b't'], vec![0u8; 10], false), None));
+        let large = PublishData::from((Publish::new(vec![b't'], vec![0u8; 1010], false), None));
+        assert_eq!(large.size() - small.size(), 1000);
+        assert!(small.size() >= std::mem::size_of::<PublishData>() + 11);
     }
 
     #[test]
@@ -468,6 +628,7 @@ mod test {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
+            max_total_log_bytes: 0,
         };
         let mut data = DataLog::new(config).unwrap();
         data.next_native_offset("+/+");

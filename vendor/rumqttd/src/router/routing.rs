@@ -9,6 +9,7 @@ use crate::router::scheduler::{PauseReason, Tracker};
 use crate::router::{ConnectionEvents, Forward};
 use crate::segments::Position;
 use crate::*;
+use bytes::Bytes;
 use flume::{bounded, Receiver, RecvError, Sender, TryRecvError};
 use slab::Slab;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -102,6 +103,15 @@ pub struct Router {
     shared_subscriptions: HashMap<String, SharedGroup>,
     /// Will messages per client_id
     last_wills: HashMap<String, (LastWill, Option<LastWillProperties>)>,
+    /// EDGETWIN PATCH: per filter, the saved persistent sessions (disconnected) subscribed to
+    /// it; their cursors may point anywhere into its log.
+    offline_subscriptions: HashMap<Filter, usize>,
+    /// EDGETWIN PATCH: whether any shared subscription was ever made (their cursors live in
+    /// their group; logs are then kept as upstream keeps them).
+    shared_subscribed: bool,
+    /// EDGETWIN PATCH: logs appended to or caught up with since the last check whether all
+    /// their readers are done with them (see `release_consumed`).
+    touched_logs: Vec<FilterIdx>,
 }
 
 impl Router {
@@ -143,7 +153,55 @@ impl Router {
             cache: Some(VecDeque::with_capacity(MAX_CHANNEL_CAPACITY)),
             shared_subscriptions: HashMap::new(),
             last_wills: HashMap::new(),
+            offline_subscriptions: HashMap::new(),
+            shared_subscribed: false,
+            touched_logs: Vec::new(),
         }
+    }
+
+    /// EDGETWIN PATCH: empties the logs in `touched_logs` that nobody can read any more.
+    ///
+    /// Upstream keeps every publish in each matching filter's log until the log's segments roll
+    /// over (`max_segment_size` × `max_segment_count`), whether or not its subscribers have read
+    /// it; a filter with a small stream (one device's deltas) never rolls over and keeps all of
+    /// it. A new subscription starts reading at the end of the log, so what every current reader
+    /// has read is garbage once no one else may come back for it: the log of a filter is
+    /// emptied when every subscription to it waits parked at its end (or it has none), all its
+    /// subscribers are clean sessions (a persistent one may be sent its unacknowledged messages
+    /// again from the log after a reconnect), no saved persistent session subscribes to it, and
+    /// no shared subscription was ever made.
+    fn release_consumed(&mut self) {
+        if self.touched_logs.is_empty() {
+            return;
+        }
+        let mut touched = std::mem::take(&mut self.touched_logs);
+        touched.sort_unstable();
+        touched.dedup();
+        for filter_idx in touched.drain(..) {
+            if self.shared_subscribed {
+                break;
+            }
+            let Some((filter, parked)) = self.datalog.parked(filter_idx) else {
+                continue;
+            };
+            if self
+                .offline_subscriptions
+                .get(filter)
+                .is_some_and(|n| *n > 0)
+            {
+                continue;
+            }
+            let subscribers = self.subscription_map.get(filter);
+            let readers = subscribers.map_or(0, HashSet::len);
+            let all_clean = subscribers.is_none_or(|ids| {
+                ids.iter()
+                    .all(|id| self.connections.get(*id).is_some_and(|c| c.clean))
+            });
+            if parked == readers && all_clean {
+                self.datalog.clear(filter_idx);
+            }
+        }
+        self.touched_logs = touched;
     }
 
     /// Gets handle to the router. This is not a public method to ensure that link
@@ -226,6 +284,9 @@ impl Router {
         for _ in 0..100 {
             self.consume();
         }
+
+        // EDGETWIN PATCH: empty the logs everyone has read.
+        self.release_consumed();
 
         // self.send_all_alerts();
         Ok(())
@@ -323,6 +384,20 @@ impl Router {
         // for qos2 pending pubrels
         let mut pending_acks = VecDeque::new();
 
+        // EDGETWIN PATCH: a saved session is no longer offline once retrieved, whether it is
+        // resumed or (clean session) dropped.
+        if let Some(state) = saved.as_ref().and_then(|s| s.session_state.as_ref()) {
+            for filter in state.subscriptions.iter() {
+                if let Some(n) = self.offline_subscriptions.get_mut(filter) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.offline_subscriptions.remove(filter);
+                    }
+                }
+            }
+        }
+        let mut restored = false;
+
         let tracker = if !clean_session {
             // if there was some saved state, restore the metrics
             // and get the session's state if present
@@ -337,6 +412,7 @@ impl Router {
                 || Tracker::new(client_id.clone()),
                 |session_state| {
                     connection.subscriptions = session_state.subscriptions;
+                    restored = true;
                     // for using in acklog
                     pending_acks.clone_from(&session_state.unacked_pubrels);
                     outgoing.unacked_pubrels = session_state.unacked_pubrels;
@@ -376,6 +452,17 @@ impl Router {
 
         self.connection_map.insert(client_id.clone(), connection_id);
         info!(connection_id, "Client connection registered");
+
+        // EDGETWIN PATCH: a resumed session's subscriptions are this connection's (upstream left
+        // them out of the subscription map, which `release_consumed` counts readers by).
+        if restored {
+            for filter in self.connections[connection_id].subscriptions.iter() {
+                self.subscription_map
+                    .entry(filter.clone())
+                    .or_default()
+                    .insert(connection_id);
+            }
+        }
 
         assert_eq!(self.ackslog.insert(ackslog), connection_id);
         assert_eq!(self.scheduler.add(tracker), connection_id);
@@ -531,6 +618,12 @@ impl Router {
                 }
             }
 
+            for filter in connection.subscriptions.iter() {
+                *self
+                    .offline_subscriptions
+                    .entry(filter.clone())
+                    .or_default() += 1;
+            }
             self.graveyard.save_state(
                 tracker,
                 connection.subscriptions,
@@ -672,6 +765,7 @@ impl Router {
                         &mut self.datalog,
                         &mut self.notifications,
                         &mut self.connections,
+                        &mut self.touched_logs,
                     ) {
                         Ok(_offset) => {
                             // Even if one of the data in the batch is appended to commitlog,
@@ -896,6 +990,7 @@ impl Router {
                         &mut self.datalog,
                         &mut self.notifications,
                         &mut self.connections,
+                        &mut self.touched_logs,
                     ) {
                         Ok(_offset) => {
                             // Even if one of the data in the batch is appended to commitlog,
@@ -1020,6 +1115,7 @@ impl Router {
 
         // Add/Create shared group
         if let Some(group_name) = &group {
+            self.shared_subscribed = true;
             let client_id = connection.client_id.clone();
 
             let shared_group = self
@@ -1157,6 +1253,7 @@ impl Router {
                     // When all the data in the log is caught up, current request is
                     // registered in waiters and not added back to the tracker. This
                     // ensures that tracker.next() stops when all the requests are done
+                    self.touched_logs.push(request.filter_idx);
                     datalog.park(id, request);
                 }
                 ConsumeStatus::PartialRead => {
@@ -1273,6 +1370,7 @@ fn append_to_commitlog(
     datalog: &mut DataLog,
     notifications: &mut VecDeque<(ConnectionId, DataRequest)>,
     connections: &mut Slab<Connection>,
+    touched_logs: &mut Vec<FilterIdx>,
 ) -> Result<Offset, RouterError> {
     let connection = connections.get_mut(id).unwrap();
 
@@ -1332,11 +1430,21 @@ fn append_to_commitlog(
         None => return Err(RouterError::NoMatchingFilters(topic.to_owned())),
     };
 
+    // EDGETWIN PATCH: the topic and payload of a network client's publish are slices of its
+    // connection's read buffer, and an entry kept in a log would keep that whole buffer alive;
+    // copies of their own make a log hold (and count) only the message.
+    if !filter_idxs.is_empty() {
+        publish.topic = Bytes::copy_from_slice(&publish.topic);
+        publish.payload = Bytes::copy_from_slice(&publish.payload);
+    }
+
     let mut o = (0, 0);
     for filter_idx in filter_idxs {
-        let datalog = datalog.native.get_mut(filter_idx).unwrap();
+        touched_logs.push(filter_idx);
         let publish_data = (publish.clone(), properties.clone());
-        let (offset, filter) = datalog.append(publish_data.into(), notifications);
+        let (offset, filter) = datalog
+            .append(filter_idx, publish_data.into(), notifications)
+            .unwrap();
         debug!(
             pkid,
             "Appended to commitlog: {}[{}, {})", filter, offset.0, offset.1,
@@ -1400,9 +1508,10 @@ fn append_will_message(
 
     let mut o = (0, 0);
     for filter_idx in filter_idxs {
-        let datalog = datalog.native.get_mut(filter_idx).unwrap();
         let publish_data = (publish.clone(), properties.clone());
-        let (offset, filter) = datalog.append(publish_data.into(), notifications);
+        let (offset, filter) = datalog
+            .append(filter_idx, publish_data.into(), notifications)
+            .unwrap();
         debug!(
             pkid,
             "Appended to commitlog: {}[{}, {})", filter, offset.0, offset.1,

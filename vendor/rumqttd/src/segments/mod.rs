@@ -167,6 +167,31 @@ where
         self.active_segment().last()
     }
 
+    /// EDGETWIN PATCH: drops the oldest segment, if there is one besides the active segment.
+    pub fn drop_oldest(&mut self) -> bool {
+        if self.segments.len() < 2 {
+            return false;
+        }
+        self.segments.pop_front();
+        self.head += 1;
+        true
+    }
+
+    /// EDGETWIN PATCH: drops every entry read so far by everyone, i.e. all of them: the log
+    /// continues at the same next offset (a cursor at the end stays valid) in one empty
+    /// segment.
+    pub fn clear(&mut self) {
+        let next = self.next_offset();
+        if self.segments.len() == 1 && self.active_segment().len() == 0 {
+            return;
+        }
+        let mut active = self.segments.pop_back().unwrap();
+        active.reset(next.1);
+        self.segments.clear();
+        self.segments.push_back(active);
+        self.head = self.tail;
+    }
+
     /// Read `len` Ts at once. More efficient than reading 1 at a time. Returns
     /// the next offset to read data from. The Position::start returned need not
     /// be a valid index if the start given is not valid either.
@@ -631,6 +656,38 @@ mod tests {
             Done {
                 start: (3, 30),
                 end: (3, 40)
+            }
+        );
+    }
+
+    #[test]
+    fn a_cleared_log_continues_at_the_same_offset() {
+        let mut log = CommitLog::new(1024 * 10, 3).unwrap();
+        for i in 0..25 {
+            log.append(random_payload(i, 1024));
+        }
+        let end = log.next_offset();
+        assert_eq!(end, (2, 25));
+        log.clear();
+        assert_eq!(log.size(), 0);
+        assert_eq!(log.len(), 1);
+        assert_eq!(log.next_offset(), end);
+
+        // A cursor at the old end reads only what comes after the clear.
+        let mut out = Vec::new();
+        assert_eq!(
+            log.readv(end, 10, &mut out).unwrap(),
+            Done { start: end, end }
+        );
+        log.append(random_payload(99, 10));
+        let next = log.readv(end, 10, &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        verify(99, 10, out.pop().unwrap());
+        assert_eq!(
+            next,
+            Done {
+                start: end,
+                end: (2, 26)
             }
         );
     }

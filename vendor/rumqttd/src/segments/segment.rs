@@ -14,6 +14,9 @@ pub(crate) struct Segment<T> {
     pub(crate) absolute_offset: u64,
 }
 
+/// EDGETWIN PATCH: entries a segment keeps room for after [`Segment::reset`].
+const RESET_CAPACITY: usize = 64;
+
 pub(crate) enum SegmentPosition {
     /// When the returned absolute offset exists within the current segment
     Next(u64),
@@ -29,17 +32,24 @@ where
 {
     pub(crate) fn with_offset(absolute_offset: u64) -> Self {
         Self {
-            data: Vec::with_capacity(1024),
+            // EDGETWIN PATCH: grown on demand (upstream reserves 1024 entries per segment, i.e.
+            // per subscription filter, whatever its traffic).
+            data: Vec::new(),
             absolute_offset,
             total_size: 0,
         }
     }
     pub(crate) fn new() -> Self {
-        Self {
-            data: Vec::with_capacity(1024),
-            absolute_offset: 0,
-            total_size: 0,
-        }
+        Self::with_offset(0)
+    }
+
+    /// EDGETWIN PATCH: drops every entry; the segment starts again at `absolute_offset`. Keeps
+    /// a little capacity for the next entries, not what a burst grew it to.
+    pub(crate) fn reset(&mut self, absolute_offset: u64) {
+        self.data.clear();
+        self.data.shrink_to(RESET_CAPACITY);
+        self.total_size = 0;
+        self.absolute_offset = absolute_offset;
     }
 
     #[inline]

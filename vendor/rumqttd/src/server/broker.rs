@@ -8,6 +8,7 @@ use crate::local::LinkBuilder;
 use crate::protocol::v4::V4;
 use crate::protocol::v5::V5;
 use crate::protocol::{Packet, Protocol};
+use crate::server::quickack::QuickAckStream;
 #[cfg(any(feature = "use-rustls", feature = "use-native-tls"))]
 use crate::server::tls::{self, TLSAcceptor};
 #[cfg(feature = "prometheus")]
@@ -409,10 +410,11 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                 let (tenant_id, network) = TLSAcceptor::new(c)?.accept(stream).await?;
                 Ok((network, tenant_id))
             }
-            None => Ok((Box::new(stream), None)),
+            // EDGETWIN PATCH: acknowledge every read at once (see `quickack.rs`).
+            None => Ok((Box::new(QuickAckStream::new(stream)), None)),
         }
         #[cfg(not(any(feature = "use-rustls", feature = "use-native-tls")))]
-        Ok((Box::new(stream), None))
+        Ok((Box::new(QuickAckStream::new(stream)), None))
     }
 
     pub async fn start(&mut self, link_type: LinkType) -> Result<(), Error> {
