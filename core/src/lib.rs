@@ -12,6 +12,8 @@ pub mod crd;
 pub mod ctl;
 #[cfg(feature = "edge")]
 pub mod edge;
+#[cfg(feature = "edge")]
+pub mod install;
 pub mod manifests;
 #[cfg(feature = "cli")]
 pub mod scaffold;
