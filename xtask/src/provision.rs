@@ -7,12 +7,15 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// Debian packages the tests use, with the command that proves each is installed.
-/// Chromium and its WebDriver drive the dashboard's browser test.
+/// Chromium and its WebDriver drive the dashboard's browser test; `systemd-analyze` checks the
+/// units `edgetwin install` writes. (The cross toolchain for the HIL suite's arm binaries is
+/// installed by `cross::provision`.)
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("mosquitto", "mosquitto"),
     ("socat", "socat"),
     ("chromium", "chromium"),
     ("chromium-driver", "chromedriver"),
+    ("systemd", "systemd-analyze"),
 ];
 
 /// Where the Python venv for test peers (pymodbus) lives, relative to the workspace root.
@@ -64,7 +67,8 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn have(cmd: &str) -> bool {
+/// Whether `cmd` is on `PATH` (or in `/usr/sbin`).
+pub fn have(cmd: &str) -> bool {
     Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -81,6 +85,38 @@ fn apt(packages: &[(&str, &str)]) -> Result<()> {
         .filter(|(_, probe)| !have(probe))
         .map(|(pkg, _)| *pkg)
         .collect();
+    apt_install(&missing)
+}
+
+/// Adds `arch` (`arm64`, `armhf`) to dpkg's architectures unless it is there, so that apt can
+/// install that architecture's packages (the next `apt_install` updates the package lists).
+pub fn dpkg_architecture(arch: &str) -> Result<()> {
+    let output = Command::new("dpkg")
+        .arg("--print-foreign-architectures")
+        .output()
+        .context("running dpkg --print-foreign-architectures")?;
+    if String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .any(|a| a == arch)
+    {
+        return Ok(());
+    }
+    println!("xtask: adding the {arch} architecture to dpkg");
+    let sudo = if is_root() { "" } else { "sudo " };
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{sudo}dpkg --add-architecture {arch}"))
+        .status()
+        .context("running dpkg --add-architecture")?;
+    if !status.success() {
+        bail!("dpkg --add-architecture {arch} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Installs `missing` Debian packages (after updating the package lists); nothing to do when
+/// the list is empty.
+pub fn apt_install(missing: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
