@@ -28,19 +28,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use edgetwin_core::testsupport::pki::TestCa;
 use edgetwin_core::tunnel::auth::TokenStore;
 use edgetwin_core::tunnel::backoff::BackoffConfig;
 use edgetwin_core::tunnel::client::{ClientState, HubClient, HubClientConfig, HubClientHandle};
+use edgetwin_core::tunnel::hub_outbox::{HubOutbox, HubOutboxOptions};
 use edgetwin_core::tunnel::inbox::{ApplyError, Delivery, Inbox};
 use edgetwin_core::tunnel::isolation::Membership;
 use edgetwin_core::tunnel::outbox::{MemoryOutbox, Outbox};
 use edgetwin_core::tunnel::server::{Hub, HubConfig, HubParts};
-use edgetwin_core::tunnel::store::{HubStore, HubStoreOptions};
 use edgetwin_core::tunnel::tls::{self, ClientTlsFiles, ServerTlsFiles};
 use edgetwin_core::tunnel::{NodeName, ResumePoint};
 use edgetwin_model::wire::Envelope;
 use edgetwin_model::wire::topic::DeviceId;
+use edgetwin_testkit::pki::TestCa;
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncBufReadExt;
@@ -241,7 +241,7 @@ impl Membership for Everyone {
     }
 }
 
-/// CPU time (user + system, ms) of this process and of its `hub-store` thread.
+/// CPU time (user + system, ms) of this process and of its `hub-outbox` thread.
 fn cpu_ms() -> (u64, u64) {
     fn ticks(stat: &str) -> u64 {
         // Fields after the command name (which may contain spaces): utime is the 12th, stime
@@ -267,7 +267,7 @@ fn cpu_ms() -> (u64, u64) {
         .flatten()
         .find(|task| {
             std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|comm| comm.trim() == "hub-store")
+                .is_ok_and(|comm| comm.trim() == "hub-outbox")
         })
         .map(|task| {
             ticks(&std::fs::read_to_string(task.path().join("stat")).unwrap_or_default()) * 10
@@ -371,7 +371,7 @@ impl TunnelServer {
             config,
             HubParts {
                 tokens: Arc::new(TokenStore::open(&db).expect("tokens")),
-                store: HubStore::open(&db, HubStoreOptions::default()).expect("store"),
+                store: HubOutbox::open(&db, HubOutboxOptions::default()).expect("store"),
                 inbox: inbox.clone(),
                 membership: Arc::new(Everyone),
             },

@@ -30,8 +30,10 @@ use std::time::{Duration, Instant};
 
 use edgetwin_core::edge::agent;
 use edgetwin_core::edge::config::{EdgeConfig, EmbeddedBrokerConfig, ExternalBrokerConfig};
-use edgetwin_core::store::{DeviceKey, NewEntry, OutboxKind, Store, StoreOptions, Synchronous};
-use edgetwin_core::testsupport::{BrokerKind, TestBroker, free_port, sensor_fleet_yaml};
+use edgetwin_core::edge::store::{
+    DeviceKey, NewEntry, OutboxKind, Store, StoreOptions, Synchronous,
+};
+use edgetwin_testkit::{BrokerKind, TestBroker, free_port, sensor_fleet_yaml};
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 

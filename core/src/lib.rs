@@ -20,10 +20,6 @@ pub mod scaffold;
 #[cfg(feature = "edge")]
 mod stable_plans;
 #[cfg(feature = "edge")]
-pub mod store;
-#[cfg(feature = "test-support")]
-pub mod testsupport;
-#[cfg(feature = "edge")]
 pub mod tunnel;
 #[cfg(feature = "edge")]
 mod wal_checkpoint;

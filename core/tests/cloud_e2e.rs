@@ -10,8 +10,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edgetwin_core::testsupport::tcp_proxy::TcpProxy;
-use edgetwin_core::testsupport::{TestClient, free_port};
+use edgetwin_testkit::proxy::TcpProxy;
+use edgetwin_testkit::{TestClient, free_port};
 use serde_json::{Value, json};
 
 /// The desired value the scripted mapper refuses, and why.
@@ -775,7 +775,7 @@ async fn e2e_process_applied_then_a_tampered_edge_store_is_repaired_by_the_versi
     proxy.cut();
     let db = node.root.path().join("n1").join("edge.db");
     {
-        use edgetwin_core::store::{ObjectKey, Store, StoreOptions};
+        use edgetwin_core::edge::store::{ObjectKey, Store, StoreOptions};
         use edgetwin_model::twin::{PropertyTwin, TwinHalf, TwinVersion};
         let mut store = Store::open(&db, StoreOptions::default()).expect("edge store opens");
         let key = ObjectKey::new("default", "lamp-1");

@@ -5,7 +5,7 @@
 //! tested in `examples/traffic-light/tests/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`cargo xtask provision`); without them the
-//! test skips loudly, unless `EDGETWIN_REQUIRE_BROWSER` is set (as `cargo xtask test` does).
+//! test skips loudly, unless `EDGETWIN_REQUIRE_PEERS` is set (as `cargo xtask test` does).
 
 #[path = "support/webdriver.rs"]
 mod webdriver;

@@ -7,9 +7,9 @@ mod support;
 use std::time::Duration;
 
 use edgetwin_core::edge::service::{Membership, MembershipOutcome};
-use edgetwin_core::store::OutboxKind;
-use edgetwin_core::testsupport::{BrokerKind, TestClient, sensor_fleet_yaml};
+use edgetwin_core::edge::store::OutboxKind;
 use edgetwin_model::twin::PropertyTwin;
+use edgetwin_testkit::{BrokerKind, TestClient, sensor_fleet_yaml};
 use serde_json::json;
 use support::*;
 
@@ -101,7 +101,7 @@ async fn a_node_with_a_hundred_devices_serves_a_burst_of_reports_right_after_sta
     let stored: PropertyTwin = edge
         .store()
         .twin(
-            &edgetwin_core::store::DeviceKey::new("default", "dev-99"),
+            &edgetwin_core::edge::store::DeviceKey::new("default", "dev-99"),
             "p5",
         )
         .expect("reads")

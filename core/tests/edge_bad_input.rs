@@ -5,7 +5,7 @@
 mod support;
 
 use edgetwin_core::edge::metrics::Reject;
-use edgetwin_core::testsupport::{BrokerKind, TestClient};
+use edgetwin_testkit::{BrokerKind, TestClient};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -10,22 +10,16 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use edgetwin_core::edge::service::Membership;
-use edgetwin_core::testsupport::{BrokerKind, TestClient};
 use edgetwin_model::wire::codec::decode_value;
 use edgetwin_model::wire::payload::DeviceTwinUpdate;
+use edgetwin_testkit::{BrokerKind, TestClient};
 use serde_json::{Value, json};
 use support::*;
 
 on_both_brokers!(kubeedge_conversation);
 
 fn fixtures() -> Option<PathBuf> {
-    match std::env::var_os("EDGETWIN_KUBEEDGE_FIXTURES") {
-        Some(root) => Some(PathBuf::from(root).join("mqtt")),
-        None => {
-            println!("EDGETWIN_KUBEEDGE_FIXTURES is not set: skipping the KubeEdge conversation");
-            None
-        }
-    }
+    edgetwin_testkit::fixtures::kubeedge_dir("mqtt", "kubeedge_conversation")
 }
 
 fn read(dir: &Path, name: &str) -> Value {

@@ -37,11 +37,10 @@ const MIXED_CASE_CANONICAL_KEYS: &[&str] = &["lastOnlineTime"];
 
 #[test]
 fn every_kubeedge_mqtt_fixture_round_trips() {
-    let Some(root) = std::env::var_os("EDGETWIN_KUBEEDGE_FIXTURES") else {
-        println!("skipping: EDGETWIN_KUBEEDGE_FIXTURES is not set");
+    let Some(root) = edgetwin_testkit::fixtures::kubeedge_dir("mqtt", "kubeedge_mqtt_golden")
+    else {
         return;
     };
-    let root = PathBuf::from(root).join("mqtt");
     let files = files_under(&root);
     let payloads: Vec<&PathBuf> = files
         .iter()

@@ -232,11 +232,8 @@ fn a_missing_property_names_the_ones_there_are() {
 
 /// KubeEdge's own v1beta1 samples from `EDGETWIN_KUBEEDGE_FIXTURES`, or `None` (the test skips).
 fn kubeedge_v1beta1_samples() -> Option<Vec<PathBuf>> {
-    let Some(dir) = std::env::var_os("EDGETWIN_KUBEEDGE_FIXTURES") else {
-        println!("EDGETWIN_KUBEEDGE_FIXTURES is not set: skipping");
-        return None;
-    };
-    let mut samples: Vec<PathBuf> = fs::read_dir(Path::new(&dir).join("samples"))
+    let dir = edgetwin_testkit::fixtures::kubeedge_dir("samples", "pipeline_cli")?;
+    let mut samples: Vec<PathBuf> = fs::read_dir(&dir)
         .expect("fixtures samples dir")
         .map(|entry| entry.expect("dir entry").path())
         .filter(|p| {

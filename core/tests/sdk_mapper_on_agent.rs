@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use edgetwin_core::edge::agent::{self, AgentHandle};
 use edgetwin_core::edge::config::{EdgeConfig, EmbeddedBrokerConfig};
-use edgetwin_core::store::DeviceKey;
+use edgetwin_core::edge::store::DeviceKey;
 use edgetwin_model::wire::payload::DeviceTwinUpdate;
 use edgetwin_sdk::testkit::SimDriver;
 use edgetwin_sdk::{Mapper, MapperHandle, Value};

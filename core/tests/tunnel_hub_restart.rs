@@ -13,20 +13,20 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use edgetwin_core::testsupport::pki::TestCa;
 use edgetwin_core::tunnel::auth::TokenStore;
 use edgetwin_core::tunnel::backoff::BackoffConfig;
 use edgetwin_core::tunnel::client::{HubClient, HubClientConfig};
+use edgetwin_core::tunnel::hub_outbox::{HubOutbox, HubOutboxOptions};
 use edgetwin_core::tunnel::inbox::{ApplyError, Delivery, Inbox};
 use edgetwin_core::tunnel::isolation::Membership;
 use edgetwin_core::tunnel::outbox::{MemoryOutbox, Outbox};
 use edgetwin_core::tunnel::server::{Hub, HubConfig, HubParts};
 use edgetwin_core::tunnel::session::SessionConfig;
-use edgetwin_core::tunnel::store::{HubStore, HubStoreOptions};
 use edgetwin_core::tunnel::tls::{self, ClientTlsFiles, ServerTlsFiles};
 use edgetwin_core::tunnel::{NodeName, ResumePoint, StreamId};
 use edgetwin_model::wire::Envelope;
 use edgetwin_model::wire::topic::DeviceId;
+use edgetwin_testkit::pki::TestCa;
 use futures::future::BoxFuture;
 use rand::{Rng, SeedableRng};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -181,7 +181,7 @@ fn hub_process() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
         let db = dir.join("cloud.db");
-        let store = HubStore::open(&db, HubStoreOptions::default()).expect("store");
+        let store = HubOutbox::open(&db, HubOutboxOptions::default()).expect("store");
         let seeded = dir.join("seeded");
         if !seeded.exists() {
             for n in 0..DESIRED {

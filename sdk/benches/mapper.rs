@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use edgetwin_sdk::testkit::{EdgeDevice, TestBroker, TestEdge};
+use edgetwin_sdk::testkit::{BrokerKind, EdgeDevice, TestBroker, TestEdge};
 
 const NODE: &str = "bench";
 const PROPERTIES: usize = 10;
@@ -345,8 +345,10 @@ fn p99_ms(samples: &[Duration]) -> f64 {
 async fn bench() -> Result<(), String> {
     let devices = env_number("BENCH_DEVICES", 100) as usize;
     let seconds = env_number("BENCH_SECONDS", 30);
-    let broker = TestBroker::start().await.map_err(|e| e.to_string())?;
-    let edge = TestEdge::start(&broker.addr(), NODE).await;
+    let broker = TestBroker::start_restartable(BrokerKind::Embedded)
+        .await
+        .map_err(|e| e.to_string())?;
+    let edge = TestEdge::start(broker.addr(), NODE).await;
     let ids: Vec<String> = (0..devices)
         .map(|i| format!("default/dev-{i:03}"))
         .collect();

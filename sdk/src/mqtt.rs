@@ -70,6 +70,15 @@ impl BrokerAddr {
     }
 }
 
+impl From<std::net::SocketAddr> for BrokerAddr {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        BrokerAddr {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+}
+
 impl fmt::Display for BrokerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.host, self.port)

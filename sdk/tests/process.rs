@@ -2,12 +2,12 @@
 //! and exit 0. The test runs this test binary again as the mapper (the ignored test below, with
 //! an environment variable) and signals it by pid.
 
-mod common;
+mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{MODEL, NODE, Rig, WAIT, meter};
+use support::{MODEL, NODE, Rig, WAIT, meter};
 
 const CHILD: &str = "EDGETWIN_TEST_MAPPER_BROKER";
 

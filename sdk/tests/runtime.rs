@@ -2,13 +2,13 @@
 //! simulated driver: coalesced reports, isolation of a dead device, in-place writes, the circuit
 //! breaker, push, heartbeat, sinks, spec changes, selectors and shutdown.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{MODEL, NODE, Rig, WAIT, meter};
 use edgetwin_sdk::Value;
 use edgetwin_sdk::runtime::Selector;
+use support::{MODEL, NODE, Rig, WAIT, meter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]

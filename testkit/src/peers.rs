@@ -27,6 +27,61 @@ pub fn missing(test: &str, peer: &str, why: &str) {
     );
 }
 
+/// The path of `program` (searched in `PATH`, then `/usr/sbin` and `/sbin`, where Debian puts
+/// daemons). `None` after reporting it through [`missing`].
+///
+/// # Panics
+/// When the program is missing and peers are required.
+#[track_caller]
+pub fn program(test: &str, program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        missing(test, program, "not installed");
+    }
+    found
+}
+
+/// The environment variable naming the Python venv of the test peers (`cargo xtask provision`
+/// creates it at `target/peers-venv` of the edgetwin workspace, the default).
+pub const PEERS_VENV_ENV: &str = "EDGETWIN_PEERS_VENV";
+
+/// The Python of the peers' venv, when it can import `module` (e.g. `pymodbus`, `asyncua`).
+/// `None` after reporting it through [`missing`].
+///
+/// # Panics
+/// When the venv or the module is missing and peers are required.
+#[track_caller]
+pub fn python_with(test: &str, module: &str) -> Option<std::path::PathBuf> {
+    let venv = std::env::var_os(PEERS_VENV_ENV)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/peers-venv")
+        });
+    let python = venv.join("bin/python");
+    let imports = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !imports {
+        missing(
+            test,
+            &format!("the Python module {module}"),
+            &format!(
+                "{} cannot import it (set {PEERS_VENV_ENV})",
+                python.display()
+            ),
+        );
+        return None;
+    }
+    Some(python)
+}
+
 fn failure_message(test: &str, peer: &str, why: &str) -> String {
     format!(
         "{test}: {peer} is missing ({why}); `cargo xtask provision` installs the test peers \
@@ -37,6 +92,11 @@ fn failure_message(test: &str, peer: &str, why: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_are_found_on_the_path() {
+        assert!(program("t", "sh").is_some_and(|p| p.is_file()));
+    }
 
     #[test]
     fn the_failure_names_the_peer_the_reason_and_the_remedy() {

@@ -194,37 +194,58 @@ fn hil(root: &Path, nextest_args: &[String]) -> Result<()> {
 }
 
 /// Environment for the test processes. `EDGETWIN_KUBEEDGE_FIXTURES` is passed through when set;
-/// otherwise it defaults to `../shared/fixtures/kubeedge` next to the checkout when that exists.
+/// otherwise it is found by [`find_kubeedge_fixtures`].
 fn test_env(root: &Path) -> Result<Vec<(String, OsString)>> {
     let mut env = vec![
         (
             "EDGETWIN_PEERS_VENV".to_owned(),
             root.join(provision::VENV_DIR).into_os_string(),
         ),
-        // Provisioned above: a missing browser fails the browser tests instead of skipping them.
-        ("EDGETWIN_REQUIRE_BROWSER".to_owned(), "1".into()),
-        // Likewise every other peer (edgetwin_testkit::peers).
+        // Provisioned above: a missing peer (mosquitto, socat, the venv's packages, Chromium, the
+        // KubeEdge fixtures) fails its tests instead of skipping them.
         ("EDGETWIN_REQUIRE_PEERS".to_owned(), "1".into()),
     ];
-    if std::env::var_os("EDGETWIN_KUBEEDGE_FIXTURES").is_none() {
-        let sibling = root.join("../shared/fixtures/kubeedge");
-        if sibling.is_dir() {
-            let abs = sibling.canonicalize()?;
-            println!(
-                "xtask: EDGETWIN_KUBEEDGE_FIXTURES unset, using {}",
-                abs.display()
-            );
-            env.push((
-                "EDGETWIN_KUBEEDGE_FIXTURES".to_owned(),
-                abs.into_os_string(),
-            ));
-        } else {
-            println!(
-                "xtask: EDGETWIN_KUBEEDGE_FIXTURES unset: tests on KubeEdge fixtures will skip"
-            );
+    if std::env::var_os(FIXTURES_ENV).is_none() {
+        match find_kubeedge_fixtures(root) {
+            Some(dir) => {
+                println!("xtask: {FIXTURES_ENV} unset, using {}", dir.display());
+                env.push((FIXTURES_ENV.to_owned(), dir.into_os_string()));
+            }
+            None => println!(
+                "xtask: {FIXTURES_ENV} is unset and no shared/fixtures/kubeedge was found next to \
+                 this checkout or the one it was cloned from: the tests on KubeEdge's fixtures \
+                 will fail (set {FIXTURES_ENV})"
+            ),
         }
     }
     Ok(env)
+}
+
+/// The variable naming KubeEdge's fixtures directory (read in place, never copied).
+const FIXTURES_ENV: &str = "EDGETWIN_KUBEEDGE_FIXTURES";
+
+/// `shared/fixtures/kubeedge` next to the checkout or one of its parent directories, else next
+/// to the checkout this one was cloned from (a clean clone for CI lives elsewhere than the
+/// workspace it was cloned from, whose `origin` is that workspace's path).
+fn find_kubeedge_fixtures(root: &Path) -> Option<PathBuf> {
+    let near = |start: &Path| {
+        start
+            .ancestors()
+            .map(|dir| dir.join("shared/fixtures/kubeedge"))
+            .find(|candidate| candidate.is_dir())
+    };
+    near(root)
+        .or_else(|| {
+            let output = Command::new("git")
+                .args(["remote", "get-url", "origin"])
+                .current_dir(root)
+                .output()
+                .ok()?;
+            let origin = String::from_utf8(output.stdout).ok()?;
+            let origin = Path::new(origin.trim().trim_start_matches("file://"));
+            origin.is_dir().then(|| near(origin)).flatten()
+        })
+        .and_then(|dir| dir.canonicalize().ok())
 }
 
 fn cargo(env: &[(String, OsString)], args: &[&str]) -> Command {
@@ -293,8 +314,8 @@ fn up(root: &Path, args: &[String]) -> Result<()> {
 /// Benchmarks, each a `harness = false` bench target run with `cargo bench` (release profile).
 fn bench(args: &[String]) -> Result<()> {
     let (package, features, target) = match args.first().map(String::as_str) {
-        Some("cloud") => ("edgetwin-core", Some("test-support"), "cloud"),
-        Some("cloud-controller") => ("edgetwin-core", Some("test-support"), "cloud_controller"),
+        Some("cloud") => ("edgetwin-core", None, "cloud"),
+        Some("cloud-controller") => ("edgetwin-core", None, "cloud_controller"),
         Some("traffic-light") => ("edgetwin-example-traffic-light", None, "flips"),
         Some(other) => {
             bail!("unknown benchmark {other:?}; available: cloud, cloud-controller, traffic-light")

@@ -18,11 +18,12 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("systemd", "systemd-analyze"),
 ];
 
-/// Where the Python venv for test peers (pymodbus) lives, relative to the workspace root.
+/// Where the Python venv for test peers (pymodbus, asyncua) lives, relative to the workspace root.
 pub const VENV_DIR: &str = "target/peers-venv";
 
-/// Python packages for test peers, pinned (pymodbus 4 drops the datastore API the peers use).
-const PIP_PACKAGES: &[&str] = &["pymodbus[serial]==3.16.1"];
+/// Python packages for test peers, pinned (pymodbus 4 drops the datastore API the peers use;
+/// asyncua is the OPC UA server the OPC-UA mapper is tested against).
+const PIP_PACKAGES: &[&str] = &["pymodbus[serial]==3.16.1", "asyncua==2.1.0"];
 
 /// Installs every missing apt package, then the Python venv with the test peers.
 pub fn all(root: &Path) -> Result<()> {

@@ -25,9 +25,9 @@ use super::{
     registry::kubernetes::{KubeRegistry, KubeRegistryConfig, LeaseConfig, host_identity},
 };
 use crate::tunnel::auth::TokenStore;
+use crate::tunnel::hub_outbox::{HubOutbox, HubOutboxOptions};
 use crate::tunnel::server::{Hub, HubConfig, HubParts};
 use crate::tunnel::stats::StatsSnapshot;
-use crate::tunnel::store::{HubStore, HubStoreOptions};
 use crate::tunnel::tls::{ServerTlsFiles, server_config};
 
 /// Why the cloud did not start.
@@ -59,7 +59,7 @@ pub enum CloudError {
     Tokens(#[from] crate::tunnel::auth::AuthError),
     /// The per-node outboxes.
     #[error(transparent)]
-    HubStore(#[from] crate::tunnel::store::HubStoreError),
+    HubOutbox(#[from] crate::tunnel::hub_outbox::HubStoreError),
     /// The tunnel's TLS files.
     #[error(transparent)]
     Tls(#[from] crate::tunnel::tls::TlsConfigError),
@@ -142,7 +142,7 @@ impl Cloud {
         let db = config.cloud_db();
         let parts = HubParts {
             tokens: Arc::new(TokenStore::open(&db)?),
-            store: HubStore::open(&db, HubStoreOptions::default())?,
+            store: HubOutbox::open(&db, HubOutboxOptions::default())?,
             inbox: controller.inbox(),
             membership: controller.membership(),
         };

@@ -13,15 +13,15 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::bus::{Bus, BusError, BusEvents, Connection, Endpoint};
-use super::cloud_link::CloudLink;
 use super::config::{BrokerMode, ConfigError, EdgeConfig};
 use super::http::{self, Readiness};
+use super::hub_link::HubLink;
 use super::inbound::subscriptions;
 use super::metrics::Metrics;
 use super::service::{
     Membership, MembershipOutcome, ServiceError, ServiceHandle, ServiceOptions, TwinService,
 };
-use crate::store::{Store, StoreError};
+use crate::edge::store::{Store, StoreError};
 use crate::tunnel::StreamId;
 use edgetwin_model::devices::load::{LoadError, Manifest};
 use edgetwin_model::wire::topic::TopicLevel;
@@ -82,7 +82,7 @@ pub enum AgentError {
     Bus(#[from] BusError),
     /// The cloud link did not start.
     #[error("cloud link: {0}")]
-    Cloud(#[from] super::cloud_link::CloudLinkError),
+    Cloud(#[from] super::hub_link::HubLinkError),
     /// The HTTP endpoint cannot listen.
     #[error("cannot listen for HTTP on {addr}: {source}")]
     Http {
@@ -105,7 +105,7 @@ pub struct AgentHandle {
     broker: Endpoint,
     metrics: Arc<Metrics>,
     devices_outcome: Option<MembershipOutcome>,
-    cloud: Option<CloudLink>,
+    cloud: Option<HubLink>,
 }
 
 /// Starts the agent. `devices_file`, when given, is loaded as the node's complete device list, as
@@ -150,7 +150,7 @@ pub async fn start(
     };
 
     let cloud = match &config.cloud.url {
-        Some(url) => Some(CloudLink::start(
+        Some(url) => Some(HubLink::start(
             &config.cloud,
             url,
             &config.node_name,
@@ -195,7 +195,7 @@ pub async fn start(
 
 impl AgentHandle {
     /// The cloud link, when `cloud.url` is configured.
-    pub fn cloud(&self) -> Option<&CloudLink> {
+    pub fn cloud(&self) -> Option<&HubLink> {
         self.cloud.as_ref()
     }
 
@@ -347,6 +347,16 @@ fn readiness(bus: &Bus, service: &ServiceHandle) -> Arc<dyn Readiness> {
 #[cfg(test)]
 mod tests {
     use super::read_devices_file;
+
+    #[test]
+    fn the_test_kits_sensor_fleet_loads_as_one_model_and_its_devices() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("fleet.yaml");
+        let yaml = edgetwin_testkit::fleet::sensor_fleet_yaml("n1", 3, 2);
+        std::fs::write(&path, yaml).expect("write");
+        let membership = read_devices_file(&path).expect("loads");
+        assert_eq!((membership.models.len(), membership.devices.len()), (1, 3));
+    }
 
     const MODEL: &str = "apiVersion: devices.kubeedge.io/v1beta1\nkind: DeviceModel\nmetadata:\n  name: lamp\n  namespace: default\nspec:\n  protocol: gpio\n  properties:\n    - name: on\n      type: BOOLEAN\n      accessMode: ReadWrite\n";
     const DEVICE: &str = "apiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata:\n  name: lamp-1\n  namespace: default\nspec:\n  deviceModelRef:\n    name: lamp\n  nodeName: n1\n  protocol:\n    protocolName: gpio\n";

@@ -202,11 +202,11 @@ mod tests {
             .unwrap();
         replaced.disconnect().unwrap();
 
-        let mut peer = crate::testsupport::TestClient::connect(broker.addr(), "peer")
+        let mut peer = edgetwin_testkit::TestClient::connect(broker.addr(), "peer")
             .await
             .unwrap();
         peer.publish("in/after", "still here").await.unwrap();
-        let received = tokio::time::timeout(crate::testsupport::TIMEOUT, async {
+        let received = tokio::time::timeout(edgetwin_testkit::TIMEOUT, async {
             loop {
                 match successor_rx.next().await {
                     Ok(Some(Notification::Forward(forward))) => return forward.publish.payload,

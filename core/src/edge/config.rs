@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::bus::{BusOptions, Endpoint, TlsFiles};
-use crate::store::{StoreOptions, Synchronous};
+use crate::edge::store::{StoreOptions, Synchronous};
 
 /// The whole agent configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,7 +96,7 @@ pub struct TlsConfig {
 }
 
 /// The cloud tunnel: with a `url`, the node's membership comes from the cloud and its twin
-/// changes go there (see `edge::cloud_link`).
+/// changes go there (see `edge::hub_link`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct CloudConfig {

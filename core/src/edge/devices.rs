@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::store::{DeviceKey, ObjectKey};
+use crate::edge::store::{DeviceKey, ObjectKey};
 use edgetwin_model::devices::{AccessMode, Device, DeviceModel};
 use edgetwin_model::twin::{DeviceSchema, DeviceTwin, PropertySchema};
 use edgetwin_model::wire::cloud_edge::desired_cloud_version;

@@ -5,10 +5,11 @@ pub mod agent;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod bus;
-pub mod cloud_link;
 pub mod config;
 pub mod devices;
 pub mod http;
+pub mod hub_link;
 pub mod inbound;
 pub mod metrics;
 pub mod service;
+pub mod store;

@@ -76,7 +76,7 @@ impl TokenStore {
     /// Opens (creating if needed) the token table in the sqlite file at `path`.
     pub fn open(path: &Path) -> Result<Self, AuthError> {
         let display = path.display().to_string();
-        let conn = super::sqlite::open(
+        let conn = super::cloud_db::open(
             path,
             "CREATE TABLE IF NOT EXISTS tunnel_tokens (
                  node TEXT PRIMARY KEY,

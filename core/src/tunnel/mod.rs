@@ -16,8 +16,12 @@
 pub mod auth;
 pub mod backoff;
 pub mod client;
+#[cfg(feature = "cloud")]
+mod cloud_db;
 mod connection;
 pub mod frame;
+#[cfg(feature = "cloud")]
+pub mod hub_outbox;
 pub mod inbox;
 #[cfg(feature = "cloud")]
 pub mod isolation;
@@ -26,14 +30,10 @@ pub mod outbox;
 #[cfg(feature = "cloud")]
 pub mod server;
 pub mod session;
-#[cfg(feature = "cloud")]
-mod sqlite;
 pub mod stats;
-#[cfg(feature = "cloud")]
-pub mod store;
 pub mod tls;
 
-#[cfg(all(test, feature = "cloud", feature = "test-support"))]
+#[cfg(all(test, feature = "cloud"))]
 mod tests;
 
 pub use connection::LinkEnd;

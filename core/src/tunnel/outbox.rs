@@ -1,7 +1,7 @@
 //! The sending side's persistent queue, as the tunnel sees it.
 //!
 //! One [`Outbox`] is one ordered queue for one link direction: on the cloud, one per node
-//! ([`super::store::HubStore`]); on the edge, the agent's store. The tunnel reads it with
+//! ([`super::hub_outbox::HubOutbox`]); on the edge, the agent's store. The tunnel reads it with
 //! [`Outbox::peek_after`] (never more than its window), and removes what the peer acknowledged
 //! with [`Outbox::ack_through`]. Entries stay until acknowledged, so a restart of either side
 //! loses nothing.

@@ -30,13 +30,13 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{TokenStore, bearer_token, certificate_names_node};
 use super::connection::{self, Io, LinkEnd, LinkParts, Socket, ws_config};
 use super::frame::{SUBPROTOCOL, TUNNEL_PATH};
+use super::hub_outbox::HubOutbox;
 use super::inbox::{ApplyError, Delivery, Inbox};
 use super::isolation::{self, Membership, Rejection};
 use super::node::NodeName;
 use super::outbox::OutboxError;
 use super::session::{ResumePoint, Seq, SessionConfig};
 use super::stats::{Counter, StatsSnapshot, TunnelStats};
-use super::store::HubStore;
 use edgetwin_model::wire::Envelope;
 use edgetwin_model::wire::payload::{BaseMessage, ErrorResult};
 
@@ -82,7 +82,7 @@ pub struct HubParts {
     /// Node tokens.
     pub tokens: Arc<TokenStore>,
     /// Per-node outboxes (the same file may hold the tokens).
-    pub store: HubStore,
+    pub store: HubOutbox,
     /// The application receiving the nodes' messages (the device controller).
     pub inbox: Arc<dyn Inbox>,
     /// Which devices belong to which node.

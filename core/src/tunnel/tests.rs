@@ -12,17 +12,17 @@ use tokio::sync::Semaphore;
 use super::auth::TokenStore;
 use super::backoff::BackoffConfig;
 use super::client::{ClientConfigError, ClientState, HubClient, HubClientConfig, HubClientHandle};
+use super::hub_outbox::{HubOutbox, HubOutboxOptions};
 use super::inbox::{ApplyError, Delivery, Inbox};
 use super::isolation::tests::Table;
 use super::node::NodeName;
 use super::outbox::{MemoryOutbox, Outbox};
 use super::server::{Hub, HubConfig, HubError, HubParts, SendError};
 use super::session::{ResumePoint, SessionConfig};
-use super::store::{HubStore, HubStoreOptions};
 use super::tls::{self, ClientTlsFiles, ServerTlsFiles};
-use crate::testsupport::pki::TestCa;
-use crate::testsupport::tcp_proxy::TcpProxy;
 use edgetwin_model::wire::Envelope;
+use edgetwin_testkit::pki::TestCa;
+use edgetwin_testkit::proxy::TcpProxy;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -172,7 +172,7 @@ struct Cloud {
     dir: tempfile::TempDir,
     ca: TestCa,
     hub: Hub,
-    store: HubStore,
+    store: HubOutbox,
     tokens: Arc<TokenStore>,
     inbox: Arc<Recorder>,
 }
@@ -208,7 +208,7 @@ impl Cloud {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = TestCa::new(dir.path(), "cloud").expect("ca");
         let db = dir.path().join("cloud.db");
-        let store = HubStore::open(&db, HubStoreOptions::default()).expect("store");
+        let store = HubOutbox::open(&db, HubOutboxOptions::default()).expect("store");
         let tokens = Arc::new(TokenStore::open(&db).expect("tokens"));
         let tls = options.tls.then(|| {
             let server = ca.issue(&["localhost", "127.0.0.1"]).expect("server cert");
@@ -442,9 +442,9 @@ async fn plain_ws_needs_insecure_on_both_sides() {
                 TokenStore::open(&tempfile::tempdir().expect("dir").path().join("t.db"))
                     .expect("tokens"),
             ),
-            store: HubStore::open(
+            store: HubOutbox::open(
                 &tempfile::tempdir().expect("dir").path().join("s.db"),
-                HubStoreOptions::default(),
+                HubOutboxOptions::default(),
             )
             .expect("store"),
             inbox: Arc::new(Recorder::default()),
@@ -805,7 +805,7 @@ async fn a_restarted_hub_resumes_from_its_sqlite_outbox() {
     }
     drop(store);
     let db = dir.path().join("cloud.db");
-    let store = HubStore::open(&db, HubStoreOptions::default()).expect("reopen");
+    let store = HubOutbox::open(&db, HubOutboxOptions::default()).expect("reopen");
     let server = ca.issue(&["localhost"]).expect("cert");
     let mut config = HubConfig::new(
         addr,

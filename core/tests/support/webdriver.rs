@@ -17,14 +17,11 @@ use serde_json::{Value, json};
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// Debian's `chromium-driver` binary.
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// Set (by `cargo xtask test`) to make a missing browser a failure instead of a skip.
-pub const REQUIRE_ENV: &str = "EDGETWIN_REQUIRE_BROWSER";
-
 /// The key of an element reference in WebDriver answers.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// Whether Chromium and chromedriver are installed. When they are not: panics if
-/// [`REQUIRE_ENV`] is set (CI provisions them), else prints loudly why the test skips.
+/// Whether Chromium and chromedriver are installed. When they are not: fails the test when
+/// peers are required (`cargo xtask test` provisions them), else says why the test skips.
 pub fn available() -> bool {
     let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
         .into_iter()
@@ -33,14 +30,11 @@ pub fn available() -> bool {
     if missing.is_empty() {
         return true;
     }
-    let why = format!(
-        "{} not installed (Debian packages chromium and chromium-driver; `cargo xtask provision` installs them)",
-        missing.join(" and ")
+    edgetwin_testkit::peers::missing(
+        "browser test",
+        &missing.join(" and "),
+        "Debian packages chromium and chromium-driver",
     );
-    if std::env::var_os(REQUIRE_ENV).is_some() {
-        panic!("{REQUIRE_ENV} is set but {why}");
-    }
-    eprintln!("\n!!! SKIPPING browser test: {why}\n");
     false
 }
 

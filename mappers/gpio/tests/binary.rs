@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use edgetwin_sdk::testkit::{TestBroker, TestEdge};
+use edgetwin_sdk::testkit::{BrokerKind, TestBroker, TestEdge};
 use serde_json::Value as Json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -101,8 +101,10 @@ async fn reported(edge: &TestEdge, property: &str, value: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn desired_moves_the_simulated_pin_and_comes_back_reported() {
-    let broker = TestBroker::start().await.expect("broker");
-    let edge = TestEdge::start(&broker.addr(), NODE).await;
+    let broker = TestBroker::start_restartable(BrokerKind::Embedded)
+        .await
+        .expect("broker");
+    let edge = TestEdge::start(broker.addr(), NODE).await;
     let mapper = Mapper::start(&broker).await;
     reported(&edge, "red", "OFF").await;
 

@@ -9,7 +9,7 @@ use edgetwin_mapper_gpio::GpioDriver;
 use edgetwin_mapper_gpio::chip::sim::{Level, SimChip};
 use edgetwin_mapper_gpio::config::BackendKind;
 use edgetwin_sdk::metrics::ErrorLabels;
-use edgetwin_sdk::testkit::{TestBroker, TestEdge};
+use edgetwin_sdk::testkit::{BrokerKind, TestBroker, TestEdge};
 use edgetwin_sdk::{Mapper, MapperHandle};
 
 const NODE: &str = "edge-node1";
@@ -32,8 +32,10 @@ impl Setup {
     async fn start(yaml: &str, driver: GpioDriver) -> Setup {
         let devices = tempfile::tempdir().expect("temp dir");
         std::fs::write(devices.path().join("devices.yaml"), yaml).expect("write devices");
-        let broker = TestBroker::start().await.expect("broker");
-        let edge = TestEdge::start(&broker.addr(), NODE).await;
+        let broker = TestBroker::start_restartable(BrokerKind::Embedded)
+            .await
+            .expect("broker");
+        let edge = TestEdge::start(broker.addr(), NODE).await;
         let mapper = Mapper::builder()
             .driver(driver.clone())
             .node(NODE)

@@ -18,13 +18,7 @@ use edgetwin_sdk::{PropertyType, Value};
 use serde_json::Value as Json;
 
 fn fixtures() -> Option<PathBuf> {
-    match std::env::var_os("EDGETWIN_KUBEEDGE_FIXTURES") {
-        Some(dir) => Some(PathBuf::from(dir).join("samples")),
-        None => {
-            println!("skipping: EDGETWIN_KUBEEDGE_FIXTURES is not set");
-            None
-        }
-    }
+    edgetwin_sdk::testkit::kit::fixtures::kubeedge_dir("samples", "modbus kubeedge_samples")
 }
 
 const TEMPERATURE: [&str; 2] = [

@@ -7,7 +7,7 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use edgetwin_sdk::testkit::{TestBroker, TestEdge};
+use edgetwin_sdk::testkit::{BrokerKind, TestBroker, TestEdge};
 use support::Peer;
 use tokio::process::Command;
 
@@ -34,8 +34,10 @@ async fn process_the_mapper_binary_serves_the_boiler_example() {
     )
     .expect("copy model");
 
-    let broker = TestBroker::start().await.expect("broker");
-    let edge = TestEdge::start(&broker.addr(), "edge-1").await;
+    let broker = TestBroker::start_restartable(BrokerKind::Embedded)
+        .await
+        .expect("broker");
+    let edge = TestEdge::start(broker.addr(), "edge-1").await;
     let _mapper = Command::new(env!("CARGO_BIN_EXE_edgetwin-mapper-modbus"))
         .args([
             "--node",

@@ -13,7 +13,7 @@ use edgetwin_sdk::Mapper;
 use edgetwin_sdk::model::devices::{Device, DeviceModel, Manifest, load};
 use edgetwin_sdk::model::wire;
 use edgetwin_sdk::model::wire::payload::DeviceSpecMessage;
-use edgetwin_sdk::testkit::{TestBroker, TestEdge};
+use edgetwin_sdk::testkit::{BrokerKind, TestBroker, TestEdge};
 use support::{Peer, PtyPair, have_socat, pymodbus_python};
 
 const NODE: &str = "rtu-node";
@@ -109,8 +109,10 @@ async fn process_a_dead_slave_is_not_online_and_does_not_hold_up_the_healthy_dev
     let pty = PtyPair::start().await;
     // pymodbus answers unit 1 only: unit 2 never answers.
     let mut plc = Peer::pymodbus_rtu(&python, &pty.a, 38_400, "1").await;
-    let broker = TestBroker::start().await.expect("broker");
-    let edge = TestEdge::start(&broker.addr(), NODE).await;
+    let broker = TestBroker::start_restartable(BrokerKind::Embedded)
+        .await
+        .expect("broker");
+    let edge = TestEdge::start(broker.addr(), NODE).await;
     let mapper = Mapper::builder()
         .driver(ModbusDriver::default())
         .node(NODE)

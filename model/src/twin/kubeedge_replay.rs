@@ -19,13 +19,7 @@ use super::{ConflictPolicy, DeviceTwin, Effects, TwinError, get_device_not_found
 
 /// `$EDGETWIN_KUBEEDGE_FIXTURES/mqtt`, or `None` after saying that the test skips.
 fn fixtures() -> Option<PathBuf> {
-    match std::env::var_os("EDGETWIN_KUBEEDGE_FIXTURES") {
-        Some(root) => Some(PathBuf::from(root).join("mqtt")),
-        None => {
-            println!("EDGETWIN_KUBEEDGE_FIXTURES is not set: skipping");
-            None
-        }
-    }
+    edgetwin_testkit::fixtures::kubeedge_dir("mqtt", "kubeedge_replay")
 }
 
 fn read(dir: &Path, name: &str) -> Value {

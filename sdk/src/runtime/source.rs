@@ -437,13 +437,11 @@ mod tests {
 
     #[test]
     fn kubeedge_fixture_profiles_load() {
-        let Some(dir) = std::env::var_os("EDGETWIN_KUBEEDGE_FIXTURES") else {
-            eprintln!(
-                "EDGETWIN_KUBEEDGE_FIXTURES unset: skipping the KubeEdge deviceProfile fixtures"
-            );
+        let Some(dir) =
+            edgetwin_testkit::fixtures::kubeedge_dir("deviceprofile", "kubeedge_fixture_profiles")
+        else {
             return;
         };
-        let dir = PathBuf::from(dir).join("deviceprofile");
         let mut loaded = 0;
         for entry in std::fs::read_dir(&dir).expect("fixture dir") {
             let path = entry.expect("entry").path();

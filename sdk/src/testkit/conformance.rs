@@ -42,11 +42,11 @@ use edgetwin_model::wire;
 use edgetwin_model::wire::payload::DeviceSpecMessage;
 use serde_json::Value as Json;
 
-use super::broker::TestBroker;
 use super::edge::{EdgeDevice, TestEdge};
 use crate::config::{ConfigMap, resolve};
 use crate::driver::Driver;
 use crate::runtime::{Mapper, MapperHandle};
+use edgetwin_testkit::{BrokerKind, TestBroker};
 
 /// The node the suite's edge and mapper run on.
 pub const NODE: &str = "conformance";
@@ -266,10 +266,10 @@ struct Env {
 
 impl Env {
     async fn start<D: Driver>(driver: D) -> Result<Env, String> {
-        let broker = TestBroker::start()
+        let broker = TestBroker::start_restartable(BrokerKind::Embedded)
             .await
             .map_err(|e| format!("cannot start the test broker: {e}"))?;
-        let edge = TestEdge::start(&broker.addr(), NODE).await;
+        let edge = TestEdge::start(broker.addr(), NODE).await;
         let mapper = Mapper::builder()
             .driver(driver)
             .node(NODE)

@@ -81,7 +81,8 @@ pub struct TestEdge {
 
 impl TestEdge {
     /// Connects an edge for `node` to `broker` and waits until it is subscribed.
-    pub async fn start(broker: &BrokerAddr, node: &str) -> TestEdge {
+    pub async fn start(broker: impl Into<BrokerAddr>, node: &str) -> TestEdge {
+        let broker: BrokerAddr = broker.into();
         let mut options = MqttOptions::new(
             format!("test-edge-{node}-{}", std::process::id()),
             broker.host.clone(),

@@ -18,7 +18,7 @@
 //!
 //! The edge's twin engine syncs only what the edge *wrote* (and refusals); the agent adds an echo
 //! of each desired value it accepts from the cloud (the whole property, see
-//! `edge::service::outbound`), whose desired half is `observedDesired`. The echo is best effort,
+//! `edge::service::to_cloud`), whose desired half is `observedDesired`. The echo is best effort,
 //! so a property may go from Pending straight to Verified: a read-back equal to the desired value
 //! is Verified either way.
 //!

@@ -260,7 +260,7 @@ mod tests {
     use super::super::tests::{connected, next_event, next_message, test_options};
     use super::super::{Bus, BusEvent, Connection};
     use crate::edge::broker::EmbeddedBroker;
-    use crate::testsupport::{TIMEOUT, TestClient};
+    use edgetwin_testkit::{TIMEOUT, TestClient};
     use rumqttc::QoS;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

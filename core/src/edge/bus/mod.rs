@@ -315,7 +315,7 @@ impl Bus {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::testsupport::TIMEOUT;
+    use edgetwin_testkit::TIMEOUT;
 
     /// Options for a broker on 127.0.0.1:`port`, with short reconnect delays.
     pub(crate) fn test_options(port: u16, client_id: &str, filters: &[&str]) -> BusOptions {

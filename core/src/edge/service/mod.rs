@@ -41,10 +41,10 @@
 //! Every call is answered after its transaction is committed; [`ServiceError::Stopped`] means the
 //! agent is shutting down.
 
-mod cloud;
-mod mqtt;
-mod outbound;
-pub mod publish;
+mod from_cloud;
+mod from_mappers;
+mod to_cloud;
+pub mod to_mappers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,7 +57,7 @@ use tokio::task::JoinHandle;
 use crate::edge::bus::{AckToken, Bus, BusEvent, BusEvents, Message};
 use crate::edge::devices::{DeviceEntry, Devices, ModelEntry, model_key};
 use crate::edge::metrics::Metrics;
-use crate::store::{Batch, DeviceKey, ObjectKey, OutboxEntry, Scope, Store, StoreError};
+use crate::edge::store::{Batch, DeviceKey, ObjectKey, OutboxEntry, Scope, Store, StoreError};
 use edgetwin_model::devices::{Device, DeviceModel};
 use edgetwin_model::twin::{
     DeviceSchema, DeviceTwin, Effects, PropertySummary, PropertyTwin, Rejection, TwinContext,
@@ -65,7 +65,7 @@ use edgetwin_model::twin::{
 use edgetwin_model::wire::payload::DeviceTwinUpdate;
 use edgetwin_model::wire::topic::TopicLevel;
 
-use publish::Publications;
+use to_mappers::Publications;
 
 /// How the service behaves.
 #[derive(Debug, Clone)]
@@ -605,7 +605,7 @@ impl State {
 
 /// Publishes `messages` in order. A free function: `&TwinService` is not `Send` (it holds the
 /// sqlite connection), so no reference to it may live across an await.
-async fn publish(bus: &Bus, metrics: &Metrics, qos: QoS, messages: Vec<publish::Outgoing>) {
+async fn publish(bus: &Bus, metrics: &Metrics, qos: QoS, messages: Vec<to_mappers::Outgoing>) {
     if messages.is_empty() {
         return;
     }
@@ -666,7 +666,7 @@ fn persist(
             }
         }
     }
-    outbound::queue_sync(scope, entry, effects, now_ms)
+    to_cloud::queue_sync(scope, entry, effects, now_ms)
 }
 
 /// The engine's context for one operation on a device whose model gives `schema`.

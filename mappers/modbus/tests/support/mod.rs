@@ -25,37 +25,15 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 /// How long a peer gets to print `READY`.
 const STARTUP: Duration = Duration::from_secs(20);
 
-/// The Python of the venv with pymodbus: `$EDGETWIN_PEERS_VENV`, else the workspace's
-/// `target/peers-venv`. `None` (and a message) when neither exists: the test then skips.
+/// The Python of the peers' venv with pymodbus; `None` when it is missing and peers are not
+/// required (the test then skips; see `edgetwin_sdk::testkit::kit::peers`).
 pub fn pymodbus_python() -> Option<PathBuf> {
-    let venv = std::env::var_os("EDGETWIN_PEERS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers-venv"));
-    let python = venv.join("bin/python");
-    if python.exists() {
-        Some(python)
-    } else {
-        println!(
-            "skipping: no pymodbus venv at {} (run `cargo xtask provision` or set \
-             EDGETWIN_PEERS_VENV)",
-            venv.display()
-        );
-        None
-    }
+    edgetwin_sdk::testkit::kit::peers::python_with("modbus peers", "pymodbus")
 }
 
-/// Whether socat is installed; prints why a test skips when it is not.
+/// Whether socat is installed; `false` when it is missing and peers are not required.
 pub fn have_socat() -> bool {
-    let found = std::process::Command::new("socat")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        println!("skipping: socat is not installed (cargo xtask provision installs it)");
-    }
-    found
+    edgetwin_sdk::testkit::kit::peers::program("modbus RTU peers", "socat").is_some()
 }
 
 /// A running peer process with its control channel.

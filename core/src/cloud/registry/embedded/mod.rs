@@ -11,10 +11,10 @@
 pub mod api;
 pub mod client;
 pub mod data_dir;
+mod database;
 #[cfg(test)]
 mod http_tests;
 pub mod server;
-mod store;
 #[cfg(test)]
 pub(crate) mod testkit;
 #[cfg(test)]
@@ -32,12 +32,12 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use self::api::EventRecord;
-use self::store::{Store, Stored, Txn, namespace_of};
+use self::database::{Database, Stored, Txn, namespace_of};
 use super::object_set::Kind;
 use super::{DeviceEvent, FieldError, Registry, RegistryError, RegistryEvent, merge_patch};
 use edgetwin_model::devices::{Device, DeviceModel, DeviceStatus, Manifest, TwinProperty};
 
-pub use self::store::{Change, ChangeType, Outcome};
+pub use self::database::{Change, ChangeType, Outcome};
 
 /// Tuning of the embedded registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +196,7 @@ pub enum ApplyMode {
 }
 
 struct Inner {
-    store: Mutex<Store>,
+    store: Mutex<Database>,
     changes: broadcast::Sender<Arc<Change>>,
     leader: tokio::sync::watch::Sender<bool>,
 }
@@ -221,7 +221,7 @@ impl EmbeddedRegistry {
 
     /// Opens (creating when missing) the registry file at `path`.
     pub fn open_with(path: &Path, options: Options) -> Result<Self, Error> {
-        let store = Store::open(path, options.retained_changes)?;
+        let store = Database::open(path, options.retained_changes)?;
         let (changes, _) = broadcast::channel(options.watch_buffer.max(1));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -235,7 +235,7 @@ impl EmbeddedRegistry {
     /// Runs `f` on the store on the blocking thread pool, under the store lock.
     async fn with_store<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Store) -> Result<R, Error> + Send + 'static,
+        f: impl FnOnce(&mut Database) -> Result<R, Error> + Send + 'static,
     ) -> Result<R, Error> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
@@ -252,7 +252,7 @@ impl EmbeddedRegistry {
     /// costs on a loaded machine, and they are on the path from `ctl set` to a verified status.
     fn with_store_here<R>(
         &self,
-        f: impl FnOnce(&mut Store) -> Result<R, Error>,
+        f: impl FnOnce(&mut Database) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let mut store = self
             .inner

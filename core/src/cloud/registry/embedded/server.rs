@@ -26,7 +26,7 @@ use super::api::{
     self, APPLY_RESULT_HEADER, ApiStatus, EventList, JSON_PATCH, MERGE_PATCH, ObjectList,
     StatusCause, StatusDetails, WatchEvent,
 };
-use super::store::{Stored, namespace_of};
+use super::database::{Stored, namespace_of};
 use super::{Applied, ApplyMode, EmbeddedRegistry, Error, Patch, validate};
 use crate::cloud::registry::object_set::{Kind, Object};
 use edgetwin_model::devices::{API_VERSION, Device, DeviceModel};

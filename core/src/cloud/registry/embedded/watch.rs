@@ -18,7 +18,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use super::store::{Change, ChangeType};
+use super::database::{Change, ChangeType};
 use super::{EmbeddedRegistry, Error, Inner};
 use crate::cloud::registry::object_set::Kind;
 use crate::cloud::registry::{ObjectSet, RegistryEvent};

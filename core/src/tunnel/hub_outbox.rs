@@ -40,15 +40,15 @@ const RECENT_CAPACITY: usize = 256;
 
 /// Options of the cloud's outbox store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HubStoreOptions {
+pub struct HubOutboxOptions {
     /// Messages a node's queue may hold; beyond it `append` fails with [`OutboxError::Full`]
     /// (the caller resynchronises that node later, e.g. by a full reconcile on reconnect).
     pub max_queue_len: usize,
 }
 
-impl Default for HubStoreOptions {
+impl Default for HubOutboxOptions {
     fn default() -> Self {
-        HubStoreOptions {
+        HubOutboxOptions {
             max_queue_len: 10_000,
         }
     }
@@ -73,14 +73,14 @@ pub enum HubStoreError {
 
 /// Handle to the per-node outboxes; cheap to clone.
 #[derive(Clone)]
-pub struct HubStore {
+pub struct HubOutbox {
     jobs: mpsc::Sender<Box<dyn Job>>,
     recent: Arc<RecentByNode>,
 }
 
-impl std::fmt::Debug for HubStore {
+impl std::fmt::Debug for HubOutbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HubStore").finish_non_exhaustive()
+        f.debug_struct("HubOutbox").finish_non_exhaustive()
     }
 }
 
@@ -89,7 +89,7 @@ impl std::fmt::Debug for HubStore {
 trait Job: Send {
     /// Runs the request. An `Err` is a storage failure that aborts (rolls back) the whole batch;
     /// a refusal such as a full queue is a result, and writes nothing.
-    fn run(&mut self, conn: &Connection, options: &HubStoreOptions) -> Result<(), String>;
+    fn run(&mut self, conn: &Connection, options: &HubOutboxOptions) -> Result<(), String>;
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
@@ -107,9 +107,9 @@ struct Call<T, F> {
 impl<T, F> Job for Call<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection, &HubStoreOptions) -> Result<T, OutboxError> + Send,
+    F: FnOnce(&Connection, &HubOutboxOptions) -> Result<T, OutboxError> + Send,
 {
-    fn run(&mut self, conn: &Connection, options: &HubStoreOptions) -> Result<(), String> {
+    fn run(&mut self, conn: &Connection, options: &HubOutboxOptions) -> Result<(), String> {
         let Some(op) = self.op.take() else {
             return Ok(());
         };
@@ -138,15 +138,15 @@ where
     }
 }
 
-impl HubStore {
+impl HubOutbox {
     /// Opens (creating if needed) the outbox tables in the sqlite file at `path` and starts the
     /// store's thread. The thread ends when the last handle is dropped.
-    pub fn open(path: &Path, options: HubStoreOptions) -> Result<Self, HubStoreError> {
+    pub fn open(path: &Path, options: HubOutboxOptions) -> Result<Self, HubStoreError> {
         let error = |source| HubStoreError::Sqlite {
             path: path.to_owned(),
             source,
         };
-        let mut conn = super::sqlite::open(
+        let mut conn = super::cloud_db::open(
             path,
             "CREATE TABLE IF NOT EXISTS tunnel_streams (
                  node TEXT PRIMARY KEY,
@@ -172,10 +172,10 @@ impl HubStore {
             path: path.to_owned(),
         };
         std::thread::Builder::new()
-            .name("hub-store".into())
+            .name("hub-outbox".into())
             .spawn(move || worker.run(receiver))
             .map_err(HubStoreError::Thread)?;
-        Ok(HubStore {
+        Ok(HubOutbox {
             jobs,
             recent: Arc::default(),
         })
@@ -184,7 +184,7 @@ impl HubStore {
     async fn call<T, F>(&self, op: F) -> Result<T, OutboxError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &HubStoreOptions) -> Result<T, OutboxError> + Send + 'static,
+        F: FnOnce(&Connection, &HubOutboxOptions) -> Result<T, OutboxError> + Send + 'static,
     {
         self.call_then(op, None).await
     }
@@ -194,7 +194,7 @@ impl HubStore {
     async fn call_then<T, F>(&self, op: F, on_commit: Option<OnCommit<T>>) -> Result<T, OutboxError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &HubStoreOptions) -> Result<T, OutboxError> + Send + 'static,
+        F: FnOnce(&Connection, &HubOutboxOptions) -> Result<T, OutboxError> + Send + 'static,
     {
         let stopped = || OutboxError::Storage("hub store thread stopped".into());
         let (reply, response) = oneshot::channel();
@@ -346,10 +346,10 @@ impl Recent {
     }
 }
 
-/// One node's queue in a [`HubStore`].
+/// One node's queue in a [`HubOutbox`].
 #[derive(Debug, Clone)]
 pub struct NodeOutbox {
-    store: HubStore,
+    store: HubOutbox,
     node: NodeName,
     stream: StreamId,
     recent: Arc<Mutex<Recent>>,
@@ -416,7 +416,7 @@ struct Worker {
     /// Declared before `conn`: stopped first (see [`BackgroundCheckpoint`]).
     _checkpoint: Option<BackgroundCheckpoint>,
     conn: Connection,
-    options: HubStoreOptions,
+    options: HubOutboxOptions,
     path: PathBuf,
 }
 
@@ -643,7 +643,7 @@ mod tests {
     async fn an_open_outbox_reads_appends_from_memory_and_older_ones_from_the_table() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("hub.db");
-        let store = HubStore::open(&path, HubStoreOptions::default()).expect("open");
+        let store = HubOutbox::open(&path, HubOutboxOptions::default()).expect("open");
         let n = node("edge-1");
         // Appended before any outbox of the node is open: in the table only.
         store.append(&n, &message("before")).await.expect("append");
@@ -696,7 +696,7 @@ mod tests {
     async fn queues_are_per_node_ordered_and_survive_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("cloud.db");
-        let store = HubStore::open(&path, HubStoreOptions::default()).expect("open");
+        let store = HubOutbox::open(&path, HubOutboxOptions::default()).expect("open");
         let a = store.outbox(&node("a")).await.expect("a");
         let b = store.outbox(&node("b")).await.expect("b");
         assert_ne!(a.stream(), b.stream());
@@ -708,7 +708,7 @@ mod tests {
         let stream_a = a.stream();
         drop((a, b, store));
 
-        let store = HubStore::open(&path, HubStoreOptions::default()).expect("reopen");
+        let store = HubOutbox::open(&path, HubOutboxOptions::default()).expect("reopen");
         let a = store.outbox(&node("a")).await.expect("a");
         assert_eq!(a.stream(), stream_a, "the stream id is persistent");
         let ids: Vec<String> = a
@@ -737,9 +737,9 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_refuses_appends_until_acknowledged() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = HubStore::open(
+        let store = HubOutbox::open(
             &dir.path().join("cloud.db"),
-            HubStoreOptions { max_queue_len: 2 },
+            HubOutboxOptions { max_queue_len: 2 },
         )
         .expect("open");
         let n = node("n");
@@ -760,8 +760,8 @@ mod tests {
     #[tokio::test]
     async fn concurrent_appends_share_transactions_and_keep_per_node_order() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store =
-            HubStore::open(&dir.path().join("cloud.db"), HubStoreOptions::default()).expect("open");
+        let store = HubOutbox::open(&dir.path().join("cloud.db"), HubOutboxOptions::default())
+            .expect("open");
         let nodes: Vec<NodeName> = (0..50).map(|i| node(&format!("n{i}"))).collect();
         let mut tasks = Vec::new();
         for n in &nodes {

@@ -27,11 +27,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_fleet_loads_as_one_model_and_its_devices() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fleet.yaml");
-        std::fs::write(&path, sensor_fleet_yaml("n1", 3, 2)).unwrap();
-        let membership = crate::edge::agent::read_devices_file(&path).unwrap();
-        assert_eq!((membership.models.len(), membership.devices.len()), (1, 3));
+    fn the_fleet_is_one_model_and_its_devices() {
+        let yaml = sensor_fleet_yaml("n1", 3, 2);
+        assert_eq!(yaml.matches("kind: DeviceModel\n").count(), 1);
+        assert_eq!(yaml.matches("kind: Device\n").count(), 3);
+        assert_eq!(yaml.matches("nodeName: n1\n").count(), 3);
+        assert_eq!(yaml.matches("- name: p1\n").count(), 4);
     }
 }

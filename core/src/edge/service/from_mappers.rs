@@ -10,7 +10,7 @@ use crate::edge::bus::Inbound;
 use crate::edge::devices::{IdForm, Unresolved, listed_device};
 use crate::edge::inbound::{Request, Unserved, classify};
 use crate::edge::metrics::Reject;
-use crate::store::{Batch, DeviceKey, NewEntry, OutboxKind, StoreError};
+use crate::edge::store::{Batch, DeviceKey, NewEntry, OutboxKind, StoreError};
 use edgetwin_model::twin::{TwinContext, TwinError, get_device_not_found};
 use edgetwin_model::wire::codec::{WireError, decode_with_limit, event_id_of};
 use edgetwin_model::wire::payload::{
@@ -19,7 +19,7 @@ use edgetwin_model::wire::payload::{
 };
 use edgetwin_model::wire::topic::{DeviceEvent, DeviceId, NodeEvent, TopicError};
 
-use super::publish::{Publications, answer_base, device_topic, node_topic};
+use super::to_mappers::{Publications, answer_base, device_topic, node_topic};
 use super::{State, context, persist};
 
 /// The device states a mapper may report (KubeEdge's, matched case-insensitively).

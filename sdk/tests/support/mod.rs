@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use edgetwin_sdk::runtime::Options;
-use edgetwin_sdk::testkit::{SimDriver, TestBroker, TestEdge};
+use edgetwin_sdk::testkit::{BrokerKind, SimDriver, TestBroker, TestEdge};
 use edgetwin_sdk::{Driver, Mapper, MapperHandle};
 
 /// The node of every runtime test.
@@ -24,8 +24,10 @@ pub struct Rig {
 impl Rig {
     pub async fn start() -> Rig {
         edgetwin_sdk::cli::init_logging();
-        let broker = TestBroker::start().await.expect("test broker");
-        let edge = TestEdge::start(&broker.addr(), NODE).await;
+        let broker = TestBroker::start_restartable(BrokerKind::Embedded)
+            .await
+            .expect("test broker");
+        let edge = TestEdge::start(broker.addr(), NODE).await;
         Rig {
             broker,
             edge,

@@ -1,12 +1,25 @@
-//! Brokers for tests: the embedded rumqttd or a `mosquitto` child process, on a free port.
+//! Brokers for tests: rumqttd in this process (the broker the edge agent embeds, vendored with
+//! its `$`-topic fix) or a `mosquitto` child process, on a free loopback port.
+//!
+//! [`TestBroker::start`] serves clients directly. [`TestBroker::start_restartable`] can also be
+//! restarted mid-test ([`TestBroker::restart`]): mosquitto is killed and started again on the
+//! same port; rumqttd cannot be stopped, so clients reach it through a [`TcpProxy`] that cuts
+//! every connection, refuses new ones while a **fresh** broker (no sessions, subscriptions or
+//! retained messages, as after a real restart) starts, and then forwards to it on the same
+//! port. A replaced rumqttd keeps its thread until the test process ends.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use crate::edge::broker::{BrokerError, EmbeddedBroker, wait_until_listening};
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+use crate::peers;
+use crate::proxy::TcpProxy;
 
 /// Where Debian installs mosquitto; `EDGETWIN_MOSQUITTO` overrides it.
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
@@ -39,9 +52,9 @@ impl fmt::Display for BrokerKind {
 /// Why a test broker did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TestBrokerError {
-    /// The embedded broker failed.
-    #[error(transparent)]
-    Embedded(#[from] BrokerError),
+    /// The embedded broker did not accept connections in time.
+    #[error("the embedded test broker did not listen on {0} within 10 s")]
+    EmbeddedNotListening(SocketAddr),
     /// mosquitto could not be run (not installed? `cargo xtask test` installs it).
     #[error(
         "cannot run {program}: {source} (install mosquitto, e.g. with `cargo xtask provision`)"
@@ -64,8 +77,13 @@ pub enum TestBrokerError {
         log: String,
     },
     /// The operation needs a mosquitto broker.
-    #[error("only a mosquitto test broker can be stopped and restarted")]
+    #[error("only a mosquitto test broker can be killed")]
     NotMosquitto,
+    /// An embedded broker started with [`TestBroker::start`] has no proxy to restart behind.
+    #[error(
+        "this embedded test broker was not started restartable (TestBroker::start_restartable)"
+    )]
+    NotRestartable,
 }
 
 /// TLS files for a mosquitto listener.
@@ -90,11 +108,20 @@ pub struct MosquittoOptions {
     pub user: Option<(String, String)>,
 }
 
-/// A running test broker. mosquitto is killed (by pid) when this is dropped.
+/// A running test broker. mosquitto is killed (by pid) when this is dropped; the proxy of a
+/// restartable embedded broker stops.
 pub struct TestBroker {
     kind: BrokerKind,
     addr: SocketAddr,
-    mosquitto: Option<Mosquitto>,
+    inner: Mutex<Inner>,
+}
+
+enum Inner {
+    /// rumqttd, reached directly or (restartable) through a proxy.
+    Embedded {
+        proxy: Option<TcpProxy>,
+    },
+    Mosquitto(Mosquitto),
 }
 
 impl fmt::Debug for TestBroker {
@@ -114,15 +141,28 @@ struct Mosquitto {
 }
 
 impl TestBroker {
-    /// Starts a broker of `kind` on a free loopback port.
+    /// Starts a broker of `kind` on a free loopback port; clients connect to it directly.
     pub fn start(kind: BrokerKind) -> Result<TestBroker, TestBrokerError> {
         match kind {
+            BrokerKind::Embedded => Ok(TestBroker {
+                kind,
+                addr: start_rumqttd()?,
+                inner: Mutex::new(Inner::Embedded { proxy: None }),
+            }),
+            BrokerKind::Mosquitto => TestBroker::mosquitto(MosquittoOptions::default()),
+        }
+    }
+
+    /// Starts a broker of `kind` that [`TestBroker::restart`] can restart (an embedded one
+    /// behind a proxy on the port clients use). Needs a tokio runtime.
+    pub async fn start_restartable(kind: BrokerKind) -> Result<TestBroker, TestBrokerError> {
+        match kind {
             BrokerKind::Embedded => {
-                let broker = EmbeddedBroker::start(loopback(0), MAX_PACKET_BYTES)?;
+                let proxy = TcpProxy::start(start_rumqttd()?).await?;
                 Ok(TestBroker {
                     kind,
-                    addr: broker.addr(),
-                    mosquitto: None,
+                    addr: proxy.addr(),
+                    inner: Mutex::new(Inner::Embedded { proxy: Some(proxy) }),
                 })
             }
             BrokerKind::Mosquitto => TestBroker::mosquitto(MosquittoOptions::default()),
@@ -146,7 +186,7 @@ impl TestBroker {
         Ok(TestBroker {
             kind: BrokerKind::Mosquitto,
             addr,
-            mosquitto: Some(mosquitto),
+            inner: Mutex::new(Inner::Mosquitto(mosquitto)),
         })
     }
 
@@ -155,35 +195,50 @@ impl TestBroker {
         self.kind
     }
 
-    /// The address it listens on.
+    /// The address clients connect to (stable across restarts).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// The port it listens on.
+    /// The port clients connect to.
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
 
     /// SIGKILLs mosquitto (to test reconnects); [`TestBroker::restart`] brings it back.
-    pub fn kill(&mut self) -> Result<(), TestBrokerError> {
-        let mosquitto = self
-            .mosquitto
-            .as_mut()
-            .ok_or(TestBrokerError::NotMosquitto)?;
-        mosquitto.kill();
-        Ok(())
+    pub fn kill(&self) -> Result<(), TestBrokerError> {
+        match &mut *self.inner() {
+            Inner::Mosquitto(mosquitto) => {
+                mosquitto.kill();
+                Ok(())
+            }
+            Inner::Embedded { .. } => Err(TestBrokerError::NotMosquitto),
+        }
     }
 
-    /// Starts mosquitto again on the same port with the same configuration.
-    pub fn restart(&mut self) -> Result<(), TestBrokerError> {
-        let addr = self.addr;
-        let mosquitto = self
-            .mosquitto
-            .as_mut()
-            .ok_or(TestBrokerError::NotMosquitto)?;
-        mosquitto.kill();
-        mosquitto.spawn(addr)
+    /// Restarts the broker: every client is disconnected, none is let in for `down`, then a
+    /// fresh broker serves the same port (mosquitto with the same configuration; embedded: a new
+    /// rumqttd behind the proxy, for a broker from [`TestBroker::start_restartable`]).
+    pub async fn restart(&self, down: Duration) -> Result<(), TestBrokerError> {
+        match &mut *self.inner() {
+            Inner::Mosquitto(mosquitto) => mosquitto.kill(),
+            Inner::Embedded { proxy: Some(proxy) } => proxy.cut(),
+            Inner::Embedded { proxy: None } => return Err(TestBrokerError::NotRestartable),
+        }
+        tokio::time::sleep(down).await;
+        match &mut *self.inner() {
+            Inner::Mosquitto(mosquitto) => mosquitto.spawn(self.addr),
+            Inner::Embedded { proxy } => {
+                let proxy = proxy.as_ref().ok_or(TestBrokerError::NotRestartable)?;
+                proxy.set_upstream(start_rumqttd()?);
+                proxy.heal();
+                Ok(())
+            }
+        }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -199,7 +254,7 @@ impl Mosquitto {
             .spawn()
             .map_err(|source| TestBrokerError::Spawn { program, source })?;
         self.child = Some(child);
-        if wait_until_listening(addr, Duration::from_secs(10)).is_err() {
+        if !listening_within(addr, Duration::from_secs(10)) {
             self.kill();
             return Err(TestBrokerError::NotListening {
                 addr,
@@ -220,10 +275,88 @@ impl Mosquitto {
 
 impl Drop for TestBroker {
     fn drop(&mut self) {
-        if let Some(mosquitto) = self.mosquitto.as_mut() {
+        if let Inner::Mosquitto(mosquitto) = &mut *self.inner() {
             mosquitto.kill();
         }
     }
+}
+
+/// Whether a broker of `kind` can run here: rumqttd always can; mosquitto when it is installed.
+/// `false` after reporting mosquitto missing through [`peers::missing`] (which fails the test
+/// when peers are required), so a test can `return` early.
+#[track_caller]
+pub fn available(kind: BrokerKind, test: &str) -> bool {
+    match kind {
+        BrokerKind::Embedded => true,
+        BrokerKind::Mosquitto => match std::env::var_os("EDGETWIN_MOSQUITTO") {
+            Some(program) => Path::new(&program).is_file(),
+            None => peers::program(test, "mosquitto").is_some(),
+        },
+    }
+}
+
+/// Starts rumqttd (in a thread of its own) on a free loopback port and waits until it accepts
+/// connections.
+fn start_rumqttd() -> Result<SocketAddr, TestBrokerError> {
+    // rumqttd binds by itself: find a free port, release it and hand it over.
+    let addr = loopback(free_port()?);
+    let config = rumqttd_config(addr);
+    std::thread::Builder::new()
+        .name(format!("test-broker-{}", addr.port()))
+        .spawn(move || {
+            let mut broker = Broker::new(config);
+            if let Err(err) = broker.start() {
+                tracing::error!(error = %err, "test broker stopped");
+            }
+        })?;
+    if listening_within(addr, Duration::from_secs(10)) {
+        Ok(addr)
+    } else {
+        Err(TestBrokerError::EmbeddedNotListening(addr))
+    }
+}
+
+fn rumqttd_config(listen: SocketAddr) -> Config {
+    let server = ServerSettings {
+        name: "test-v4".into(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections: ConnectionSettings {
+            connection_timeout_ms: 60_000,
+            max_payload_size: MAX_PACKET_BYTES,
+            // Retained messages beyond the free inflight slots are dropped by rumqttd: keep
+            // room for every device spec of a test node.
+            max_inflight_count: 2000,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
+    };
+    Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: 1000,
+            max_outgoing_packet_count: 5000,
+            max_segment_size: 64 * 1024 * 1024,
+            max_segment_count: 10,
+            ..RouterConfig::default()
+        },
+        v4: Some(HashMap::from([("test-v4".to_owned(), server)])),
+        ..Config::default()
+    }
+}
+
+/// Whether something accepts TCP connections on `addr` within `timeout`.
+fn listening_within(addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
 }
 
 fn loopback(port: u16) -> SocketAddr {

@@ -1,5 +1,5 @@
 //! The twin syncs the edge queues for the cloud (one outbox entry per property, see
-//! `crate::store::outbox`).
+//! `crate::edge::store::outbox`).
 //!
 //! - [`queue_sync`]: the engine's sync of what the edge wrote, as KubeEdge's `twin/edge_updated`
 //!   carries it (the halves that changed, with their versions).
@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 
 use crate::edge::devices::DeviceEntry;
-use crate::store::{NewEntry, OutboxKind, Scope, StoreError};
+use crate::edge::store::{NewEntry, OutboxKind, Scope, StoreError};
 use edgetwin_model::twin::{Effects, Half, PropertyTwin};
 use edgetwin_model::wire::payload::MsgTwin;
 

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use crate::edge::devices::{
     DeviceEntry, ModelEntry, desired_twins, device_key, membership_device, model_key,
 };
-use crate::store::{Batch, DeviceKey, NewEntry, ObjectKey, OutboxKind, StoreError};
+use crate::edge::store::{Batch, DeviceKey, NewEntry, ObjectKey, OutboxKind, StoreError};
 use edgetwin_model::devices::Device;
 use edgetwin_model::twin::{DeviceTwin, TwinContext};
 use edgetwin_model::wire::cloud_edge::{DeviceRef, SummaryContent, desired_digest, summary_key};
 use edgetwin_model::wire::payload::{DeviceTwinUpdate, JsonField};
 
-use super::outbound;
-use super::publish::Publications;
+use super::to_cloud;
+use super::to_mappers::Publications;
 use super::{
     CloudUpdateOutcome, Membership, MembershipOutcome, ServiceError, State, context, persist,
 };
@@ -154,7 +154,7 @@ impl State {
         let mut scope = batch.scope()?;
         scope.put_device(&entry.key, &entry.device)?;
         persist(&mut scope, &entry, &effects, now_ms)?;
-        outbound::queue_accepted(&mut scope, &entry, &effects, now_ms)?;
+        to_cloud::queue_accepted(&mut scope, &entry, &effects, now_ms)?;
         scope.commit()?;
         for rejection in &effects.rejections {
             tracing::warn!(device = %entry.key, property = %rejection.property, reason = ?rejection.reason, "desired value of a new device refused");
@@ -205,7 +205,7 @@ impl State {
             scope.put_device(key, &entry.device)?;
         }
         persist(&mut scope, entry, &effects, now_ms)?;
-        outbound::queue_accepted(&mut scope, entry, &effects, now_ms)?;
+        to_cloud::queue_accepted(&mut scope, entry, &effects, now_ms)?;
         scope.commit()?;
         out.effects(&self.options.node, entry, &effects, &ctx);
         if spec_changed {
@@ -265,7 +265,7 @@ impl State {
         let effects = entry.twin.cloud_update(&ctx, update);
         let mut scope = batch.scope()?;
         persist(&mut scope, entry, &effects, now_ms)?;
-        outbound::queue_accepted(&mut scope, entry, &effects, now_ms)?;
+        to_cloud::queue_accepted(&mut scope, entry, &effects, now_ms)?;
         scope.commit()?;
         for rejection in &effects.rejections {
             tracing::info!(device = %key, property = %rejection.property, reason = ?rejection.reason, "cloud update refused");

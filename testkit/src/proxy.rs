@@ -10,8 +10,8 @@
 //!   resume forwarding).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,6 +32,7 @@ pub enum ProxyMode {
 /// The running proxy; stops (closing everything) when dropped.
 pub struct TcpProxy {
     addr: SocketAddr,
+    upstream: Arc<Mutex<SocketAddr>>,
     mode: watch::Sender<ProxyMode>,
     live: Arc<AtomicUsize>,
     accept: JoinHandle<()>,
@@ -44,14 +45,16 @@ impl TcpProxy {
         let addr = listener.local_addr()?;
         let (mode, _) = watch::channel(ProxyMode::Forward);
         let live = Arc::new(AtomicUsize::new(0));
+        let upstream = Arc::new(Mutex::new(upstream));
         let accept = tokio::spawn(accept_loop(
             listener,
-            upstream,
+            Arc::clone(&upstream),
             mode.clone(),
             Arc::clone(&live),
         ));
         Ok(TcpProxy {
             addr,
+            upstream,
             mode,
             live,
             accept,
@@ -71,6 +74,11 @@ impl TcpProxy {
     /// Discards all bytes on every connection, old and new, until [`TcpProxy::heal`].
     pub fn blackhole(&self) {
         self.mode.send_replace(ProxyMode::Blackhole);
+    }
+
+    /// Forwards new connections to `upstream` from now on (a restarted server on another port).
+    pub fn set_upstream(&self, upstream: SocketAddr) {
+        *self.upstream.lock().unwrap_or_else(PoisonError::into_inner) = upstream;
     }
 
     /// Forwards again.
@@ -94,7 +102,7 @@ impl Drop for TcpProxy {
 
 async fn accept_loop(
     listener: TcpListener,
-    upstream: SocketAddr,
+    upstream: Arc<Mutex<SocketAddr>>,
     mode: watch::Sender<ProxyMode>,
     live: Arc<AtomicUsize>,
 ) {
@@ -106,7 +114,8 @@ async fn accept_loop(
             drop(client);
             continue;
         }
-        let Ok(server) = TcpStream::connect(upstream).await else {
+        let to = *upstream.lock().unwrap_or_else(PoisonError::into_inner);
+        let Ok(server) = TcpStream::connect(to).await else {
             continue;
         };
         let live = Arc::clone(&live);

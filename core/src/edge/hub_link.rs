@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 
 use crate::edge::config::CloudConfig;
 use crate::edge::service::{Membership, ServiceHandle};
-use crate::store::{DeviceKey, OutboxKind};
+use crate::edge::store::{DeviceKey, OutboxKind};
 use crate::tunnel::backoff::BackoffConfig;
 use crate::tunnel::client::{
     ClientConfigError, ClientState, HubClient, HubClientConfig, HubClientHandle, OutboxWaker,
@@ -36,7 +36,7 @@ use edgetwin_model::wire::cloud_edge::{self, DeviceRef, EDGE_SOURCE, TwinContent
 
 /// Why the cloud link did not start.
 #[derive(Debug, thiserror::Error)]
-pub enum CloudLinkError {
+pub enum HubLinkError {
     /// The node name is not a valid tunnel node name.
     #[error("node name: {0}")]
     Node(#[from] crate::tunnel::node::NodeNameError),
@@ -57,20 +57,20 @@ pub enum CloudLinkError {
 }
 
 /// The running link: the tunnel client and the task that wakes it when the outbox grows.
-pub struct CloudLink {
+pub struct HubLink {
     client: HubClientHandle,
     waker: tokio::task::JoinHandle<()>,
 }
 
-impl std::fmt::Debug for CloudLink {
+impl std::fmt::Debug for HubLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CloudLink")
+        f.debug_struct("HubLink")
             .field("state", &self.client.state())
             .finish_non_exhaustive()
     }
 }
 
-impl CloudLink {
+impl HubLink {
     /// Starts connecting `node` to the cloud named by `config` (whose `url` must be set).
     pub fn start(
         config: &CloudConfig,
@@ -78,13 +78,13 @@ impl CloudLink {
         node: &str,
         stream: StreamId,
         service: ServiceHandle,
-    ) -> Result<CloudLink, CloudLinkError> {
+    ) -> Result<HubLink, HubLinkError> {
         let node = NodeName::new(node)?;
         let token = match (&config.token, &config.token_file) {
             (Some(token), _) => Some(token.clone()),
             (None, Some(path)) => Some(
                 std::fs::read_to_string(path)
-                    .map_err(|source| CloudLinkError::TokenFile {
+                    .map_err(|source| HubLinkError::TokenFile {
                         path: path.clone(),
                         source,
                     })?
@@ -132,7 +132,7 @@ impl CloudLink {
             },
         ));
         tracing::info!(%node, url, "connecting to the cloud");
-        Ok(CloudLink { client, waker })
+        Ok(HubLink { client, waker })
     }
 
     /// The tunnel client (state, counters).
@@ -211,7 +211,7 @@ struct AgentOutbox {
 }
 
 impl AgentOutbox {
-    fn message(&self, entry: crate::store::OutboxEntry) -> Result<OutboxEntry, OutboxError> {
+    fn message(&self, entry: crate::edge::store::OutboxEntry) -> Result<OutboxEntry, OutboxError> {
         let device = DeviceRef {
             namespace: entry.device.namespace.clone(),
             name: entry.device.name.clone(),

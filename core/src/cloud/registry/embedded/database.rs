@@ -179,7 +179,7 @@ impl<T> Outcome<T> {
 }
 
 /// The sqlite file.
-pub(crate) struct Store {
+pub(crate) struct Database {
     /// Declared before `conn`: stopped first, so the writer's close is the last one and
     /// checkpoints what is left.
     _checkpoint: Option<BackgroundCheckpoint>,
@@ -187,7 +187,7 @@ pub(crate) struct Store {
     retained_changes: u64,
 }
 
-impl Store {
+impl Database {
     /// Opens (creating when missing) the registry file at `path`.
     pub fn open(path: &Path, retained_changes: u64) -> Result<Self, Error> {
         let mut conn = Connection::open(path)?;

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::edge::devices::{DeviceEntry, SpecMessage};
-use crate::store::DeviceKey;
+use crate::edge::store::DeviceKey;
 use edgetwin_model::twin::{Effects, TwinContext};
 use edgetwin_model::wire::payload::{BaseMessage, ErrorResult};
 use edgetwin_model::wire::topic::{DeviceEvent, DeviceId, NodeEvent, Topic, TopicLevel};
