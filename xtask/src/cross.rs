@@ -87,7 +87,7 @@ struct Binary {
     features: &'static [&'static str],
 }
 
-/// The binaries that run on an edge node.
+/// The binaries that run on an edge node (the BLE mapper has no binary yet).
 const EDGE_BINARIES: &[Binary] = &[
     Binary {
         package: "edgetwin-core",
@@ -106,6 +106,11 @@ const EDGE_BINARIES: &[Binary] = &[
     Binary {
         package: "edgetwin-mapper-modbus",
         name: "edgetwin-mapper-modbus",
+        features: &[],
+    },
+    Binary {
+        package: "edgetwin-mapper-opcua",
+        name: "edgetwin-mapper-opcua",
         features: &[],
     },
     Binary {
