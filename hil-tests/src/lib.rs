@@ -6,8 +6,8 @@
 //! The same [`scenarios`] run on three [`rig::Rig`]s:
 //!
 //! - the simulated chip with its loopback wiring (`--sim-wire`), in every CI run (`tests/sim.rs`);
-//! - the same with the edge agent and the mapper built for `aarch64` and run under qemu-user, in
-//!   every CI run (`tests/aarch64.rs`; `cargo xtask test` builds them);
+//! - the same with the edge agent and the mapper built for `aarch64` and run under qemu-user
+//!   (`tests/aarch64.rs`; `cargo xtask hil` builds them);
 //! - a Raspberry Pi's real pins with `HIL=1` (`tests/pins.rs`; rppal, or `HIL_BACKEND=cdev`).
 //!
 //! Modules: [`wiring`] (the rig and its Device), [`rig`] (where it runs), [`stack`] (the

@@ -161,20 +161,19 @@ impl Rig {
     }
 
     /// The `aarch64` edge agent and mapper from [`AARCH64_DIR_ENV`] under qemu-user, the cloud
-    /// on this machine, on the simulated chip. `None` (after saying why) when they are missing
-    /// and peers are not required (see `edgetwin_testkit::peers`).
+    /// on this machine, on the simulated chip. `None` (after saying why) when [`AARCH64_DIR_ENV`]
+    /// is unset, or when qemu or the sysroot is missing and peers are not required (see
+    /// `edgetwin_testkit::peers`).
     ///
     /// # Panics
-    /// When they are missing and peers are required, or when a binary is not an `aarch64` ELF
-    /// file.
+    /// When qemu or the sysroot is missing and peers are required, or when a binary is not an
+    /// `aarch64` ELF file.
     pub fn simulated_aarch64(test: &str) -> Option<Rig> {
+        // Opt-in (not a peer): `cargo xtask test` leaves the aarch64 run out (hil-tests/README.md).
         let Some(dir) = std::env::var_os(AARCH64_DIR_ENV).map(PathBuf::from) else {
-            peers::missing(
-                test,
-                "the aarch64 binaries",
-                &format!(
-                    "{AARCH64_DIR_ENV} is unset; `cargo xtask hil` builds them and runs this suite"
-                ),
+            eprintln!(
+                "{test}: skipped: {AARCH64_DIR_ENV} is unset; `cargo xtask hil` builds the aarch64 \
+                 binaries and runs this suite"
             );
             return None;
         };

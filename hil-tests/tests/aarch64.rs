@@ -1,6 +1,6 @@
 //! The scenarios with the edge agent and the mapper built for `aarch64` and run under qemu-user
 //! (the cloud runs natively): alignment, byte order and word size bugs show up without a Pi.
-//! `cargo xtask test` builds the binaries and points `EDGETWIN_HIL_AARCH64_DIR` at them.
+//! `cargo xtask hil` builds the binaries and points `EDGETWIN_HIL_AARCH64_DIR` at them.
 
 use edgetwin_hil_tests::rig::Rig;
 use edgetwin_hil_tests::scenarios;
