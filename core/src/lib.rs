@@ -15,6 +15,8 @@ pub mod edge;
 #[cfg(feature = "edge")]
 pub mod fd_budget;
 #[cfg(feature = "edge")]
+pub mod install;
+#[cfg(feature = "edge")]
 pub mod log_limit;
 pub mod manifests;
 #[cfg(feature = "cli")]

@@ -8,11 +8,13 @@
 //! - [`fleet`]: a devices file of many sensors;
 //! - [`fixtures`]: KubeEdge's own files, from the directory in `EDGETWIN_KUBEEDGE_FIXTURES`;
 //! - [`peer_process`]: a peer process driven line by line (pymodbus, asyncua, simulators);
+//! - [`binaries`]: the workspace's binaries for process tests in other packages than theirs;
 //! - [`peers`]: whether a test must fail or may skip when an outside peer is missing;
 //! - [`servers`]: Redis, MariaDB and an OTLP/HTTP receiver as real processes on free ports.
 //!
 //! Helpers return errors or panic with a message that names what is missing and how to get it.
 
+pub mod binaries;
 pub mod broker;
 pub mod client;
 pub mod fixtures;

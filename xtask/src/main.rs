@@ -2,7 +2,14 @@
 //!
 //! - `test`: provisions what the tests need on a fresh Debian machine (apt packages, a Python venv
 //!   under `target/`), then runs `cargo fmt --check`, clippy with `-D warnings` and the whole test
-//!   suite with nextest. This is the README's test command and what `.ci/run` calls.
+//!   suite with nextest (the HIL scenarios on the simulated chip among them). This is the README's
+//!   test command and what `.ci/run` calls. The aarch64 run of the HIL scenarios is not part of
+//!   it: under Debian 12's qemu-user (7.2) the first thread an aarch64 program starts hangs on
+//!   some hosts (seen on Linux 6.18), so it is `cargo xtask hil`'s alone.
+//! - `cross [--target aarch64|armv7]`: release builds of the edge binaries for the Raspberry
+//!   Pi's architectures with Debian's compiler, stripped, with their sizes (see `cross.rs`).
+//! - `hil [NEXTEST ARGS]`: the HIL suite alone (`hil-tests/`): the aarch64 binaries, then the
+//!   scenarios on the simulated chip natively and under qemu-user (and on real pins with `HIL=1`).
 //! - `gen-crds`: regenerates `crds/*.yaml` from the Rust types.
 //! - `up`: builds `edgetwin` and `edgetwin-mapper-gpio` in release mode and runs
 //!   `edgetwin up` (the README's first command, as the cargo alias `cargo up`).
@@ -22,9 +29,28 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod cross;
 mod fuzz;
 mod layering;
 mod provision;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  test [NEXTEST ARGS]  provision peers, then fmt check, clippy -D warnings, all tests
+  provision            only install what the tests need (apt packages, Python venv)
+  layering             check the crate and module layering (docs/architecture.md)
+  fuzz [TARGET] [SECS] build the fuzz targets (stable toolchain), run each SECS (60)
+  gen-crds             regenerate crds/*.yaml from the Rust types
+  up [ARGS]            build edgetwin and the GPIO mapper (release), run edgetwin up
+  hil [NEXTEST ARGS]   the HIL scenarios: simulated pins, natively and aarch64 under qemu
+  cross [--target aarch64|armv7]
+                       release edge binaries for the Raspberry Pi (Debian's rustc), sizes
+  bench cloud [ARGS]   tunnel hub connection-scale benchmark (--nodes N, --tls-nodes M, ...)
+  bench cloud-controller [ARGS]
+                       the real `edgetwin cloud` with the controller (--nodes N, --reports K)
+  bench traffic-light [ARGS]
+                       edgetwin up: desired set → pin → status latency (--flips N, --samples N)";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,24 +62,12 @@ fn main() -> Result<()> {
         Some("provision") => provision::all(&root),
         Some("layering") => layering::check(&root),
         Some("up") => up(&root, &args[1..]),
+        Some("cross") => cross::release(&root, &args[1..]),
+        Some("hil") => hil(&root, &args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz::command(&root, &args[1..]),
         _ => {
-            eprintln!(
-                "usage: cargo xtask <command>\n\n\
-                 commands:\n  \
-                 test [NEXTEST ARGS]  provision peers, then fmt check, clippy -D warnings, all tests\n  \
-                 provision            only install what the tests need (apt packages, Python venv)\n  \
-                 layering             check the crate and module layering (docs/architecture.md)\n  \
-                 fuzz [TARGET] [SECS] build the fuzz targets (stable toolchain), run each SECS (60)\n  \
-                 gen-crds             regenerate crds/*.yaml from the Rust types\n  \
-                 up [ARGS]            build edgetwin and the GPIO mapper (release), run edgetwin up\n  \
-                 bench cloud [ARGS]   tunnel hub connection-scale benchmark (--nodes N, --tls-nodes M, ...)
-                 bench cloud-controller [ARGS]
-                                      the real `edgetwin cloud` with the controller (--nodes N, --reports K)
-                 bench traffic-light [ARGS]
-                                      edgetwin up: desired set → pin → status latency (--flips N, --samples N)"
-            );
+            eprintln!("{USAGE}");
             std::process::exit(2);
         }
     }
@@ -120,6 +134,59 @@ fn test(root: &Path, nextest_args: &[String]) -> Result<()> {
     args.extend(nextest_args.iter().map(String::as_str));
     step("tests (nextest)", cargo(&env, &args))?;
     println!("xtask test: all green in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// The environment that points the HIL suite at the aarch64 binaries in `arm` and their C
+/// library for qemu-user.
+fn hil_env(arm: &Path) -> Vec<(String, OsString)> {
+    vec![
+        (
+            "EDGETWIN_HIL_AARCH64_DIR".to_owned(),
+            arm.as_os_str().to_owned(),
+        ),
+        (
+            "EDGETWIN_HIL_SYSROOT".to_owned(),
+            cross::AARCH64.sysroot().into_os_string(),
+        ),
+    ]
+}
+
+/// `cargo xtask hil`: the HIL suite alone. Builds this machine's `edgetwin` and GPIO mapper
+/// (the scenarios run them; a stale one would be used as it is) and the aarch64 ones, then runs
+/// `hil-tests` with missing peers failing.
+fn hil(root: &Path, nextest_args: &[String]) -> Result<()> {
+    let started = Instant::now();
+    step(
+        "build edgetwin and edgetwin-mapper-gpio",
+        cargo(
+            &[],
+            &[
+                "build",
+                "-p",
+                "edgetwin-core",
+                "--bin",
+                "edgetwin",
+                "-p",
+                "edgetwin-mapper-gpio",
+                "--bin",
+                "edgetwin-mapper-gpio",
+            ],
+        ),
+    )?;
+    let arm = cross::build_hil(root)?;
+    let mut env = hil_env(&arm);
+    env.push(("EDGETWIN_REQUIRE_PEERS".to_owned(), "1".into()));
+    let mut args = vec![
+        "nextest",
+        "run",
+        "-p",
+        "edgetwin-hil-tests",
+        "--no-fail-fast",
+    ];
+    args.extend(nextest_args.iter().map(String::as_str));
+    step("HIL scenarios (nextest)", cargo(&env, &args))?;
+    println!("xtask hil: all green in {:.0?}", started.elapsed());
     Ok(())
 }
 

@@ -10,7 +10,9 @@ use anyhow::{Context, Result, bail};
 /// installed. Chromium and its WebDriver drive the dashboard's browser test; libdbus-1-dev
 /// builds the BLE mapper (BlueZ is on D-Bus), whose tests run python-dbusmock's BlueZ on a
 /// private dbus-daemon. Redis and MariaDB are the servers the database sinks are tested
-/// against (started by the tests themselves).
+/// against (started by the tests themselves); `systemd-analyze` checks the units `edgetwin
+/// install` writes. (The cross toolchain for the HIL suite's arm binaries is installed by
+/// `cross::provision`.)
 const APT_PACKAGES: &[(&str, &str)] = &[
     (
         "mosquitto",
@@ -30,6 +32,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "mariadb-server",
         "command -v mariadbd || test -x /usr/sbin/mariadbd",
     ),
+    ("systemd", "command -v systemd-analyze"),
 ];
 
 /// Where the Python venv for test peers (pymodbus, asyncua, the OTLP receiver, paho-mqtt) lives,
@@ -90,6 +93,11 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Whether `cmd` is on `PATH` (or in `/usr/sbin`).
+pub fn have_command(cmd: &str) -> bool {
+    have(&format!("command -v {cmd} || test -x /usr/sbin/{cmd}"))
+}
+
 /// Whether the shell test `probe` succeeds.
 fn have(probe: &str) -> bool {
     Command::new("sh")
@@ -106,6 +114,38 @@ fn apt(packages: &[(&str, &str)]) -> Result<()> {
         .filter(|(_, probe)| !have(probe))
         .map(|(pkg, _)| *pkg)
         .collect();
+    apt_install(&missing)
+}
+
+/// Adds `arch` (`arm64`, `armhf`) to dpkg's architectures unless it is there, so that apt can
+/// install that architecture's packages (the next `apt_install` updates the package lists).
+pub fn dpkg_architecture(arch: &str) -> Result<()> {
+    let output = Command::new("dpkg")
+        .arg("--print-foreign-architectures")
+        .output()
+        .context("running dpkg --print-foreign-architectures")?;
+    if String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .any(|a| a == arch)
+    {
+        return Ok(());
+    }
+    println!("xtask: adding the {arch} architecture to dpkg");
+    let sudo = if is_root() { "" } else { "sudo " };
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{sudo}dpkg --add-architecture {arch}"))
+        .status()
+        .context("running dpkg --add-architecture")?;
+    if !status.success() {
+        bail!("dpkg --add-architecture {arch} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Installs `missing` Debian packages (after updating the package lists); nothing to do when
+/// the list is empty.
+pub fn apt_install(missing: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }

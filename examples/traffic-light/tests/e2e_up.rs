@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use edgetwin_example_traffic_light::stop_up;
+use edgetwin_testkit::binaries;
 use serde_json::Value;
 
 /// How long `edgetwin up` may take to print its banner (a loaded CI machine, first start).
@@ -23,38 +24,13 @@ const START: Duration = Duration::from_secs(60);
 /// The bound for desired → reported + Verified, seen through `edgetwin ctl`.
 const VERIFIED_WITHIN: Duration = Duration::from_secs(1);
 
-/// The `edgetwin` and `edgetwin-mapper-gpio` binaries of this build's target directory.
-///
-/// A workspace test run (`cargo xtask test`, `cargo nextest run --workspace`) has just built both
-/// (they belong to packages with integration tests), so they are used as they are: building them
-/// again here with this package's feature set would relink `target/*/edgetwin` under the feet of
-/// other tests running in parallel. Only when one is missing (this package tested alone) are they
-/// built, once per test process. After changing code, test with `--workspace` or build them first.
+/// The `edgetwin` and `edgetwin-mapper-gpio` binaries of this build's target directory (built
+/// only when missing: see `edgetwin_testkit::binaries`).
 fn binaries() -> &'static (PathBuf, PathBuf) {
     static BINARIES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     BINARIES.get_or_init(|| {
-        // target/debug/deps/e2e_up-HASH → target/debug
-        let exe = std::env::current_exe().expect("test exe");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target profile dir")
-            .to_path_buf();
-        let bins = (dir.join("edgetwin"), dir.join("edgetwin-mapper-gpio"));
-        if bins.0.is_file() && bins.1.is_file() {
-            return bins;
-        }
-        let profile_release = dir.file_name().is_some_and(|n| n == "release");
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-        build.args(edgetwin_example_traffic_light::BUILD_BINARIES);
-        if profile_release {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cargo build starts");
-        assert!(status.success(), "building the binaries failed: {status}");
-        assert!(bins.0.is_file() && bins.1.is_file(), "{bins:?} missing");
-        bins
+        let found = binaries::workspace_binaries(&[binaries::EDGETWIN, binaries::MAPPER_GPIO]);
+        (found[0].clone(), found[1].clone())
     })
 }
 

@@ -1,6 +1,7 @@
 //! The GPIO mapper's own command-line options; the rest go to the SDK's common parser.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use crate::config::BackendKind;
 use crate::driver::DEFAULT_CHIP;
@@ -14,6 +15,8 @@ GPIO OPTIONS:
                            (GET /sim, GET /sim/CHIP/LINE, PUT /sim/CHIP/LINE high|low|float)
   --sim-wire [CHIP:]OUT:IN wire simulated output line OUT to input line IN (repeatable;
                            CHIP defaults to gpiochip0)
+  --sim-state DIR          keep the simulated pins in DIR, so that the mapper started again
+                           finds them as it left them (as real pins stay when it dies)
 ";
 
 /// A wire between two lines of a simulated chip.
@@ -36,6 +39,8 @@ pub struct GpioArgs {
     pub sim_http: Option<SocketAddr>,
     /// `--sim-wire`, in order.
     pub wires: Vec<SimWire>,
+    /// `--sim-state`.
+    pub sim_state: Option<PathBuf>,
 }
 
 impl GpioArgs {
@@ -50,7 +55,10 @@ impl GpioArgs {
                 Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
                 _ => (arg.as_str(), None),
             };
-            if !matches!(flag, "--backend" | "--sim-http" | "--sim-wire") {
+            if !matches!(
+                flag,
+                "--backend" | "--sim-http" | "--sim-wire" | "--sim-state"
+            ) {
                 rest.push(arg.clone());
                 continue;
             }
@@ -73,6 +81,7 @@ impl GpioArgs {
                         format!("--sim-http {value:?} is not an address like 127.0.0.1:9180")
                     })?);
                 }
+                "--sim-state" => gpio.sim_state = Some(PathBuf::from(value)),
                 _ => gpio.wires.push(parse_wire(&value)?),
             }
         }
@@ -117,6 +126,8 @@ mod tests {
             "--sim-wire",
             "17:4",
             "--sim-wire=bank1:2:3",
+            "--sim-state",
+            "/var/lib/sim",
             "--devices",
             "/etc/devices",
         ]))
@@ -138,6 +149,7 @@ mod tests {
                 },
             ]
         );
+        assert_eq!(gpio.sim_state, Some(PathBuf::from("/var/lib/sim")));
         assert_eq!(
             rest,
             args(&["--node", "edge-1", "--devices", "/etc/devices"])
@@ -161,6 +173,7 @@ mod tests {
             ),
             (&["--sim-wire", "a:b"], "\"a\" is not a line number"),
             (&["--sim-wire"], "--sim-wire needs a value"),
+            (&["--sim-state"], "--sim-state needs a value"),
         ] {
             let err = GpioArgs::split(&args(list)).expect_err("invalid");
             assert!(err.contains(message), "{err}");

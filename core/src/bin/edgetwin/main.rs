@@ -17,6 +17,8 @@ mod crd;
 mod ctl;
 #[cfg(feature = "edge")]
 mod edge;
+#[cfg(feature = "edge")]
+mod install;
 mod logging;
 mod pipeline_cmd;
 #[cfg(feature = "cloud")]
@@ -42,6 +44,14 @@ enum Command {
     /// Run the edge agent: MQTT event bus, twin engine and persistent store.
     #[cfg(feature = "edge")]
     Edge(edge::EdgeArgs),
+    /// Install this node's binaries, agent configuration and hardened systemd units (the agent
+    /// and each mapper), then enable and start them.
+    #[cfg(feature = "edge")]
+    Install(install::InstallArgs),
+    /// Stop, disable and remove what `edgetwin install` put on this node (configuration and
+    /// store are kept unless --purge).
+    #[cfg(feature = "edge")]
+    Uninstall(install::UninstallArgs),
     /// Talk to the embedded registry with kubectl-like verbs (apply, get, set, patch, ...).
     Ctl(ctl::CtlArgs),
     /// Print the generated CustomResourceDefinitions.
@@ -180,6 +190,10 @@ fn main() -> ExitCode {
         Command::Cloud { args, .. } => run(cloud::run_cloud(args)),
         #[cfg(feature = "edge")]
         Command::Edge(args) => run(edge::run(args)),
+        #[cfg(feature = "edge")]
+        Command::Install(args) => run(install::run_install(args)),
+        #[cfg(feature = "edge")]
+        Command::Uninstall(args) => run(install::run_uninstall(args)),
         Command::Ctl(args) => ctl::run(args),
         Command::Crd { command } => crd_command(command),
         Command::Convert { file } => convert::run(&file),

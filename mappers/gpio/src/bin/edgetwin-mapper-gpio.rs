@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+use edgetwin_mapper_gpio::chip::sim::SimGpio;
 use edgetwin_mapper_gpio::cli::{GpioArgs, USAGE};
 use edgetwin_mapper_gpio::{GpioDriver, platform, sim_http};
 use edgetwin_sdk::Mapper;
@@ -27,15 +28,33 @@ fn main() -> ExitCode {
     };
     // Detected now, logged once the arguments are known to ask for a run (`--help` prints
     // the usage alone).
-    let (driver, detected) = match gpio.backend {
+    let (mut driver, detected) = match gpio.backend {
         Some(backend) => (GpioDriver::new(backend), None),
         None => {
             let (backend, why) = platform::default_backend();
             (GpioDriver::new(backend), Some((backend, why)))
         }
     };
+    if let Some(dir) = &gpio.sim_state {
+        match SimGpio::persistent(dir) {
+            Ok(sim) => driver = driver.with_sim(sim),
+            Err(err) => {
+                eprintln!("{bin}: --sim-state: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    // All wires of a chip at once: a chip restored from --sim-state gets its jumpers back
+    // without an input moving.
+    let mut wires: Vec<(&str, Vec<(u32, u32)>)> = Vec::new();
     for wire in &gpio.wires {
-        if let Err(err) = driver.sim().chip(&wire.chip).wire(wire.output, wire.input) {
+        match wires.iter_mut().find(|(chip, _)| *chip == wire.chip) {
+            Some((_, pairs)) => pairs.push((wire.output, wire.input)),
+            None => wires.push((&wire.chip, vec![(wire.output, wire.input)])),
+        }
+    }
+    for (chip, pairs) in &wires {
+        if let Err(err) = driver.sim().chip(chip).wire_all(pairs) {
             return bad_arguments(&format!("--sim-wire: {err}"));
         }
     }

@@ -6,6 +6,12 @@
 //! mistakes get a clear message (`gpiochip0 has no line 70 (it has 54: 0–53)`, `line 17 of
 //! /dev/gpiochip0 is busy (held by sysfs)`).
 //!
+//! A line the kernel still reports as an output when it is requested (left so by the previous
+//! holder, e.g. a mapper that was restarted) is requested as it is, read, and only then made an
+//! output at the level it had, so that a restart does not reset the pin. Whether a released
+//! line keeps driving is up to the chip's driver: many do, some turn the pin into an input on
+//! release, and then the restarted mapper finds it off and writes the desired value again.
+//!
 //! Not exercised in CI: this machine has no GPIO subsystem. The hardware tests at the end of
 //! this file are `#[ignore]`d and run against a real chip with
 //! `EDGETWIN_GPIO_CHIP=/dev/gpiochipN cargo nextest run -p edgetwin-mapper-gpio --run-ignored only`.
@@ -82,8 +88,8 @@ impl CdevChip {
     }
 
     /// Checks that the line exists and is free, for a clear message instead of `EINVAL` or
-    /// `EBUSY`.
-    fn check_line(&self, line: u32) -> Result<(), GpioError> {
+    /// `EBUSY`; returns whether the kernel reports it as an output.
+    fn check_line(&self, line: u32) -> Result<bool, GpioError> {
         let chip = self.open()?;
         let lines = chip.info().map_err(|e| self.io(e))?.num_lines;
         if line >= lines {
@@ -101,7 +107,7 @@ impl CdevChip {
                 holder: (!info.consumer.is_empty()).then_some(info.consumer),
             });
         }
-        Ok(())
+        Ok(info.direction == gpiocdev::line::Direction::Output)
     }
 
     fn builder(&self, options: &LineOptions) -> Builder {
@@ -137,10 +143,23 @@ impl GpioChip for CdevChip {
 
     fn request_output(&self, request: &OutputRequest) -> Result<Box<dyn OutputLine>, GpioError> {
         let line = request.options.line;
-        self.check_line(line)?;
         let mut builder = self.builder(&request.options);
-        builder.as_output(Value::from(request.initial));
-        let held = self.request(&mut builder, line)?;
+        let held = if self.check_line(line)? {
+            // Still an output: take it as it is, then keep the level it drives.
+            builder.as_is();
+            let held = self.request(&mut builder, line)?;
+            let level = held
+                .value(line)
+                .map_err(|e| self.io(format!("reading line {line}: {e}")))?;
+            let mut config = held.config();
+            config.as_output(level);
+            held.reconfigure(&config)
+                .map_err(|e| self.io(format!("keeping line {line} an output: {e}")))?;
+            held
+        } else {
+            builder.as_output(Value::from(request.initial));
+            self.request(&mut builder, line)?
+        };
         Ok(Box::new(CdevOutput {
             chip: self.clone(),
             request: held,

@@ -3,13 +3,17 @@
 //!
 //! rppal has no active-low, so it is applied here; edges come from rppal's interrupt thread
 //! (with its debounce), translated to logical edges. rppal cannot leave a pull resistor as it
-//! is: an input without `bias` gets none, and outputs ignore `bias`. A released pin goes back
-//! to the mode it had before (rppal's reset on drop).
+//! is: an input without `bias` gets none, and outputs ignore `bias`.
+//!
+//! Outputs survive the mapper: a pin that is already an output when it is requested (a mapper
+//! restarted after a crash or by systemd) is taken over at its level, not driven to `initial`,
+//! and a released output is left driving (rppal's reset on drop is turned off for outputs), so
+//! a restart never blinks a lamp. A released input goes back to the mode it had before.
 //!
 //! Not exercised in CI: on anything but a Raspberry Pi [`RpiChip::open`] fails with
 //! [`GpioError::Unavailable`] ("not a Raspberry Pi"), which the tests check.
 
-use rppal::gpio::{Gpio, InputPin, Level, OutputPin, Trigger};
+use rppal::gpio::{Gpio, InputPin, Level, Mode, OutputPin, Trigger};
 
 use super::{
     Bias, EdgeEvent, EdgeStream, GpioChip, GpioError, InputLine, InputRequest, OutputLine,
@@ -87,10 +91,16 @@ impl GpioChip for RpiChip {
     fn request_output(&self, request: &OutputRequest) -> Result<Box<dyn OutputLine>, GpioError> {
         let options = &request.options;
         let pin = self.pin(options.line)?;
-        let pin = match level_of(request.initial, options.active_low) {
-            Level::High => pin.into_output_high(),
-            Level::Low => pin.into_output_low(),
+        let mut pin = if pin.mode() == Mode::Output {
+            // Still driving what the last holder set: keep it.
+            pin.into_output()
+        } else {
+            match level_of(request.initial, options.active_low) {
+                Level::High => pin.into_output_high(),
+                Level::Low => pin.into_output_low(),
+            }
         };
+        pin.set_reset_on_drop(false);
         Ok(Box::new(RpiOutput {
             pin,
             active_low: options.active_low,

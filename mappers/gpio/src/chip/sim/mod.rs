@@ -2,8 +2,10 @@
 //!
 //! It behaves like a kernel GPIO chip as seen through the character device: lines are requested
 //! as inputs or outputs with active-low, bias and debounce; a line held by one requester is busy
-//! for others; a released line goes back to its pull. On top of that it is observable and
-//! drivable from the outside, like the kernel's `gpio-sim`:
+//! for others. A released output keeps driving its level (as most kernel drivers and a
+//! Raspberry Pi's registers do), and the next request of it as an output takes it over at that
+//! level instead of driving its initial one; a released input goes back to its pull. On top of
+//! that it is observable and drivable from the outside, like the kernel's `gpio-sim`:
 //!
 //! - every change of a pin's physical level is logged as a [`Transition`] with a timestamp and
 //!   its [`Cause`] (bounded to the last [`LOG_CAPACITY`] entries);
@@ -11,18 +13,23 @@
 //! - [`SimChip::wire`] connects an output to an input, so driving the output moves the input
 //!   and fires its edge events;
 //! - [`SimChip::snapshot`] gives the whole chip as serialisable data;
-//! - [`SimChip::subscribe`] streams each transition as it happens (no polling).
+//! - [`SimChip::subscribe`] streams each transition as it happens (no polling);
+//! - [`SimGpio::persistent`] keeps the pins in files ([`store`]), so that a mapper started again
+//!   finds them as the previous process left them, even after a SIGKILL.
 //!
 //! Debounce follows the kernel (and so gpiocdev): each change of an input restarts a timer of
 //! the debounce period; when it expires with the level still different from the last reported
 //! one, one edge is reported and reads return the new level. Debouncing runs on the tokio
 //! runtime that requested the line.
 
+pub mod store;
+
 use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use tokio::sync::broadcast;
 
@@ -42,7 +49,7 @@ pub const LOG_CAPACITY: usize = 10_000;
 pub const SUBSCRIBER_CAPACITY: usize = 1024;
 
 /// The physical level of a pin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// 0 V.
@@ -75,7 +82,7 @@ pub enum Cause {
     Request,
     /// An output was set.
     Write,
-    /// A line was released and went back to its pull.
+    /// An input was released and went back to its pull.
     Release,
     /// The level was driven from outside ([`SimChip::drive`]).
     Drive,
@@ -131,6 +138,9 @@ pub struct LineSnapshot {
     pub driven: Option<Level>,
     /// The output this input is wired to, if any.
     pub wired_from: Option<u32>,
+    /// The level a released output still drives (the line is free; a new output request takes
+    /// it over at this level).
+    pub retained: Option<Level>,
 }
 
 /// The whole state of a chip, as served by the mapper's `--sim-http` endpoint.
@@ -177,6 +187,8 @@ struct Holder {
 struct LineState {
     holder: Option<Holder>,
     external: Option<Level>,
+    /// A released output's level: the pin still drives it.
+    retained: Option<Level>,
     level: Level,
 }
 
@@ -189,6 +201,8 @@ struct ChipState {
     next_seq: u64,
     next_request: u64,
     dropped: u64,
+    /// Where the pins are kept between processes (`None`: in memory only).
+    store: Option<store::StateFile>,
 }
 
 #[derive(Debug)]
@@ -220,6 +234,7 @@ impl SimChip {
             .map(|_| LineState {
                 holder: None,
                 external: None,
+                retained: None,
                 level: Level::Low,
             })
             .collect();
@@ -235,9 +250,40 @@ impl SimChip {
                     next_seq: 1,
                     next_request: 1,
                     dropped: 0,
+                    store: None,
                 }),
             }),
         }
+    }
+
+    /// A chip with [`SIM_LINES`] lines whose pins are kept in a file in `dir` (see [`store`]):
+    /// the outputs and outside drives found there are restored (the outputs as released lines
+    /// still driving their level), and every change is written back.
+    ///
+    /// # Errors
+    /// When the chip's file exists but cannot be read or parsed.
+    pub fn persistent(name: impl Into<String>, dir: &Path) -> Result<Self, String> {
+        let chip = Self::new(name);
+        let (file, kept) = store::StateFile::open(dir, chip.chip_name())?;
+        {
+            let mut state = chip.state();
+            let count = state.lines.len() as u32;
+            let kept = kept.unwrap_or_default();
+            for (&line, &level) in kept.outputs.iter().filter(|(l, _)| **l < count) {
+                state.lines[line as usize].retained = Some(level);
+            }
+            for (&line, &level) in kept.driven.iter().filter(|(l, _)| **l < count) {
+                state.lines[line as usize].external = Some(level);
+            }
+            // The pins are where the last process left them: nothing moved.
+            for (index, line) in state.lines.iter_mut().enumerate() {
+                if kept.high.contains(&(index as u32)) {
+                    line.level = Level::High;
+                }
+            }
+            state.store = Some(file);
+        }
+        Ok(chip)
     }
 
     fn state(&self) -> MutexGuard<'_, ChipState> {
@@ -275,31 +321,42 @@ impl SimChip {
         Ok(())
     }
 
-    /// Wires `output` to `input`: while `output` is requested as an output, `input` reads its
-    /// pin level.
+    /// Wires `output` to `input`: while `output` drives (requested as an output, or released
+    /// and still driving), `input` reads its pin level.
     pub fn wire(&self, output: u32, input: u32) -> Result<(), GpioError> {
+        self.wire_all(&[(output, input)])
+    }
+
+    /// Adds every `(output, input)` wire at once, or none if one of them is refused: the pins
+    /// settle once, with all of them in place (a chip restored by [`SimChip::persistent`] gets
+    /// its jumpers back without any input moving).
+    pub fn wire_all(&self, wires: &[(u32, u32)]) -> Result<(), GpioError> {
         let mut state = self.state();
-        self.check_line(&state, output)?;
-        self.check_line(&state, input)?;
-        if output == input {
-            return Err(GpioError::Unsupported(format!(
-                "cannot wire line {output} of {} to itself",
-                self.shared.label
-            )));
+        let mut added = state.wires.clone();
+        for &(output, input) in wires {
+            self.check_line(&state, output)?;
+            self.check_line(&state, input)?;
+            if output == input {
+                return Err(GpioError::Unsupported(format!(
+                    "cannot wire line {output} of {} to itself",
+                    self.shared.label
+                )));
+            }
+            if added.contains_key(&output) {
+                return Err(GpioError::Unsupported(format!(
+                    "line {output} of {} is itself wired as an input",
+                    self.shared.label
+                )));
+            }
+            if added.values().any(|&from| from == input) {
+                return Err(GpioError::Unsupported(format!(
+                    "line {input} of {} already drives a wired input",
+                    self.shared.label
+                )));
+            }
+            added.insert(input, output);
         }
-        if state.wires.contains_key(&output) {
-            return Err(GpioError::Unsupported(format!(
-                "line {output} of {} is itself wired as an input",
-                self.shared.label
-            )));
-        }
-        if state.wires.values().any(|&from| from == input) {
-            return Err(GpioError::Unsupported(format!(
-                "line {input} of {} already drives a wired input",
-                self.shared.label
-            )));
-        }
-        state.wires.insert(input, output);
+        state.wires = added;
         self.settle(&mut state, Cause::Wire, None);
         Ok(())
     }
@@ -350,6 +407,7 @@ impl SimChip {
                 let line = &state.lines[index];
                 line.holder.is_some()
                     || line.external.is_some()
+                    || line.retained.is_some()
                     || line.level == Level::High
                     || state.wires.contains_key(&(index as u32))
             })
@@ -421,28 +479,23 @@ impl SimChip {
                 self.input_changed(state, index);
             }
         }
+        persist(state);
     }
 
-    /// The level a line shows: an output's driven level; for anything else, the output it is
-    /// wired to, the level driven from outside, or its pull (low when floating).
+    /// The level a line shows: the level its output drives (held or released); for anything
+    /// else, the output it is wired to, the level driven from outside, or its pull (low when
+    /// floating).
     fn resolve(&self, state: &ChipState, index: usize) -> Level {
         let line = &state.lines[index];
-        if let Some(Holder {
-            mode: Mode::Output { driven },
-            ..
-        }) = &line.holder
-        {
-            return *driven;
+        if let Some(driven) = output_level(line) {
+            return driven;
         }
-        if let Some(&from) = state.wires.get(&(index as u32)) {
-            let source = &state.lines[from as usize];
-            if let Some(Holder {
-                mode: Mode::Output { driven },
-                ..
-            }) = &source.holder
-            {
-                return *driven;
-            }
+        if let Some(driven) = state
+            .wires
+            .get(&(index as u32))
+            .and_then(|&from| output_level(&state.lines[from as usize]))
+        {
+            return driven;
         }
         if let Some(level) = line.external {
             return level;
@@ -520,6 +573,13 @@ impl SimChip {
         }
         let request = state.next_request;
         state.next_request += 1;
+        // A released output still driving its pin is taken over at its level; an input request
+        // turns the driver off.
+        let retained = state.lines[index].retained.take();
+        let mode = match (mode, retained) {
+            (Mode::Output { .. }, Some(driven)) => Mode::Output { driven },
+            (mode, _) => mode,
+        };
         state.lines[index].holder = Some(Holder {
             request,
             consumer: options.consumer.clone(),
@@ -546,7 +606,14 @@ impl SimChip {
             return;
         };
         if slot.holder.as_ref().is_some_and(|h| h.request == request) {
-            slot.holder = None;
+            // An output keeps driving its level; an input goes back to its pull.
+            if let Some(Holder {
+                mode: Mode::Output { driven },
+                ..
+            }) = slot.holder.take()
+            {
+                slot.retained = Some(driven);
+            }
             self.settle(&mut state, Cause::Release, None);
         }
     }
@@ -576,6 +643,40 @@ impl SimChip {
     }
 }
 
+/// The level a line's output drives: held as an output, or released and still driving.
+fn output_level(line: &LineState) -> Option<Level> {
+    match &line.holder {
+        Some(Holder {
+            mode: Mode::Output { driven },
+            ..
+        }) => Some(*driven),
+        Some(_) => None,
+        None => line.retained,
+    }
+}
+
+/// Writes the chip's pins to its state file, if it has one (see [`store`]).
+fn persist(state: &mut ChipState) {
+    if state.store.is_none() {
+        return;
+    }
+    let mut kept = store::PinState::default();
+    for (index, line) in state.lines.iter().enumerate() {
+        if let Some(level) = output_level(line) {
+            kept.outputs.insert(index as u32, level);
+        }
+        if let Some(level) = line.external {
+            kept.driven.insert(index as u32, level);
+        }
+        if line.level == Level::High {
+            kept.high.insert(index as u32);
+        }
+    }
+    if let Some(file) = state.store.as_mut() {
+        file.save(kept);
+    }
+}
+
 fn lock(shared: &Shared) -> MutexGuard<'_, ChipState> {
     // The state is plain data that is consistent after every statement that can panic.
     shared.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -597,6 +698,7 @@ fn line_snapshot(state: &ChipState, index: usize) -> LineSnapshot {
         consumer: holder.map(|h| h.consumer.clone()),
         driven: line.external,
         wired_from: state.wires.get(&(index as u32)).copied(),
+        retained: line.retained,
     }
 }
 
@@ -782,6 +884,8 @@ impl Drop for SimInput {
 #[derive(Debug, Clone, Default)]
 pub struct SimGpio {
     chips: Arc<Mutex<BTreeMap<String, SimChip>>>,
+    /// Where each chip keeps its pins ([`SimGpio::persistent`]).
+    state_dir: Option<PathBuf>,
 }
 
 impl SimGpio {
@@ -790,13 +894,53 @@ impl SimGpio {
         Self::default()
     }
 
+    /// Chips whose pins are kept in `dir`, one file per chip (see [`store`]), so that a mapper
+    /// started again with the same directory finds its pins as it left them. The directory is
+    /// created if needed, and the chips already kept there are loaded now, so that a broken
+    /// file is a start-up error.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or read, or a file in it is not a chip's state.
+    pub fn persistent(dir: &Path) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut chips = BTreeMap::new();
+        for entry in entries {
+            let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            chips.insert(name.to_owned(), SimChip::persistent(name, dir)?);
+        }
+        Ok(SimGpio {
+            chips: Arc::new(Mutex::new(chips)),
+            state_dir: Some(dir.to_path_buf()),
+        })
+    }
+
     /// The chip named `name`, created with [`SIM_LINES`] lines if it does not exist.
     pub fn chip(&self, name: &str) -> SimChip {
         let mut chips = self.chips.lock().unwrap_or_else(PoisonError::into_inner);
         chips
             .entry(name.to_owned())
-            .or_insert_with(|| SimChip::new(name))
+            .or_insert_with(|| self.create(name))
             .clone()
+    }
+
+    /// A new chip, kept in the state directory when there is one. (A file that broke after
+    /// [`SimGpio::persistent`] checked the directory is left alone: the chip runs in memory.)
+    fn create(&self, name: &str) -> SimChip {
+        let Some(dir) = &self.state_dir else {
+            return SimChip::new(name);
+        };
+        SimChip::persistent(name, dir).unwrap_or_else(|err| {
+            tracing::warn!(chip = name, error = %err, "simulated chip starts from its defaults");
+            SimChip::new(name)
+        })
     }
 
     /// The chip named `name`, if it exists.
@@ -935,14 +1079,96 @@ mod tests {
         drop(first);
         assert_eq!(
             chip.level(3),
-            Ok(Level::Low),
-            "a released output goes back to its pull"
+            Ok(Level::High),
+            "a released output keeps driving its level"
         );
+        assert_eq!(chip.line(3).map(|l| l.retained), Ok(Some(Level::High)));
+        assert_eq!(causes(&chip, 3), vec![(Level::High, Cause::Request)]);
+        let input = chip.request_input(&input(3, None)).expect("free again");
+        assert_eq!(
+            (input.get(), chip.level(3)),
+            (Ok(false), Ok(Level::Low)),
+            "requested as an input, the line stops driving and follows its pull"
+        );
+        drop(input);
         assert_eq!(
             causes(&chip, 3),
-            vec![(Level::High, Cause::Request), (Level::Low, Cause::Release)]
+            vec![(Level::High, Cause::Request), (Level::Low, Cause::Request)]
         );
-        assert!(chip.request_input(&input(3, None)).is_ok());
+    }
+
+    #[test]
+    fn an_output_requested_again_is_taken_over_at_its_level() {
+        let chip = SimChip::new("gpiochip0");
+        chip.wire(17, 5).expect("wire");
+        let mut red = chip.request_output(&output(17, false)).expect("free line");
+        red.set(true).expect("set");
+        drop(red);
+        assert_eq!(
+            chip.level(5),
+            Ok(Level::High),
+            "the wired input still sees it"
+        );
+        let again = chip.request_output(&output(17, false)).expect("free again");
+        assert_eq!(again.get(), Ok(true), "the initial level is not driven");
+        assert_eq!(
+            causes(&chip, 17),
+            vec![(Level::High, Cause::Write)],
+            "no transition: the pin never moved"
+        );
+        assert_eq!(chip.line(17).map(|l| l.retained), Ok(None), "held again");
+    }
+
+    #[test]
+    fn a_persistent_chip_finds_its_pins_as_a_killed_process_left_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = SimChip::persistent("gpiochip0", dir.path()).expect("no state yet");
+        first.wire(17, 5).expect("wire");
+        let mut red = first.request_output(&output(17, false)).expect("free line");
+        red.set(true).expect("set");
+        first.drive(4, Level::Low).expect("drive");
+        // The process dies holding the line: no release runs.
+        std::mem::forget(red);
+        drop(first);
+
+        let second = SimChip::persistent("gpiochip0", dir.path()).expect("state read");
+        // Two jumpers, as the command line gives them: each input keeps its level.
+        second.wire_all(&[(17, 5), (27, 6)]).expect("wire again");
+        assert_eq!(second.level(17), Ok(Level::High));
+        assert_eq!(second.level(5), Ok(Level::High), "through the wire");
+        assert_eq!(second.line(4).map(|l| l.driven), Ok(Some(Level::Low)));
+        let red = second
+            .request_output(&output(17, false))
+            .expect("free line");
+        assert_eq!(red.get(), Ok(true), "taken over, not reset");
+        assert_eq!(
+            second.transitions(),
+            [],
+            "the restored pins never moved, nor did wiring them again move the input"
+        );
+    }
+
+    #[test]
+    fn persistent_gpio_loads_every_kept_chip_and_refuses_a_broken_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let gpio = SimGpio::persistent(dir.path()).expect("empty dir");
+            let mut line = gpio
+                .chip("bank1")
+                .request_output(&output(2, true))
+                .expect("free line");
+            line.set(true).expect("set");
+        }
+        let gpio = SimGpio::persistent(dir.path()).expect("state read");
+        assert!(gpio.get("bank1").is_some(), "loaded at start");
+        assert_eq!(gpio.chip("bank1").level(2), Ok(Level::High));
+        std::fs::write(
+            dir.path().join("bank2.json"),
+            br#"{"outputs": {"2": "middle"}}"#,
+        )
+        .expect("write");
+        let err = SimGpio::persistent(dir.path()).expect_err("broken file");
+        assert!(err.contains("bank2.json"), "{err}");
     }
 
     #[test]
@@ -1014,6 +1240,11 @@ mod tests {
         assert!(chip.wire(1, 1).is_err());
         chip.wire(1, 2).expect("wire");
         assert!(chip.wire(2, 3).is_err(), "a wired input cannot drive");
+        assert!(
+            chip.wire_all(&[(5, 6), (6, 7)]).is_err(),
+            "checked against the wires given with it"
+        );
+        assert!(chip.wire(5, 6).is_ok(), "a refused batch adds nothing");
         assert!(
             chip.wire(4, 1).is_err(),
             "a driving output cannot be wired as an input"
