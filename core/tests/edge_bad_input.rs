@@ -230,9 +230,9 @@ async fn a_wildcard_or_nul_in_a_published_topic(kind: BrokerKind) {
     assert_eq!(edge.agent.metrics().rejects(Reject::BadTopic), 0, "{kind}");
 }
 
-// A current-thread runtime: the agent's tasks run on the test's thread, where the capturing
-// subscriber is the default. Embedded broker only: mosquitto drops a client whose topic has a
-// control character (MQTT 3.1.1 section 1.5.3), so nothing would reach the agent there.
+// The capturing subscriber is the process's global one: the refusal is logged on the embedded
+// broker's thread (its bus policy refuses the topic before the agent sees it). Embedded broker
+// only: mosquitto drops a client whose topic has a control character (MQTT 3.1.1 section 1.5.3).
 #[tokio::test]
 async fn a_line_break_in_a_topic_never_reaches_the_log_raw() {
     let kind = BrokerKind::Embedded;
@@ -241,8 +241,8 @@ async fn a_line_break_in_a_topic_never_reaches_the_log_raw() {
         .with_writer(log.clone())
         .with_ansi(false)
         .finish();
-    // The agent's tasks run on this test's thread (a current-thread runtime): they log here.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // No other test of this binary sets a global subscriber.
+    tracing::subscriber::set_global_default(subscriber).expect("the global subscriber");
     let mut edge = Edge::start(kind).await;
     let mut mapper = edge.client().await;
     let forged = "ERROR forged: pin 17 is high";
@@ -255,7 +255,7 @@ async fn a_line_break_in_a_topic_never_reaches_the_log_raw() {
         .expect("publishes");
     still_serving(&mut mapper).await;
     assert_eq!(
-        edge.agent.metrics().rejects(Reject::BadTopic),
+        refused(&edge, Reject::BadTopic),
         1,
         "{kind}: the topic is refused"
     );

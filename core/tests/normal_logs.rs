@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use edgetwin_core::edge::access::secrets::default_credentials_file;
+use edgetwin_model::wire::spec_auth::BusCredentials;
 use edgetwin_testkit::TestClient;
 use support::*;
 
@@ -63,7 +65,8 @@ async fn a_normal_start_run_and_stop_of_the_edge_agent_logs_no_warning() {
         dir.path().join("edge.yaml"),
         format!(
             "nodeName: {NODE}\ndataDir: {}\nbroker:\n  embedded:\n    listen: 127.0.0.1:{port}\n\
-             http:\n  listen: null\n",
+             http:\n  listen: null\nbus:\n  clients:\n    - name: normal\n      protocols: [\"*\"]\n\
+             \x20 dataTopics: [\"edgetwin-test/#\"]\n",
             dir.path().join("data").display(),
         ),
     )
@@ -73,7 +76,15 @@ async fn a_normal_start_run_and_stop_of_the_edge_agent_logs_no_warning() {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut mapper = loop {
-        match TestClient::connect(addr, "normal-mapper").await {
+        // The agent writes the client's credentials before its broker listens.
+        let login =
+            std::fs::read_to_string(default_credentials_file(&dir.path().join("data"), "normal"))
+                .ok()
+                .and_then(|text| BusCredentials::from_json(&text).ok());
+        let login = login
+            .as_ref()
+            .map(|login| (login.username.as_str(), login.password.as_str()));
+        match TestClient::connect_as(addr, "normal-mapper", login).await {
             Ok(client) => break client,
             Err(err) if Instant::now() < deadline => {
                 let _ = err;

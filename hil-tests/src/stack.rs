@@ -101,7 +101,8 @@ impl Stack {
         write(
             &dir.path().join("edge.yaml"),
             &format!(
-                "nodeName: {NODE}\ndataDir: {}\nbroker:\n  embedded:\n    listen: {broker}\nhttp:\n  listen: null\ncloud:\n  url: ws://{tunnel}\n  token: {}\n  insecure: true\n  reconnectMinMs: 50\n  reconnectMaxMs: 500\n",
+                "nodeName: {NODE}\ndataDir: {}\nbroker:\n  embedded:\n    listen: {broker}\nhttp:\n  listen: null\ncloud:\n  url: ws://{tunnel}\n  token: {}\n  insecure: true\n  reconnectMinMs: 50\n  reconnectMaxMs: 500\n\
+                 bus:\n  clients:\n    - name: gpio\n      protocols: [gpio]\n",
                 dir.path().join("edge").display(),
                 token.trim()
             ),
@@ -289,6 +290,9 @@ impl Stack {
             .arg(self.broker.to_string())
             .arg("--metrics")
             .arg(self.metrics.to_string())
+            // The bus credentials the edge agent wrote for its client `gpio` (edge.yaml).
+            .arg("--credentials")
+            .arg(dir.join("edge").join("bus").join("gpio.json"))
             .env("RUST_LOG", "info");
         if self.rig.pins == Pins::Simulated {
             command

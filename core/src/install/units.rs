@@ -42,6 +42,9 @@ pub struct CloudLink {
 /// The systemd credential name of the node token.
 pub const TOKEN_CREDENTIAL: &str = "node.token";
 
+/// The systemd credential name of a mapper's bus credentials.
+pub const BUS_CREDENTIAL: &str = "bus.json";
+
 /// The first line of every file the installer writes.
 pub const WRITTEN_BY: &str = "# Written by `edgetwin install`; `edgetwin uninstall` removes it.";
 
@@ -90,6 +93,22 @@ broker:
         node = layout.node,
         broker = layout.broker,
     );
+    // Every mapper `edgetwin install` knows is a bus client of its own protocol: the agent writes
+    // each one's credentials into {STATE_DIR}/bus/, and the mapper's unit loads its file.
+    text.push_str(
+        "bus:
+  # The broker takes only these clients; each mapper's unit loads its credentials file
+  # (LoadCredential=) from the agent's data dir.
+  clients:
+",
+    );
+    for kind in MapperKind::ALL {
+        let _ = writeln!(
+            text,
+            "    - name: {name}\n      protocols: [{name}]",
+            name = kind.name()
+        );
+    }
     if let Some(cloud) = &layout.cloud {
         let _ = write!(
             text,
@@ -193,7 +212,9 @@ After={EDGE_UNIT}
 
 [Service]
 Type=simple
-ExecStart={bin}/{binary} --node {node} --broker {broker}
+# The bus credentials the agent wrote for this mapper (its client `{name}` in edge.yaml).
+LoadCredential={BUS_CREDENTIAL}:{STATE_DIR}/bus/{name}.json
+ExecStart={bin}/{binary} --node {node} --broker {broker} --credentials %d/{BUS_CREDENTIAL}
 Environment=RUST_LOG=info
 Restart=always
 RestartSec=2
@@ -203,6 +224,7 @@ TimeoutStopSec=10
 WantedBy=multi-user.target
 ",
         what = kind.description(),
+        name = kind.name(),
         bin = layout.bin_dir,
         binary = kind.binary(),
         node = layout.node,
@@ -268,7 +290,8 @@ mod tests {
     fn the_gpio_mapper_gets_the_gpio_group_and_only_the_gpio_devices() {
         let unit = mapper_unit(MapperKind::Gpio, &layout(true));
         assert!(unit.contains(
-            "ExecStart=/usr/local/bin/edgetwin-mapper-gpio --node pi-traffic --broker 127.0.0.1:1883\n"
+            "ExecStart=/usr/local/bin/edgetwin-mapper-gpio --node pi-traffic --broker 127.0.0.1:1883 \
+             --credentials %d/bus.json\n"
         ));
         for line in [
             "SupplementaryGroups=gpio",
@@ -281,7 +304,11 @@ mod tests {
             assert!(unit.contains(line), "{line} missing:\n{unit}");
         }
         assert!(!unit.contains("PrivateDevices=yes"), "it needs /dev/gpio*");
-        assert!(!unit.contains("LoadCredential"), "never the node token");
+        assert!(
+            unit.contains("LoadCredential=bus.json:/var/lib/edgetwin/bus/gpio.json\n"),
+            "its bus credentials:\n{unit}"
+        );
+        assert!(!unit.contains("node.token"), "never the node token");
         let sim = mapper_unit(MapperKind::Sim, &layout(true));
         assert!(sim.contains("PrivateDevices=yes") && !sim.contains("DeviceAllow"));
     }
@@ -293,6 +320,7 @@ mod tests {
         assert!(config.contains("dataDir: /var/lib/edgetwin\n"));
         assert!(config.contains("tokenFile: /run/credentials/edgetwin-edge.service/node.token\n"));
         assert!(config.contains("caFile: /etc/edgetwin/cloud-ca.pem\n"));
+        assert!(config.contains("    - name: gpio\n      protocols: [gpio]\n"));
         assert!(!edge_config(&layout(false)).contains("cloud:"));
     }
 }

@@ -180,7 +180,8 @@ async fn e2e_ctl_set_reaches_the_modbus_device_and_is_reported_back() {
     std::fs::write(
         &edge_config,
         format!(
-            "nodeName: {node}\ndataDir: {}\nbroker:\n  embedded:\n    listen: {broker}\nhttp:\n  listen: null\ncloud:\n  url: ws://{tunnel}\n  token: {token}\n  insecure: true\n  reconnectMinMs: 50\n  reconnectMaxMs: 200\n",
+            "nodeName: {node}\ndataDir: {}\nbroker:\n  embedded:\n    listen: {broker}\nhttp:\n  listen: null\ncloud:\n  url: ws://{tunnel}\n  token: {token}\n  insecure: true\n  reconnectMinMs: 50\n  reconnectMaxMs: 200\n\
+                 bus:\n  clients:\n    - name: modbus\n      protocols: [modbus]\n",
             root.join("edge").display()
         ),
     )
@@ -196,9 +197,19 @@ async fn e2e_ctl_set_reaches_the_modbus_device_and_is_reported_back() {
     })
     .await;
     let broker_arg = broker.to_string();
+    // The bus credentials the edge agent wrote for its client `modbus` (edge.yaml).
+    let credentials = root.join("edge").join("bus").join("modbus.json");
+    let credentials = credentials.to_str().expect("utf-8");
     let _mapper = spawn(
         Path::new(env!("CARGO_BIN_EXE_edgetwin-mapper-modbus")),
-        &["--node", node, "--broker", &broker_arg],
+        &[
+            "--node",
+            node,
+            "--broker",
+            &broker_arg,
+            "--credentials",
+            credentials,
+        ],
         &root.join("mapper.log"),
     );
     ctl(
