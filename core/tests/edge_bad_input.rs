@@ -5,9 +5,11 @@
 mod support;
 
 use edgetwin_core::edge::metrics::Reject;
+use std::time::Duration;
+
+use edgetwin_testkit::raw_mqtt::RawPublish;
 use edgetwin_testkit::{BrokerKind, TestClient};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 on_both_brokers!(
     malformed_json,
@@ -215,12 +217,14 @@ async fn a_wildcard_or_nul_in_a_published_topic(kind: BrokerKind) {
         "$hw/events/device/a#/twin/update",
         "$hw/events/device/a\0b/twin/update",
     ] {
-        raw_publish(
-            edge.broker_addr(),
-            (&login.username, &login.password),
+        RawPublish {
+            client_id: "test-raw",
+            login: Some((&login.username, &login.password)),
             topic,
-            b"{}",
-        )
+            payload: b"{}",
+            retained_qos1: false,
+        }
+        .send(edge.broker_addr(), Duration::from_secs(5))
         .await;
     }
     let mut mapper = edge.client().await;
@@ -338,61 +342,4 @@ async fn a_membership_get_that_is_not_json(kind: BrokerKind) {
         1,
         "{kind}"
     );
-}
-
-/// Connects with a hand-made MQTT 3.1.1 CONNECT and sends one QoS 0 PUBLISH of `topic`.
-async fn raw_publish(
-    addr: std::net::SocketAddr,
-    (username, password): (&str, &str),
-    topic: &str,
-    payload: &[u8],
-) {
-    fn string(out: &mut Vec<u8>, s: &[u8]) {
-        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-        out.extend_from_slice(s);
-    }
-    fn packet(kind: u8, body: Vec<u8>) -> Vec<u8> {
-        let mut out = vec![kind];
-        let mut len = body.len();
-        loop {
-            let mut byte = (len % 128) as u8;
-            len /= 128;
-            if len > 0 {
-                byte |= 0x80;
-            }
-            out.push(byte);
-            if len == 0 {
-                break;
-            }
-        }
-        out.extend(body);
-        out
-    }
-    let mut connect = Vec::new();
-    string(&mut connect, b"MQTT");
-    // Level 4, flags: username, password, clean session; keep-alive 30 s.
-    connect.extend_from_slice(&[4, 0xc2, 0, 30]);
-    string(&mut connect, b"raw-publisher");
-    string(&mut connect, username.as_bytes());
-    string(&mut connect, password.as_bytes());
-    let mut publish = Vec::new();
-    string(&mut publish, topic.as_bytes());
-    publish.extend_from_slice(payload);
-
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connects");
-    stream
-        .write_all(&packet(0x10, connect))
-        .await
-        .expect("CONNECT");
-    let mut connack = [0u8; 4];
-    stream.read_exact(&mut connack).await.expect("CONNACK");
-    assert_eq!(connack[0], 0x20, "a CONNACK");
-    stream
-        .write_all(&packet(0x30, publish))
-        .await
-        .expect("PUBLISH");
-    // A clean DISCONNECT (the broker may already have closed the connection).
-    let _ = stream.write_all(&[0xE0, 0]).await;
 }

@@ -15,6 +15,7 @@ use edgetwin_model::wire::payload::DeviceTwinUpdate;
 use edgetwin_model::wire::spec_auth::BusCredentials;
 use edgetwin_sdk::testkit::SimDriver;
 use edgetwin_sdk::{Mapper, MapperHandle, Value};
+use edgetwin_testkit::raw_mqtt::RawPublish;
 use serde_json::json;
 
 const NODE: &str = "e2e-node";
@@ -222,70 +223,6 @@ async fn a_mapper_serves_a_device_of_the_real_edge_agent() {
     agent.shutdown().await;
 }
 
-/// Publishes `payload` retained at QoS 1 with a hand-written client (MQTT client libraries
-/// refuse packets over their own limit) and says whether the broker acknowledged it (`false`:
-/// it closed the connection instead).
-async fn raw_retained_publish(
-    addr: std::net::SocketAddr,
-    (username, password): (&str, &str),
-    topic: &str,
-    payload: &[u8],
-) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    fn string(out: &mut Vec<u8>, s: &[u8]) {
-        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-        out.extend_from_slice(s);
-    }
-    fn packet(kind: u8, body: Vec<u8>) -> Vec<u8> {
-        let mut out = vec![kind];
-        let mut len = body.len();
-        loop {
-            let mut byte = (len % 128) as u8;
-            len /= 128;
-            if len > 0 {
-                byte |= 0x80;
-            }
-            out.push(byte);
-            if len == 0 {
-                break;
-            }
-        }
-        out.extend(body);
-        out
-    }
-    let mut connect = Vec::new();
-    string(&mut connect, b"MQTT");
-    // Clean session, with a username and a password.
-    connect.extend_from_slice(&[4, 0xC2, 0, 30]);
-    string(&mut connect, b"sim-raw-retainer");
-    string(&mut connect, username.as_bytes());
-    string(&mut connect, password.as_bytes());
-    let mut publish = Vec::new();
-    string(&mut publish, topic.as_bytes());
-    publish.extend_from_slice(&[0, 1]); // packet id
-    publish.extend_from_slice(payload);
-
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connects");
-    stream
-        .write_all(&packet(0x10, connect))
-        .await
-        .expect("CONNECT");
-    let mut connack = [0u8; 4];
-    stream.read_exact(&mut connack).await.expect("CONNACK");
-    assert_eq!(connack[0], 0x20, "a CONNACK");
-    // QoS 1, retained. The broker may close the connection while the packet is still sent.
-    let _ = stream.write_all(&packet(0x33, publish)).await;
-    let mut puback = [0u8; 4];
-    let acked = matches!(
-        tokio::time::timeout(WAIT, stream.read_exact(&mut puback)).await,
-        Ok(Ok(_)) if puback[0] == 0x40
-    );
-    let _ = stream.write_all(&[0xE0, 0]).await;
-    acked
-}
-
 /// A retained message of any size a client can publish never knocks a mapper offline: the
 /// broker refuses what is over the packet limit every client of ours reads, and takes one at the
 /// limit on the mapper's spec topic (acknowledged, as mosquitto does) without forwarding it (only
@@ -305,15 +242,25 @@ async fn an_oversized_retained_message_never_knocks_a_mapper_offline() {
     let huge = vec![b'x'; 1_500_000];
     let login = mapper_credentials(dir.path());
     let login = (login.username.as_str(), login.password.as_str());
+    let retained = |topic, payload| RawPublish {
+        client_id: "sim-raw-retainer",
+        login: Some(login),
+        topic,
+        payload,
+        retained_qos1: true,
+    };
+    let junk = junk_topic("junk");
     assert!(
-        !raw_retained_publish(addr, login, &junk_topic("junk"), &huge).await,
+        !retained(&junk, &huge).send(addr, WAIT).await,
         "the broker refuses a packet over its limit"
     );
     // The largest packet the broker takes: acknowledged, refused by the bus policy.
     let topic = junk_topic("largest");
     let largest = edgetwin_model::limits::MAX_PACKET_BYTES - 2 - topic.len() - 2;
     assert!(
-        raw_retained_publish(addr, login, &topic, &vec![b'x'; largest]).await,
+        retained(&topic, &vec![b'x'; largest])
+            .send(addr, WAIT)
+            .await,
         "the broker takes a packet at its limit"
     );
 

@@ -10,6 +10,7 @@
 //! - [`peer_process`]: a peer process driven line by line (pymodbus, asyncua, simulators);
 //! - [`binaries`]: the workspace's binaries for process tests in other packages than theirs;
 //! - [`peers`]: whether a test must fail or may skip when an outside peer is missing;
+//! - [`raw_mqtt`]: one PUBLISH from hand-made packets (what client libraries refuse to send);
 //! - [`servers`]: Redis, MariaDB and an OTLP/HTTP receiver as real processes on free ports.
 //!
 //! Helpers return errors or panic with a message that names what is missing and how to get it.
@@ -23,6 +24,7 @@ pub mod peer_process;
 pub mod peers;
 pub mod pki;
 pub mod proxy;
+pub mod raw_mqtt;
 pub mod servers;
 
 pub use broker::{
