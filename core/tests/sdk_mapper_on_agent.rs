@@ -306,6 +306,7 @@ async fn a_read_failure_reaches_the_registry_as_a_condition_and_an_event() {
         listen: loopback,
         tls: None,
         insecure: true,
+        insecure_on_network: false,
         data_dir: dir.path().join("cloud"),
         registry: RegistryConfig::Embedded {
             api_listen: loopback,

@@ -17,8 +17,12 @@ pub struct CloudConfig {
     pub listen: SocketAddr,
     /// TLS for the tunnel; without it the tunnel is plain `ws://`, which needs `insecure`.
     pub tls: Option<CloudTlsConfig>,
-    /// Allow plain `ws://` (tokens travel in clear: tests and demos only).
+    /// Allow plain `ws://` (tokens travel in clear: tests and demos only). Only on a loopback
+    /// `listen` unless [`insecure_on_network`](Self::insecure_on_network) is also set.
     pub insecure: bool,
+    /// Allow `insecure` on an address other hosts can reach: node tokens cross the network in
+    /// clear. A second, explicit flag, so that a demo's `insecure: true` never does this alone.
+    pub insecure_on_network: bool,
     /// Directory of the cloud's files: `cloud.db` (node tokens, per-node outboxes) and, for the
     /// embedded registry, its database, API token and URL files.
     pub data_dir: PathBuf,
@@ -132,9 +136,10 @@ impl LeaderElectionConfig {
 impl Default for CloudConfig {
     fn default() -> Self {
         CloudConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], 10000)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 10000)),
             tls: None,
             insecure: false,
+            insecure_on_network: false,
             data_dir: PathBuf::from("edgetwin-cloud"),
             registry: RegistryConfig::Embedded {
                 api_listen: SocketAddr::from(([127, 0, 0, 1], 7411)),
@@ -172,6 +177,17 @@ impl CloudConfig {
                 "required unless `insecure: true` (plain ws:// sends node tokens in clear)",
             ));
         }
+        if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.insecure_on_network {
+            return Err(invalid(
+                "insecure",
+                &format!(
+                    "plain ws:// on {}, which other hosts can reach, sends node tokens across the \
+                     network in clear: configure `tls`, listen on loopback, or also set \
+                     `insecureOnNetwork: true`",
+                    self.listen
+                ),
+            ));
+        }
         if self.status_interval_ms == 0 {
             return Err(invalid("statusIntervalMs", "must be at least 1"));
         }
@@ -195,15 +211,18 @@ impl CloudConfig {
     pub fn default_yaml() -> String {
         r#"# edgetwin cloud configuration. Every key is optional; these are the defaults.
 
-# Where the edge nodes' tunnel (WebSocket) listens.
-listen: 0.0.0.0:10000
+# Where the edge nodes' tunnel (WebSocket) listens: loopback by default; e.g. 0.0.0.0:10000
+# for edge nodes on other hosts.
+listen: 127.0.0.1:10000
 # TLS for the tunnel. Required unless `insecure: true`.
 tls: null
 #  certFile: /etc/edgetwin/cloud.crt
 #  keyFile: /etc/edgetwin/cloud.key
 #  clientCaFile: null   # accept client certificates issued by this CA
-# Plain ws:// (node tokens in clear): tests and demos only.
+# Plain ws:// (node tokens in clear): tests and demos only. On a `listen` address other hosts
+# can reach, only with `insecureOnNetwork: true` as well.
 insecure: false
+insecureOnNetwork: false
 # cloud.db (node tokens: `edgetwin cloud token create NODE -c THIS_FILE`, per-node
 # outboxes) and the embedded registry's files.
 dataDir: edgetwin-cloud
@@ -331,6 +350,19 @@ mod tests {
         let error =
             CloudConfig::from_yaml("insecure: true\nbogus: 1\n", "c.yaml").expect_err("unknown");
         assert!(error.to_string().contains("bogus"), "{error}");
+    }
+
+    #[test]
+    fn plain_ws_on_the_network_needs_a_second_flag() {
+        let error = CloudConfig::from_yaml("insecure: true\nlisten: 0.0.0.0:10000\n", "c.yaml")
+            .expect_err("plain ws:// on every interface");
+        assert!(
+            error.to_string().contains("`insecureOnNetwork: true`"),
+            "{error}"
+        );
+        let both = "insecure: true\ninsecureOnNetwork: true\nlisten: 0.0.0.0:10000\n";
+        CloudConfig::from_yaml(both, "c.yaml").expect("explicitly allowed");
+        CloudConfig::from_yaml("insecure: true\n", "c.yaml").expect("loopback by default");
     }
 
     /// The printed default with its commented `kubernetes` block switched on instead of

@@ -109,6 +109,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             client_ca_file: None,
         }),
         insecure: false,
+        insecure_on_network: false,
         data_dir: dir.root().to_path_buf(),
         registry: RegistryConfig::Embedded {
             api_listen: args.listen,
