@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use edgetwin_mapper_ble::config::{ProtocolConfig, VisitorConfig};
 use edgetwin_mapper_ble::{BleDriver, BleSession, RadioOptions};
-use edgetwin_sdk::{
-    DeviceConfig, DeviceId, Driver, DriverError, Point, PointId, PropertyType, Session, Value,
-};
+use edgetwin_sdk::{DeviceConfig, Driver, DriverError, Point, PropertyType, Session, Value};
 use serde_json::{Value as Json, json};
 use support::{BluezPeer, on_private_bus, run_on_private_bus};
 
@@ -47,22 +45,7 @@ fn device(
     protocol: Json,
     points: &[(&str, PropertyType, Json)],
 ) -> DeviceConfig<ProtocolConfig, VisitorConfig> {
-    DeviceConfig {
-        id: DeviceId::new("default", name),
-        protocol: serde_json::from_value(protocol).expect("protocol configData"),
-        points: points
-            .iter()
-            .enumerate()
-            .map(|(i, (property, ty, visitor))| Point {
-                id: PointId(i),
-                property: (*property).to_owned(),
-                ty: *ty,
-                writable: true,
-                limits: Default::default(),
-                visitor: serde_json::from_value(visitor.clone()).expect("visitor configData"),
-            })
-            .collect(),
-    }
+    edgetwin_sdk::testkit::device_config(name, protocol, points)
 }
 
 fn thermometer(protocol: Json) -> DeviceConfig<ProtocolConfig, VisitorConfig> {

@@ -220,23 +220,7 @@ pub fn device(
     protocol: Json,
     points: &[(impl AsRef<str>, PropertyType, Json)],
 ) -> DeviceConfig<ProtocolConfig, VisitorConfig> {
-    DeviceConfig {
-        id: DeviceId::new("default", name),
-        protocol: serde_json::from_value(protocol).expect("protocol configData parses"),
-        points: points
-            .iter()
-            .enumerate()
-            .map(|(i, (property, ty, visitor))| Point {
-                id: PointId(i),
-                property: property.as_ref().to_owned(),
-                ty: *ty,
-                writable: true,
-                limits: Default::default(),
-                visitor: serde_json::from_value(visitor.clone())
-                    .expect("visitors configData parses"),
-            })
-            .collect(),
-    }
+    edgetwin_sdk::testkit::device_config(name, protocol, points)
 }
 
 /// `count` INT properties `r0`, `r1`, … on adjacent holding registers from address 0.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use edgetwin_mapper_opcua::OpcUaDriver;
 use edgetwin_mapper_opcua::config::{ProtocolConfig, VisitorConfig};
 use edgetwin_sdk::testkit::kit::{self, PeerProcess};
-use edgetwin_sdk::{DeviceConfig, DeviceId, Point, PointId, PropertyType};
+use edgetwin_sdk::{DeviceConfig, PropertyType};
 use serde_json::Value as Json;
 use tokio::process::Command;
 
@@ -152,23 +152,7 @@ pub fn device(
     protocol: Json,
     points: &[(impl AsRef<str>, PropertyType, Json)],
 ) -> DeviceConfig<ProtocolConfig, VisitorConfig> {
-    DeviceConfig {
-        id: DeviceId::new("default", name),
-        protocol: serde_json::from_value(protocol).expect("protocol configData parses"),
-        points: points
-            .iter()
-            .enumerate()
-            .map(|(i, (property, ty, visitor))| Point {
-                id: PointId(i),
-                property: property.as_ref().to_owned(),
-                ty: *ty,
-                writable: true,
-                limits: Default::default(),
-                visitor: serde_json::from_value(visitor.clone())
-                    .expect("visitors configData parses"),
-            })
-            .collect(),
-    }
+    edgetwin_sdk::testkit::device_config(name, protocol, points)
 }
 
 /// A driver whose data directory is a fresh temp dir (kept alive by the returned guard).
