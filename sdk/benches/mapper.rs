@@ -48,43 +48,7 @@ fn main() -> ExitCode {
     if let Some(broker) = std::env::var_os(RAW_ENV) {
         return raw::main(&broker.to_string_lossy());
     }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("bench: cannot start tokio: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(bench()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bench failed: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The mapper binary: `EDGETWIN_BENCH_MAPPER`, or `edgetwin-mapper-sim` next to this bench
-/// (`target/release/edgetwin-mapper-sim`).
-fn mapper_binary() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("EDGETWIN_BENCH_MAPPER") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let release = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("the bench is not in target/release/deps")?;
-    let binary = release.join("edgetwin-mapper-sim");
-    if binary.is_file() {
-        Ok(binary)
-    } else {
-        Err(format!(
-            "{} not found: build it first with \
-             `cargo build --release -p edgetwin-mapper-sim`",
-            binary.display()
-        ))
-    }
+    common::run(bench())
 }
 
 /// The YAML of the model and of device `index`.
@@ -268,7 +232,9 @@ async fn bench() -> Result<(), String> {
         edge.publish_devices(&device_yaml(index))?;
     }
     let writes_file: PathBuf = scratch.path().join("writes.tsv");
-    let mut mapper = Command::new(mapper_binary()?);
+    let mut mapper = Command::new(common::mapper_binary(
+        "cargo build --release -p edgetwin-mapper-sim",
+    )?);
     mapper
         .args(["--node", NODE, "--broker", &broker.addr().to_string()])
         .env("EDGETWIN_SIM_WRITE_LOG", &writes_file)

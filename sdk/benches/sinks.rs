@@ -15,7 +15,7 @@
 //! cargo bench -p edgetwin-sdk --bench sinks          # BENCH_DEVICES=100 BENCH_SECONDS=15
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,42 +35,7 @@ const PROPERTIES: usize = 10;
 const CYCLE_MS: u64 = 100;
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("bench: cannot start tokio: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(bench()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bench failed: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The mapper: `EDGETWIN_BENCH_MAPPER`, or `target/release/edgetwin-mapper-sim` (which must be
-/// built with `--features sinks-all`).
-fn mapper_binary() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("EDGETWIN_BENCH_MAPPER") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("the bench is not in target/release/deps")?
-        .join("edgetwin-mapper-sim");
-    if binary.is_file() {
-        Ok(binary)
-    } else {
-        Err(format!(
-            "{} not found: `cargo build --release -p edgetwin-mapper-sim --features sinks-all`",
-            binary.display()
-        ))
-    }
+    common::run(bench())
 }
 
 /// An HTTP server answering every request with `answer` (after reading it whole), on one
@@ -180,15 +145,17 @@ async fn run(
         edge.publish_devices(&device_yaml(index, push))?;
     }
     let metrics_port = free_port().map_err(|e| e.to_string())?;
-    let child = Command::new(mapper_binary()?)
-        .args(["--node", NODE, "--broker", broker])
-        .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
-        .arg("--secrets-dir")
-        .arg(secrets)
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    let child = Command::new(common::mapper_binary(
+        "cargo build --release -p edgetwin-mapper-sim --features sinks-all",
+    )?)
+    .args(["--node", NODE, "--broker", broker])
+    .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
+    .arg("--secrets-dir")
+    .arg(secrets)
+    .env("RUST_LOG", "error")
+    .stdin(Stdio::null())
+    .spawn()
+    .map_err(|e| e.to_string())?;
     let pid = child.id();
     let mut guard = ChildGuard(Some(child));
     for index in 0..devices {

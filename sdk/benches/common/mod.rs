@@ -1,4 +1,4 @@
-//! What the mapper benchmarks share: reading a process's CPU time and resident memory from
+//! What the mapper benchmarks share: running a bench on tokio, finding the mapper binary, reading a process's CPU time and resident memory from
 //! `/proc`, stopping it with SIGTERM, and a guard that kills it by pid if a bench fails half-way.
 
 #![allow(dead_code)] // Each bench uses part of it.
@@ -106,5 +106,49 @@ pub fn terminate(child: &mut Child) -> Result<(), String> {
             return Err("the mapper did not exit within 15 s of SIGTERM".into());
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `bench` on a multi-threaded tokio runtime; its error is printed and fails the process.
+pub fn run<F>(bench: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    use std::process::ExitCode;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("bench: cannot start tokio: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The mapper to measure: `EDGETWIN_BENCH_MAPPER`, or `edgetwin-mapper-sim` next to this bench
+/// (`target/release/`); `build` is the command that makes it, for the error.
+pub fn mapper_binary(build: &str) -> Result<std::path::PathBuf, String> {
+    if let Some(path) = std::env::var_os("EDGETWIN_BENCH_MAPPER") {
+        return Ok(std::path::PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let binary = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .ok_or("the bench is not in target/release/deps")?
+        .join("edgetwin-mapper-sim");
+    if binary.is_file() {
+        Ok(binary)
+    } else {
+        Err(format!(
+            "{} not found: build it first with `{build}`",
+            binary.display()
+        ))
     }
 }
